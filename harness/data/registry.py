@@ -1,0 +1,37 @@
+"""Resolve a dataset name or folder path to a :class:`~harness.data.base.Dataset`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from harness.data.base import Dataset
+from harness.errors import HarnessError
+from harness.profiles import DEFAULT_PROFILE, PROFILES
+
+SYNTHETIC = {"synthetic-sem": "SEM", "synthetic-tem": "TEM"}
+
+
+def dataset_names() -> list[str]:
+    return sorted(SYNTHETIC)
+
+
+def open_dataset(name: str, profile: str = DEFAULT_PROFILE, seed: int = 0) -> Dataset:
+    """An embedded dataset by name (sized by ``profile``, generated from ``seed``), or a folder.
+
+    ``seed`` is the data-generation seed of embedded datasets; it is not the split seed and not
+    the training seed.
+    """
+    if profile not in PROFILES:
+        raise HarnessError(f"unknown profile {profile!r}: choose one of {', '.join(PROFILES)}")
+    if name in SYNTHETIC:
+        from harness.data.synthetic import SyntheticDataset
+
+        return SyntheticDataset(modality=SYNTHETIC[name], profile=profile, seed=seed)
+    path = Path(name)
+    if path.is_dir():
+        from harness.data.folder import FolderDataset
+
+        return FolderDataset(path)
+    raise HarnessError(
+        f"unknown dataset {name!r}: give one of {', '.join(dataset_names())} or a folder path"
+    )

@@ -1,0 +1,41 @@
+"""One micrograph as every layer sees it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from harness.data.scales import length_scale_of
+
+MODALITIES = ("SEM", "TEM", "unknown")
+
+
+@dataclass(frozen=True, eq=False)
+class Sample:
+    """An image with, when labeled, its instance mask.
+
+    ``image`` is 2-D, uint8 or uint16 (or float for user data); ``mask`` is 2-D int32 with
+    0 = background and one positive id per particle, or None for an unlabeled image.
+    ``databar_rows`` bottom rows hold an instrument data bar: they are never labels, never
+    trained on and never measured.
+    """
+
+    id: str
+    image: np.ndarray
+    mask: np.ndarray | None
+    pixel_size_nm: float | None
+    modality: str = "unknown"
+    databar_rows: int = 0
+    pixel_size_source: str = "unknown"
+    particles: pd.DataFrame | None = field(default=None, repr=False)
+
+    @property
+    def length_scale(self) -> str:
+        return length_scale_of(self.pixel_size_nm)
+
+    @property
+    def valid_rows(self) -> int:
+        """Number of rows above the data bar."""
+        return self.image.shape[0] - self.databar_rows
