@@ -1,0 +1,328 @@
+"""``harness data check DIR``: read a whole folder once and report everything found.
+
+The report gives counts per pool, pixel sizes and their source, length-scale bins, data bars,
+images without masks, near-duplicates between training and evaluation pools, and every problem
+with its file and reason. A folder is *usable* when no problem is an error and at least one
+image loads; warnings (no pixel size, no masks, an empty pool, ...) are shown but do not block.
+Nothing is written inside the folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel
+from tabulate import tabulate
+from tqdm import tqdm
+
+from harness.data.base import Dataset, DatasetIdentity
+from harness.data.folder import FolderDataset, ImageRecord, Problem, index_frame, load_record
+from harness.data.io import METADATA_FILE
+from harness.data.leakage import DEFAULT_MAX_DISTANCE, Fingerprint, fingerprint, leaks_from_fingerprints
+from harness.data.sample import Sample
+from harness.data.splits import DEFAULT_SPLIT_SEED, POOLS, SplitManifest, make_manifest
+from harness.errors import HarnessError
+
+MAX_NAMES = 8  # names listed in one summary line before "and N more"
+
+
+class ImageReport(BaseModel):
+    id: str
+    image: str
+    mask: str | None
+    pool: str | None
+    shape: tuple[int, int]
+    dtype: str
+    layout: str
+    pixel_size_nm: float | None
+    pixel_size_source: str
+    length_scale: str
+    modality: str
+    databar_rows: int | None
+    databar_source: str | None
+    mask_kind: str | None
+    particles: int
+    loaded: bool
+
+
+class PixelSizeSummary(BaseModel):
+    source: str
+    images: int
+    min_nm: float | None
+    max_nm: float | None
+
+
+class LeakReport(BaseModel):
+    pretrain_id: str
+    pretrain_pool: str
+    eval_id: str
+    eval_pool: str
+    distance: int
+
+
+class CheckReport(BaseModel):
+    """Everything ``harness data check`` found; ``usable`` decides the exit code."""
+
+    folder: str
+    dataset: str | None
+    split_seed: int
+    usable: bool
+    images: list[ImageReport]
+    pools: dict[str, int]
+    pool_bins: dict[str, dict[str, int]]  # pool -> length-scale bin -> images
+    pixel_sizes: list[PixelSizeSummary]
+    databars: dict[str, int]  # source -> images
+    without_masks: list[str]
+    leaks: list[LeakReport]
+    problems: list[Problem]
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "warning"]
+
+    def to_text(self) -> str:
+        """The human-readable report the CLI prints."""
+        loaded = [i for i in self.images if i.loaded]
+        labeled = sum(1 for i in loaded if i.mask is not None)
+        lines = [f"folder     {self.folder}"]
+        if self.dataset:
+            lines.append(f"dataset    {self.dataset}")
+        lines.append(
+            f"images     {len(self.images)} found, {len(loaded)} loaded: {labeled} with masks, "
+            f"{len(loaded) - labeled} without (unlabeled pretraining pool)"
+        )
+        if self.pool_bins:
+            table = pd.DataFrame(self.pool_bins).T.fillna(0).astype(int)
+            table["total"] = table.sum(axis=1)
+            lines += ["", f"pools and length-scale bins (split seed {self.split_seed}):"]
+            lines += ["  " + row for row in tabulate(table, headers="keys").splitlines()]
+        if self.pixel_sizes:
+            lines += ["", "pixel sizes:"]
+            for entry in self.pixel_sizes:
+                if entry.min_nm is None:
+                    span = "none: sizes are in px, length-scale bin 'unknown'"
+                elif entry.min_nm == entry.max_nm:
+                    span = f"{entry.min_nm:.4g} nm/px"
+                else:
+                    span = f"{entry.min_nm:.4g}-{entry.max_nm:.4g} nm/px"
+                lines.append(f"  {entry.source:<16} {entry.images:>5} image(s)  {span}")
+        if self.databars:
+            bars = ", ".join(f"{source} {count}" for source, count in sorted(self.databars.items()))
+            lines += ["", f"data bars: {bars}"]
+        if self.without_masks:
+            lines += ["", f"images without masks ({len(self.without_masks)}): {_names(self.without_masks)}"]
+        if self.leaks:
+            lines += ["", f"near-duplicates between training and evaluation pools ({len(self.leaks)}):"]
+            lines += [
+                f"  {leak.pretrain_id} ({leak.pretrain_pool}) ~ {leak.eval_id} ({leak.eval_pool}): {leak.distance} bits"
+                for leak in self.leaks
+            ]
+        lines.append("")
+        if self.problems:
+            lines.append(f"problems: {len(self.errors)} error(s), {len(self.warnings)} warning(s)")
+            lines += ["  " + p.line() for p in sorted(self.problems, key=lambda p: (p.severity != "error", p.file))]
+        else:
+            lines.append("problems: none")
+        verdict = "usable" if self.usable else f"NOT usable ({len(self.errors)} error(s))"
+        lines += ["", f"result: {verdict}"]
+        return "\n".join(lines)
+
+
+def _names(names: list[str]) -> str:
+    shown = ", ".join(names[:MAX_NAMES])
+    return shown + (f" and {len(names) - MAX_NAMES} more" if len(names) > MAX_NAMES else "")
+
+
+class _Loaded(Dataset):
+    """The records of a folder that loaded, so that the manifest can be drawn before a fix."""
+
+    def __init__(self, identity: DatasetIdentity, records: list[ImageRecord], fractions: dict[str, float]):
+        self.identity = identity
+        self.split_fractions = fractions
+        self._records = records
+
+    def index(self) -> pd.DataFrame:
+        return index_frame(self._records)
+
+    def load(self, sample_id: str) -> Sample:  # pragma: no cover - the check never loads through it
+        raise HarnessError("the check's record view holds no pixels")
+
+
+def _pixel_digest(sample: Sample) -> str:
+    digest = hashlib.sha256(f"{sample.image.dtype}{sample.image.shape}".encode())
+    digest.update(np.ascontiguousarray(sample.image).tobytes())
+    return digest.hexdigest()
+
+
+def _pixel_size_summary(records: list[ImageRecord]) -> list[PixelSizeSummary]:
+    by_source: dict[str, list[float | None]] = {}
+    for record in records:
+        by_source.setdefault(record.pixel_size_source, []).append(record.pixel_size_nm)
+    summary = []
+    for source, sizes in sorted(by_source.items()):
+        known = [s for s in sizes if s is not None]
+        summary.append(
+            PixelSizeSummary(
+                source=source,
+                images=len(sizes),
+                min_nm=min(known) if known else None,
+                max_nm=max(known) if known else None,
+            )
+        )
+    return summary
+
+
+def _pool_warnings(manifest: SplitManifest, labeled: int) -> list[Problem]:
+    if labeled == 0:
+        return [
+            Problem(
+                file="masks/",
+                reason="no image has a mask: the folder can serve as an unlabeled pretraining pool only; "
+                "the benchmark needs labeled train, val and test images",
+                severity="warning",
+            )
+        ]
+    empty = [pool for pool in ("train", "val", "test") if not manifest.pools[pool]]
+    if empty:
+        return [
+            Problem(
+                file="masks/",
+                reason=f"{labeled} labeled image(s) leave the {', '.join(empty)} pool(s) empty; "
+                "the benchmark needs at least one image in each",
+                severity="warning",
+            )
+        ]
+    return []
+
+
+def check_folder(
+    path: str | Path,
+    connectivity: int = 8,
+    crop_bottom: int | None = None,
+    split_seed: int = DEFAULT_SPLIT_SEED,
+    max_leak_distance: int = DEFAULT_MAX_DISTANCE,
+    progress: bool = False,
+) -> CheckReport:
+    """Read every file of a folder dataset once and report what was found (see module docstring)."""
+    dataset = FolderDataset(path, connectivity=connectivity, crop_bottom=crop_bottom)
+    root = dataset.root
+    scan = dataset.scan()
+    problems: list[Problem] = list(scan.all_problems())
+    reports: dict[str, ImageReport] = {}
+    loaded: list[ImageRecord] = []
+    fingerprints: dict[str, Fingerprint] = {}
+    digests: dict[str, list[str]] = {}
+    bar_sources: Counter[str] = Counter()
+    for record in tqdm(scan.records, desc="check", unit="img", disable=not progress):
+        # header-level errors were found by the scan; only clean records are decoded
+        result = load_record(record, root, connectivity) if record.ok else None
+        problems += result.problems if result is not None else []
+        sample = result.sample if result is not None else None  # None whenever loading found an error
+        if result is not None and sample is not None:
+            loaded.append(record)
+            fingerprints[record.id] = fingerprint(sample.image, sample.databar_rows)
+            digests.setdefault(_pixel_digest(sample), []).append(record.image)
+            bar_sources[result.databar_source] += 1
+        reports[record.id] = ImageReport(
+            id=record.id,
+            image=record.image,
+            mask=record.mask,
+            pool=None,
+            shape=record.shape,
+            dtype=str(sample.image.dtype) if sample is not None else record.dtype,
+            layout=record.layout,
+            pixel_size_nm=record.pixel_size_nm,
+            pixel_size_source=record.pixel_size_source,
+            length_scale=record.length_scale,
+            modality=record.modality,
+            databar_rows=sample.databar_rows if sample is not None else record.databar_rows,
+            databar_source=result.databar_source if sample is not None else record.databar_source,
+            mask_kind=result.mask_kind if result is not None else None,
+            particles=result.particles if result is not None else 0,
+            loaded=sample is not None,
+        )
+    for files in digests.values():
+        for duplicate in files[1:]:
+            problems.append(Problem(file=duplicate, reason=f"same pixels as {files[0]} (duplicate file); keep one"))
+
+    identity: DatasetIdentity | None = None
+    manifest: SplitManifest | None = None
+    leaks: list[LeakReport] = []
+    if loaded:
+        identity = dataset.identity
+        try:
+            manifest = make_manifest(_Loaded(identity, loaded, dataset.split_fractions), split_seed)
+        except HarnessError as err:
+            problems.append(Problem(file=METADATA_FILE, reason=str(err)))
+    if manifest is not None:
+        pool_of = {i: pool for pool, ids in manifest.pools.items() for i in ids}
+        for sample_id, report in reports.items():
+            reports[sample_id] = report.model_copy(update={"pool": pool_of.get(sample_id)})
+        records = {r.id: r for r in loaded}
+
+        def pixels(sample_id: str) -> np.ndarray:
+            sample = load_record(records[sample_id], root, connectivity).sample
+            assert sample is not None  # it loaded a moment ago
+            return sample.image[: sample.valid_rows]
+
+        for leak in leaks_from_fingerprints(fingerprints, manifest, max_leak_distance, load=pixels):
+            entry = LeakReport(
+                pretrain_id=leak.pretrain_id,
+                pretrain_pool=pool_of[leak.pretrain_id],
+                eval_id=leak.eval_id,
+                eval_pool=pool_of[leak.eval_id],
+                distance=leak.distance,
+            )
+            leaks.append(entry)
+            problems.append(
+                Problem(
+                    file=records[leak.pretrain_id].image,
+                    reason=(
+                        f"near-duplicate ({leak.distance} bits apart) of {records[leak.eval_id].image}: it sits in "
+                        f"the {entry.pretrain_pool} pool, the other in {entry.eval_pool}; a run refuses this leak "
+                        "unless told otherwise"
+                    ),
+                )
+            )
+        problems += _pool_warnings(manifest, sum(1 for r in loaded if r.mask is not None))
+
+    unknown = [r.image for r in loaded if r.pixel_size_nm is None]
+    if unknown:
+        problems.append(
+            Problem(
+                file="images/",
+                reason=f"{len(unknown)} image(s) have no pixel size in {METADATA_FILE} or their tags, so sizes are "
+                f"in px and the length-scale bin is 'unknown': {_names(unknown)}",
+                severity="warning",
+            )
+        )
+    pool_bins: dict[str, dict[str, int]] = {}
+    pools: dict[str, int] = {}
+    if manifest is not None:
+        for pool in POOLS:
+            ids = manifest.pools[pool]
+            pools[pool] = len(ids)
+            pool_bins[pool] = dict(Counter(manifest.length_scales[i] for i in ids))
+    errors = [p for p in problems if p.severity == "error"]
+    return CheckReport(
+        folder=str(root),
+        dataset=identity.key if identity is not None else None,
+        split_seed=split_seed,
+        usable=not errors and bool(loaded),
+        images=list(reports.values()),
+        pools=pools,
+        pool_bins=pool_bins,
+        pixel_sizes=_pixel_size_summary(loaded),
+        databars=dict(bar_sources),
+        without_masks=[r.image for r in loaded if r.mask is None],
+        leaks=leaks,
+        problems=problems,
+    )

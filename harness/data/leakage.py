@@ -1,0 +1,247 @@
+"""Leakage between the images a model trains on and the images it is judged on.
+
+A micrograph that sits in the pretraining pool and, re-saved, rescaled or slightly cropped, also
+in validation or test inflates every score. :func:`find_leaks` compares every pretraining image
+with every evaluation image and returns the pairs that are the same micrograph.
+
+Two stages, both measured in bits of one perceptual hash:
+
+1. **Whole images.** :func:`perceptual_hash` is a DCT hash: drop the data bar, scale with
+   :func:`~harness.data.intensity.to_unit_float`, average down to 32 x 32 pixels, take the 2-D
+   DCT, keep the 8 x 8 lowest frequencies and set one bit per coefficient above their median
+   (the DC term, the mean brightness, is replaced by that median). Re-encoding, a change of bit
+   depth, rescaling and cutting off a data bar move it by a few bits; two different micrographs
+   differ in about 32 of 64 bits.
+2. **Crops.** A crop shifts the content under the coarse DCT grid, so on fine textures even a
+   2 % crop can move the hash by 15 bits. When one image is smaller than the other (a crop makes
+   it so) and the whole-image hashes are not far apart, the smaller one is located inside the
+   larger one by normalised cross-correlation (coarse on thumbnails, then exact in full
+   resolution), and the distance becomes the one between the smaller image and the matching
+   window of the larger. A real crop then scores 0-2 bits.
+
+A pair leaks when its distance is at most ``max_distance`` (default
+:data:`DEFAULT_MAX_DISTANCE`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping
+from typing import NamedTuple
+
+import numpy as np
+from PIL import Image
+from scipy.fft import dctn
+from skimage.feature import match_template
+
+from harness.data.base import Dataset
+from harness.data.intensity import to_unit_float
+from harness.data.splits import SplitManifest
+from harness.errors import HarnessError
+
+HASH_SIDE = 8  # 8 x 8 = 64 bits
+HASH_BITS = HASH_SIDE * HASH_SIDE
+DOWNSAMPLED = 32
+#: Default largest Hamming distance (of 64 bits) that counts as the same micrograph.
+DEFAULT_MAX_DISTANCE = 10
+#: Whole-image distance up to which a smaller image is searched for inside a larger one.
+CROP_SCREEN_DISTANCE = 26
+#: A crop keeps at least this share of each side of the original.
+MIN_CROP_SHARE = 0.7
+#: Long side of the thumbnails for the coarse crop search.
+THUMB_SIDE = 128
+#: Normalised cross-correlation that a crop location must reach.
+MIN_CORRELATION = 0.8
+PRETRAIN_POOLS = ("unlabeled", "train")
+EVAL_POOLS = ("val", "test")
+
+
+class Leak(NamedTuple):
+    """A pretraining image that is a near-duplicate of an evaluation image (distance in bits)."""
+
+    pretrain_id: str
+    eval_id: str
+    distance: int
+
+
+class Fingerprint(NamedTuple):
+    """What the comparison needs of one image without holding its pixels."""
+
+    hash: int
+    shape: tuple[int, int]  # rows above the data bar, columns
+
+
+def _without_bar(image: np.ndarray, databar_rows: int) -> np.ndarray:
+    array = np.asarray(image)
+    if array.ndim != 2:
+        raise HarnessError(f"perceptual hash needs a 2-D image, got shape {array.shape}")
+    if 0 < databar_rows < array.shape[0]:
+        return array[: array.shape[0] - databar_rows]
+    return array
+
+
+def _dct_hash(unit: np.ndarray) -> int:
+    small = np.asarray(
+        Image.fromarray(np.ascontiguousarray(unit, dtype=np.float32)).resize(
+            (DOWNSAMPLED, DOWNSAMPLED), Image.Resampling.BOX
+        ),
+        dtype=np.float64,
+    )
+    low = dctn(small, norm="ortho")[:HASH_SIDE, :HASH_SIDE].ravel()
+    low[0] = np.median(low[1:])
+    bits = low > np.median(low)
+    return int(np.packbits(bits).view(">u8")[0])
+
+
+def perceptual_hash(image: np.ndarray, databar_rows: int = 0) -> int:
+    """64-bit DCT hash of a 2-D micrograph, its data bar left out."""
+    return _dct_hash(to_unit_float(_without_bar(image, databar_rows)))
+
+
+def fingerprint(image: np.ndarray, databar_rows: int = 0) -> Fingerprint:
+    array = _without_bar(image, databar_rows)
+    return Fingerprint(_dct_hash(to_unit_float(array)), (int(array.shape[0]), int(array.shape[1])))
+
+
+def hamming(a: int, b: int) -> int:
+    """Number of differing bits of two 64-bit hashes."""
+    return (int(a) ^ int(b)).bit_count()
+
+
+def _block_mean(array: np.ndarray, factor: int) -> np.ndarray:
+    rows, cols = array.shape[0] // factor, array.shape[1] // factor
+    trimmed = array[: rows * factor, : cols * factor]
+    return trimmed.reshape(rows, factor, cols, factor).mean(axis=(1, 3))
+
+
+def locate_crop(large: np.ndarray, small: np.ndarray) -> tuple[int, int] | None:
+    """Top-left corner of ``small`` inside ``large`` (same pixel scale), or None if not found.
+
+    Both are 2-D unit-float images. A coarse search on thumbnails finds the area; an exact search
+    with ``small``'s central patch in full resolution fixes the offset to the pixel.
+    """
+    if small.shape[0] > large.shape[0] or small.shape[1] > large.shape[1]:
+        return None
+    factor = max(1, math.ceil(max(large.shape) / THUMB_SIDE))
+    thumb_large, thumb_small = _block_mean(large, factor), _block_mean(small, factor)
+    if min(thumb_small.shape) < 4:
+        return None
+    coarse = match_template(thumb_large, thumb_small)
+    cy, cx = np.unravel_index(int(np.argmax(coarse)), coarse.shape)
+    # exact search: a central patch of the small image, around the coarse position
+    ph, pw = min(small.shape[0], 96), min(small.shape[1], 96)
+    py, px = (small.shape[0] - ph) // 2, (small.shape[1] - pw) // 2
+    patch = small[py : py + ph, px : px + pw]
+    margin = 2 * factor
+    y0 = max(0, cy * factor + py - margin)
+    x0 = max(0, cx * factor + px - margin)
+    region = large[y0 : cy * factor + py + ph + margin, x0 : cx * factor + px + pw + margin]
+    if region.shape[0] < ph or region.shape[1] < pw or float(patch.std()) == 0.0:
+        return None
+    fine = match_template(region, patch)
+    fy, fx = np.unravel_index(int(np.argmax(fine)), fine.shape)
+    if fine[fy, fx] < MIN_CORRELATION:
+        return None
+    top, left = y0 + fy - py, x0 + fx - px
+    if top < 0 or left < 0 or top + small.shape[0] > large.shape[0] or left + small.shape[1] > large.shape[1]:
+        return None
+    return int(top), int(left)
+
+
+def crop_distance(large: np.ndarray, small: np.ndarray) -> int | None:
+    """Hash distance between ``small`` and the window of ``large`` it was cropped from, if any."""
+    large_unit, small_unit = to_unit_float(large), to_unit_float(small)
+    corner = locate_crop(large_unit, small_unit)
+    if corner is None:
+        return None
+    top, left = corner
+    window = large[top : top + small.shape[0], left : left + small.shape[1]]
+    return hamming(perceptual_hash(window), perceptual_hash(small))
+
+
+def _may_be_crop(a: Fingerprint, b: Fingerprint) -> bool:
+    """``b`` is smaller than ``a`` but keeps most of each side: it could be cropped from ``a``."""
+    if a.shape == b.shape:
+        return False
+    return all(MIN_CROP_SHARE * big <= little <= big for big, little in zip(a.shape, b.shape))
+
+
+def leaks_from_fingerprints(
+    fingerprints: Mapping[str, Fingerprint],
+    manifest: SplitManifest,
+    max_distance: int = DEFAULT_MAX_DISTANCE,
+    load: Callable[[str], np.ndarray] | None = None,
+    pretrain_pools: Iterable[str] = PRETRAIN_POOLS,
+    eval_pools: Iterable[str] = EVAL_POOLS,
+) -> list[Leak]:
+    """Near-duplicate pairs between pools from precomputed fingerprints.
+
+    ``load(id)`` returns an image without its data bar; it is called only for the few pairs that
+    need the crop search (without it, only whole-image hashes are compared). Ids without a
+    fingerprint (unreadable images) are skipped.
+    """
+    if not 0 <= max_distance <= HASH_BITS:
+        raise HarnessError(f"max_distance must be between 0 and {HASH_BITS} bits, got {max_distance}")
+    pretrain = [i for pool in pretrain_pools for i in manifest.pools.get(pool, []) if i in fingerprints]
+    evaluate = [i for pool in eval_pools for i in manifest.pools.get(pool, []) if i in fingerprints]
+    if not pretrain or not evaluate:
+        return []
+    eval_hashes = np.array([fingerprints[i].hash for i in evaluate], dtype=np.uint64)
+    loaded: dict[str, np.ndarray] = {}
+
+    def pixels(sample_id: str) -> np.ndarray:
+        if sample_id not in loaded:
+            assert load is not None
+            loaded[sample_id] = load(sample_id)
+        return loaded[sample_id]
+
+    leaks: list[Leak] = []
+    for pretrain_id in pretrain:  # one row at a time keeps memory flat for 25k x 1k comparisons
+        mine = fingerprints[pretrain_id]
+        distances = np.bitwise_count(eval_hashes ^ np.uint64(mine.hash))
+        for j in np.flatnonzero(distances <= max(max_distance, CROP_SCREEN_DISTANCE)):
+            eval_id, distance = evaluate[j], int(distances[j])
+            theirs = fingerprints[eval_id]
+            if distance > max_distance and load is not None:
+                if _may_be_crop(mine, theirs):
+                    found = crop_distance(pixels(pretrain_id), pixels(eval_id))
+                elif _may_be_crop(theirs, mine):
+                    found = crop_distance(pixels(eval_id), pixels(pretrain_id))
+                else:
+                    found = None
+                distance = min(distance, found) if found is not None else distance
+            if distance <= max_distance:
+                leaks.append(Leak(pretrain_id, eval_id, distance))
+        loaded.clear()  # the pretraining image is done; eval images are reloaded rarely
+    return sorted(leaks, key=lambda leak: (leak.distance, leak.pretrain_id, leak.eval_id))
+
+
+def find_leaks(
+    dataset: Dataset,
+    manifest: SplitManifest,
+    max_distance: int = DEFAULT_MAX_DISTANCE,
+    pretrain_pools: Iterable[str] = PRETRAIN_POOLS,
+    eval_pools: Iterable[str] = EVAL_POOLS,
+) -> list[Leak]:
+    """Pairs (pretraining id, validation/test id, distance) of near-duplicate micrographs.
+
+    The pretraining side defaults to the unlabeled pool and the labeled training pool: both are
+    seen during training (SSL recipes often pretrain on the training images too). Every image of
+    these pools is loaded once; an empty list means no leak was found.
+    """
+    pretrain_pools, eval_pools = tuple(pretrain_pools), tuple(eval_pools)
+    if manifest.dataset != dataset.identity:
+        raise HarnessError(
+            f"the split manifest belongs to {manifest.dataset.key}, not to dataset {dataset.identity.key}"
+        )
+
+    def load(sample_id: str) -> np.ndarray:
+        sample = dataset.load(sample_id)
+        return _without_bar(sample.image, sample.databar_rows)
+
+    wanted = sorted({i for pool in (*pretrain_pools, *eval_pools) for i in manifest.pools.get(pool, [])})
+    fingerprints = {}
+    for sample_id in wanted:
+        sample = dataset.load(sample_id)
+        fingerprints[sample_id] = fingerprint(sample.image, sample.databar_rows)
+    return leaks_from_fingerprints(fingerprints, manifest, max_distance, load, pretrain_pools, eval_pools)

@@ -1,0 +1,319 @@
+"""`harness data check`: every bad case is reported; leaks are found; export -> check round trip."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import tifffile
+from click.testing import CliRunner
+from PIL import Image
+from scipy import ndimage as ndi
+
+from harness.cli import main
+from harness.data.base import Dataset, DatasetIdentity
+from harness.data.check import check_folder
+from harness.data.export import export_pool
+from harness.data.folder import FolderDataset
+from harness.data.leakage import find_leaks, hamming, perceptual_hash
+from harness.data.sample import Sample
+from harness.data.scales import length_scale_of
+from harness.data.splits import make_manifest
+from harness.errors import HarnessError
+
+
+def particles(seed: int, shape: tuple[int, int] = (96, 96), dtype=np.uint8) -> tuple[np.ndarray, np.ndarray]:
+    """A micrograph of bright discs on a noisy background, and its instance mask."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    image = rng.normal(60, 10, shape)
+    mask = np.zeros(shape, np.uint16)
+    for k in range(10):
+        cy, cx, r = rng.uniform(6, shape[0] - 6), rng.uniform(6, shape[1] - 6), rng.uniform(3, 9)
+        disc = (yy - cy) ** 2 + (xx - cx) ** 2 < r**2
+        image[disc] = rng.uniform(150, 230) + rng.normal(0, 10, int(disc.sum()))
+        mask[disc] = k + 1
+    top = np.iinfo(dtype).max
+    return np.clip(image * (top / 255), 0, top).astype(dtype), mask
+
+
+def tree_digest(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def good_folder(root: Path, labeled: int = 6, unlabeled: int = 2) -> Path:
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    for i in range(labeled + unlabeled):
+        image, mask = particles(i)
+        tifffile.imwrite(root / "images" / f"g{i}.tif", image)
+        if i < labeled:
+            tifffile.imwrite(root / "masks" / f"g{i}.tif", mask)
+    rows = "\n".join(f"g{i}.tif,{[1.0, 4.0, 20.0][i % 3]}" for i in range(labeled + unlabeled))
+    (root / "metadata.csv").write_text("image,pixel_size_nm\n" + rows + "\n")
+    return root
+
+
+def add_bad_cases(root: Path) -> dict[str, str]:
+    """Every bad case of the issue; returns file -> a phrase its problem must contain."""
+    images, masks = root / "images", root / "masks"
+    image, mask = particles(50)
+    (images / "empty.tif").write_bytes(b"")
+    (images / "garbage.tif").write_bytes(b"II*\x00 definitely not a tiff" * 3)
+    tifffile.imwrite(images / "mismatch.tif", image)
+    tifffile.imwrite(masks / "mismatch.tif", np.zeros((96, 80), np.uint16))
+    tifffile.imwrite(images / "stack.tif", np.stack([image] * 5))
+    nan = image.astype(np.float32)
+    nan[3, 3] = np.nan
+    tifffile.imwrite(images / "nan.tif", nan)
+    tifffile.imwrite(images / "blank.tif", np.zeros((96, 96), np.uint8))
+    tifffile.imwrite(masks / "blank.tif", mask)
+    (images / "dup.tif").write_bytes((images / "g1.tif").read_bytes())
+    tifffile.imwrite(images / "rgbmask.tif", particles(51)[0])
+    tifffile.imwrite(masks / "rgbmask.tif", np.stack([mask.astype(np.uint8)] * 3, axis=-1))
+    tifffile.imwrite(images / "zeromask.tif", particles(52)[0])
+    (masks / "zeromask.tif").write_bytes(b"")
+    tifffile.imwrite(images / "twin.tif", particles(53)[0])
+    Image.fromarray(particles(53)[0]).save(images / "twin.png")
+    tifffile.imwrite(images / "badmeta.tif", particles(54)[0])
+    tifffile.imwrite(images / "nomask.tif", particles(55)[0])
+    with open(root / "metadata.csv", "a") as handle:
+        handle.write("badmeta.tif,abc\nnomask.tif,2.0\n")
+    table = pd.read_csv(root / "metadata.csv")
+    table["split"] = ""
+    table.loc[table["image"] == "nomask.tif", "split"] = "test"
+    table.to_csv(root / "metadata.csv", index=False)
+    return {
+        "images/empty.tif": "file is empty (0 bytes)",
+        "images/garbage.tif": "cannot be read",
+        "masks/mismatch.tif": "mask is 96x80 pixels but the image is 96x96",
+        "images/stack.tif": "3-D stack of 5 images",
+        "images/nan.tif": "NaN",
+        "images/blank.tif": "mask has 10 particles but the image is empty",
+        "images/g1.tif": "same pixels as images/dup.tif (duplicate file)",  # reported on the later name
+        "masks/rgbmask.tif": "mask is RGB",
+        "masks/zeromask.tif": "file is empty (0 bytes)",
+        "images/twin.png": "used by several files",
+        "metadata.csv": "pixel_size_nm 'abc' is not a number",
+        "images/nomask.tif": "needs a mask",
+    }
+
+
+# ------------------------------------------------------------------------------------- checks
+
+
+def test_a_good_folder_is_usable_and_reported(tmp_path):
+    root = good_folder(tmp_path / "good")
+    report = check_folder(root)
+    assert report.usable and not report.errors
+    assert report.pools["unlabeled"] == 2 and sum(report.pools.values()) == 8
+    assert report.without_masks == ["images/g6.tif", "images/g7.tif"]
+    assert [(p.source, p.images, p.min_nm, p.max_nm) for p in report.pixel_sizes] == [("metadata.csv", 8, 1.0, 20.0)]
+    bins = {b for pool in report.pool_bins.values() for b in pool}
+    assert bins == {"high-mag", "mid-mag", "low-mag"}
+    assert all(i.loaded and i.particles == (10 if i.mask else 0) for i in report.images)
+    text = report.to_text()
+    assert "result: usable" in text and "metadata.csv" in text and "low-mag" in text
+    assert check_folder(root).model_dump() == report.model_dump()  # deterministic
+
+
+def test_every_bad_case_is_reported_with_file_and_reason(tmp_path):
+    root = good_folder(tmp_path / "bad")
+    expected = add_bad_cases(root)
+    (root / "images" / "notes.jpg").write_bytes(b"jpeg")
+    (root / "masks" / "orphan.tif").write_bytes((root / "masks" / "g0.tif").read_bytes())
+    report = check_folder(root)
+    assert not report.usable
+    for file, phrase in expected.items():
+        reasons = [p.reason for p in report.errors if p.file == file]
+        assert any(phrase in r for r in reasons), f"{file}: expected {phrase!r}, got {reasons}"
+    warned = {p.file for p in report.warnings}
+    assert {"images/notes.jpg", "masks/orphan.tif"} <= warned
+    # the good images still load and are counted
+    assert sum(i.loaded for i in report.images) >= 8
+    # and the dataset itself refuses to run
+    with pytest.raises(HarnessError, match="harness data check"):
+        FolderDataset(root).index()
+
+
+def test_no_pixel_size_and_no_masks_are_warnings_not_errors(tmp_path):
+    root = tmp_path / "plain"
+    (root / "images").mkdir(parents=True)
+    for i in range(3):
+        tifffile.imwrite(root / "images" / f"u{i}.tif", particles(i)[0])
+    report = check_folder(root)
+    assert report.usable
+    reasons = " ".join(p.reason for p in report.warnings)
+    assert "sizes are in px" in reasons and "unlabeled pretraining pool only" in reasons
+    assert report.pixel_sizes[0].source == "unknown"
+
+
+def test_missing_images_folder(tmp_path):
+    (tmp_path / "x").mkdir()
+    report = check_folder(tmp_path / "x")
+    assert not report.usable and report.errors[0].file == "images/"
+
+
+# ---------------------------------------------------------------------------------------- CLI
+
+
+def test_cli_exit_codes_json_and_nothing_written_inside(tmp_path):
+    root = good_folder(tmp_path / "cli")
+    before = tree_digest(root)
+    runner = CliRunner()
+    out = tmp_path / "reports" / "check.json"
+    result = runner.invoke(main, ["data", "check", str(root), "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "result: usable" in result.output
+    assert json.loads(out.read_text())["usable"] is True
+    inside = runner.invoke(main, ["data", "check", str(root), "--json", str(root / "r.json")])
+    assert inside.exit_code == 2 and "inside the checked folder" in inside.output
+    assert tree_digest(root) == before
+    add_bad_cases(root)
+    before = tree_digest(root)
+    bad = runner.invoke(main, ["data", "check", str(root), "--crop-bottom", "0", "--connectivity", "4"])
+    assert bad.exit_code == 1
+    assert "images/stack.tif" in bad.output and "NOT usable" in bad.output
+    assert tree_digest(root) == before
+
+
+# ------------------------------------------------------------------------------------ leakage
+
+
+def test_perceptual_hash_survives_resave_rescale_and_separates_micrographs():
+    image = particles(1, (128, 128))[0]
+    h = perceptual_hash(image)
+    sixteen = image.astype(np.uint16) * 200 + 500
+    smaller = np.asarray(Image.fromarray(image).resize((90, 90), Image.Resampling.BILINEAR))
+    assert hamming(h, perceptual_hash(sixteen)) <= 2
+    assert hamming(h, perceptual_hash(smaller)) <= 6
+    others = [perceptual_hash(particles(s, (128, 128))[0]) for s in range(2, 14)]
+    assert min(hamming(h, o) for o in others) > 12
+
+
+def leak_folder(root: Path) -> Path:
+    """Test images t0-t2 have copies in the unlabeled pool: re-saved 16-bit, rescaled, cropped."""
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    rows = []
+    for i in range(6):
+        image, mask = particles(100 + i, (112, 112))
+        tifffile.imwrite(root / "images" / f"t{i}.tif", image)
+        tifffile.imwrite(root / "masks" / f"t{i}.tif", mask)
+        rows.append(f"t{i}.tif,{'test' if i < 4 else 'train'}")
+    t0, t1, t2 = (particles(100 + i, (112, 112))[0] for i in range(3))
+    tifffile.imwrite(root / "images" / "copy_resaved.tif", t0.astype(np.uint16) * 257)
+    Image.fromarray(t1).resize((84, 84), Image.Resampling.BILINEAR).save(root / "images" / "copy_rescaled.png")
+    tifffile.imwrite(root / "images" / "copy_cropped.tif", t2[7:103, 4:108])
+    for i in range(4):
+        tifffile.imwrite(root / "images" / f"other{i}.tif", particles(300 + i, (112, 112))[0])
+    # a fine texture: a 5 % crop moves its whole-image hash by 16 bits, so only the crop search finds it
+    tifffile.imwrite(root / "images" / "texture.tif", texture())
+    tifffile.imwrite(root / "masks" / "texture.tif", particles(7, (128, 128))[1])
+    tifffile.imwrite(root / "images" / "copy_texture.tif", texture()[6:122, 3:125])
+    rows.append("texture.tif,val")
+    (root / "metadata.csv").write_text("image,split\n" + "\n".join(rows) + "\n")
+    return root
+
+
+def texture() -> np.ndarray:
+    noise = ndi.gaussian_filter(np.random.default_rng(1).normal(size=(128, 128)), 1.5)
+    return ((noise - noise.min()) / (noise.max() - noise.min()) * 255).astype(np.uint8)
+
+
+def test_find_leaks_finds_copies_of_test_images_and_nothing_else(tmp_path):
+    dataset = FolderDataset(leak_folder(tmp_path / "leaky"))
+    manifest = make_manifest(dataset)
+    leaks = find_leaks(dataset, manifest)
+    assert {(leak.pretrain_id, leak.eval_id) for leak in leaks} == {
+        ("copy_resaved", "t0"),
+        ("copy_rescaled", "t1"),
+        ("copy_cropped", "t2"),
+        ("copy_texture", "texture"),
+    }
+    assert all(leak.distance <= 10 for leak in leaks)
+    assert hamming(perceptual_hash(texture()), perceptual_hash(texture()[6:122, 3:125])) > 10
+    assert next(leak.distance for leak in leaks if leak.eval_id == "texture") <= 2
+    assert find_leaks(dataset, manifest, max_distance=0) != leaks  # the threshold matters
+
+
+def test_check_reports_leaks_as_errors(tmp_path):
+    report = check_folder(leak_folder(tmp_path / "leaky"))
+    assert not report.usable and len(report.leaks) == 4
+    leak_errors = [p for p in report.errors if "near-duplicate" in p.reason]
+    assert {p.file for p in leak_errors} == {
+        "images/copy_resaved.tif",
+        "images/copy_rescaled.png",
+        "images/copy_cropped.tif",
+        "images/copy_texture.tif",
+    }
+
+
+# ------------------------------------------------------------------------------- round trip
+
+
+class MemoryDataset(Dataset):
+    """A tiny labeled + unlabeled dataset with data bars and three length scales."""
+
+    def __init__(self) -> None:
+        self.identity = DatasetIdentity(name="memory", version="1", params_hash="x")
+        self.split_fractions = {"unlabeled": 0.25, "train": 0.45, "val": 0.15, "test": 0.15}
+        self._sizes = [1.0, 4.0, 20.0, 1.5]
+
+    def index(self) -> pd.DataFrame:
+        rows = []
+        for i in range(16):
+            size = self._sizes[i % 4]
+            rows.append(
+                {"id": f"m{i:02d}", "labeled": i >= 4, "pixel_size_nm": size, "length_scale": length_scale_of(size),
+                 "modality": "SEM", "split": None}
+            )
+        return pd.DataFrame(rows)
+
+    def load(self, sample_id: str) -> Sample:
+        i = int(sample_id[1:])
+        image, mask = particles(500 + i, (64, 64), np.uint16 if i % 2 else np.uint8)
+        bar = 6 if i % 3 == 0 else 0
+        if bar:
+            image[-bar:] = np.iinfo(image.dtype).max
+            mask[-bar:] = 0
+        return Sample(
+            id=sample_id, image=image, mask=mask.astype(np.int32) if i >= 4 else None,
+            pixel_size_nm=self._sizes[i % 4], modality="SEM", databar_rows=bar,
+        )
+
+
+def test_export_then_check_round_trip(tmp_path):
+    source = MemoryDataset()
+    manifest = make_manifest(source, split_seed=1)
+    out = tmp_path / "export"
+    count = export_pool(source, manifest, "all", out, progress=False)
+    report = check_folder(out)
+    assert report.usable, report.to_text()
+    assert count == 16 and sum(report.pools.values()) == 16
+    assert len(report.without_masks) == len(manifest.pools["unlabeled"])
+    assert {p.source for p in report.pixel_sizes} == {"metadata.csv"}
+    folder = FolderDataset(out)
+    for pool, ids in manifest.pools.items():
+        for sample_id in ids:
+            original, again = source.load(sample_id), folder.load(sample_id)
+            assert np.array_equal(original.image, again.image) and original.image.dtype == again.image.dtype
+            assert again.databar_rows == original.databar_rows and again.pixel_size_nm == original.pixel_size_nm
+            if pool == "unlabeled":  # export hides the masks of the pretraining pool
+                assert again.mask is None
+            else:
+                assert np.array_equal(original.mask, again.mask)
+
+
+def test_cli_export_then_check_with_an_embedded_dataset(tmp_path):
+    pytest.importorskip("harness.data.synthetic", reason="the embedded synthetic dataset is not built yet")
+    runner = CliRunner()
+    out = tmp_path / "smoke"
+    exported = runner.invoke(main, ["data", "export", "synthetic-sem", "--split", "all", "--out", str(out), "--profile", "smoke", "--limit", "12"])
+    assert exported.exit_code == 0, exported.output
+    checked = runner.invoke(main, ["data", "check", str(out)])
+    assert checked.exit_code == 0, checked.output
