@@ -1,0 +1,281 @@
+"""Scoring a folder of predicted masks against a folder of true masks (``harness evaluate``).
+
+Accepted layouts, on either side: the folder format (``DIR/masks/<stem>.tif|.tiff|.png``) or a
+plain folder of mask files (``DIR/<stem>.tif|...``). Files are paired by stem; a stem present on
+one side only is an error. Pixel sizes and data bars come from ``metadata.csv`` (``--metadata``,
+else the truth folder's own ``DIR/metadata.csv``, else the one next to a ``masks`` folder given
+directly), whose ``image`` column names the image file: its stem is the mask stem.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Literal
+
+import pandas as pd
+from pydantic import BaseModel, ConfigDict
+
+from harness.data.io import IMAGE_SUFFIXES, METADATA_FILE, read_array
+from harness.data.scales import SCALE_NAMES, UNKNOWN_SCALE, length_scale_of
+from harness.errors import HarnessError
+from harness.metrics.aggregate import MetricsReport, aggregate
+from harness.metrics.masks import Connectivity, MaskType, prepare_labels
+from harness.metrics.match import DEFAULT_IOU_THRESHOLD
+from harness.metrics.scores import ImageScores, score_image
+
+UnitsOption = Literal["auto", "nm", "px"]
+UNITS_OPTIONS: tuple[str, ...] = ("auto", "nm", "px")
+_SHOW = 5  # stems listed in an error before "and N more"
+
+
+class ImageMeta(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    pixel_size_nm: float | None = None
+    databar_rows: int = 0
+    length_scale: str | None = None
+
+
+class ImageResult(BaseModel):
+    """One scored image: where its masks came from, its bin and its scores."""
+
+    model_config = ConfigDict(frozen=True)
+
+    stem: str
+    pred_file: str
+    truth_file: str
+    length_scale: str
+    pixel_size_nm: float | None
+    pred_was_binary: bool
+    truth_was_binary: bool
+    scores: ImageScores
+
+
+class FolderEvaluation(BaseModel):
+    """Everything ``harness evaluate --json`` writes."""
+
+    model_config = ConfigDict(frozen=True)
+
+    pred_dir: str
+    truth_dir: str
+    metadata: str | None
+    units: UnitsOption
+    connectivity: int
+    mask_type: str
+    iou_threshold: float
+    images: list[ImageResult]
+    report: MetricsReport
+
+
+def _listing(stems: list[str]) -> str:
+    shown = ", ".join(stems[:_SHOW])
+    return shown + (f" and {len(stems) - _SHOW} more" if len(stems) > _SHOW else "")
+
+
+def mask_folder(directory: Path, side: str) -> Path:
+    """The folder holding the mask files: ``DIR/masks`` when it exists, else ``DIR`` itself."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise HarnessError(f"{side} folder {directory}: not found or not a folder")
+    masks = directory / "masks"
+    return masks if masks.is_dir() else directory
+
+
+def list_masks(directory: Path, side: str) -> dict[str, Path]:
+    """Mask files by stem; an error for an empty folder or two files with one stem."""
+    found: dict[str, Path] = {}
+    for path in sorted(directory.iterdir()):
+        if not path.is_file() or path.suffix.lower() not in IMAGE_SUFFIXES:
+            continue
+        if path.stem in found:
+            raise HarnessError(f"{side} folder {directory}: two mask files share the stem {path.stem!r} "
+                               f"({found[path.stem].name}, {path.name})")
+        found[path.stem] = path
+    if not found:
+        raise HarnessError(f"{side} folder {directory}: no mask files ({', '.join(IMAGE_SUFFIXES)})")
+    return found
+
+
+def pair_masks(pred_dir: Path, truth_dir: Path) -> list[tuple[str, Path, Path]]:
+    """(stem, pred file, truth file) for every stem; an error naming stems missing on either side."""
+    pred_folder, truth_folder = mask_folder(pred_dir, "pred"), mask_folder(truth_dir, "truth")
+    pred, truth = list_masks(pred_folder, "pred"), list_masks(truth_folder, "truth")
+    no_pred = sorted(set(truth) - set(pred))
+    if no_pred:
+        raise HarnessError(f"pred folder {pred_folder}: no mask for {len(no_pred)} true mask(s): {_listing(no_pred)}")
+    no_truth = sorted(set(pred) - set(truth))
+    if no_truth:
+        raise HarnessError(
+            f"truth folder {truth_folder}: no mask for {len(no_truth)} predicted mask(s): {_listing(no_truth)}"
+        )
+    return [(stem, pred[stem], truth[stem]) for stem in sorted(truth)]
+
+
+def find_metadata(truth_dir: Path) -> Path | None:
+    """The truth folder's ``metadata.csv`` (also next to a ``masks`` folder given directly)."""
+    truth_dir = Path(truth_dir)
+    candidates = [truth_dir / METADATA_FILE]
+    if truth_dir.name == "masks":
+        candidates.append(truth_dir.parent / METADATA_FILE)
+    return next((c for c in candidates if c.is_file()), None)
+
+
+def _cell(value: object) -> str:
+    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value).strip()
+
+
+def read_metadata(path: Path) -> dict[str, ImageMeta]:
+    """Per-stem pixel size, data-bar height and length-scale name from a ``metadata.csv``."""
+    path = Path(path)
+    if not path.is_file():
+        raise HarnessError(f"{path}: metadata file not found")
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except Exception as err:  # noqa: BLE001 - any parser failure is the same problem for the user
+        raise HarnessError(f"{path}: cannot be read as CSV ({type(err).__name__}: {err})") from err
+    for column in ("image", "pixel_size_nm"):
+        if column not in table.columns:
+            raise HarnessError(f"{path}: missing column {column!r} (has: {', '.join(table.columns)})")
+    meta: dict[str, ImageMeta] = {}
+    for line, row in enumerate(table.to_dict("records"), start=2):
+        name = _cell(row["image"])
+        if not name:
+            raise HarnessError(f"{path}, line {line}: empty 'image' value")
+        stem = Path(name).stem
+        if stem in meta:
+            raise HarnessError(f"{path}, line {line}: image stem {stem!r} appears twice")
+        meta[stem] = ImageMeta(
+            pixel_size_nm=_pixel_size(path, line, _cell(row["pixel_size_nm"])),
+            databar_rows=_databar(path, line, _cell(row.get("databar_rows"))),
+            length_scale=_scale(path, line, _cell(row.get("length_scale"))),
+        )
+    return meta
+
+
+def _pixel_size(path: Path, line: int, text: str) -> float | None:
+    if not text:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise HarnessError(f"{path}, line {line}: pixel_size_nm {text!r} is not a number") from None
+    if not math.isfinite(value) or value <= 0:
+        raise HarnessError(f"{path}, line {line}: pixel_size_nm {text!r} must be a positive number (empty = unknown)")
+    return value
+
+
+def _databar(path: Path, line: int, text: str) -> int:
+    if not text:
+        return 0
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value.is_integer() or value < 0:
+        raise HarnessError(f"{path}, line {line}: databar_rows {text!r} must be a whole number >= 0")
+    return int(value)
+
+
+def _scale(path: Path, line: int, text: str) -> str | None:
+    if not text:
+        return None
+    known = (*SCALE_NAMES, UNKNOWN_SCALE)
+    if text not in known:
+        raise HarnessError(f"{path}, line {line}: length_scale {text!r} is not one of {', '.join(known)}")
+    return text
+
+
+def evaluate_folders(
+    pred_dir: Path,
+    truth_dir: Path,
+    metadata: Path | None = None,
+    pixel_size_nm: float | None = None,
+    units: UnitsOption = "auto",
+    connectivity: Connectivity = 8,
+    mask_type: MaskType = "auto",
+    iou_threshold: float = DEFAULT_IOU_THRESHOLD,
+    seed: int = 0,
+    warn: Callable[[str], None] = lambda message: None,
+) -> FolderEvaluation:
+    """Score every mask pair and aggregate per length-scale bin.
+
+    ``pixel_size_nm`` overrides every pixel size. ``units`` "nm" demands a known pixel size for
+    every image (else a HarnessError naming them); "px" measures sizes in pixels even where the
+    pixel size is known (the length-scale bin still uses it); "auto" uses nm where known.
+    ``warn`` receives one-line warnings (binary masks converted, pixel sizes unknown).
+    """
+    if units not in UNITS_OPTIONS:
+        raise HarnessError(f"units must be one of {', '.join(UNITS_OPTIONS)}, got {units!r}")
+    if pixel_size_nm is not None and not (math.isfinite(pixel_size_nm) and pixel_size_nm > 0):
+        raise HarnessError(f"--pixel-size must be a positive number of nm per pixel, got {pixel_size_nm}")
+    pairs = pair_masks(Path(pred_dir), Path(truth_dir))
+    metadata_path = Path(metadata) if metadata is not None else find_metadata(Path(truth_dir))
+    meta = read_metadata(metadata_path) if metadata_path is not None else {}
+
+    def info(stem: str) -> ImageMeta:
+        found = meta.get(stem, ImageMeta())
+        return found.model_copy(update={"pixel_size_nm": pixel_size_nm}) if pixel_size_nm is not None else found
+
+    unknown = [stem for stem, _, _ in pairs if info(stem).pixel_size_nm is None]
+    if unknown and units == "nm":
+        source = (f"in {metadata_path}" if metadata_path is not None
+                  else "(no metadata.csv found; use --metadata or --pixel-size)")
+        raise HarnessError(f"--units nm: pixel size unknown {source} for {len(unknown)} mask(s): {_listing(unknown)}")
+    if unknown and units == "auto":
+        warn(f"pixel size unknown for {len(unknown)} of {len(pairs)} images ({_listing(unknown)}): "
+             "their sizes are in px and they go to the 'unknown' length-scale bin")
+
+    results: list[ImageResult] = []
+    binaries = {"pred": 0, "truth": 0}
+    for stem, pred_file, truth_file in pairs:
+        image_meta = info(stem)
+        pred, pred_binary = prepare_labels(read_array(pred_file), str(pred_file), mask_type, connectivity)
+        truth, truth_binary = prepare_labels(read_array(truth_file), str(truth_file), mask_type, connectivity)
+        binaries["pred"] += pred_binary
+        binaries["truth"] += truth_binary
+        if pred.shape != truth.shape:
+            raise HarnessError(f"{pred_file}: shape {pred.shape} differs from {truth_file} shape {truth.shape}")
+        if image_meta.databar_rows >= truth.shape[0]:
+            raise HarnessError(f"{metadata_path}: databar_rows {image_meta.databar_rows} for {stem!r} "
+                               f"is not smaller than the mask height {truth.shape[0]} ({truth_file})")
+        scores = score_image(
+            pred,
+            truth,
+            None if units == "px" else image_meta.pixel_size_nm,
+            image_meta.databar_rows,
+            iou_threshold=iou_threshold,
+        )
+        scale = length_scale_of(image_meta.pixel_size_nm)
+        if scale == UNKNOWN_SCALE and image_meta.length_scale is not None:
+            scale = image_meta.length_scale
+        results.append(
+            ImageResult(
+                stem=stem,
+                pred_file=str(pred_file),
+                truth_file=str(truth_file),
+                length_scale=scale,
+                pixel_size_nm=image_meta.pixel_size_nm,
+                pred_was_binary=pred_binary,
+                truth_was_binary=truth_binary,
+                scores=scores,
+            )
+        )
+    for side, count in binaries.items():
+        if count:
+            warn(f"{count} {side} mask(s) are binary: split into particles by {connectivity}-connected components; "
+                 "touching particles merge into one")
+    report = aggregate([r.scores for r in results], [r.length_scale for r in results], seed=seed)
+    return FolderEvaluation(
+        pred_dir=str(pred_dir),
+        truth_dir=str(truth_dir),
+        metadata=None if metadata_path is None else str(metadata_path),
+        units=units,
+        connectivity=connectivity,
+        mask_type=mask_type,
+        iou_threshold=iou_threshold,
+        images=results,
+        report=report,
+    )
+
