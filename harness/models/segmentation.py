@@ -1,0 +1,54 @@
+"""The downstream network: any backbone + a light U-Net decoder, full-resolution output.
+
+The decoder climbs from the deepest features, adding every stage's skip connection, and ends in
+a full-resolution block that also sees a shallow convolution of the input itself: ConvNeXt's stem
+has stride 4, and the thin particle boundaries that separate touching particles need detail the
+encoder's first stage no longer has.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from harness.models.backbones import Backbone
+
+
+def _conv_block(cin: int, cout: int) -> nn.Sequential:
+    groups = 8 if cout % 8 == 0 else 1
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.GroupNorm(groups, cout), nn.GELU(),
+        nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.GroupNorm(groups, cout), nn.GELU(),
+    )
+
+
+class SegmentationNet(nn.Module):
+    def __init__(self, backbone: Backbone, num_outputs: int = 3, decoder_width: int = 32):
+        super().__init__()
+        self.encoder = backbone
+        channels = backbone.channels
+        widths = [max(decoder_width, c // 2) for c in channels]
+        self.lateral = nn.ModuleList(nn.Conv2d(c, w, 1) for c, w in zip(channels, widths))
+        self.up_blocks = nn.ModuleList(
+            _conv_block(widths[i + 1] + widths[i], widths[i]) for i in range(len(channels) - 1)
+        )
+        self.input_stem = _conv_block(backbone.in_chans, decoder_width)
+        self.full_res = _conv_block(widths[0] + decoder_width, decoder_width)
+        self.head = nn.Conv2d(decoder_width, num_outputs, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        height, width = x.shape[-2:]
+        stride = self.encoder.total_stride
+        pad_h, pad_w = (-height) % stride, (-width) % stride
+        if pad_h or pad_w:
+            x = F.pad(x, (0, pad_w, 0, pad_h), mode="reflect" if min(height, width) > max(pad_h, pad_w) else "replicate")
+        features = self.encoder(x)
+        y = self.lateral[-1](features[-1])
+        for i in range(len(features) - 2, -1, -1):
+            skip = self.lateral[i](features[i])
+            y = F.interpolate(y, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+            y = self.up_blocks[i](torch.cat([y, skip], dim=1))
+        y = F.interpolate(y, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        y = self.full_res(torch.cat([y, self.input_stem(x)], dim=1))
+        return self.head(y)[..., :height, :width]
