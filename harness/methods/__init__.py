@@ -1,0 +1,1 @@
+"""SSL methods: the contract (:mod:`harness.methods.base`) and the method registry."""

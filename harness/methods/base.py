@@ -1,0 +1,97 @@
+"""The method contract: what an SSL method plugin provides, and what the harness owns.
+
+A method provides (see CONTRIBUTING.md for a complete minimal example):
+
+- ``Config``: a pydantic model with defaults and validation (subclass :class:`MethodConfig`);
+- ``build(backbone)``: a :class:`PretrainModule` wrapping the backbone with its heads and loss;
+  its ``training_step`` makes the method's views (with :mod:`harness.augment`) and returns the loss;
+- which weights transfer: ``PretrainModule.transfer_state()`` returns a state dict with exactly
+  the keys of the backbone's own ``state_dict()`` (default: the wrapped backbone itself).
+
+The harness owns the data, optimiser (AdamW), schedule (warm-up + cosine), loop, device,
+precision, checkpointing and logging. A method changes those only through the ``MethodConfig``
+override fields, or through ``optimizer_groups``/``group_options`` when it needs several
+optimisers (a GAN).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from torch import nn
+
+from harness.errors import HarnessError
+
+
+class MethodConfig(BaseModel):
+    """Base of every method config. Fields left at None take the harness's training defaults."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    lr: float | None = Field(None, gt=0, description="Peak learning rate; default scales with batch size.")
+    weight_decay: float | None = Field(None, ge=0, description="AdamW weight decay.")
+    betas: tuple[float, float] | None = Field(None, description="AdamW betas.")
+    warmup_fraction: float | None = Field(None, ge=0, lt=1, description="Share of steps spent warming up.")
+
+
+class PretrainModule(nn.Module):
+    """What the harness trains during pretraining. ``self.backbone`` is the encoder being learnt."""
+
+    def __init__(self, backbone: nn.Module):
+        super().__init__()
+        self.backbone = backbone
+
+    def forward(self, images: torch.Tensor, step: int, total_steps: int) -> torch.Tensor | dict[str, torch.Tensor]:
+        # the loop calls the module itself, so DistributedDataParallel sees a forward pass
+        return self.training_step(images, step, total_steps)
+
+    def training_step(self, images: torch.Tensor, step: int, total_steps: int) -> torch.Tensor | dict[str, torch.Tensor]:
+        """Loss for one batch of crops ``images`` (B, 1, H, W), float in [0, 1].
+
+        Return one loss, or a dict ``{group: loss}`` matching :meth:`optimizer_groups` when the
+        method has several optimisers; each loss then updates only its own group's parameters.
+        """
+        raise NotImplementedError(f"{type(self).__name__} must implement training_step")
+
+    def optimizer_groups(self) -> dict[str, list[nn.Parameter]]:
+        """Parameters of each optimiser, by group name; one group by default."""
+        return {"main": [p for p in self.parameters() if p.requires_grad]}
+
+    def group_options(self) -> dict[str, dict[str, Any]]:
+        """Per-group AdamW options (lr, betas, weight_decay) overriding the harness's."""
+        return {}
+
+    @torch.no_grad()
+    def after_optimizer_step(self, step: int, total_steps: int) -> None:
+        """Called after every optimiser step (momentum encoders update here)."""
+
+    def transfer_state(self) -> dict[str, torch.Tensor]:
+        """The weights that go to the downstream encoder: keys of ``backbone.state_dict()``."""
+        return self.backbone.state_dict()
+
+
+class SSLMethod:
+    """A pretraining method. Subclass, set the class attributes, implement :meth:`build`."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    Config: ClassVar[type[MethodConfig]] = MethodConfig
+    transfers: ClassVar[str] = "backbone"  # which branch's encoder transfers, in words
+    pretrains: ClassVar[bool] = True
+
+    def __init__(self, config: MethodConfig | dict[str, Any] | None = None):
+        if isinstance(config, self.Config):
+            self.config = config
+            return
+        try:
+            self.config = self.Config(**(config or {}))
+        except ValidationError as err:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or 'config'}: {e['msg']}" for e in err.errors()
+            )
+            raise HarnessError(f"invalid config for method {self.name!r}: {problems}") from None
+
+    def build(self, backbone: nn.Module) -> PretrainModule:
+        raise NotImplementedError(f"{type(self).__name__} must implement build")

@@ -1,0 +1,32 @@
+"""The hooks a harness plugin can implement (pluggy, project name ``harness``).
+
+A plugin is any module or object with functions marked ``@hookimpl``; it is found through the
+``harness`` entry-point group of an installed distribution. Built-in methods travel the same road.
+
+Versioning: :data:`HOOKSPEC_VERSION` rises by one whenever a hook is added, and a hook's
+signature never changes within a major version of harness. Pluggy lets an implementation accept
+fewer arguments than the spec, so a plugin written against an older version keeps working.
+"""
+
+from __future__ import annotations
+
+import pluggy
+
+PROJECT = "harness"
+HOOKSPEC_VERSION = 1
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def harness_methods() -> list[type]:
+    """Return the SSL method classes this plugin contributes.
+
+    Each is a subclass of :class:`harness.methods.base.SSLMethod` with a unique ``name``.
+    """
+
+
+@hookspec
+def harness_backbones() -> dict[str, str]:
+    """Return extra backbones: harness name -> timm model name (1 input channel is forced)."""
