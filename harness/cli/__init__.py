@@ -36,10 +36,11 @@ def main() -> None:
 
 
 def _add_commands() -> None:
-    from harness.cli import data as data_cli
+    from harness.cli import data, evaluate, run
 
-    for command in data_cli.COMMANDS:
-        main.add_command(command)
+    for module in (data, evaluate, run):
+        for command in module.COMMANDS:
+            main.add_command(command)
 
 
 _add_commands()

@@ -1,0 +1,176 @@
+"""``harness methods``, ``harness run`` and ``harness sweep``."""
+
+from __future__ import annotations
+
+import json
+import traceback
+from datetime import datetime, timezone
+from pathlib import Path
+
+import click
+from tabulate import tabulate
+
+from harness.cli.data import data_seed_option, profile_option, split_seed_option
+from harness.errors import HarnessError
+from harness.plugins.hookspecs import HOOKSPEC_VERSION
+from harness.plugins.manager import DISABLE_ENV, plugin_state
+
+
+@click.command("methods")
+def methods() -> None:
+    """List every SSL method with its plugin, distribution, version and description."""
+    from harness.methods.registry import available_methods
+
+    rows = [
+        {"method": e.name, "plugin": e.plugin.name, "distribution": e.plugin.distribution,
+         "version": e.plugin.version, "transfers": e.cls.transfers, "description": e.cls.description}
+        for e in sorted(available_methods().values(), key=lambda e: e.name)
+    ]
+    click.echo(tabulate(rows, headers="keys"))
+    state = plugin_state()
+    for name, reason in sorted(state.failures.items()):
+        click.echo(f"plugin {name!r} failed to load: {reason}", err=True)
+    if state.blocked:
+        click.echo(f"blocked by {DISABLE_ENV}: {', '.join(sorted(state.blocked))}", err=True)
+    click.echo(f"\nhookspec version {HOOKSPEC_VERSION}")
+
+
+def _parse_config(items: tuple[str, ...]) -> dict:
+    """``--config key=value`` pairs; values are read as JSON when they parse, else as text."""
+    config = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise HarnessError(f"--config {item!r} is not key=value")
+        try:
+            config[key] = json.loads(value)
+        except json.JSONDecodeError:
+            config[key] = value
+    return config
+
+
+def common_run_options(func):
+    options = [
+        click.option("--dataset", default="synthetic-sem", show_default=True,
+                     help="Embedded dataset name (see `harness datasets`) or a folder path."),
+        click.option("--backbone", default=None, help="timm backbone (default: convnextv2_atto)."),
+        profile_option, data_seed_option, split_seed_option,
+        click.option("--protocol", type=click.Choice(["finetune", "frozen"]), default="finetune", show_default=True,
+                     help="finetune: the whole network trains; frozen: the pretrained encoder stays fixed."),
+        click.option("--device", default="auto", show_default=True,
+                     help="auto (GPU with bf16 + channels_last when present), cpu or cuda[:N]."),
+        click.option("--config", "config_items", multiple=True, metavar="KEY=VALUE",
+                     help="Method config field, repeatable (see the method's documentation)."),
+        click.option("--allow-leakage", is_flag=True,
+                     help="Run even when pretraining images duplicate validation/test images."),
+        click.option("--quiet", is_flag=True, help="No progress bars."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+@click.command("run")
+@click.option("--method", required=True, help="SSL method (see `harness methods`); `none` = no pretraining.")
+@click.option("--budget", required=True, help="Label budget: 1%, 10%, 100% or an image count like 8.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Training seed.")
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Run folder for record.json (default: runs/DATASET/...).")
+@common_run_options
+def run(method, budget, seed, out, dataset, backbone, profile, data_seed, split_seed, protocol, device,
+        config_items, allow_leakage, quiet) -> None:
+    """Pretrain METHOD on the unlabeled pool, fine-tune on BUDGET labels, evaluate on test.
+
+    Example: harness run --method fcmae --budget 1%
+    """
+    from harness.pipeline import RunRequest, run_one
+
+    request = RunRequest(method=method, budget=budget, dataset=dataset, backbone=backbone, seed=seed,
+                         split_seed=split_seed, data_seed=data_seed, profile=profile, protocol=protocol,
+                         device=device, method_config=_parse_config(config_items), allow_leakage=allow_leakage,
+                         out=out, progress=not quiet)
+    record = run_one(request, log=click.echo)
+    click.echo("")
+    click.echo(_report_table(record.metrics))
+
+
+def _report_table(metrics: dict) -> str:
+    from harness.metrics import MetricsReport
+
+    return MetricsReport.model_validate(metrics).table()
+
+
+def _split_list(text: str, what: str) -> list[str]:
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if not items:
+        raise HarnessError(f"--{what} is empty")
+    return items
+
+
+@click.command("sweep")
+@click.option("--methods", "method_list", required=True, help="Comma-separated methods, e.g. none,denoise,fcmae.")
+@click.option("--budgets", default="1%,10%,100%", show_default=True, help="Comma-separated label budgets.")
+@click.option("--seeds", default="0,1", show_default=True, help="Comma-separated training seeds.")
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=Path("runs"), show_default=True,
+              help="Folder for the run folders and failures.")
+@common_run_options
+def sweep(method_list, budgets, seeds, out, dataset, backbone, profile, data_seed, split_seed, protocol, device,
+          config_items, allow_leakage, quiet) -> None:
+    """Run the grid methods x budgets x seeds, reusing each pretraining for every budget.
+
+    A failing cell is recorded in OUT/failures/ and the sweep goes on.
+    """
+    from harness.data.splits import Budget
+    from harness.pipeline import Context, RunRequest, run_one
+
+    methods_ = _split_list(method_list, "methods")
+    budgets_ = _split_list(budgets, "budgets")
+    for b in budgets_:
+        Budget.parse(b)
+    try:
+        seeds_ = [int(s) for s in _split_list(seeds, "seeds")]
+    except ValueError:
+        raise HarnessError(f"--seeds {seeds!r} must be comma-separated integers") from None
+    config = _parse_config(config_items)
+    ctx = None
+    rows = []
+    for method_name in methods_:
+        for seed in seeds_:
+            for budget in budgets_:
+                request = RunRequest(method=method_name, budget=budget, dataset=dataset, backbone=backbone,
+                                     seed=seed, split_seed=split_seed, data_seed=data_seed, profile=profile,
+                                     protocol=protocol, device=device, method_config=config,
+                                     allow_leakage=allow_leakage, progress=not quiet)
+                click.echo(f"== {method_name} budget {budget} seed {seed}")
+                try:
+                    ctx = ctx or Context(request)
+                    record = run_one(request.model_copy(update={"out": _cell_dir(out, request)}), ctx, click.echo)
+                    rows.append({"method": method_name, "budget": budget, "seed": seed, "status": "ok",
+                                 **{k: v for k, v in record.headline.items() if isinstance(v, (int, float))}})
+                except Exception as err:  # noqa: BLE001 - one failing cell must not stop the grid
+                    _record_failure(out, request, err)
+                    click.echo(f"   failed: {type(err).__name__}: {err}", err=True)
+                    rows.append({"method": method_name, "budget": budget, "seed": seed,
+                                 "status": f"failed: {type(err).__name__}"})
+    click.echo("")
+    click.echo(tabulate(rows, headers="keys", floatfmt=".4f"))
+    if any(r["status"] != "ok" for r in rows):
+        raise SystemExit(1)
+
+
+def _cell_dir(out: Path, request) -> Path:
+    budget = request.budget.replace("%", "pct")
+    return out / Path(request.dataset).name / f"{request.method}-{budget}-{request.protocol}-seed{request.seed}"
+
+
+def _record_failure(out: Path, request, err: Exception) -> None:
+    directory = out / "failures"
+    directory.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+    payload = {"request": request.model_dump(mode="json"), "error": f"{type(err).__name__}: {err}",
+               "traceback": traceback.format_exc(), "when": stamp}
+    name = f"{request.method}-{request.budget.replace('%', 'pct')}-seed{request.seed}-{stamp}.json"
+    (directory / name).write_text(json.dumps(payload, indent=1))
+
+
+COMMANDS = [methods, run, sweep]

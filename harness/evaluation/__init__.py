@@ -1,0 +1,1 @@
+"""Evaluation: predict instance masks and score them with the particle metrics."""

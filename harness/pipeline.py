@@ -1,0 +1,231 @@
+"""The main job: pretrain -> fine-tune on a label budget -> evaluate on test -> result record.
+
+Everything here is fixed by the harness and identical for every method; the method only shapes
+pretraining. The pretrained encoder is cached under a key of everything that decides it, so the
+budgets and protocols of a sweep share one pretraining.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from safetensors.torch import load_file, save_file
+
+from harness import __version__
+from harness.data.base import Dataset, stable_hash
+from harness.data.cache import cache_root
+from harness.data.registry import open_dataset
+from harness.data.splits import Budget, SplitManifest, make_manifest
+from harness.errors import HarnessError
+from harness.evaluation.predict import score_split
+from harness.methods.base import SSLMethod
+from harness.methods.registry import MethodEntry, get_method
+from harness.metrics import HEADLINE_METRIC, aggregate
+from harness.results.provenance import git_state, hardware, library_versions
+from harness.results.record import DatasetInfo, MethodInfo, PretrainInfo, RunRecord, Seeds, Selection
+from harness.training.batches import ImageStore
+from harness.training.loop import finetune, pretrain
+from harness.training.runtime import Runtime, is_main_process, peak_memory_mb, resolve_runtime
+from harness.training.settings import TrainSettings, settings_for
+
+ENCODER_FILE = "encoder.safetensors"
+
+
+class RunRequest(BaseModel):
+    """One cell of the benchmark grid."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    method: str
+    budget: str
+    dataset: str = "synthetic-sem"
+    backbone: str | None = None
+    seed: int = Field(0, description="Training seed (pretraining and fine-tuning).")
+    split_seed: int = 0
+    data_seed: int = 0
+    profile: Literal["smoke", "quick", "paper"] = "quick"
+    protocol: Literal["finetune", "frozen"] = "finetune"
+    device: str = "auto"
+    method_config: dict = Field(default_factory=dict)
+    allow_leakage: bool = False
+    out: Path | None = None
+    progress: bool = True
+
+
+class Context:
+    """What the cells of a sweep share: dataset, manifest, runtime, stores."""
+
+    def __init__(self, request: RunRequest):
+        self.dataset: Dataset = open_dataset(request.dataset, profile=request.profile, seed=request.data_seed)
+        self.manifest: SplitManifest = make_manifest(self.dataset, request.split_seed)
+        self.runtime: Runtime = resolve_runtime(request.device)
+        self.settings: TrainSettings = settings_for(request.profile, backbone=request.backbone)
+        self._stores: dict[tuple, ImageStore] = {}
+        self._leaks_checked = False
+
+    def store(self, ids: list[str], with_targets: bool) -> ImageStore:
+        key = (tuple(ids), with_targets)
+        if key not in self._stores:
+            self._stores[key] = ImageStore(self.dataset, ids, with_targets, self.settings.memory_cache_mb)
+        return self._stores[key]
+
+    def check_leakage(self, allow: bool, log) -> None:
+        if self._leaks_checked:
+            return
+        from harness.data.leakage import find_leaks
+
+        leaks = find_leaks(self.dataset, self.manifest)
+        self._leaks_checked = True
+        if leaks:
+            listing = "; ".join(f"{a} ~ {b}" for a, b, *_ in leaks[:5])
+            message = (f"{len(leaks)} pretraining image(s) are near-duplicates of validation/test images "
+                       f"({listing}{'; ...' if len(leaks) > 5 else ''})")
+            if not allow:
+                raise HarnessError(message + ". Remove them, or pass --allow-leakage to run anyway.")
+            log(f"warning: {message}; running anyway (--allow-leakage)")
+
+
+def pretrain_cache_key(entry: MethodEntry, method: SSLMethod, ctx: Context, seed: int) -> str:
+    s = ctx.settings
+    return stable_hash(
+        {
+            "method": entry.name,
+            "config": method.config.model_dump(mode="json"),
+            "plugin": [entry.plugin.distribution, entry.plugin.version],
+            "harness": __version__,
+            "backbone": s.backbone,
+            "dataset": ctx.dataset.identity.key,
+            "manifest": ctx.manifest.hash,
+            "seed": seed,
+            "device": [ctx.runtime.device.type, ctx.runtime.precision],
+            "settings": s.model_dump(include={"crop_size", "pretrain_steps", "pretrain_batch", "pretrain_lr",
+                                              "pretrain_weight_decay", "pretrain_betas", "warmup_fraction"}),
+        },
+        length=20,
+    )
+
+
+def obtain_encoder(entry: MethodEntry, method: SSLMethod, ctx: Context, seed: int, progress: bool, log):
+    """Transferred encoder weights from the cache, or from a new pretraining that fills it."""
+    if not method.pretrains:
+        return None, PretrainInfo(cache_key=None, reused_cache=False, steps=0, final_loss=None), 0.0
+    key = pretrain_cache_key(entry, method, ctx, seed)
+    directory = cache_root() / "pretrained" / f"{entry.name}-{key}"
+    path = directory / ENCODER_FILE
+    if path.is_file():
+        meta = json.loads((directory / "meta.json").read_text())
+        log(f"pretraining: reusing cached encoder {entry.name}-{key} (trained {meta['created']})")
+        info = PretrainInfo(cache_key=key, reused_cache=True, steps=meta["steps"], final_loss=meta["final_loss"])
+        return load_file(path), info, 0.0
+    start = time.perf_counter()
+    store = ctx.store(ctx.manifest.pools["unlabeled"], with_targets=False)
+    state, stage = pretrain(method, store, ctx.settings, ctx.runtime, seed, progress)
+    elapsed = time.perf_counter() - start
+    final = stage.losses[-1] if stage.losses else None
+    if is_main_process():  # one writer; a second process would only race for the same bytes
+        directory.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        save_file(state, tmp, metadata={"method": entry.name, "key": key})
+        meta = {"created": _now(), "steps": len(stage.losses), "final_loss": final, "losses": stage.losses,
+                "seconds": elapsed}
+        (directory / "meta.json").write_text(json.dumps(meta, indent=1))
+        tmp.replace(path)
+    log(f"pretraining: cached encoder as {entry.name}-{key}")
+    return state, PretrainInfo(cache_key=key, reused_cache=False, steps=len(stage.losses), final_loss=final), elapsed
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def run_one(request: RunRequest, ctx: Context | None = None, log=print) -> RunRecord:
+    """Run one grid cell and write its record; returns the record."""
+    budget = Budget.parse(request.budget)
+    entry = get_method(request.method)
+    method = entry.cls(request.method_config)
+    ctx = ctx or Context(request)
+    budget_ids = ctx.manifest.budget_ids(budget)
+    if method.pretrains:
+        ctx.check_leakage(request.allow_leakage, log)
+    if ctx.runtime.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(ctx.runtime.device)
+    encoder_state, pretrain_info, pretrain_s = obtain_encoder(entry, method, ctx, request.seed, request.progress, log)
+
+    start = time.perf_counter()
+    val_ids = ctx.manifest.pools["val"]
+    if not val_ids:
+        raise HarnessError("the validation pool is empty: model selection needs validation images")
+
+    def validate(net) -> float:
+        # model selection: mean matched-instance F1 over validation images (F1 is always defined)
+        scores, _ = score_split(net, ctx.dataset, val_ids, ctx.runtime, desc="validate", progress=False)
+        return float(np.mean([s.f1 for s in scores]))
+
+    net, stage = finetune(encoder_state, ctx.store(budget_ids, with_targets=True), validate, ctx.settings,
+                          ctx.runtime, request.seed, request.protocol, request.progress)
+    finetune_s = time.perf_counter() - start
+
+    start = time.perf_counter()
+    per_image, scales = score_split(net, ctx.dataset, ctx.manifest.pools["test"], ctx.runtime,
+                                    desc="test", progress=request.progress)
+    report = aggregate(per_image, scales, seed=request.split_seed)
+    evaluate_s = time.perf_counter() - start
+
+    config = method.config.model_dump(mode="json")
+    identity = ctx.dataset.identity
+    created = _now()
+    run_id = stable_hash({"request": request.model_dump(mode="json", exclude={"out", "progress"}),
+                          "created": created}, length=12)
+    record = RunRecord(
+        run_id=run_id,
+        created=created,
+        method=MethodInfo(name=entry.name, plugin=entry.plugin.name, distribution=entry.plugin.distribution,
+                          version=entry.plugin.version, config=config, config_hash=stable_hash(config),
+                          transfers=method.transfers),
+        backbone=ctx.settings.backbone,
+        dataset=DatasetInfo(name=identity.name, version=identity.version, params_hash=identity.params_hash,
+                            key=identity.key, profile=request.profile, manifest_hash=ctx.manifest.hash,
+                            pool_sizes={k: len(v) for k, v in ctx.manifest.pools.items()}),
+        budget=budget.text,
+        budget_images=len(budget_ids),
+        protocol=request.protocol,
+        seeds=Seeds(split=request.split_seed, data=request.data_seed, train=request.seed),
+        settings=ctx.settings.model_dump(mode="json"),
+        pretrain=pretrain_info,
+        selection=Selection(best_step=stage.best_step, best_score=stage.best_score,
+                            stopped_early=stage.stopped_early, finetune_steps_run=len(stage.losses)),
+        metrics=report.model_dump(mode="json"),
+        headline=report.headline(),
+        timings_s={"pretrain": round(pretrain_s, 3), "finetune": round(finetune_s, 3),
+                   "evaluate": round(evaluate_s, 3)},
+        peak_memory_mb=round(peak_memory_mb(ctx.runtime), 1),
+        device=ctx.runtime.describe(),
+        hardware=hardware(),
+        versions={"harness": __version__, **library_versions()},
+        git=git_state(),
+        command=shlex.join(["harness", *sys.argv[1:]]) if sys.argv and "harness" in sys.argv[0] else "",
+    )
+    out = request.out or default_run_dir(record)
+    if is_main_process():
+        record.write(out)
+        (out / "per_image.json").write_text(
+            json.dumps([s.model_dump(mode="json") for s in per_image], indent=1) + "\n"
+        )
+    log(f"headline ({HEADLINE_METRIC}): {record.headline}")
+    log(f"record written to {out / 'record.json'}")
+    return record
+
+
+def default_run_dir(record: RunRecord) -> Path:
+    budget = record.budget.replace("%", "pct")
+    name = f"{record.method.name}-{budget}-{record.protocol}-seed{record.seeds.train}-{record.run_id}"
+    return Path("runs") / record.dataset.name / name

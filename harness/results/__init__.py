@@ -1,0 +1,1 @@
+"""Result records: everything needed to reproduce a number, next to the number."""

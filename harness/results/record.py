@@ -1,0 +1,106 @@
+"""The result record of one run (method x budget x seed): a versioned pydantic schema.
+
+A record is immutable once written. ``SCHEMA_VERSION`` rises whenever a field changes meaning or
+is removed; older records are upgraded by :func:`migrate` when read.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION = 1
+RECORD_FILE = "record.json"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class MethodInfo(_Frozen):
+    name: str
+    plugin: str
+    distribution: str
+    version: str
+    config: dict[str, Any]
+    config_hash: str
+    transfers: str
+
+
+class DatasetInfo(_Frozen):
+    name: str
+    version: str
+    params_hash: str
+    key: str
+    profile: str
+    manifest_hash: str
+    pool_sizes: dict[str, int]
+
+
+class Seeds(_Frozen):
+    split: int
+    data: int
+    train: int
+
+
+class PretrainInfo(_Frozen):
+    cache_key: str | None
+    reused_cache: bool
+    steps: int
+    final_loss: float | None
+
+
+class Selection(_Frozen):
+    criterion: str = "validation matched-instance F1 (higher is better)"
+    best_step: int | None
+    best_score: float | None
+    stopped_early: bool
+    finetune_steps_run: int
+
+
+class RunRecord(_Frozen):
+    schema_version: int = SCHEMA_VERSION
+    run_id: str
+    created: str  # ISO 8601, UTC
+    method: MethodInfo
+    backbone: str
+    dataset: DatasetInfo
+    budget: str
+    budget_images: int
+    protocol: str
+    seeds: Seeds
+    settings: dict[str, Any]
+    pretrain: PretrainInfo
+    selection: Selection
+    metrics: dict[str, Any]  # the test-split MetricsReport: overall and per length-scale bin
+    headline: dict[str, Any]
+    timings_s: dict[str, float]
+    peak_memory_mb: float
+    device: dict[str, str]
+    hardware: dict[str, Any]
+    versions: dict[str, str]
+    git: dict[str, Any]
+    command: str = Field("", description="The command line that produced this record.")
+
+    def write(self, directory: Path) -> Path:
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / RECORD_FILE
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.model_dump(mode="json"), indent=2, sort_keys=True) + "\n")
+        tmp.replace(path)
+        return path
+
+
+def migrate(data: dict[str, Any]) -> dict[str, Any]:
+    """Bring a stored record up to :data:`SCHEMA_VERSION` (version 1 is the first: nothing to do)."""
+    version = data.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise ValueError(f"record schema version {version!r} is not known (this harness reads {SCHEMA_VERSION})")
+    return data
+
+
+def read_record(path: Path) -> RunRecord:
+    return RunRecord.model_validate(migrate(json.loads(Path(path).read_text())))

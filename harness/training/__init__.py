@@ -1,0 +1,1 @@
+"""Training: the loop the harness owns for every method (pretraining and fine-tuning)."""

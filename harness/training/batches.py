@@ -1,0 +1,117 @@
+"""Batches for the loop, drawn deterministically from (seed, step, rank).
+
+Each item of these map-style datasets is one whole batch, so ``DataLoader(batch_size=None,
+num_workers=k)`` loads batches in parallel and the numbers do not depend on the worker count.
+Only the region above an instrument data bar is ever cropped.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import numpy as np
+import torch
+
+from harness.data.base import Dataset
+from harness.data.intensity import to_unit_float
+from harness.task.targets import make_targets
+
+
+class ImageStore:
+    """Model-ready images (float32 in [0, 1], data bar cut off) and, if asked, training targets."""
+
+    def __init__(self, dataset: Dataset, ids: list[str], with_targets: bool = False, memory_mb: int = 2048):
+        if not ids:
+            raise ValueError("an image store needs at least one image")
+        self.dataset = dataset
+        self.ids = list(ids)
+        self.with_targets = with_targets
+        self._budget = memory_mb * 2**20
+        self._used = 0
+        self._cache: OrderedDict[str, tuple[np.ndarray, np.ndarray | None]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def get(self, sample_id: str) -> tuple[np.ndarray, np.ndarray | None]:
+        if sample_id in self._cache:
+            self._cache.move_to_end(sample_id)
+            return self._cache[sample_id]
+        sample = self.dataset.load(sample_id)
+        rows = sample.valid_rows
+        image = to_unit_float(sample.image, sample.databar_rows)[:rows]
+        target = None
+        if self.with_targets:
+            if sample.mask is None:
+                raise ValueError(f"sample {sample_id} has no mask but is used for fine-tuning")
+            target = make_targets(sample.mask, sample.databar_rows)[:rows]
+        item = (image, target)
+        size = image.nbytes + (target.nbytes if target is not None else 0)
+        if size <= self._budget:
+            self._cache[sample_id] = item
+            self._used += size
+            while self._used > self._budget:
+                _, (old_image, old_target) = self._cache.popitem(last=False)
+                self._used -= old_image.nbytes + (old_target.nbytes if old_target is not None else 0)
+        return item
+
+
+def _crop_box(rng: np.random.Generator, height: int, width: int, size: int) -> tuple[int, int]:
+    top = int(rng.integers(0, max(height - size, 0) + 1))
+    left = int(rng.integers(0, max(width - size, 0) + 1))
+    return top, left
+
+
+def _crop(array: np.ndarray, top: int, left: int, size: int, pad_mode: str, pad_value: int = 0) -> np.ndarray:
+    patch = array[top : top + size, left : left + size]
+    pad_h, pad_w = size - patch.shape[0], size - patch.shape[1]
+    if pad_h or pad_w:  # images smaller than the crop
+        kwargs = {"constant_values": pad_value} if pad_mode == "constant" else {}
+        patch = np.pad(patch, ((0, pad_h), (0, pad_w)), mode=pad_mode, **kwargs)
+    return patch
+
+
+class PretrainBatches(torch.utils.data.Dataset):
+    """Random crops from the unlabeled pool; item ``step`` is the batch of that step."""
+
+    def __init__(self, store: ImageStore, steps: int, batch: int, crop: int, seed: int, rank: int = 0):
+        self.store, self.steps, self.batch, self.crop, self.seed, self.rank = store, steps, batch, crop, seed, rank
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def __getitem__(self, step: int) -> torch.Tensor:
+        rng = np.random.default_rng([self.seed, 1, step, self.rank])
+        crops = []
+        for index in rng.integers(0, len(self.store), size=self.batch):
+            image, _ = self.store.get(self.store.ids[index])
+            top, left = _crop_box(rng, *image.shape, self.crop)
+            crops.append(_crop(image, top, left, self.crop, "reflect"))
+        return torch.from_numpy(np.stack(crops)[:, None])
+
+
+class FinetuneBatches(torch.utils.data.Dataset):
+    """Random crops of labeled images with their targets, randomly flipped and rotated by 90 degrees."""
+
+    def __init__(self, store: ImageStore, steps: int, batch: int, crop: int, seed: int, ignore_index: int, rank: int = 0):
+        self.store, self.steps, self.batch, self.crop = store, steps, batch, crop
+        self.seed, self.ignore_index, self.rank = seed, ignore_index, rank
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def __getitem__(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rng = np.random.default_rng([self.seed, 2, step, self.rank])
+        images, targets = [], []
+        for index in rng.integers(0, len(self.store), size=self.batch):
+            image, target = self.store.get(self.store.ids[index])
+            top, left = _crop_box(rng, *image.shape, self.crop)
+            image = _crop(image, top, left, self.crop, "reflect")
+            target = _crop(target, top, left, self.crop, "constant", self.ignore_index)
+            quarter, flip = int(rng.integers(0, 4)), bool(rng.integers(0, 2))
+            image, target = np.rot90(image, quarter), np.rot90(target, quarter)
+            if flip:
+                image, target = image[:, ::-1], target[:, ::-1]
+            images.append(np.ascontiguousarray(image))
+            targets.append(np.ascontiguousarray(target))
+        return torch.from_numpy(np.stack(images)[:, None]), torch.from_numpy(np.stack(targets).astype(np.int64))

@@ -1,0 +1,215 @@
+"""The training loops: the same optimiser, schedule, precision and logging for every method.
+
+``pretrain`` trains a method's :class:`~harness.methods.base.PretrainModule` on unlabeled crops
+and returns the weights that transfer. ``finetune`` trains the downstream segmentation network
+on a label budget and keeps the state that scored best on the *validation* split, through a
+``validate`` callback supplied by the caller (training never sees the test split).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from harness.methods.base import PretrainModule, SSLMethod
+from harness.models import SegmentationNet, create_backbone
+from harness.task.losses import segmentation_loss
+from harness.task.targets import IGNORE_INDEX
+from harness.training.batches import FinetuneBatches, ImageStore, PretrainBatches
+from harness.training.runtime import Runtime, is_main_process, rank, world_size
+from harness.training.settings import TrainSettings
+
+
+def warmup_cosine(total_steps: int, warmup_fraction: float) -> Callable[[int], float]:
+    """Learning-rate factor: linear warm-up, then cosine decay to zero."""
+    warmup = int(total_steps * warmup_fraction)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total_steps - warmup)
+        return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+    return factor
+
+
+@dataclass
+class Optimisation:
+    optimizers: dict[str, torch.optim.Optimizer]
+    schedulers: list[torch.optim.lr_scheduler.LambdaLR]
+
+    @classmethod
+    def adamw(
+        cls,
+        groups: dict[str, list[nn.Parameter]],
+        defaults: dict,
+        per_group: dict[str, dict],
+        total_steps: int,
+        warmup_fraction: float,
+    ) -> "Optimisation":
+        optimizers = {
+            name: torch.optim.AdamW(params, **{**defaults, **per_group.get(name, {})})
+            for name, params in groups.items()
+        }
+        factor = warmup_cosine(total_steps, warmup_fraction)
+        return cls(optimizers, [torch.optim.lr_scheduler.LambdaLR(o, factor) for o in optimizers.values()])
+
+    def step(self, losses: dict[str, torch.Tensor], groups: dict[str, list[nn.Parameter]]) -> None:
+        """Each loss updates only its own group: gradients first, then every optimiser steps,
+        so one group's update never changes the graph another group's loss still needs."""
+        names = list(losses)
+        unknown = set(names) - set(groups)
+        if unknown:
+            raise RuntimeError(f"training_step returned losses for unknown optimizer groups {sorted(unknown)}")
+        for i, name in enumerate(names):
+            inputs = groups[name] if len(names) > 1 else None
+            losses[name].backward(inputs=inputs, retain_graph=i < len(names) - 1)
+        for optimizer in self.optimizers.values():
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        for scheduler in self.schedulers:
+            scheduler.step()
+
+
+@dataclass
+class StageLog:
+    losses: list[float] = field(default_factory=list)
+    validation: list[tuple[int, float]] = field(default_factory=list)
+    best_step: int | None = None
+    best_score: float | None = None
+    stopped_early: bool = False
+
+
+def _loader(batches: torch.utils.data.Dataset, settings: TrainSettings) -> torch.utils.data.DataLoader:
+    return torch.utils.data.DataLoader(
+        batches, batch_size=None, shuffle=False, num_workers=settings.num_workers,
+        persistent_workers=False, pin_memory=torch.cuda.is_available(),
+    )
+
+
+def _maybe_ddp(module: nn.Module, runtime: Runtime) -> nn.Module:
+    if world_size() > 1 and torch.distributed.is_initialized():
+        ids = [runtime.device.index] if runtime.device.type == "cuda" else None
+        return nn.parallel.DistributedDataParallel(module, device_ids=ids, find_unused_parameters=True)
+    return module
+
+
+def pretrain(
+    method: SSLMethod,
+    store: ImageStore,
+    settings: TrainSettings,
+    runtime: Runtime,
+    seed: int,
+    progress: bool = True,
+) -> tuple[dict[str, torch.Tensor], StageLog]:
+    """Pretrain ``method`` on crops of the images in ``store``; return the transferable weights."""
+    torch.manual_seed(seed)
+    backbone = create_backbone(settings.backbone, in_chans=1)
+    module: PretrainModule = runtime.prepare(method.build(backbone))
+    module.train()
+    config = method.config
+    defaults = {
+        "lr": config.lr or settings.pretrain_lr,
+        "betas": config.betas or settings.pretrain_betas,
+        "weight_decay": settings.pretrain_weight_decay if config.weight_decay is None else config.weight_decay,
+    }
+    warmup = settings.warmup_fraction if config.warmup_fraction is None else config.warmup_fraction
+    groups = module.optimizer_groups()
+    optimisation = Optimisation.adamw(groups, defaults, module.group_options(), settings.pretrain_steps, warmup)
+    trained = _maybe_ddp(module, runtime)
+    batches = PretrainBatches(store, settings.pretrain_steps, settings.pretrain_batch, settings.crop_size, seed, rank())
+    log = StageLog()
+    bar = tqdm(_loader(batches, settings), total=settings.pretrain_steps, desc=f"pretrain {method.name}",
+               unit="step", disable=not (progress and is_main_process()))
+    for step, images in enumerate(bar):
+        images = runtime.batch(images)
+        with runtime.autocast():
+            out = trained(images, step, settings.pretrain_steps)
+        losses = out if isinstance(out, dict) else {"main": out}
+        total = sum(float(v.detach()) for v in losses.values())
+        if not math.isfinite(total):
+            raise FloatingPointError(f"{method.name}: loss became {total} at pretraining step {step}")
+        optimisation.step(losses, groups)
+        module.after_optimizer_step(step, settings.pretrain_steps)
+        log.losses.append(total)
+        bar.set_postfix(loss=f"{total:.4f}")
+    state = {k: v.detach().float().cpu().contiguous() for k, v in module.transfer_state().items()}
+    return state, log
+
+
+def build_segmentation_net(backbone: str, encoder_state: dict[str, torch.Tensor] | None) -> SegmentationNet:
+    """The downstream network; the encoder takes the transferred weights, strictly."""
+    encoder = create_backbone(backbone, in_chans=1)
+    if encoder_state is not None:
+        encoder.load_state_dict(encoder_state, strict=True)
+    return SegmentationNet(encoder, num_outputs=3)
+
+
+def finetune(
+    encoder_state: dict[str, torch.Tensor] | None,
+    store: ImageStore,
+    validate: Callable[[SegmentationNet], float],
+    settings: TrainSettings,
+    runtime: Runtime,
+    seed: int,
+    protocol: str = "finetune",
+    progress: bool = True,
+) -> tuple[SegmentationNet, StageLog]:
+    """Train the segmentation network on the budget in ``store``; keep the best validation state.
+
+    ``validate(net)`` returns a score where higher is better (computed on the validation split).
+    Protocol ``frozen`` keeps the encoder's weights fixed and its normalisation layers in eval mode.
+    """
+    torch.manual_seed(seed)
+    net: SegmentationNet = runtime.prepare(build_segmentation_net(settings.backbone, encoder_state))
+    frozen = protocol == "frozen"
+    if frozen:
+        for p in net.encoder.parameters():
+            p.requires_grad_(False)
+    params = {"main": [p for p in net.parameters() if p.requires_grad]}
+    optimisation = Optimisation.adamw(
+        params, {"lr": settings.finetune_lr, "weight_decay": settings.finetune_weight_decay}, {},
+        settings.finetune_steps, settings.warmup_fraction,
+    )
+    batches = FinetuneBatches(store, settings.finetune_steps, settings.finetune_batch, settings.crop_size,
+                              seed, IGNORE_INDEX, rank())
+    log = StageLog()
+    best_state = copy.deepcopy(net.state_dict())
+    checks_without_gain = 0
+    bar = tqdm(_loader(batches, settings), total=settings.finetune_steps, desc=f"fine-tune ({protocol})",
+               unit="step", disable=not (progress and is_main_process()))
+    for step, (images, targets) in enumerate(bar):
+        net.train()
+        if frozen:
+            net.encoder.eval()
+        with runtime.autocast():
+            logits = net(runtime.batch(images))
+        loss = segmentation_loss(logits.float(), targets.to(runtime.device))
+        if not math.isfinite(float(loss)):
+            raise FloatingPointError(f"fine-tuning loss became {float(loss)} at step {step}")
+        optimisation.step({"main": loss}, params)
+        log.losses.append(float(loss))
+        last = step + 1 == settings.finetune_steps
+        if (step + 1) % settings.val_every == 0 or last:
+            net.eval()
+            score = float(validate(net))
+            log.validation.append((step + 1, score))
+            if log.best_score is None or score > log.best_score:
+                log.best_score, log.best_step = score, step + 1
+                best_state = copy.deepcopy(net.state_dict())
+                checks_without_gain = 0
+            else:
+                checks_without_gain += 1
+            bar.set_postfix(loss=f"{float(loss):.4f}", val=f"{score:.3f}", best=f"{log.best_score:.3f}")
+            if checks_without_gain >= settings.patience and not last:
+                log.stopped_early = True
+                break
+    net.load_state_dict(best_state)
+    net.eval()
+    return net, log

@@ -1,0 +1,88 @@
+"""Device, precision and process-rank handling: the only place that asks which hardware runs.
+
+Rank-aware from the start so that ``torchrun`` (DDP) needs no global state: rank and world size
+come from ``torch.distributed`` when it is initialised, else from the launcher's environment.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import resource
+from dataclasses import dataclass
+
+import torch
+
+from harness.errors import HarnessError
+
+
+def rank() -> int:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank()
+    return int(os.environ.get("RANK", "0"))
+
+
+def world_size() -> int:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_world_size()
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def is_main_process() -> bool:
+    return rank() == 0
+
+
+@dataclass(frozen=True)
+class Runtime:
+    device: torch.device
+    precision: str  # "bf16" or "fp32"
+    channels_last: bool
+
+    def autocast(self):
+        if self.precision == "bf16":
+            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def prepare(self, module: torch.nn.Module) -> torch.nn.Module:
+        module = module.to(self.device)
+        if self.channels_last:
+            module = module.to(memory_format=torch.channels_last)
+        return module
+
+    def batch(self, tensor: torch.Tensor) -> torch.Tensor:
+        tensor = tensor.to(self.device, non_blocking=True)
+        if self.channels_last and tensor.ndim == 4:
+            tensor = tensor.contiguous(memory_format=torch.channels_last)
+        return tensor
+
+    def describe(self) -> dict[str, str]:
+        if self.device.type == "cuda":
+            name = torch.cuda.get_device_name(self.device)
+        else:
+            name = f"{platform.processor() or platform.machine()} ({torch.get_num_threads()} threads)"
+        return {"type": self.device.type, "name": name, "precision": self.precision,
+                "channels_last": str(self.channels_last)}
+
+
+def resolve_runtime(device: str = "auto") -> Runtime:
+    """``auto``: CUDA with bf16 autocast and channels_last when a GPU is there, else CPU fp32."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise HarnessError("--device cuda was asked for, but torch sees no CUDA GPU here")
+        dev = torch.device(device)
+        if dev.index is None and world_size() > 1:
+            dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        return Runtime(dev, "bf16", True)
+    if device != "cpu":
+        raise HarnessError(f"unknown device {device!r}: use auto, cpu or cuda")
+    return Runtime(torch.device("cpu"), "fp32", False)
+
+
+def peak_memory_mb(runtime: Runtime) -> float:
+    """Peak GPU memory allocated on CUDA; peak resident memory of the process on CPU."""
+    if runtime.device.type == "cuda":
+        return torch.cuda.max_memory_allocated(runtime.device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB

@@ -1,0 +1,60 @@
+"""Training settings owned by the harness, one set per profile.
+
+Methods may override the optimiser fields through their config (see
+:class:`harness.methods.base.MethodConfig`); everything else is the same for every method.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from harness.errors import HarnessError
+
+
+class TrainSettings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    backbone: str = "convnextv2_atto"
+    crop_size: int = Field(gt=0, multiple_of=32)
+    # pretraining
+    pretrain_steps: int = Field(ge=0)
+    pretrain_batch: int = Field(gt=0)
+    pretrain_lr: float = Field(gt=0)
+    pretrain_weight_decay: float = 0.05
+    pretrain_betas: tuple[float, float] = (0.9, 0.999)
+    warmup_fraction: float = Field(0.1, ge=0, lt=1)
+    # fine-tuning (the downstream task: identical for every method)
+    finetune_steps: int = Field(gt=0)
+    finetune_batch: int = Field(gt=0)
+    finetune_lr: float = Field(gt=0)
+    finetune_weight_decay: float = 1e-4
+    val_every: int = Field(gt=0)
+    patience: int = Field(4, gt=0, description="Validation checks without improvement before stopping.")
+    num_workers: int = Field(0, ge=0)
+    memory_cache_mb: int = Field(2048, ge=0, description="Decoded images kept in memory.")
+
+
+PROFILE_SETTINGS: dict[str, TrainSettings] = {
+    "smoke": TrainSettings(
+        crop_size=64, pretrain_steps=4, pretrain_batch=4, pretrain_lr=1e-3,
+        finetune_steps=6, finetune_batch=4, finetune_lr=1e-3, val_every=3, patience=2,
+    ),
+    "quick": TrainSettings(
+        crop_size=128, pretrain_steps=300, pretrain_batch=16, pretrain_lr=1e-3,
+        finetune_steps=300, finetune_batch=8, finetune_lr=1e-3, val_every=50, patience=3,
+    ),
+    # the source work's scale: 640 px crops, long schedules; for GPU machines
+    "paper": TrainSettings(
+        crop_size=640, pretrain_steps=100_000, pretrain_batch=64, pretrain_lr=1.5e-4 * 64 / 256 * 16,
+        pretrain_betas=(0.9, 0.95), finetune_steps=20_000, finetune_batch=16, finetune_lr=5e-4,
+        val_every=500, patience=10, num_workers=8, memory_cache_mb=8192,
+    ),
+}
+
+
+def settings_for(profile: str, **overrides) -> TrainSettings:
+    if profile not in PROFILE_SETTINGS:
+        raise HarnessError(f"unknown profile {profile!r}: choose one of {', '.join(PROFILE_SETTINGS)}")
+    base = PROFILE_SETTINGS[profile]
+    clean = {k: v for k, v in overrides.items() if v is not None}
+    return base.model_copy(update=clean) if clean else base
