@@ -1,0 +1,76 @@
+"""BYOL (Grill et al. 2020) for harness: an online encoder with projection and prediction MLPs
+learns to predict the projection that a slowly moving target copy gives for another view.
+
+Built on lightly 1.6 (``BYOLProjectionHead``, ``BYOLPredictionHead``,
+``NegativeCosineSimilarity``, ``update_momentum``, ``cosine_schedule``); views are the harness's
+single-channel :func:`harness.augment.em_views`. The ONLINE encoder transfers: it is the one the
+gradients train, and the target is only its moving average (BYOL evaluates the online encoder).
+
+This module holds config and registration only, so listing methods does not import lightly;
+the network lives in :mod:`harness_byol.module`.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field, field_validator, model_validator
+from torch import nn
+
+from harness.methods.base import MethodConfig, PretrainModule, SSLMethod
+from harness.plugins.hookspecs import hookimpl
+
+
+class BYOLConfig(MethodConfig):
+    """BYOL's recipe: 4096-wide MLPs to 256, target momentum rising along a cosine to 1.
+
+    ``momentum_start`` is 0.99, the paper's base value for its shorter (300-epoch) runs, not
+    0.996 (1000 epochs): harness pretraining runs are short, so the target must follow the
+    online network faster early on; it still ends at exactly 1.0.
+    """
+
+    projection_hidden_dim: int = Field(4096, ge=1, description="Projection MLP width (BYOL: 4096).")
+    projection_dim: int = Field(256, ge=1, description="Projection output size (BYOL: 256).")
+    prediction_hidden_dim: int = Field(4096, ge=1, description="Prediction MLP width (BYOL: 4096).")
+    momentum_start: float = Field(0.99, ge=0, le=1, description="Target EMA momentum at step 0.")
+    momentum_end: float = Field(1.0, ge=0, le=1, description="Target EMA momentum at the last step.")
+    view_size: int | None = Field(
+        None, ge=16, description="Side of each view in px; None: the size of the input crops."
+    )
+    crop_scale: tuple[float, float] = Field(
+        (0.25, 1.0), description="Area share of the input crop that each view covers (min, max)."
+    )
+
+    @field_validator("crop_scale")
+    @classmethod
+    def _scale_range(cls, value: tuple[float, float]) -> tuple[float, float]:
+        low, high = value
+        if not 0 < low <= high <= 1:
+            raise ValueError(f"crop_scale must satisfy 0 < min <= max <= 1, got {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _momentum_order(self) -> "BYOLConfig":
+        if self.momentum_start > self.momentum_end:
+            raise ValueError(
+                f"momentum_start ({self.momentum_start}) must not exceed momentum_end ({self.momentum_end})"
+            )
+        return self
+
+
+class BYOL(SSLMethod):
+    name = "byol"
+    description = "BYOL: online network predicts a momentum target's projection of another view (lightly)."
+    Config = BYOLConfig
+    transfers = "the online encoder (not the momentum target)"
+
+    def build(self, backbone: nn.Module) -> PretrainModule:
+        from harness_byol.module import BYOLModule
+
+        return BYOLModule(backbone, self.config)
+
+
+@hookimpl
+def harness_methods() -> list[type]:
+    return [BYOL]
+
+
+__all__ = ["BYOL", "BYOLConfig", "harness_methods"]

@@ -1,0 +1,206 @@
+"""DINO plugin: config, registration, multi-crop views, schedules (teacher temperature, momentum,
+frozen prototypes), centring, a falling loss, and that the TEACHER encoder is the one that transfers."""
+
+from __future__ import annotations
+
+import math
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from harness import augment  # noqa: E402
+from harness.errors import HarnessError  # noqa: E402
+from harness.methods.registry import get_method  # noqa: E402
+from harness.models.backbones import create_backbone  # noqa: E402
+from harness_dino import DINO, DINOConfig  # noqa: E402
+
+BACKBONE = "test_convnext"  # the harness's tiny test backbone
+SIZE = 64
+SMALL = {"hidden_dim": 64, "bottleneck_dim": 32, "output_dim": 128, "n_local_crops": 2}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models: a second OpenMP thread only adds barriers, and on a shared 2-core machine a
+    busy neighbour makes each barrier wait (seen: 2 s instead of 30 ms per step). Restored after."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def crops(n: int = 8, size: int = SIZE, seed: int = 0) -> torch.Tensor:
+    """A fixed batch of smooth single-channel crops in [0, 1] (blurred noise, like grainy EM)."""
+    g = torch.Generator().manual_seed(seed)
+    noise = torch.rand(n, 1, size // 4, size // 4, generator=g)
+    return torch.nn.functional.interpolate(noise, size=size, mode="bilinear", align_corners=False).clamp(0, 1)
+
+
+def build(seed: int = 0, backbone: str = BACKBONE, **config) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return DINO({**SMALL, **config}).build(create_backbone(backbone, in_chans=1))
+
+
+def train(module: torch.nn.Module, images: torch.Tensor, steps: int, lr: float = 2e-3) -> list[float]:
+    """AdamW steps on one batch with the SAME views every step, then the teacher update,
+    exactly as the harness loop calls them."""
+    params = [p for p in module.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.05)
+    module.train()
+    losses = []
+    for step in range(steps):
+        torch.manual_seed(1234)
+        loss = module(images, step, steps)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        module.after_optimizer_step(step, steps)
+        losses.append(float(loss.detach()))
+    return losses
+
+
+def differs(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return any(not torch.equal(a[k], b[k]) for k in a)
+
+
+def test_entry_point_registers_dino() -> None:
+    entry = get_method("dino")
+    assert entry.cls is DINO
+    assert entry.plugin.distribution == "harness-dino"
+
+
+def test_config_defaults_follow_recipe() -> None:
+    c = DINO().config
+    assert isinstance(c, DINOConfig)
+    assert (c.hidden_dim, c.bottleneck_dim, c.student_temp, c.center_momentum) == (2048, 256, 0.1, 0.9)
+    assert (c.warmup_teacher_temp, c.teacher_temp) == (0.04, 0.07)
+    assert (c.momentum_start, c.momentum_end) == (0.996, 1.0)
+    assert c.n_local_crops == 6 and c.global_scale == (0.4, 1.0) and c.local_scale == (0.05, 0.4)
+
+
+@pytest.mark.parametrize(
+    ("bad", "field"),
+    [
+        ({"n_local_crops": -1}, "n_local_crops"),
+        ({"teacher_temp": 0.0}, "teacher_temp"),
+        ({"student_temp": 2.0}, "student_temp"),
+        ({"center_momentum": 1.0}, "center_momentum"),
+        ({"momentum_start": 1.0, "momentum_end": 0.9}, "momentum_start"),
+        ({"global_size": 32, "local_size": 48}, "local_size"),
+        ({"local_scale": (0.4, 0.05)}, "local_scale"),
+        ({"output_dim": 1}, "output_dim"),
+        ({"use_teacher": False}, "use_teacher"),  # extra fields are forbidden
+    ],
+)
+def test_config_rejects_bad_values(bad: dict, field: str) -> None:
+    with pytest.raises(HarnessError, match=rf"'dino'.*{field}"):
+        DINO(bad)
+
+
+def test_multi_crop_views() -> None:
+    module = build(n_local_crops=3)
+    views = module.views(crops(4), torch.Generator().manual_seed(0))
+    assert len(views) == 2 + 3
+    stride = module.stride
+    local = max(stride, round(SIZE * 96 / 224 / stride) * stride)
+    assert [v.shape[-1] for v in views] == [SIZE, SIZE, local, local, local]
+    assert all(v.shape[:2] == (4, 1) for v in views)
+    assert local < SIZE
+    assert not torch.allclose(views[0], views[1])
+
+
+def test_multi_crop_helper_sizes_and_validation() -> None:
+    views = augment.multi_crop_views(crops(2), 32, 16, 4)
+    assert [tuple(v.shape) for v in views] == [(2, 1, 32, 32)] * 2 + [(2, 1, 16, 16)] * 4
+    with pytest.raises(ValueError, match="n_local"):
+        augment.multi_crop_views(crops(2), 32, 16, -1)
+
+
+def test_teacher_temperature_warms_up_linearly() -> None:
+    module = build(teacher_temp_warmup_fraction=0.5)
+    assert module.teacher_temperature(0, 20) == pytest.approx(0.04)
+    assert module.teacher_temperature(5, 20) == pytest.approx(0.055)
+    assert module.teacher_temperature(10, 20) == pytest.approx(0.07)
+    assert module.teacher_temperature(19, 20) == pytest.approx(0.07)
+
+
+def test_teacher_momentum_follows_cosine_schedule() -> None:
+    module = build()
+    assert module.momentum(0, 11) == pytest.approx(0.996)
+    assert module.momentum(5, 11) == pytest.approx(0.998)
+    assert module.momentum(10, 11) == pytest.approx(1.0)
+
+
+def test_teacher_starts_equal_and_frozen() -> None:
+    module = build()
+    assert not differs(module.backbone.state_dict(), module.teacher_backbone.state_dict())
+    assert not differs(module.student_head.state_dict(), module.teacher_head.state_dict())
+    assert not any(p.requires_grad for p in module.teacher_backbone.parameters())
+    assert not any(p.requires_grad for p in module.teacher_head.parameters())
+
+
+def test_centre_moves_and_loss_is_finite() -> None:
+    module = build()
+    assert float(module.criterion.center.abs().sum()) == 0
+    losses = train(module, crops(), steps=2)
+    assert all(math.isfinite(v) for v in losses)
+    assert float(module.criterion.center.abs().sum()) > 0
+
+
+def test_prototypes_frozen_at_first_then_trained() -> None:
+    module = build(freeze_last_layer_fraction=0.5)
+    images = crops()
+    torch.manual_seed(1234)
+    module(images, 0, 4).backward()  # step 0 of 4: frozen
+    assert all(p.grad is None for p in module.student_head.last_layer.parameters())
+    assert all(p.grad is not None for p in module.student_head.layers.parameters())
+    module.zero_grad(set_to_none=True)
+    torch.manual_seed(1234)
+    module(images, 2, 4).backward()  # step 2 of 4: trained
+    assert module.student_head.last_layer.weight_v.grad is not None
+
+
+def test_loss_falls_on_fixed_views() -> None:
+    """DINO's loss is a moving target by design (teacher EMA, centre EMA, temperature warm-up) and
+    on a tiny random model it can rise while the centre settles. What must hold is that the
+    student learns: with the teacher, centre and temperature held fixed, the loss falls."""
+    module = build(momentum_start=1.0, momentum_end=1.0, center_momentum=0.0, warmup_teacher_temp=0.07)
+    images = crops()
+    with torch.no_grad():  # settle the centre on the (fixed) teacher outputs
+        torch.manual_seed(1234)
+        module(images, 0, 6)
+    losses = train(module, images, steps=6)
+    assert all(math.isfinite(v) for v in losses)
+    assert losses[-1] < losses[0] - 0.05, losses
+
+
+@pytest.mark.parametrize("backbone", [BACKBONE, "test_resnet"])  # LayerNorm; BatchNorm buffers
+def test_teacher_encoder_transfers_not_student(backbone: str) -> None:
+    module = build(backbone=backbone, momentum_start=0.9, momentum_end=0.9)
+    initial = {k: v.clone() for k, v in module.backbone.state_dict().items()}
+    train(module, crops(), steps=3)
+    state = module.transfer_state()
+    student = module.backbone.state_dict()
+    teacher = module.teacher_backbone.state_dict()
+    assert differs(student, teacher)  # after steps the two have parted
+    assert not differs(state, teacher)
+    assert differs(state, student)
+    assert differs(state, initial)  # the teacher did move (momentum update)
+    fresh = create_backbone(backbone, in_chans=1)
+    result = fresh.load_state_dict(state, strict=True)
+    assert not result.missing_keys and not result.unexpected_keys
+
+
+def test_same_seed_same_loss() -> None:
+    images = crops()
+    assert train(build(seed=3), images, 2) == train(build(seed=3), images, 2)
+
+
+def test_bad_batches_are_explained() -> None:
+    with pytest.raises(HarnessError, match="dino"):
+        build().training_step(torch.rand(2, 3, SIZE, SIZE), 0, 1)
+    with pytest.raises(HarnessError, match="local views"):
+        build(local_size=96).training_step(crops(2), 0, 1)

@@ -1,0 +1,70 @@
+"""The SimCLR network: encoder -> global average pool of the last stage -> projection MLP."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from harness import augment
+from harness.compat import ensure_torchvision
+from harness.errors import HarnessError
+from harness.methods.base import PretrainModule
+
+ensure_torchvision()  # lightly imports torchvision, which needs this next to a CPU torch
+
+from lightly.loss import NTXentLoss  # noqa: E402
+from lightly.models.modules import SimCLRProjectionHead  # noqa: E402
+
+from harness_simclr import SimCLRConfig  # noqa: E402
+
+
+def encoder_width(backbone: nn.Module) -> int:
+    """Channels of the backbone's last feature map, which the head pools."""
+    channels = getattr(backbone, "channels", None)
+    if not channels:
+        raise HarnessError(
+            f"backbone {type(backbone).__name__} has no `channels` list: simclr needs a harness backbone"
+        )
+    return int(channels[-1])
+
+
+def pooled(backbone: nn.Module, views: torch.Tensor) -> torch.Tensor:
+    """Global average pool of the last (deepest) feature map: (B, C)."""
+    return backbone(views)[-1].mean(dim=(2, 3))
+
+
+class SimCLRModule(PretrainModule):
+    def __init__(self, backbone: nn.Module, config: SimCLRConfig):
+        super().__init__(backbone)
+        self.config = config
+        width = encoder_width(backbone)
+        self.projection_head = SimCLRProjectionHead(
+            input_dim=width,
+            hidden_dim=config.hidden_dim or width,
+            output_dim=config.output_dim,
+            num_layers=config.num_layers,
+            batch_norm=True,
+        )
+        self.criterion = NTXentLoss(temperature=config.temperature)
+
+    def embed(self, views: torch.Tensor) -> torch.Tensor:
+        return self.projection_head(pooled(self.backbone, views))
+
+    def views(self, images: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Two independent EM views of every crop, each one batched call (no copy of the input)."""
+        size = self.config.view_size or images.shape[-1]
+        first = augment.em_views(images, size, self.config.crop_scale, generator)
+        second = augment.em_views(images, size, self.config.crop_scale, generator)
+        return first, second
+
+    def training_step(self, images: torch.Tensor, step: int, total_steps: int) -> torch.Tensor:
+        if images.ndim != 4 or images.shape[1] != 1:
+            raise HarnessError(f"simclr expects single-channel crops (B, 1, H, W), got shape {tuple(images.shape)}")
+        if images.shape[0] < 2:
+            # the other crops of the batch are the negatives, and the head's BatchNorm needs two
+            raise HarnessError(f"simclr needs at least 2 crops per batch (got {images.shape[0]}): raise the batch size")
+        first, second = self.views(images)
+        # one encoder pass over both views: BatchNorm in the head sees the whole 2B batch
+        z = self.embed(torch.cat([first, second]))
+        z0, z1 = z.float().split(images.shape[0])
+        return self.criterion(z0, z1)
