@@ -1,0 +1,157 @@
+"""Pix2Pix denoising: two players learn from their own losses only, the generator's L1 falls on
+a fixed batch, the encoder transfers, the config validates, the entry point works."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from harness.errors import HarnessError
+from harness.methods.registry import get_method
+from harness.models import create_backbone
+from harness_pix2pix import Pix2Pix, Pix2PixConfig
+from harness_pix2pix.module import PatchDiscriminator, min_input_size, patch_receptive_field
+
+BACKBONE = "convnextv2_atto"
+SMALL = {"disc_width": 16, "disc_layers": 2}  # a 34x34 PatchGAN for 64 px crops
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One intra-op thread: on a shared 2-core machine, OpenMP's thread barriers make these tiny
+    ops up to 100x slower when another process holds the other core."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def fixed_batch() -> torch.Tensor:
+    g = torch.Generator().manual_seed(0)
+    base = torch.rand(4, 1, 8, 8, generator=g)
+    return nn.functional.interpolate(base, size=64, mode="bilinear")  # smooth, learnable images
+
+
+def harness_step(
+    losses: dict[str, torch.Tensor],
+    groups: dict[str, list[nn.Parameter]],
+    optimizers: dict[str, torch.optim.Optimizer],
+) -> None:
+    """The harness's multi-group step: each loss's gradients w.r.t. its own group only (graph
+    kept for the next loss), then every optimiser steps."""
+    names = list(losses)
+    for i, name in enumerate(names):
+        losses[name].backward(inputs=groups[name], retain_graph=i < len(names) - 1)
+    for optimizer in optimizers.values():
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+
+def optimizers_for(module) -> tuple[dict[str, list[nn.Parameter]], dict[str, torch.optim.Optimizer]]:
+    groups = module.optimizer_groups()
+    options = module.group_options()
+    return groups, {name: torch.optim.AdamW(params, **options[name]) for name, params in groups.items()}
+
+
+def test_the_groups_split_the_parameters_and_follow_pix2pix():
+    module = Pix2Pix(SMALL).build(create_backbone(BACKBONE, in_chans=1))
+    groups = module.optimizer_groups()
+    assert set(groups) == {"generator", "discriminator"}
+    gen, disc = {id(p) for p in groups["generator"]}, {id(p) for p in groups["discriminator"]}
+    assert not gen & disc and gen | disc == {id(p) for p in module.parameters()}
+    assert {id(p) for p in module.backbone.parameters()} <= gen  # the encoder is the generator's
+    for options in module.group_options().values():
+        assert options == {"lr": 2e-4, "betas": (0.5, 0.999), "weight_decay": 0.0}
+
+
+def test_each_loss_reaches_only_its_own_player():
+    torch.manual_seed(0)
+    module = Pix2Pix(SMALL).build(create_backbone(BACKBONE, in_chans=1))
+    groups = module.optimizer_groups()
+    out = module(fixed_batch(), 0, 1)
+    assert set(out) == {"discriminator", "generator"}
+    # the discriminator's loss sees the restored image detached: no gradient to the generator
+    to_generator = torch.autograd.grad(out["discriminator"], groups["generator"], retain_graph=True, allow_unused=True)
+    assert all(g is None for g in to_generator)
+    expected = torch.autograd.grad(out["discriminator"], groups["discriminator"], retain_graph=True)
+    # the harness's way: after both backward passes, D holds exactly the gradients of D's loss
+    out["discriminator"].backward(inputs=groups["discriminator"], retain_graph=True)
+    out["generator"].backward(inputs=groups["generator"])
+    for p, g in zip(groups["discriminator"], expected):
+        assert torch.equal(p.grad, g)
+    assert all(p.grad is not None for p in groups["generator"][:5])
+    # while the generator's loss alone would have changed them: the separation is what keeps them
+    module.zero_grad(set_to_none=True)
+    out = module(fixed_batch(), 0, 1)
+    through = torch.autograd.grad(out["generator"], groups["discriminator"], allow_unused=True)
+    assert any(g is not None and g.abs().sum() > 0 for g in through)
+
+
+def test_a_few_steps_on_a_fixed_batch_lower_the_generators_l1():
+    torch.manual_seed(0)
+    module = Pix2Pix({**SMALL, "lr": 1e-3}).build(create_backbone(BACKBONE, in_chans=1))
+    groups, optimizers = optimizers_for(module)
+    images = fixed_batch()
+    l1 = []
+    for step in range(8):
+        torch.manual_seed(123)  # the same views and noise at every step: a fixed batch
+        losses = module(images, step, 8)
+        assert all(torch.isfinite(v) for v in losses.values())
+        harness_step(losses, groups, optimizers)
+        l1.append(float(module.last_terms["g_l1"]))
+    assert l1[-1] < 0.7 * l1[0], l1
+
+
+def test_the_encoder_transfers_without_missing_or_unexpected_keys():
+    module = Pix2Pix(SMALL).build(create_backbone(BACKBONE, in_chans=1))
+    state = module.transfer_state()
+    fresh = create_backbone(BACKBONE, in_chans=1)
+    result = fresh.load_state_dict(state, strict=True)
+    assert not result.missing_keys and not result.unexpected_keys
+    key = next(iter(state))  # the transferred weights are the generator's own encoder
+    assert state[key].data_ptr() == module.generator.encoder.state_dict()[key].data_ptr()
+
+
+@pytest.mark.parametrize("layers, field", [(1, 16), (2, 34), (3, 70)])
+def test_the_discriminator_judges_patches_of_the_stated_size(layers, field):
+    assert patch_receptive_field(layers) == field
+    torch.manual_seed(0)
+    disc = PatchDiscriminator(2, width=4, layers=layers, norm="none")
+    size = 2 * field + 16
+    image = torch.rand(1, 1, size, size, requires_grad=True)
+    logits = disc(torch.zeros(1, 1, size, size), image)
+    h, w = logits.shape[-2:]
+    logits[0, 0, h // 2, w // 2].backward()
+    rows = torch.nonzero(image.grad[0, 0].abs().sum(dim=1)).flatten()
+    cols = torch.nonzero(image.grad[0, 0].abs().sum(dim=0)).flatten()
+    assert int(rows[-1] - rows[0]) + 1 == field and int(cols[-1] - cols[0]) + 1 == field
+    smallest = torch.zeros(1, 1, min_input_size(layers), min_input_size(layers))
+    assert disc(smallest, smallest).shape[-1] == 1
+
+
+def test_crops_too_small_for_the_discriminator_are_refused():
+    module = Pix2Pix({"disc_width": 8, "disc_layers": 3}).build(create_backbone(BACKBONE, in_chans=1))
+    with pytest.raises(HarnessError, match="disc_layers=3"):
+        module(torch.rand(2, 1, 16, 16), 0, 1)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [{"dose_min": 0}, {"dose_min": 60.0}, {"l1_weight": -1}, {"disc_layers": 0}, {"disc_norm": "group"},
+     {"betas": (1.0, 0.9)}, {"crop_scale": (0.0, 1.0)}, {"discriminator_lr": 0}, {"colour": 1}],
+)
+def test_bad_configs_are_refused(bad):
+    with pytest.raises(HarnessError, match="invalid config for method 'pix2pix'"):
+        Pix2Pix(bad)
+
+
+def test_defaults_follow_pix2pix():
+    config = Pix2PixConfig()
+    assert config.l1_weight == 100 and config.lr == 2e-4 and config.betas == (0.5, 0.999)
+    assert config.weight_decay == 0 and config.disc_layers == 3 and patch_receptive_field(3) == 70
+
+
+def test_entry_point_registers_the_method():
+    entry = get_method("pix2pix")
+    assert entry.cls is Pix2Pix and entry.plugin.distribution == "harness-pix2pix"
