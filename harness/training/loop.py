@@ -191,10 +191,11 @@ def finetune(
         with runtime.autocast():
             logits = net(runtime.batch(images))
         loss = segmentation_loss(logits.float(), targets.to(runtime.device))
-        if not math.isfinite(float(loss)):
-            raise FloatingPointError(f"fine-tuning loss became {float(loss)} at step {step}")
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise FloatingPointError(f"fine-tuning loss became {value} at step {step}")
         optimisation.step({"main": loss}, params)
-        log.losses.append(float(loss))
+        log.losses.append(value)
         last = step + 1 == settings.finetune_steps
         if (step + 1) % settings.val_every == 0 or last:
             net.eval()
@@ -206,7 +207,7 @@ def finetune(
                 checks_without_gain = 0
             else:
                 checks_without_gain += 1
-            bar.set_postfix(loss=f"{float(loss):.4f}", val=f"{score:.3f}", best=f"{log.best_score:.3f}")
+            bar.set_postfix(loss=f"{value:.4f}", val=f"{score:.3f}", best=f"{log.best_score:.3f}")
             if checks_without_gain >= settings.patience and not last:
                 log.stopped_early = True
                 break

@@ -1,0 +1,21 @@
+"""Test-wide settings: an isolated cache shared by the session, no hub downloads."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_cache(tmp_path_factory):
+    """Generated datasets and pretrained encoders go to a session temp folder, shared by tests."""
+    root = tmp_path_factory.mktemp("harness-cache")
+    old = os.environ.get("HARNESS_CACHE_DIR")
+    os.environ["HARNESS_CACHE_DIR"] = str(root)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    yield root
+    if old is None:
+        os.environ.pop("HARNESS_CACHE_DIR", None)
+    else:
+        os.environ["HARNESS_CACHE_DIR"] = old
