@@ -31,7 +31,7 @@ from harness.data.sample import Sample
 from harness.data.scales import LENGTH_SCALES, length_scale_of
 from harness.errors import HarnessError
 
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"
 MODALITY_CODE = {"SEM": 1, "TEM": 2}
 SHAPES = ("sphere", "ellipse", "faceted", "rod")
 PIXEL_SIZE_RANGE_NM = (0.5, 50.0)
@@ -107,8 +107,8 @@ def draw_params(seed: int, modality: str, index: int, size: int) -> ImageParams:
     low = max(scale.min_nm_per_px, PIXEL_SIZE_RANGE_NM[0])
     high = min(scale.max_nm_per_px, PIXEL_SIZE_RANGE_NM[1])
     pixel = float(np.exp(rng.uniform(np.log(low), np.log(high))))
-    # materials whose median particle spans 7-45 px at this pixel size (and not over a third of the image)
-    fits = [m for m in MATERIALS if 7 <= m.median_nm / pixel <= min(45, size / 3)]
+    # materials whose median particle spans 10-45 px at this pixel size (and not over a third of the image)
+    fits = [m for m in MATERIALS if 10 <= m.median_nm / pixel <= min(45, size / 3)]
     if not fits:
         fits = [min(MATERIALS, key=lambda m: abs(math.log(m.median_nm / pixel / 15)))]
     material = fits[int(rng.integers(len(fits)))]
@@ -120,7 +120,7 @@ def draw_params(seed: int, modality: str, index: int, size: int) -> ImageParams:
         pixel_size_nm=round(pixel, 6),
         material=material.name,
         coverage=float(rng.uniform(0.15, 0.4)),
-        cluster_prob=float(rng.uniform(0.25, 0.6)),
+        cluster_prob=float(rng.uniform(0.15, 0.5)),
         dose=float(np.exp(rng.uniform(np.log(15), np.log(400)))),
         detector_noise=float(rng.uniform(0.005, 0.03)),
         blur_px=float(rng.uniform(0.5, 1.4)),
@@ -202,6 +202,13 @@ def _place_particles(p: ImageParams, rng: np.random.Generator) -> tuple[np.ndarr
     return labels, records
 
 
+def _large_enough(labels: np.ndarray, n: int) -> np.ndarray:
+    """Per old id (index 0 = background, always False): at least MIN_PARTICLE_PX visible pixels."""
+    keep = np.bincount(labels.ravel(), minlength=n + 1) >= MIN_PARTICLE_PX
+    keep[0] = False
+    return keep
+
+
 def _relabel(labels: np.ndarray, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Keep the ids flagged in ``keep`` (indexed by old id), renumbered 1..N; returns the map."""
     mapping = np.zeros(keep.size, dtype=np.int32)
@@ -260,28 +267,52 @@ def _render(p: ImageParams, labels: np.ndarray, rng: np.random.Generator) -> np.
     return image
 
 
-def _jitter(image: np.ndarray, labels: np.ndarray, prob: float, rng: np.random.Generator):
+def _jitter(
+    image: np.ndarray, labels: np.ndarray, prob: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """Scan-line jitter: whole rows shifted by one pixel, applied to image and labels alike."""
     shifts = np.where(rng.random(image.shape[0]) < prob, rng.choice([-1, 1], image.shape[0]), 0)
     if not shifts.any():
         return image, labels
-    cols = (np.arange(image.shape[1])[None, :] - shifts[:, None]) % image.shape[1]
+    # edge pixels are repeated rather than wrapped, so no label fragment jumps across the field
+    cols = np.clip(np.arange(image.shape[1])[None, :] - shifts[:, None], 0, image.shape[1] - 1)
     rows = np.arange(image.shape[0])[:, None]
     return image[rows, cols], labels[rows, cols]
 
 
-def _data_bar(image: np.ndarray, rows: int, p: ImageParams, rng: np.random.Generator) -> np.ndarray:
-    """An instrument data bar: dark band, bright text-like blocks and a scale bar."""
-    bar = np.full((rows, image.shape[1]), 0.04)
-    x = 4
-    while x < image.shape[1] * 0.7:
-        w = int(rng.integers(3, 9))
-        h = max(2, rows // 3)
-        top = int(rng.integers(1, max(2, rows - h - 1)))
-        bar[top : top + h, x : x + w] = 0.95
-        x += w + int(rng.integers(2, 6))
-    length = max(6, image.shape[1] // 6)
-    bar[rows // 2 : rows // 2 + 2, -length - 4 : -4] = 1.0
+def _glyph(rng: np.random.Generator, scale: int) -> np.ndarray:
+    """A random 5x3 character-like bitmap (a stroke on at least one side), scaled up."""
+    bits = rng.random((5, 3)) < 0.55
+    bits[:, 0 if rng.random() < 0.5 else 2] = True
+    return np.kron(bits, np.ones((scale, scale), dtype=bool))
+
+
+def _write(bar: np.ndarray, x: int, top: int, n_chars: int, scale: int, rng: np.random.Generator) -> int:
+    """Write ``n_chars`` glyphs from column ``x``; returns the column after the last one."""
+    for _ in range(n_chars):
+        glyph = _glyph(rng, scale)
+        h, w = glyph.shape
+        if x + w >= bar.shape[1] or top + h > bar.shape[0]:
+            break
+        bar[top : top + h, x : x + w][glyph] = 0.92
+        x += w + scale
+    return x
+
+
+def _data_bar(image: np.ndarray, rows: int, rng: np.random.Generator) -> np.ndarray:
+    """An instrument data bar: dark band with fields of text (e.g. 'EHT = 5.00 kV  WD = 4 mm')
+    on the left, and a scale bar with its length written above it on the right."""
+    width = image.shape[1]
+    bar = np.full((rows, width), 0.05)
+    scale = max(1, round(rows * 0.4 / 5))
+    top = (rows - 5 * scale) // 2
+    x = 2 * scale
+    while x < width * 0.62:  # fields of 3-7 characters separated by wider gaps
+        x = _write(bar, x, top, int(rng.integers(3, 8)), scale, rng) + 3 * scale
+    length = max(8, width // 6)
+    right = width - 3 * scale
+    bar[rows - 2 * scale - max(1, scale) : rows - 2 * scale, right - length : right] = 1.0
+    _write(bar, right - length, max(0, top - 2 * scale), 3, max(1, scale - 1) if rows >= 20 else 1, rng)
     image = image.copy()
     image[-rows:] = bar
     return image
@@ -291,20 +322,16 @@ def render_image(p: ImageParams, seed: int) -> tuple[np.ndarray, np.ndarray, pd.
     """Image (uint8 SEM / uint16 TEM), instance labels (int32) and the particle table."""
     rng = np.random.default_rng([seed, MODALITY_CODE[p.modality], p.index, 1])
     labels, records = _place_particles(p, rng)
+    # slivers left by occlusion or the field edge are removed before rendering, so the image
+    # never shows a particle that the labels lack
+    labels = np.where(_large_enough(labels, len(records))[labels], labels, 0)
     image = _render(p, labels, rng)
     image, labels = _jitter(image, labels, p.jitter_prob, rng)
     if p.databar_rows:
-        image = _data_bar(image, p.databar_rows, p, rng)
+        image = _data_bar(image, p.databar_rows, rng)
         labels[-p.databar_rows :] = 0
-    # drop particles hidden under others or cut to slivers; renumber 1..N
-    visible = np.bincount(labels.ravel(), minlength=len(records) + 1)
-    keep = visible >= MIN_PARTICLE_PX
-    keep[0] = False
-    dropped = (visible > 0) & ~keep
-    dropped[0] = False
-    if dropped.any():  # a dropped sliver becomes substrate-like background in the labels only
-        labels[dropped[labels]] = 0
-    labels, mapping = _relabel(labels, keep)
+    # the data bar can still cut a particle to a sliver; like a human annotator, leave it out
+    labels, mapping = _relabel(labels, _large_enough(labels, len(records)))
     table = _particle_table(labels, records, mapping, p)
     if p.bit_depth == 8:
         pixels = np.clip(np.round(image * 255), 0, 255).astype(np.uint8)
@@ -360,8 +387,13 @@ class SyntheticDataset(Dataset):
         if self.size < 64:
             raise HarnessError(f"image size {self.size} is too small: use at least 64 px")
         self.split_fractions = dict(self.profile.fractions)
-        params = {"generator": GENERATOR_VERSION, "modality": modality, "seed": seed, "size": self.size,
-                  "n_images": self.profile.n_images, "materials": [m.__dict__ for m in MATERIALS]}
+        # everything that changes the bytes: a change here gives a new cache key, never stale data
+        params = {
+            "generator": GENERATOR_VERSION, "modality": modality, "seed": seed, "size": self.size,
+            "profile": self.profile.model_dump(), "materials": [m.__dict__ for m in MATERIALS],
+            "shapes": SHAPES, "pixel_size_range_nm": PIXEL_SIZE_RANGE_NM, "min_particle_px": MIN_PARTICLE_PX,
+            "length_scales": [(s.name, s.min_nm_per_px, s.max_nm_per_px) for s in LENGTH_SCALES],
+        }
         self.identity = DatasetIdentity(name=f"synthetic-{modality.lower()}", version=GENERATOR_VERSION,
                                         params_hash=stable_hash(params))
         self._params = [draw_params(seed, modality, i, self.size) for i in range(self.profile.n_images)]
