@@ -220,9 +220,20 @@ def run_one(request: RunRequest, ctx: Context | None = None, log=print) -> RunRe
         (out / "per_image.json").write_text(
             json.dumps([s.model_dump(mode="json") for s in per_image], indent=1) + "\n"
         )
-    log(f"headline ({HEADLINE_METRIC}): {record.headline}")
+    head = record.headline
+    log(f"test headline: {HEADLINE_METRIC} = {_num(head['value'])} {_ci(head['ci95'])}, "
+        f"{head['companion_metric']} = {_num(head['companion_value'])} {_ci(head['companion_ci95'])} "
+        f"over {head['n_images']} images")
     log(f"record written to {out / 'record.json'}")
     return record
+
+
+def _num(value) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def _ci(interval) -> str:
+    return "[n/a]" if not interval or None in interval else f"[{_num(interval[0])}, {_num(interval[1])}]"
 
 
 def default_run_dir(record: RunRecord) -> Path:

@@ -65,19 +65,30 @@ class Runtime:
                 "channels_last": str(self.channels_last)}
 
 
+def init_distributed(device_type: str) -> None:
+    """Join the process group that ``torchrun`` describes in the environment (WORLD_SIZE > 1)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.distributed.is_initialized():
+        torch.distributed.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
+
+
 def resolve_runtime(device: str = "auto") -> Runtime:
-    """``auto``: CUDA with bf16 autocast and channels_last when a GPU is there, else CPU fp32."""
+    """``auto``: CUDA with bf16 autocast and channels_last when a GPU is there, else CPU fp32.
+
+    Under ``torchrun`` it also joins the process group, and each rank takes its LOCAL_RANK GPU.
+    """
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda"):
         if not torch.cuda.is_available():
             raise HarnessError("--device cuda was asked for, but torch sees no CUDA GPU here")
+        init_distributed("cuda")
         dev = torch.device(device)
         if dev.index is None and world_size() > 1:
             dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         return Runtime(dev, "bf16", True)
     if device != "cpu":
         raise HarnessError(f"unknown device {device!r}: use auto, cpu or cuda")
+    init_distributed("cpu")
     return Runtime(torch.device("cpu"), "fp32", False)
 
 

@@ -31,7 +31,8 @@ class FCMAEConfig(MethodConfig):
     The patch size is not a setting: it is the encoder's total stride (32 px for every ConvNeXt),
     as in the source, so that each patch is exactly one position of the deepest feature map.
     Optimiser defaults are the recipe's: AdamW betas (0.9, 0.95), weight decay 0.05; the learning
-    rate is left to the harness, which scales it with the batch (1.5e-4 * batch / 256).
+    rate is left to the harness profile (the ``paper`` profile uses the recipe's
+    1.5e-4 * batch / 256; the short CPU profiles use a larger fixed rate).
     """
 
     mask_ratio: float = Field(0.6, gt=0, lt=1, description="Share of patches hidden from the encoder.")
