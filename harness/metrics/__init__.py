@@ -8,7 +8,7 @@ Python API (the training pipeline and ``harness evaluate`` both use it)::
     report = aggregate([scores, ...], ["high-mag", ...], seed=0)
     print(report.table())
 
-Definitions, border/data-bar rules and empty-image rules: docs/metrics.md.
+Definitions, border/data-bar rules and empty-image rules: README.md, "Metrics".
 """
 
 from harness.metrics.aggregate import (

@@ -97,7 +97,7 @@ class MetricsReport(BaseModel):
             raise HarnessError(f"unknown metric {metric!r}; known: {', '.join(METRIC_NAMES)}")
         value = self.group(OVERALL).per_image[metric].mean
         if value is None:
-            raise HarnessError(f"metric {metric!r} is undefined on every image (see docs/metrics.md)")
+            raise HarnessError(f"metric {metric!r} is undefined on every image (see the README, section Metrics)")
         return value
 
     def headline(self) -> dict[str, Any]:

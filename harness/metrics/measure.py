@@ -3,7 +3,7 @@
 All work is a handful of whole-array passes (``np.bincount`` and a lookup-table gather), so an
 image with thousands of particles costs about as much as one with ten.
 
-Rules (see docs/metrics.md):
+Rules (see README.md, "Metrics"):
 
 - the ``databar_rows`` bottom rows are cut off first: nothing in the data bar exists;
 - a particle touching the image border (first/last row or column of what is left, so the row

@@ -4,7 +4,7 @@ It shares no code with the fast path: sizes and border contact come from
 ``skimage.measure.regionprops``, every (pred, truth) pair's IoU is computed from the two
 particles' own pixel masks (pairs whose bounding boxes do not overlap have IoU 0 exactly), the
 matching runs on the full pairwise matrix, and the Wasserstein distance is integrated from the
-two empirical CDFs by hand. Only the definitions (docs/metrics.md) are common.
+two empirical CDFs by hand. Only the definitions (README.md, "Metrics") are common.
 """
 
 from __future__ import annotations

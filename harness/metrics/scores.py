@@ -1,7 +1,7 @@
 """Per-image scores of a predicted instance mask against the true one.
 
 Every score is a finite float or an explicit ``None`` meaning "undefined for this image", with one
-rule per score (docs/metrics.md lists them all):
+rule per score (README.md, "Metrics" lists them all):
 
 - count errors are None when the image has no true particles (a relative error of 0 is undefined;
   ``count_abs_error`` and the pooled count error still register false detections there);
