@@ -57,6 +57,8 @@ class RunRequest(BaseModel):
     device: str = "auto"
     method_config: dict = Field(default_factory=dict)
     allow_leakage: bool = False
+    connectivity: Literal[4, 8] = 8
+    crop_bottom: int | None = Field(None, ge=0)
     out: Path | None = None
     progress: bool = True
 
@@ -65,7 +67,8 @@ class Context:
     """What the cells of a sweep share: dataset, manifest, runtime, stores."""
 
     def __init__(self, request: RunRequest):
-        self.dataset: Dataset = open_dataset(request.dataset, profile=request.profile, seed=request.data_seed)
+        self.dataset: Dataset = open_dataset(request.dataset, profile=request.profile, seed=request.data_seed,
+                                             connectivity=request.connectivity, crop_bottom=request.crop_bottom)
         self.manifest: SplitManifest = make_manifest(self.dataset, request.split_seed)
         self.runtime: Runtime = resolve_runtime(request.device)
         self.settings: TrainSettings = settings_for(request.profile, backbone=request.backbone)

@@ -75,3 +75,18 @@ def test_sweep_runs_the_grid_and_survives_a_failing_cell(tmp_path):
     assert len(records) == 2
     cached = [json.loads(p.read_text())["pretrain"]["reused_cache"] for p in records]
     assert cached.count(True) >= 1  # the second budget reused the first one's pretraining
+
+
+def test_run_on_an_exported_folder_dataset(tmp_path):
+    folder = tmp_path / "folder"
+    exported = CliRunner().invoke(main, ["data", "export", "synthetic-tem", "--split", "all", "--out", str(folder),
+                                         "--profile", "smoke"], catch_exceptions=False)
+    assert exported.exit_code == 0, exported.output
+    out = tmp_path / "run"
+    result = run(tmp_path, "--method", "denoise", "--budget", "50%", "--dataset", str(folder), "--connectivity", "4",
+                 "--out", str(out))
+    assert result.exit_code == 0, result.output
+    record = read(out)
+    assert record["dataset"]["name"] == "folder" and record["dataset"]["version"] == "folder-1"
+    # images exported without masks (the unlabeled pool) are the folder's pretraining pool
+    assert record["dataset"]["pool_sizes"]["unlabeled"] == 24

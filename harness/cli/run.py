@@ -63,6 +63,10 @@ def common_run_options(func):
                      help="Method config field, repeatable (see the method's documentation)."),
         click.option("--allow-leakage", is_flag=True,
                      help="Run even when pretraining images duplicate validation/test images."),
+        click.option("--connectivity", type=click.Choice(["4", "8"]), default="8", show_default=True,
+                     help="Folder datasets: pixel connectivity that turns binary masks into particles."),
+        click.option("--crop-bottom", type=click.IntRange(min=0), default=None,
+                     help="Folder datasets: rows of instrument data bar at the bottom of every image."),
         click.option("--quiet", is_flag=True, help="No progress bars."),
     ]
     for option in reversed(options):
@@ -78,7 +82,7 @@ def common_run_options(func):
               help="Run folder for record.json (default: runs/DATASET/...).")
 @common_run_options
 def run(method, budget, seed, out, dataset, backbone, profile, data_seed, split_seed, protocol, device,
-        config_items, allow_leakage, quiet) -> None:
+        config_items, allow_leakage, connectivity, crop_bottom, quiet) -> None:
     """Pretrain METHOD on the unlabeled pool, fine-tune on BUDGET labels, evaluate on test.
 
     Example: harness run --method fcmae --budget 1%
@@ -88,7 +92,7 @@ def run(method, budget, seed, out, dataset, backbone, profile, data_seed, split_
     request = RunRequest(method=method, budget=budget, dataset=dataset, backbone=backbone, seed=seed,
                          split_seed=split_seed, data_seed=data_seed, profile=profile, protocol=protocol,
                          device=device, method_config=_parse_config(config_items), allow_leakage=allow_leakage,
-                         out=out, progress=not quiet)
+                         connectivity=int(connectivity), crop_bottom=crop_bottom, out=out, progress=not quiet)
     record = run_one(request, log=click.echo)
     click.echo("")
     click.echo(_report_table(record.metrics))
@@ -115,7 +119,7 @@ def _split_list(text: str, what: str) -> list[str]:
               help="Folder for the run folders and failures.")
 @common_run_options
 def sweep(method_list, budgets, seeds, out, dataset, backbone, profile, data_seed, split_seed, protocol, device,
-          config_items, allow_leakage, quiet) -> None:
+          config_items, allow_leakage, connectivity, crop_bottom, quiet) -> None:
     """Run the grid methods x budgets x seeds, reusing each pretraining for every budget.
 
     A failing cell is recorded in OUT/failures/ and the sweep goes on.
@@ -140,7 +144,8 @@ def sweep(method_list, budgets, seeds, out, dataset, backbone, profile, data_see
                 request = RunRequest(method=method_name, budget=budget, dataset=dataset, backbone=backbone,
                                      seed=seed, split_seed=split_seed, data_seed=data_seed, profile=profile,
                                      protocol=protocol, device=device, method_config=config,
-                                     allow_leakage=allow_leakage, progress=not quiet)
+                                     allow_leakage=allow_leakage, connectivity=int(connectivity),
+                                     crop_bottom=crop_bottom, progress=not quiet)
                 click.echo(f"== {method_name} budget {budget} seed {seed}")
                 try:
                     ctx = ctx or Context(request)

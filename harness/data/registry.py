@@ -15,11 +15,18 @@ def dataset_names() -> list[str]:
     return sorted(SYNTHETIC)
 
 
-def open_dataset(name: str, profile: str = DEFAULT_PROFILE, seed: int = 0) -> Dataset:
+def open_dataset(
+    name: str,
+    profile: str = DEFAULT_PROFILE,
+    seed: int = 0,
+    connectivity: int = 8,
+    crop_bottom: int | None = None,
+) -> Dataset:
     """An embedded dataset by name (sized by ``profile``, generated from ``seed``), or a folder.
 
     ``seed`` is the data-generation seed of embedded datasets; it is not the split seed and not
-    the training seed.
+    the training seed. ``connectivity`` (binary masks -> particles) and ``crop_bottom`` (data-bar
+    rows) apply to folders only.
     """
     if profile not in PROFILES:
         raise HarnessError(f"unknown profile {profile!r}: choose one of {', '.join(PROFILES)}")
@@ -31,7 +38,7 @@ def open_dataset(name: str, profile: str = DEFAULT_PROFILE, seed: int = 0) -> Da
     if path.is_dir():
         from harness.data.folder import FolderDataset
 
-        return FolderDataset(path)
+        return FolderDataset(path, connectivity=connectivity, crop_bottom=crop_bottom)
     raise HarnessError(
         f"unknown dataset {name!r}: give one of {', '.join(dataset_names())} or a folder path"
     )
