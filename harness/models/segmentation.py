@@ -3,7 +3,8 @@
 The decoder climbs from the deepest features, adding every stage's skip connection, and ends in
 a full-resolution block that also sees a shallow convolution of the input itself: ConvNeXt's stem
 has stride 4, and the thin particle boundaries that separate touching particles need detail the
-encoder's first stage no longer has.
+encoder's first stage no longer has. The full-resolution layers dominate the cost on a CPU, so
+their width defaults to 16 channels (32 made fine-tuning 2.5x slower on 2 cores).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ def _conv_block(cin: int, cout: int) -> nn.Sequential:
 
 
 class SegmentationNet(nn.Module):
-    def __init__(self, backbone: Backbone, num_outputs: int = 3, decoder_width: int = 32):
+    def __init__(self, backbone: Backbone, num_outputs: int = 3, decoder_width: int = 16):
         super().__init__()
         self.encoder = backbone
         channels = backbone.channels
