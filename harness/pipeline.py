@@ -81,12 +81,12 @@ class Context:
             self._stores[key] = ImageStore(self.dataset, ids, with_targets, self.settings.memory_cache_mb)
         return self._stores[key]
 
-    def check_leakage(self, allow: bool, log) -> None:
+    def check_leakage(self, allow: bool, log, progress: bool = False) -> None:
         if self._leaks_checked:
             return
         from harness.data.leakage import find_leaks
 
-        leaks = find_leaks(self.dataset, self.manifest)
+        leaks = find_leaks(self.dataset, self.manifest, progress=progress and is_main_process())
         self._leaks_checked = True
         if leaks:
             listing = "; ".join(f"{a} ~ {b}" for a, b, *_ in leaks[:5])
@@ -158,7 +158,7 @@ def run_one(request: RunRequest, ctx: Context | None = None, log=print) -> RunRe
     ctx = ctx or Context(request)
     budget_ids = ctx.manifest.budget_ids(budget)
     if method.pretrains:
-        ctx.check_leakage(request.allow_leakage, log)
+        ctx.check_leakage(request.allow_leakage, log, request.progress)
     if ctx.runtime.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(ctx.runtime.device)
     encoder_state, pretrain_info, pretrain_s = obtain_encoder(entry, method, ctx, request.seed, request.progress, log)

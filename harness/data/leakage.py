@@ -33,6 +33,7 @@ import numpy as np
 from PIL import Image
 from scipy.fft import dctn
 from skimage.feature import match_template
+from tqdm import tqdm
 
 from harness.data.base import Dataset
 from harness.data.intensity import to_unit_float
@@ -173,6 +174,7 @@ def leaks_from_fingerprints(
     load: Callable[[str], np.ndarray] | None = None,
     pretrain_pools: Iterable[str] = PRETRAIN_POOLS,
     eval_pools: Iterable[str] = EVAL_POOLS,
+    progress: bool = False,
 ) -> list[Leak]:
     """Near-duplicate pairs between pools from precomputed fingerprints.
 
@@ -222,6 +224,7 @@ def find_leaks(
     max_distance: int = DEFAULT_MAX_DISTANCE,
     pretrain_pools: Iterable[str] = PRETRAIN_POOLS,
     eval_pools: Iterable[str] = EVAL_POOLS,
+    progress: bool = False,
 ) -> list[Leak]:
     """Pairs (pretraining id, validation/test id, distance) of near-duplicate micrographs.
 
@@ -241,7 +244,8 @@ def find_leaks(
 
     wanted = sorted({i for pool in (*pretrain_pools, *eval_pools) for i in manifest.pools.get(pool, [])})
     fingerprints = {}
-    for sample_id in wanted:
+    # the first pass over a dataset: embedded images are generated here, hence the progress bar
+    for sample_id in tqdm(wanted, desc="leakage check", unit="img", disable=not progress, leave=False):
         sample = dataset.load(sample_id)
         fingerprints[sample_id] = fingerprint(sample.image, sample.databar_rows)
     return leaks_from_fingerprints(fingerprints, manifest, max_distance, load, pretrain_pools, eval_pools)
