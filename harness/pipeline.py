@@ -73,6 +73,8 @@ class Context:
         self.runtime: Runtime = resolve_runtime(request.device)
         self.settings: TrainSettings = settings_for(request.profile, backbone=request.backbone)
         self._stores: dict[tuple, ImageStore] = {}
+        # provenance of the code that runs, taken before any work (a commit made mid-sweep must not leak in)
+        self.git = git_state()
         self._leaks_checked = False
 
     def store(self, ids: list[str], with_targets: bool) -> ImageStore:
@@ -214,7 +216,7 @@ def run_one(request: RunRequest, ctx: Context | None = None, log=print) -> RunRe
         device=ctx.runtime.describe(),
         hardware=hardware(),
         versions={"harness": __version__, **library_versions()},
-        git=git_state(),
+        git=ctx.git,
         command=shlex.join(["harness", *sys.argv[1:]]) if sys.argv and "harness" in sys.argv[0] else "",
     )
     out = request.out or default_run_dir(record)
