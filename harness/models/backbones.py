@@ -16,24 +16,37 @@ from harness.errors import HarnessError
 
 @dataclass(frozen=True)
 class BackboneSpec:
+    """A registry entry: the timm model to build and a one-line note for ``harness methods``."""
+
     timm_name: str
     note: str
 
 
+_CONVNEXTV2_PARAMS_M = {
+    "atto": 3.4, "femto": 4.8, "pico": 8.6, "nano": 15.0,
+    "tiny": 27.9, "base": 87.7, "large": 196.4, "huge": 657.5,
+}
+
 BACKBONES: dict[str, BackboneSpec] = {
     **{
-        f"convnextv2_{size}": BackboneSpec(f"convnextv2_{size}", f"ConvNeXt V2 {size} (FCMAE's family)")
-        for size in ("atto", "femto", "pico", "nano", "tiny", "base", "large", "huge")
+        f"convnextv2_{size}": BackboneSpec(
+            f"convnextv2_{size}", f"ConvNeXt V2 {size}, {params} M parameters (FCMAE's family)"
+        )
+        for size, params in _CONVNEXTV2_PARAMS_M.items()
     },
-    "resnet18": BackboneSpec("resnet18", "ResNet-18"),
-    "resnet50": BackboneSpec("resnet50", "ResNet-50 (the backbone of Lu et al. 2022)"),
+    "resnet18": BackboneSpec("resnet18", "ResNet-18, 11.2 M parameters, 5 stages (strides 2-32)"),
+    "resnet50": BackboneSpec("resnet50", "ResNet-50, 23.5 M parameters (the backbone of Lu et al. 2022)"),
     "test_convnext": BackboneSpec("test_convnext", "tiny ConvNeXt (0.2 M parameters) for tests"),
-    "test_resnet": BackboneSpec("test_resnet", "tiny ResNet for tests"),
+    "test_resnet": BackboneSpec("test_resnet", "tiny ResNet (0.4 M parameters) for tests"),
 }
 
 
 def known_backbones() -> dict[str, BackboneSpec]:
-    """Built-in backbones plus those contributed by plugins through ``harness_backbones``."""
+    """Built-in backbones plus those contributed by plugins through ``harness_backbones``.
+
+    A plugin cannot shadow a built-in name: the built-in entry wins, so a name always means the
+    same architecture in recorded results.
+    """
     from harness.plugins.manager import plugin_state
 
     found = dict(BACKBONES)
@@ -60,6 +73,7 @@ class Backbone(nn.Module):
 
     @property
     def total_stride(self) -> int:
+        """Reduction of the deepest feature map: inputs must be a multiple of it."""
         return self.reductions[-1]
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -67,11 +81,23 @@ class Backbone(nn.Module):
 
 
 def create_backbone(name: str, in_chans: int = 1) -> Backbone:
+    """Build backbone ``name`` with random weights and ``in_chans`` input channels.
+
+    Works under ``with torch.device("meta"):`` too, to size the big models without allocating.
+    """
     specs = known_backbones()
     if name not in specs:
         raise HarnessError(f"unknown backbone {name!r}: choose one of {', '.join(specs)}")
+    if not isinstance(in_chans, int) or in_chans < 1:
+        raise HarnessError(f"backbone {name!r}: in_chans must be a positive integer, got {in_chans!r}")
     ensure_torchvision()
     import timm
 
-    body = timm.create_model(specs[name].timm_name, pretrained=False, in_chans=in_chans, features_only=True)
+    timm_name = specs[name].timm_name
+    try:
+        body = timm.create_model(timm_name, pretrained=False, in_chans=in_chans, features_only=True)
+    except (RuntimeError, ValueError) as error:  # e.g. a plugin naming a model timm lacks
+        raise HarnessError(
+            f"backbone {name!r}: timm cannot build {timm_name!r} as a feature extractor: {error}"
+        ) from error
     return Backbone(name, body, in_chans)

@@ -13,10 +13,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from harness.errors import HarnessError
 from harness.models.backbones import Backbone
 
 
 def _conv_block(cin: int, cout: int) -> nn.Sequential:
+    """Two 3x3 conv + GroupNorm + GELU: GroupNorm, not BatchNorm, because batches are small."""
     groups = 8 if cout % 8 == 0 else 1
     return nn.Sequential(
         nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.GroupNorm(groups, cout), nn.GELU(),
@@ -25,10 +27,24 @@ def _conv_block(cin: int, cout: int) -> nn.Sequential:
 
 
 class SegmentationNet(nn.Module):
+    """Backbone (``.encoder``) + U-Net decoder; ``forward(x)`` gives (B, num_outputs, H, W) logits.
+
+    Any H x W is accepted: the input is padded (reflect, replicate where it is too small to
+    reflect) to a multiple of the backbone's total stride and the output cropped back. The decoder
+    is the only part with parameters outside ``.encoder``, so freezing or loading the encoder
+    touches exactly the transferred weights.
+    """
+
     def __init__(self, backbone: Backbone, num_outputs: int = 3, decoder_width: int = 16):
         super().__init__()
+        if num_outputs < 1:
+            raise HarnessError(f"SegmentationNet: num_outputs must be >= 1, got {num_outputs}")
+        if decoder_width < 1:
+            raise HarnessError(f"SegmentationNet: decoder_width must be >= 1, got {decoder_width}")
         self.encoder = backbone
+        self.num_outputs = num_outputs
         channels = backbone.channels
+        # half the encoder width per stage keeps the decoder light next to the encoder
         widths = [max(decoder_width, c // 2) for c in channels]
         self.lateral = nn.ModuleList(nn.Conv2d(c, w, 1) for c, w in zip(channels, widths))
         self.up_blocks = nn.ModuleList(
@@ -39,17 +55,24 @@ class SegmentationNet(nn.Module):
         self.head = nn.Conv2d(decoder_width, num_outputs, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 4 or x.shape[1] != self.encoder.in_chans:
+            raise HarnessError(
+                f"SegmentationNet ({self.encoder.name}) expects (B, {self.encoder.in_chans}, H, W) input, "
+                f"got shape {tuple(x.shape)}"
+            )
         height, width = x.shape[-2:]
         stride = self.encoder.total_stride
         pad_h, pad_w = (-height) % stride, (-width) % stride
         if pad_h or pad_w:
-            x = F.pad(x, (0, pad_w, 0, pad_h), mode="reflect" if min(height, width) > max(pad_h, pad_w) else "replicate")
+            mode = "reflect" if min(height, width) > max(pad_h, pad_w) else "replicate"
+            x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
         features = self.encoder(x)
         y = self.lateral[-1](features[-1])
         for i in range(len(features) - 2, -1, -1):
             skip = self.lateral[i](features[i])
             y = F.interpolate(y, size=skip.shape[-2:], mode="bilinear", align_corners=False)
-            y = self.up_blocks[i](torch.cat([y, skip], dim=1))
+            y = self.up_blocks[i](torch.cat([y, skip.to(y.dtype)], dim=1))
         y = F.interpolate(y, size=x.shape[-2:], mode="bilinear", align_corners=False)
-        y = self.full_res(torch.cat([y, self.input_stem(x)], dim=1))
+        stem = self.input_stem(x)
+        y = self.full_res(torch.cat([y, stem.to(y.dtype)], dim=1))
         return self.head(y)[..., :height, :width]

@@ -1,4 +1,9 @@
-"""From per-pixel class probabilities to instance labels, by seeded watershed."""
+"""From per-pixel class probabilities to instance labels, by seeded watershed.
+
+Confident interior gives one seed per particle (the boundary class keeps touching particles'
+interiors apart); the seeds then grow over everything the network calls foreground, so each
+particle gets its boundary band back and touching particles meet along the boundary line.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import numpy as np
 from scipy import ndimage
 from skimage.segmentation import watershed
 
+from harness.errors import HarnessError
 from harness.task.targets import BACKGROUND, INTERIOR
 
 
@@ -16,11 +22,28 @@ def to_instances(
 ) -> np.ndarray:
     """Instance labels (int32, 0 = background, ids 1..N) from (3, H, W) class probabilities.
 
-    Seeds are the connected components (4-connected) of confident interior; each seed grows by
-    watershed over the foreground (where background is not the most likely class), flooding
-    along decreasing interior probability, so boundary pixels split touching particles.
+    Seeds are the connected components (4-connected) of interior probability above
+    ``interior_threshold``; each seed grows by watershed over the foreground (where background
+    is not the most likely class), flooding along decreasing interior probability, so the
+    low-interior boundary band is reached last and split between the particles on either side.
     Foreground that no seed reaches is dropped, as are instances under ``min_size_px`` pixels.
+    Ids are consecutive, numbered in raster order of each seed's first pixel: the same input
+    always gives the same labels.
     """
+    probabilities = np.asarray(probabilities)
+    if probabilities.ndim != 3 or probabilities.shape[0] != 3:
+        raise HarnessError(
+            f"to_instances: expected (3, H, W) class probabilities, got shape {probabilities.shape}"
+        )
+    if not np.issubdtype(probabilities.dtype, np.floating):
+        raise HarnessError(f"to_instances: probabilities must be floats, got dtype {probabilities.dtype}")
+    if not np.isfinite(probabilities).all():
+        raise HarnessError("to_instances: probabilities contain NaN or infinity (did training diverge?)")
+    if not 0.0 < interior_threshold < 1.0:
+        raise HarnessError(f"to_instances: interior_threshold must lie in (0, 1), got {interior_threshold}")
+    if min_size_px < 0:
+        raise HarnessError(f"to_instances: min_size_px must be >= 0, got {min_size_px}")
+
     interior = probabilities[INTERIOR]
     foreground = probabilities.argmax(axis=0) != BACKGROUND
     seeds, count = ndimage.label(interior > interior_threshold)
@@ -31,7 +54,7 @@ def to_instances(
     small = sizes < min_size_px
     small[0] = False
     labels[small[labels]] = 0
-    # consecutive ids in raster order of first appearance: deterministic
+    # renumber the survivors 1..N, keeping the seed order (ndimage.label numbers in raster order)
     ids = np.unique(labels)
     ids = ids[ids > 0]
     lookup = np.zeros(labels.max() + 1, dtype=np.int32)
