@@ -36,9 +36,9 @@ def main() -> None:
 
 
 def _add_commands() -> None:
-    from harness.cli import data, evaluate, run
+    from harness.cli import data, evaluate, leaderboard, run
 
-    for module in (data, evaluate, run):
+    for module in (data, evaluate, leaderboard, run):
         for command in module.COMMANDS:
             main.add_command(command)
 

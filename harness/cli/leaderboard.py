@@ -1,0 +1,247 @@
+"""``harness leaderboard``: file run records, freeze releases, print tables, draw plots, re-run records."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+import click
+
+from harness.errors import HarnessError
+from harness.metrics.scores import HEADLINE_METRIC, METRIC_NAMES
+
+
+def _root_option(func):
+    return click.option(
+        "--root", type=click.Path(path_type=Path, file_okay=False), default=None,
+        help="Leaderboard folder (default: $HARNESS_LEADERBOARD_DIR, else ./leaderboard).",
+    )(func)
+
+
+def _board(root: Path | None):
+    from harness.results.leaderboard import Leaderboard
+
+    return Leaderboard(root)
+
+
+def _release_option(func):
+    return click.option("--release", default=None, metavar="vN",
+                        help="Use only the records frozen in this release (hashes are checked).")(func)
+
+
+_metric_option = click.option("--metric", type=click.Choice(METRIC_NAMES), default=HEADLINE_METRIC,
+                              show_default=True, help="Metric to rank by (its direction comes from harness.metrics).")
+_test_option = click.option(
+    "--test", "test", type=click.Choice(["auto", "seeds", "images"]), default="auto", show_default=True,
+    help="Significance test of best vs runner-up: paired t over seeds, Wilcoxon over test images, "
+         "or auto (seeds when both have >= 2 seeds in common, else images).")
+_filters = [
+    click.option("--dataset", default=None, help="Dataset name or key (default: every dataset, one section each)."),
+    click.option("--budget", default=None, help="Only this label budget, as written in the records (e.g. 10%)."),
+    click.option("--protocol", type=click.Choice(["finetune", "frozen"]), default=None,
+                 help="Only this protocol (default: each protocol in its own section)."),
+]
+
+
+def _with_filters(func):
+    for option in reversed(_filters):
+        func = option(func)
+    return func
+
+
+@click.group("leaderboard")
+def leaderboard() -> None:
+    """The versioned leaderboard: validated records with provenance, releases, tables, plots.
+
+    Typical use: harness leaderboard add runs/sweep/*/*/ ; harness leaderboard show ;
+    harness leaderboard release v1 ; harness leaderboard render
+    """
+
+
+@leaderboard.command("add")
+@click.argument("runs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@_root_option
+def add(runs: tuple[Path, ...], root: Path | None) -> None:
+    """Validate each RUN folder (or record.json) and file it immutably under ROOT/records/.
+
+    A duplicate (same run_id, same content, or the same grid cell and seed) or a malformed record
+    is refused with the reason; the other runs are still filed.
+    """
+    from harness.results.leaderboard import add_many
+
+    outcomes = add_many(_board(root), runs)
+    for _, target, message in outcomes:
+        click.echo(message, err=target is None)
+    refused = sum(1 for _, target, _ in outcomes if target is None)
+    if refused:
+        raise HarnessError(f"{refused} of {len(outcomes)} run(s) refused (reasons above)")
+
+
+@leaderboard.command("release")
+@click.argument("name")
+@_root_option
+def release(name: str, root: Path | None) -> None:
+    """Freeze every filed record with its sha256 as release NAME (v1, v2, ...)."""
+    board = _board(root)
+    manifest = board.release(name)
+    n_records = sum(manifest.datasets.values())
+    click.echo(f"release {name}: {n_records} record(s), {len(manifest.files)} file(s) hashed -> "
+               f"{board.release_path(name)}")
+    for key, count in manifest.datasets.items():
+        click.echo(f"  {key}: {count}")
+
+
+@leaderboard.command("show")
+@_with_filters
+@_metric_option
+@click.option("--by", type=click.Choice(["budget", "length-scale"]), default="budget", show_default=True,
+              help="budget: a ranking per budget plus the label-efficiency table; length-scale: per-bin tables.")
+@click.option("--format", "fmt", type=click.Choice(["md", "csv", "html", "json"]), default="md", show_default=True)
+@_test_option
+@_release_option
+@_root_option
+def show(dataset, budget, protocol, metric, by, fmt, test, release, root) -> None:
+    """Print leaderboard tables: mean ± std over seeds, seed count, rank and a significance mark."""
+    from harness.results.tables import build_boards, build_tables, render
+
+    board = _board(root)
+    boards = build_boards(board.select(release), dataset=dataset, budget=budget, protocol=protocol)
+    click.echo(render(build_tables(boards, metric, by=by, budget=budget, test=test), fmt), nl=False)
+
+
+@leaderboard.command("plot")
+@_with_filters
+@_metric_option
+@click.option("--run", "run", default=None, metavar="RUN",
+              help="One-run figures instead: a run folder, a record file, or a filed run_id.")
+@click.option("--image", type=int, default=0, show_default=True, help="With --run: test image index for the overlay.")
+@click.option("--overlay/--no-overlay", default=True, show_default=True,
+              help="With --run: rebuild the run's model (re-trains it) to draw predicted outlines.")
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=Path("plots"), show_default=True)
+@_release_option
+@_root_option
+def plot(dataset, budget, protocol, metric, run, image, overlay, out, release, root) -> None:
+    """Figures as PNG and SVG: metric vs label budget with bands, and per-length-scale bars.
+
+    With --run: predicted vs true particle-size histograms and predicted outlines on a test image.
+    """
+    from harness.results import plots
+    from harness.results.render import slug
+    from harness.results.tables import build_boards
+
+    if run is not None:
+        for path in _plot_run(run, image, overlay, out, root):
+            click.echo(f"wrote {path}")
+        return
+    board = _board(root)
+    for b in build_boards(board.select(release), dataset=dataset, budget=budget, protocol=protocol):
+        name = slug(b)
+        written = plots.budget_curves(b, metric, out / f"{name}-{metric}-vs-budget")
+        for budget_text, _ in b.budgets:
+            written += plots.scale_bars(b, budget_text, metric, out / f"{name}-{metric}-per-scale-{_safe(budget_text)}")
+        for path in written:
+            click.echo(f"wrote {path}")
+
+
+def _safe(text: str) -> str:
+    return text.replace("%", "pct")
+
+
+def _resolve_run(run: str, root: Path | None):
+    """(record, per-image scores or None) for a run folder, a record file, or a filed run_id."""
+    from harness.results.leaderboard import read_run
+
+    path = Path(run)
+    if path.exists():
+        record, _, per_image, _ = read_run(path)
+        return record, per_image
+    filed = _board(root).find(run)
+    return filed.record, filed.per_image_scores()
+
+
+def _plot_run(run: str, image: int, overlay: bool, out: Path, root: Path | None) -> list[Path]:
+    from harness.results import plots
+    from harness.results.reproduce import rebuild_prediction
+
+    record, per_image = _resolve_run(run, root)
+    title = f"{record.method.name} · budget {record.budget} · seed {record.seeds.train} (run {record.run_id})"
+    written: list[Path] = []
+    if per_image is None:
+        click.echo(f"run {record.run_id} kept no per_image.json: no size histogram", err=True)
+    else:
+        written += plots.size_histogram(per_image, out / f"{record.run_id}-sizes", title)
+    if overlay:
+        click.echo(f"rebuilding run {record.run_id} to predict test image {image} (re-trains the model)")
+        rebuilt = rebuild_prediction(record, image, per_image, log=click.echo)
+        if rebuilt.matches_record is False:
+            click.echo(f"warning: the rebuilt model's scores on test image {image} differ from the record's",
+                       err=True)
+        written += plots.overlay(rebuilt.image, rebuilt.true_labels, rebuilt.pred_labels,
+                                 out / f"{record.run_id}-overlay-{image}", f"{title}\ntest image {image} "
+                                                                          f"({rebuilt.sample_id})")
+    return written
+
+
+@leaderboard.command("render")
+@click.option("--metric", "metrics", multiple=True, type=click.Choice(METRIC_NAMES),
+              help="Metrics to publish, repeatable; the first is ranked per budget "
+                   "(default: count_rel_error, mean_diameter_rel_error, f1).")
+@click.option("--overlay", default=None, metavar="RUN_ID|best",
+              help="Also rebuild this run (or the best one) to draw predicted outlines (re-trains it).")
+@click.option("--image", type=int, default=0, show_default=True, help="Test image index for --overlay.")
+@_test_option
+@_release_option
+@_root_option
+def render_cmd(metrics, overlay, image, test, release, root) -> None:
+    """Write ROOT/README.md and ROOT/plots/ from the filed records (or a release); nothing by hand."""
+    from harness.results.render import DEFAULT_METRICS, render_readme
+
+    board = _board(root)
+    args = ["harness", "leaderboard", "render", "--root", str(board.root)]
+    for metric in metrics:
+        args += ["--metric", metric]
+    if overlay:
+        args += ["--overlay", overlay, "--image", str(image)]
+    if test != "auto":
+        args += ["--test", test]
+    if release:
+        args += ["--release", release]
+    path = render_readme(board, shlex.join(args), release=release, metrics=metrics or DEFAULT_METRICS, test=test,
+                         overlay=overlay, overlay_image=image, log=click.echo)
+    click.echo(f"wrote {path}")
+
+
+@leaderboard.command("reproduce")
+@click.argument("record")
+@click.option("--dataset", default=None, help="Folder path, for records of folder datasets.")
+@click.option("--fresh", is_flag=True, help="Rebuild datasets and pretraining in a throw-away cache.")
+@click.option("--force", is_flag=True, help="Run even when the device, data or settings differ (expect mismatches).")
+@click.option("--allow-leakage", is_flag=True, help="As for `harness run`.")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="CPU threads for torch; the record's device names the count it ran with.")
+@click.option("--keep", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Keep the new run folder here (default: a temporary folder).")
+@_root_option
+def reproduce_cmd(record, dataset, fresh, force, allow_leakage, threads, keep, root) -> None:
+    """Re-run RECORD's exact configuration and report whether every number matches.
+
+    RECORD is a run folder, a record file, or a filed run_id. Exit 0 on a match, 1 on a mismatch.
+    """
+    from harness.results.reproduce import reproduce
+
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+
+    original, per_image = _resolve_run(record, root)
+    result = reproduce(original, per_image, dataset=dataset, allow_leakage=allow_leakage, force=force, fresh=fresh,
+                       out=keep, log=click.echo)
+    click.echo(result.summary())
+    if keep:
+        click.echo(f"new run folder: {keep}")
+    if not result.matches:
+        raise SystemExit(1)
+
+
+COMMANDS = [leaderboard]

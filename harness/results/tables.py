@@ -1,0 +1,482 @@
+"""Leaderboard tables from filed records: ranking per budget, label efficiency, per length scale.
+
+Records are first partitioned into *boards*: records share a board only when they have the same
+dataset key, split manifest, profile, stored schema version and protocol, so numbers from
+different data, splits, training schedules or record schemas never meet in one table. Within a
+board an *entry* is one method configuration (method, config hash, backbone); its runs are keyed
+by budget and seed triple (split, data, train).
+
+Every table is a :class:`Table` of display strings plus tidy raw rows, rendered to Markdown,
+CSV, HTML or JSON. Output depends only on the records (no clock, no paths), so a release
+rebuilds it byte for byte.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import pandas as pd
+from tabulate import tabulate
+
+from harness.data.base import stable_hash
+from harness.data.scales import length_scale_of
+from harness.errors import HarnessError
+from harness.metrics.aggregate import GROUP_ORDER, OVERALL
+from harness.metrics.scores import METRICS
+from harness.results import stats
+from harness.results.leaderboard import Filed
+
+Format = Literal["md", "csv", "html", "json"]
+TestChoice = Literal["auto", "seeds", "images"]
+MARK = "†"
+SeedKey = tuple[int, int, int]
+
+
+# ---- boards -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BoardKey:
+    dataset: str  # dataset key, e.g. synthetic-sem-v1-fdb4e2fd596d3b44
+    manifest: str
+    profile: str
+    schema: int
+    protocol: str
+    settings: str  # hash of the training settings (backbone aside): a changed profile is a new board
+
+    @property
+    def title(self) -> str:
+        return (f"{self.dataset} · profile {self.profile} · protocol {self.protocol} · "
+                f"split manifest {self.manifest} · settings {self.settings} · schema v{self.schema}")
+
+
+@dataclass(frozen=True)
+class EntryKey:
+    method: str
+    config_hash: str
+    backbone: str
+
+
+@dataclass
+class Board:
+    """Comparable records: one dataset version, manifest, profile, schema and protocol."""
+
+    key: BoardKey
+    budgets: list[tuple[str, int]] = field(default_factory=list)  # (budget text, labelled images), ascending
+    labels: dict[EntryKey, str] = field(default_factory=dict)
+    runs: dict[tuple[EntryKey, str], dict[SeedKey, Filed]] = field(default_factory=dict)
+
+    @property
+    def entries(self) -> list[EntryKey]:
+        return sorted(self.labels, key=lambda e: (self.labels[e], e.config_hash, e.backbone))
+
+    def seeds(self, entry: EntryKey, budget: str) -> dict[SeedKey, Filed]:
+        return self.runs.get((entry, budget), {})
+
+    def budget_images(self, budget: str) -> int:
+        return dict(self.budgets)[budget]
+
+    def all_filed(self) -> list[Filed]:
+        return [f for runs in self.runs.values() for f in runs.values()]
+
+    def scales(self) -> list[str]:
+        present = {name for f in self.all_filed() for name in f.record.metrics.get("groups", {})}
+        return [g for g in GROUP_ORDER if g in present]
+
+
+def settings_hash(settings: dict[str, Any]) -> str:
+    """Hash of the settings that decide results: the backbone is an entry property, the cache size is not."""
+    return stable_hash({k: v for k, v in settings.items() if k not in ("backbone", "memory_cache_mb")}, length=8)
+
+
+def _seed_key(filed: Filed) -> SeedKey:
+    s = filed.record.seeds
+    return (s.split, s.data, s.train)
+
+
+def build_boards(filed: Sequence[Filed], dataset: str | None = None, budget: str | None = None,
+                 protocol: str | None = None) -> list[Board]:
+    """Partition records into boards, after the optional filters (dataset name or key, budget, protocol)."""
+    if not filed:
+        raise HarnessError("no records to show: file runs with `harness leaderboard add RUN_DIR...` first "
+                           "(or point --root at a leaderboard folder)")
+    chosen = list(filed)
+    if dataset is not None:
+        chosen = [f for f in chosen if dataset in (f.record.dataset.key, f.record.dataset.name)]
+    if protocol is not None:
+        chosen = [f for f in chosen if f.record.protocol == protocol]
+    if budget is not None:
+        chosen = [f for f in chosen if f.record.budget == budget]
+    if not chosen:
+        asked = ", ".join(f"--{k} {v}" for k, v in (("dataset", dataset), ("budget", budget),
+                                                    ("protocol", protocol)) if v is not None)
+        present = sorted({f"{f.record.dataset.key} ({f.record.dataset.name}) budget {f.record.budget} "
+                          f"{f.record.protocol}" for f in filed})
+        raise HarnessError(f"no records match {asked}; filed: {'; '.join(present[:8])}"
+                           + ("; ..." if len(present) > 8 else ""))
+    boards: dict[BoardKey, Board] = {}
+    images: dict[tuple[BoardKey, str], int] = {}
+    for f in chosen:
+        r = f.record
+        key = BoardKey(r.dataset.key, r.dataset.manifest_hash, r.dataset.profile, f.stored_schema, r.protocol,
+                       settings_hash(r.settings))
+        board = boards.setdefault(key, Board(key))
+        entry = EntryKey(r.method.name, r.method.config_hash, r.backbone)
+        board.labels[entry] = r.method.name
+        runs = board.runs.setdefault((entry, r.budget), {})
+        seed = _seed_key(f)
+        if seed in runs:
+            raise HarnessError(f"{f.path} and {runs[seed].path} are the same cell and seed; remove one")
+        runs[seed] = f
+        known = images.setdefault((key, r.budget), r.budget_images)
+        if known != r.budget_images:
+            raise HarnessError(f"{f.path}: budget {r.budget} means {r.budget_images} images here but {known} "
+                               "in another record of the same manifest")
+    for key, board in boards.items():
+        board.budgets = sorted(((b, n) for (k, b), n in images.items() if k == key), key=lambda t: (t[1], t[0]))
+        _disambiguate(board)
+    return [boards[k] for k in sorted(boards, key=lambda k: (k.dataset, k.profile, k.manifest, k.schema,
+                                                             k.protocol, k.settings))]
+
+
+def _disambiguate(board: Board) -> None:
+    """Entry labels: the method name, plus backbone/config where one method has several entries."""
+    by_method: dict[str, list[EntryKey]] = {}
+    for entry in board.labels:
+        by_method.setdefault(entry.method, []).append(entry)
+    for method, entries in by_method.items():
+        if len(entries) == 1:
+            continue
+        backbones = {e.backbone for e in entries}
+        configs = {e.config_hash for e in entries}
+        for e in entries:
+            parts = []
+            if len(backbones) > 1:
+                parts.append(e.backbone)
+            if len(configs) > 1:
+                parts.append(f"config {e.config_hash[:8]}")
+            board.labels[e] = f"{method} ({', '.join(parts)})"
+
+
+# ---- values -------------------------------------------------------------------------------------
+
+
+def run_value(filed: Filed, metric: str, scale: str = OVERALL) -> float | None:
+    """The run's mean over test images of ``metric`` in length-scale bin ``scale`` (None: undefined)."""
+    group = filed.record.metrics.get("groups", {}).get(scale)
+    if group is None:
+        return None
+    summary = group.get("per_image", {}).get(metric)
+    return None if summary is None else summary.get("mean")
+
+
+def image_values(filed: Filed, metric: str, scale: str = OVERALL) -> list[float | None] | None:
+    """Per-test-image values of ``metric`` (manifest order), restricted to ``scale``; None if not kept."""
+    scores = filed.per_image_scores()
+    if scores is None:
+        return None
+    if scale != OVERALL:
+        scores = [s for s in scores if length_scale_of(s.get("pixel_size_nm")) == scale]
+    return [s.get(metric) for s in scores]
+
+
+def entry_summary(board: Board, entry: EntryKey, budget: str, metric: str,
+                  scale: str = OVERALL) -> stats.Summary:
+    runs = board.seeds(entry, budget)
+    return stats.summarise([run_value(runs[k], metric, scale) for k in sorted(runs)])
+
+
+def compare(board: Board, best: EntryKey, other: EntryKey, budget: str, metric: str, scale: str,
+            test: TestChoice) -> stats.PairedResult:
+    """The paired test of ``best`` against ``other`` at one budget (``auto``: seeds when >= 2 pairs)."""
+    better = stats.direction(metric)
+    a_runs, b_runs = board.seeds(best, budget), board.seeds(other, budget)
+    by_seed = stats.seed_test({k: run_value(f, metric, scale) for k, f in a_runs.items()},
+                              {k: run_value(f, metric, scale) for k, f in b_runs.items()}, better)
+    if test == "seeds" or (test == "auto" and by_seed.n_pairs >= 2):
+        return by_seed
+    a_img = {k: image_values(f, metric, scale) for k, f in a_runs.items()}
+    b_img = {k: image_values(f, metric, scale) for k, f in b_runs.items()}
+    a_img = {k: v for k, v in a_img.items() if v is not None}
+    b_img = {k: v for k, v in b_img.items() if v is not None}
+    if not a_img or not b_img:
+        return by_seed if test == "auto" else stats.PairedResult("images", 0, None)
+    return stats.image_test(a_img, b_img, better)
+
+
+def _fmt(value: float | None, digits: int = 4) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def _cell(summary: stats.Summary, show_n: bool = False) -> str:
+    if summary.mean is None:
+        return "n/a"
+    text = _fmt(summary.mean) if summary.std is None else f"{_fmt(summary.mean)} ± {_fmt(summary.std)}"
+    return f"{text} (n={summary.n})" if show_n else text
+
+
+def metric_label(metric: str) -> str:
+    return METRICS[metric].label
+
+
+# ---- tables -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Table:
+    board: str  # the board title: which records may share this table
+    title: str
+    context: dict[str, Any]
+    columns: list[str]
+    rows: list[list[str]]
+    data: list[dict[str, Any]]
+    footer: list[str]
+
+
+def _value_note(metric: str, board: Board) -> str:
+    n_images = sorted({f.record.metrics.get("groups", {}).get(OVERALL, {}).get("n_images")
+                       for f in board.all_filed()} - {None})
+    images = "/".join(str(n) for n in n_images) or "?"
+    return (f"Value: mean ± sample std over seeds of each run's mean of {metric_label(metric)} ({metric}) "
+            f"over its {images} test images; {stats.better_text(stats.direction(metric))}.")
+
+
+def ranking_table(board: Board, budget: str, metric: str, scale: str = OVERALL,
+                  test: TestChoice = "auto") -> Table:
+    """Entries at one budget, ranked, with the significance mark on the best where supported."""
+    better = stats.direction(metric)
+    entries = [e for e in board.entries if board.seeds(e, budget)]
+    summaries = {e: entry_summary(board, e, budget, metric, scale) for e in entries}
+    bad = [None if summaries[e].mean is None else stats.badness(summaries[e].mean, better) for e in entries]
+    ranks = dict(zip(entries, stats.rank(bad), strict=True))
+    order = sorted(entries, key=lambda e: (ranks[e] is None, ranks[e] or 0, board.labels[e]))
+    result, runner_up = None, None
+    leaders = [e for e in order if ranks[e] == 1]
+    seconds = [e for e in order if ranks[e] is not None and ranks[e] > 1]
+    if len(leaders) == 1 and seconds:
+        runner_up = seconds[0]
+        result = compare(board, leaders[0], runner_up, budget, metric, scale, test)
+    rows, data = [], []
+    for e in order:
+        s = summaries[e]
+        marked = result is not None and result.significant and e == leaders[0]
+        rows.append([str(ranks[e]) if ranks[e] is not None else "-", board.labels[e] + (f" {MARK}" if marked else ""),
+                     e.backbone, _cell(s), str(s.n)])
+        data.append({"rank": ranks[e], "entry": board.labels[e], "method": e.method, "config_hash": e.config_hash,
+                     "backbone": e.backbone, "mean": s.mean, "std": s.std, "n": s.n, "significant": marked,
+                     "p_value": result.p_value if (result is not None and e == leaders[0]) else None,
+                     "test": result.test if (result is not None and e == leaders[0]) else None})
+    n_images = board.budget_images(budget)
+    scale_text = "" if scale == OVERALL else f", length scale {scale}"
+    footer = [_value_note(metric, board), "Ranked by mean; tied means share a rank."]
+    if result is None:
+        why = "one entry, nothing to compare" if len(order) < 2 else "the best mean is tied or undefined"
+        footer.append(f"No {MARK} mark: {why}.")
+    else:
+        test_text = stats.TEST_DESCRIPTIONS[result.test]
+        p = "n/a" if result.p_value is None else f"{result.p_value:.4g}"
+        versus = f"best vs runner-up ({board.labels[runner_up]}): {test_text}, {result.n_pairs} pair(s), p = {p}"
+        if result.p_value is None:
+            footer.append(f"No {MARK} mark: {versus}; fewer than 2 pairs cannot be tested.")
+        elif result.significant:
+            footer.append(f"{MARK} the lead of the best entry is statistically supported: {versus} < alpha "
+                          f"{stats.ALPHA}.")
+        else:
+            footer.append(f"No {MARK} mark: {versus} >= alpha {stats.ALPHA}, the lead is not supported.")
+    return Table(
+        board=board.key.title,
+        title=f"Budget {budget} ({n_images} labelled image{'s' if n_images != 1 else ''}) — "
+              f"{metric_label(metric)}{scale_text}",
+        context={**_context(board), "view": "ranking", "budget": budget, "budget_images": n_images,
+                 "metric": metric, "scale": scale},
+        columns=["rank", "method", "backbone", f"{metric_label(metric)} (mean ± std)", "n seeds"],
+        rows=rows, data=data, footer=footer,
+    )
+
+
+def efficiency_table(board: Board, metric: str, scale: str = OVERALL) -> Table:
+    """Metric against label budget for every entry, and the normalised area under that curve."""
+    better = stats.direction(metric)
+    entries = board.entries
+    grid = {(e, b): entry_summary(board, e, b, metric, scale) for e in entries for b, _ in board.budgets}
+    common = [(b, n) for b, n in board.budgets if all(grid[(e, b)].mean is not None for e in entries)]
+    max_n = max((s.n for s in grid.values()), default=0)
+    aucs: dict[EntryKey, float | None] = {}
+    for e in entries:
+        points = [(float(n), grid[(e, b)].mean) for b, n in common]
+        aucs[e] = stats.log_budget_auc(points)  # type: ignore[arg-type]
+    bad = [None if aucs[e] is None else stats.badness(aucs[e], better) for e in entries]  # type: ignore[arg-type]
+    ranks = dict(zip(entries, stats.rank(bad), strict=True))
+    order = sorted(entries, key=lambda e: (ranks[e] is None, ranks[e] or 0, board.labels[e]))
+    rows, data = [], []
+    for e in order:
+        cells = []
+        for b, _ in board.budgets:
+            s = grid[(e, b)]
+            cells.append(_cell(s, show_n=s.mean is not None and s.n != max_n) if board.seeds(e, b) else "-")
+        rows.append([str(ranks[e]) if ranks[e] is not None else "-", board.labels[e], *cells, _fmt(aucs[e])])
+        for b, n in board.budgets:
+            s = grid[(e, b)]
+            data.append({"rank": ranks[e], "entry": board.labels[e], "method": e.method, "config_hash": e.config_hash,
+                         "backbone": e.backbone, "budget": b, "budget_images": n, "mean": s.mean, "std": s.std,
+                         "n": s.n, "auc_log_budget": aucs[e]})
+    span = f"{common[0][1]} to {common[-1][1]} labelled images" if len(common) >= 2 else "fewer than 2 budgets"
+    footer = [
+        _value_note(metric, board) + f" Cells have n = {max_n} seeds unless marked (n=k); - = not run.",
+        f"AUC: area under the mean curve against log10(labelled images), trapezoid rule, divided by the log10 "
+        f"span, so it reads on the metric's scale (the average over a log-uniform budget); over the budgets "
+        f"every entry has ({span}); ranked by it, {stats.better_text(better)}.",
+    ]
+    scale_text = "" if scale == OVERALL else f", length scale {scale}"
+    return Table(
+        board=board.key.title,
+        title=f"Label efficiency — {metric_label(metric)}{scale_text}",
+        context={**_context(board), "view": "label-efficiency", "metric": metric, "scale": scale},
+        columns=["rank", "method", *(f"{b} ({n} img)" for b, n in board.budgets), "AUC log10 budget"],
+        rows=rows, data=data, footer=footer,
+    )
+
+
+def scales_table(board: Board, budget: str, metric: str) -> Table:
+    """One budget, one column per length-scale bin (and overall)."""
+    better = stats.direction(metric)
+    entries = [e for e in board.entries if board.seeds(e, budget)]
+    scales = board.scales()
+    grid = {(e, s): entry_summary(board, e, budget, metric, s) for e in entries for s in scales}
+    bad = [None if grid[(e, OVERALL)].mean is None else stats.badness(grid[(e, OVERALL)].mean, better)  # type: ignore[arg-type]
+           for e in entries]
+    ranks = dict(zip(entries, stats.rank(bad), strict=True))
+    order = sorted(entries, key=lambda e: (ranks[e] is None, ranks[e] or 0, board.labels[e]))
+    rows, data = [], []
+    for e in order:
+        rows.append([str(ranks[e]) if ranks[e] is not None else "-", board.labels[e],
+                     *(_cell(grid[(e, s)]) for s in scales), str(grid[(e, OVERALL)].n)])
+        for s in scales:
+            g = grid[(e, s)]
+            data.append({"rank": ranks[e], "entry": board.labels[e], "method": e.method,
+                         "config_hash": e.config_hash, "backbone": e.backbone, "scale": s, "mean": g.mean,
+                         "std": g.std, "n": g.n})
+    counts = []
+    for s in scales:
+        n = sorted({f.record.metrics["groups"][s]["n_images"] for f in board.all_filed()
+                    if s in f.record.metrics.get("groups", {})})
+        counts.append(f"{s} {'/'.join(map(str, n))}")
+    n_images = board.budget_images(budget)
+    return Table(
+        board=board.key.title,
+        title=f"Per length scale — budget {budget} ({n_images} labelled image{'s' if n_images != 1 else ''}) — "
+              f"{metric_label(metric)}",
+        context={**_context(board), "view": "length-scale", "budget": budget, "budget_images": n_images,
+                 "metric": metric},
+        columns=["rank", "method", *scales, "n seeds"],
+        rows=rows, data=data,
+        footer=[f"Value: mean ± sample std over seeds of each run's mean over the test images of that bin "
+                f"(test images per bin: {', '.join(counts)}); {stats.better_text(better)}; ranked by overall."],
+    )
+
+
+def _context(board: Board) -> dict[str, Any]:
+    k = board.key
+    return {"dataset": k.dataset, "manifest": k.manifest, "profile": k.profile, "schema": k.schema,
+            "protocol": k.protocol, "settings": k.settings}
+
+
+def build_tables(boards: Sequence[Board], metric: str, by: Literal["budget", "length-scale"] = "budget",
+                 budget: str | None = None, test: TestChoice = "auto") -> list[Table]:
+    """The ``show`` views: per board, a ranking per budget and the label-efficiency table, or per-bin tables."""
+    stats.direction(metric)  # refuses unknown metrics early
+    tables: list[Table] = []
+    for board in boards:
+        budgets = [b for b, _ in board.budgets if budget is None or b == budget]
+        if by == "length-scale":
+            tables.extend(scales_table(board, b, metric) for b in budgets)
+        else:
+            tables.extend(ranking_table(board, b, metric, test=test) for b in budgets)
+            if budget is None and len(board.budgets) > 1:
+                tables.append(efficiency_table(board, metric))
+    return tables
+
+
+# ---- rendering ----------------------------------------------------------------------------------
+
+
+def render(tables: Sequence[Table], fmt: Format, heading_level: int = 2) -> str:
+    if fmt == "md":
+        return render_markdown(tables, heading_level)
+    if fmt == "csv":
+        return render_csv(tables)
+    if fmt == "html":
+        return render_html(tables)
+    if fmt == "json":
+        return render_json(tables)
+    raise HarnessError(f"unknown format {fmt!r}: use md, csv, html or json")
+
+
+def render_markdown(tables: Sequence[Table], heading_level: int = 2, board_headings: bool = True) -> str:
+    blocks: list[str] = []
+    board = None
+    for t in tables:
+        if board_headings and t.board != board:
+            board = t.board
+            blocks.append(f"{'#' * heading_level} {board}")
+        blocks.append(f"{'#' * (heading_level + 1)} {t.title}")
+        blocks.append(tabulate(t.rows, headers=t.columns, tablefmt="github", disable_numparse=True))
+        blocks.append("\n".join(t.footer))  # one paragraph
+    return "\n\n".join(blocks) + "\n"
+
+
+def render_csv(tables: Sequence[Table]) -> str:
+    rows = [{**t.context, **row} for t in tables for row in t.data]
+    columns: list[str] = []
+    for row in rows:
+        columns.extend(k for k in row if k not in columns)
+    return pd.DataFrame(rows, columns=columns).to_csv(index=False, lineterminator="\n")
+
+
+def render_json(tables: Sequence[Table]) -> str:
+    payload = [{"board": t.board, "title": t.title, "context": t.context, "columns": t.columns, "rows": t.rows,
+                "data": t.data, "footer": t.footer} for t in tables]
+    return json.dumps({"tables": payload}, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def render_html(tables: Sequence[Table]) -> str:
+    out = ['<!DOCTYPE html>', '<html><head><meta charset="utf-8"><title>harness leaderboard</title></head><body>']
+    board = None
+    for t in tables:
+        if t.board != board:
+            board = t.board
+            out.append(f"<h2>{html.escape(board)}</h2>")
+        out.append(f"<h3>{html.escape(t.title)}</h3>")
+        out.append(pd.DataFrame(t.rows, columns=t.columns).to_html(index=False, escape=True, border=0))
+        out.extend(f"<p>{html.escape(line)}</p>" for line in t.footer)
+    out.append("</body></html>")
+    return "\n".join(out) + "\n"
+
+
+def provenance_lines(board: Board) -> list[str]:
+    """Where the board's numbers came from, summarised over its records (for the rendered README)."""
+    filed = board.all_filed()
+
+    def distinct(values) -> str:
+        return ", ".join(sorted({str(v) for v in values})) or "n/a"
+
+    commits = distinct(f"{(f.record.git.get('commit') or 'unknown')[:10]}"
+                       f"{' (dirty)' if f.record.git.get('dirty') else ''}" for f in filed)
+    seeds = distinct(f.record.seeds.train for f in filed)
+    methods = distinct(" ".join((f.record.method.name, f.record.method.distribution, f.record.method.version))
+                       for f in filed)
+    devices = distinct(" ".join(str(f.record.device.get(k)) for k in ("type", "name", "precision")) for f in filed)
+    return [
+        f"- records: {len(filed)} (entries {len(board.labels)}, budgets {', '.join(b for b, _ in board.budgets)}, "
+        f"training seeds {seeds})",
+        f"- harness: {distinct(f.record.versions.get('harness') for f in filed)}; git: {commits}",
+        f"- methods: {methods}",
+        f"- backbones: {distinct(f.record.backbone for f in filed)}; torch "
+        f"{distinct(f.record.versions.get('torch') for f in filed)}",
+        f"- devices: {devices}",
+        f"- created: {min(f.record.created for f in filed)} to {max(f.record.created for f in filed)}",
+    ]

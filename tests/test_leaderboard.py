@@ -1,0 +1,430 @@
+"""The leaderboard: records, concurrent adds, releases, tables, significance marks, plots, reproduce.
+
+One real smoke run is made (with an even smaller training schedule, patched into the pipeline for
+this module); every other record is that run's record with edited metrics, so the tests control
+exactly which differences the statistics should find.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from harness.cli import main
+from harness.errors import HarnessError
+from harness.results import stats
+from harness.results.leaderboard import Leaderboard, canonical_bytes
+from harness.results.record import RECORD_FILE, RunRecord, read_record
+from harness.results.tables import MARK, build_boards, build_tables, render
+
+METRIC = "count_rel_error"  # lower is better
+
+
+# ---- the one real run ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_pipeline():
+    """The smoke profile with a 2-step fine-tuning, for this module only (real code, fewer steps).
+
+    One torch thread: on a shared 2-core machine, two threads contending with other processes
+    make the first run minutes slower (the record names the thread count; reproduce compares it).
+    """
+    import torch
+
+    import harness.pipeline as pipeline
+
+    original = pipeline.settings_for
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+
+    def tiny(profile: str, **overrides):
+        return original(profile, **overrides).model_copy(update={"finetune_steps": 2, "val_every": 2,
+                                                                 "crop_size": 32})
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(pipeline, "settings_for", tiny)
+        yield pipeline
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tiny_pipeline, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("smoke-run")
+    request = tiny_pipeline.RunRequest(method="none", budget="1", profile="smoke", seed=3, progress=False, out=out)
+    tiny_pipeline.run_one(request, log=lambda _msg: None)
+    assert (out / RECORD_FILE).is_file() and (out / "per_image.json").is_file()
+    return out
+
+
+def variant(base: Path, dest: Path, *, method: str = "none", seed: int = 0, budget: str = "1",
+            budget_images: int | None = None, value: float | None = None,
+            image_values: list[float] | None = None, metric: str = METRIC, **edits) -> Path:
+    """A copy of the real run with another identity and, optionally, another value of ``metric``."""
+    data = json.loads((base / RECORD_FILE).read_text())
+    per_image = json.loads((base / "per_image.json").read_text())
+    data["run_id"] = f"{method}-{budget.replace('%', 'pct')}-s{seed}-{dest.name}"[:60]
+    data["method"]["name"] = method
+    data["seeds"]["train"] = seed
+    data["budget"] = budget
+    data["budget_images"] = budget_images if budget_images is not None else int(budget.rstrip("%"))
+    if image_values is not None:
+        assert len(image_values) == len(per_image)
+        for row, v in zip(per_image, image_values, strict=True):
+            row[metric] = v
+        value = float(np.mean(image_values)) if value is None else value
+    if value is not None:
+        data["metrics"]["groups"]["overall"]["per_image"][metric]["mean"] = value
+    for key, new in edits.items():
+        data[key] = new
+    dest.mkdir(parents=True)
+    (dest / RECORD_FILE).write_text(json.dumps(data))
+    (dest / "per_image.json").write_text(json.dumps(per_image))
+    return dest
+
+
+def cli(*args: str):
+    return CliRunner().invoke(main, ["leaderboard", *args], catch_exceptions=False)
+
+
+# ---- records ------------------------------------------------------------------------------------
+
+
+def test_schema_round_trip_and_filing_keeps_every_field(smoke_run, tmp_path):
+    record = read_record(smoke_run / RECORD_FILE)
+    again = RunRecord.model_validate(json.loads(json.dumps(record.model_dump(mode="json"))))
+    assert again == record and again.schema_version == 1
+    board = Leaderboard(tmp_path / "lb")
+    target = board.add(smoke_run)
+    assert target == tmp_path / "lb" / "records" / record.dataset.key / f"{record.run_id}.json"
+    assert target.read_bytes() == canonical_bytes(record.model_dump(mode="json"))
+    (filed,) = board.records()
+    assert filed.record == record and filed.stored_schema == 1
+    assert filed.per_image_scores() == json.loads((smoke_run / "per_image.json").read_text())
+
+
+@pytest.mark.parametrize(
+    ("edit", "reason"),
+    [
+        (lambda d: d.pop("budget"), "budget: Field required"),
+        (lambda d: d["seeds"].update(train="three"), "seeds.train: Input should be a valid integer"),
+        (lambda d: d.update(schema_version=99), "record schema version 99 is not known"),
+        (lambda d: d.update(surprise=1), "surprise: Extra inputs are not permitted"),
+        (lambda d: d["dataset"].update(key="../escape"), "is not a safe file name"),
+    ],
+)
+def test_malformed_record_is_refused_in_one_line(smoke_run, tmp_path, edit, reason):
+    run = tmp_path / "bad"
+    run.mkdir()
+    data = json.loads((smoke_run / RECORD_FILE).read_text())
+    edit(data)
+    (run / RECORD_FILE).write_text(json.dumps(data))
+    result = cli("add", str(run), "--root", str(tmp_path / "lb"))
+    assert result.exit_code == 2
+    refusal = [line for line in result.output.splitlines() if line.startswith("refused")]
+    assert len(refusal) == 1 and reason in refusal[0] and str(run) in refusal[0]
+    assert not list((tmp_path / "lb").glob("records/*/*.json"))
+
+
+def test_broken_json_and_inconsistent_per_image_are_refused(smoke_run, tmp_path):
+    board = Leaderboard(tmp_path / "lb")
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / RECORD_FILE).write_text("{not json")
+    with pytest.raises(HarnessError, match="not valid JSON"):
+        board.add(broken)
+    short = variant(smoke_run, tmp_path / "short")
+    per_image = json.loads((short / "per_image.json").read_text())
+    (short / "per_image.json").write_text(json.dumps(per_image[:-1]))
+    with pytest.raises(HarnessError, match="per-image scores, but the record's metrics cover"):
+        board.add(short)
+    assert board.records() == []
+
+
+def test_duplicates_are_refused_with_the_reason(smoke_run, tmp_path):
+    board = Leaderboard(tmp_path / "lb")
+    first = variant(smoke_run, tmp_path / "a", seed=1)
+    board.add(first)
+    with pytest.raises(HarnessError, match="already filed with identical content"):
+        board.add(first)
+    changed = variant(smoke_run, tmp_path / "a2", seed=1, value=0.5)
+    data = json.loads((changed / RECORD_FILE).read_text())
+    data["run_id"] = json.loads((first / RECORD_FILE).read_text())["run_id"]
+    (changed / RECORD_FILE).write_text(json.dumps(data))
+    with pytest.raises(HarnessError, match="already filed .* with different content"):
+        board.add(changed)
+    same_cell = variant(smoke_run, tmp_path / "b", seed=1, value=0.25)  # new run_id, same method/budget/seed
+    with pytest.raises(HarnessError, match="the same grid cell is already filed"):
+        board.add(same_cell)
+    assert len(board.records()) == 1
+
+
+def test_concurrent_adds_from_several_processes_lose_nothing(smoke_run, tmp_path):
+    root = tmp_path / "lb"
+    own = [[variant(smoke_run, tmp_path / f"p{p}-{i}", method=f"m{p}", seed=i) for i in range(3)] for p in range(4)]
+    shared = [variant(smoke_run, tmp_path / f"shared-{i}", method="shared", seed=i) for i in range(2)]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    procs = [
+        subprocess.Popen([sys.executable, "-m", "harness", "leaderboard", "add", "--root", str(root),
+                          *map(str, runs + shared)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        for runs in own
+    ]
+    outputs = [p.communicate(timeout=120) for p in procs]
+    codes = [p.returncode for p in procs]
+    text = "".join(out + err for out, err in outputs)
+    lines = text.splitlines()
+    assert sum(line.startswith("filed ") for line in lines) == 12 + 2, text
+    assert sum("already filed with identical content" in line for line in lines) == 4 * 2 - 2, text
+    assert codes.count(0) <= 2 and set(codes) <= {0, 2}, text
+    filed = Leaderboard(root).records()
+    assert len(filed) == 14
+    for f in filed:  # nothing corrupted: every file is the canonical form of its source
+        assert f.per_image is not None and len(f.per_image_scores()) == f.record.metrics["groups"]["overall"]["n_images"]
+        assert f.path.read_bytes() == canonical_bytes(f.record.model_dump(mode="json"))
+    assert not [p for p in root.rglob("*") if p.name.endswith(".tmp")]
+
+
+# ---- releases -----------------------------------------------------------------------------------
+
+
+def test_a_release_rebuilds_byte_identical_tables(smoke_run, tmp_path):
+    root = tmp_path / "lb"
+    board = Leaderboard(root)
+    for i, (method, value) in enumerate([("alpha", 0.2), ("beta", 0.4)]):
+        for seed in range(2):
+            board.add(variant(smoke_run, tmp_path / f"{method}{seed}", method=method, seed=seed,
+                              value=value + 0.01 * seed + i * 0.001))
+    published = {fmt: cli("show", "--root", str(root), "--format", fmt).output for fmt in ("md", "csv", "json")}
+    assert cli("release", "v1", "--root", str(root)).exit_code == 0
+    manifest = json.loads((root / "releases" / "v1.json").read_text())
+    assert len(manifest["files"]) == 8 and all(len(f["sha256"]) == 64 for f in manifest["files"])
+
+    board.add(variant(smoke_run, tmp_path / "gamma", method="gamma", seed=0, value=0.1))
+    assert cli("show", "--root", str(root)).output != published["md"]  # the live board moved on
+    for fmt, text in published.items():
+        assert cli("show", "--root", str(root), "--release", "v1", "--format", fmt).output == text
+
+    again = cli("release", "v1", "--root", str(root))
+    assert again.exit_code == 2 and "already exists" in again.output
+    target = root / manifest["files"][0]["path"]
+    target.write_bytes(target.read_bytes().replace(b'"budget"', b'"budget" ', 1))
+    tampered = cli("show", "--root", str(root), "--release", "v1")
+    assert tampered.exit_code == 2 and "changed since the release" in tampered.output
+
+
+def test_dataset_versions_and_schema_versions_never_share_a_table(smoke_run, tmp_path):
+    board = Leaderboard(tmp_path / "lb")
+    board.add(variant(smoke_run, tmp_path / "a", method="alpha"))
+    other = variant(smoke_run, tmp_path / "b", method="beta")
+    data = json.loads((other / RECORD_FILE).read_text())
+    data["dataset"]["version"], data["dataset"]["key"] = "9", data["dataset"]["key"].replace("-v", "-v9", 1)
+    (other / RECORD_FILE).write_text(json.dumps(data))
+    board.add(other)
+    boards = build_boards(board.records())
+    assert len(boards) == 2 and all(len(b.labels) == 1 for b in boards)
+
+
+# ---- tables and significance ---------------------------------------------------------------------
+
+
+def _ranking(root: Path, *args: str) -> tuple[pd.DataFrame, str]:
+    result = cli("show", "--root", str(root), "--metric", METRIC, *args)
+    assert result.exit_code == 0, result.output
+    tables = json.loads(cli("show", "--root", str(root), "--metric", METRIC, "--format", "json", *args).output)
+    return pd.DataFrame(tables["tables"][0]["data"]), result.output
+
+
+def _fill(smoke_run: Path, tmp_path: Path, values: dict[str, list[float]]) -> Path:
+    root = tmp_path / "lb"
+    board = Leaderboard(root)
+    for method, per_seed in values.items():
+        for seed, value in enumerate(per_seed):
+            board.add(variant(smoke_run, tmp_path / f"{method}-{seed}", method=method, seed=seed, value=value))
+    return root
+
+
+def test_mark_appears_when_the_paired_test_supports_the_lead(smoke_run, tmp_path):
+    root = _fill(smoke_run, tmp_path, {"good": [0.10, 0.12, 0.11, 0.13], "bad": [0.30, 0.35, 0.31, 0.36],
+                                       "worse": [0.60, 0.61, 0.62, 0.66]})
+    data, text = _ranking(root, "--test", "seeds")
+    assert list(data["entry"]) == ["good", "bad", "worse"] and list(data["rank"]) == [1, 2, 3]
+    assert data["n"].tolist() == [4, 4, 4]
+    assert bool(data.loc[0, "significant"]) and data.loc[0, "p_value"] < 0.05
+    assert f"good {MARK}" in text and "paired t-test over training seeds" in text
+    assert text.count(MARK) == 2  # the mark in the table, and its explanation in the footer
+    assert "0.1150 ± 0.0129" in text
+
+
+def test_no_mark_when_the_lead_is_not_supported(smoke_run, tmp_path):
+    root = _fill(smoke_run, tmp_path, {"first": [0.10, 0.30, 0.20], "second": [0.20, 0.12, 0.30]})
+    data, text = _ranking(root, "--test", "seeds")
+    assert data.loc[0, "entry"] == "first" and not bool(data.loc[0, "significant"])
+    assert data.loc[0, "p_value"] >= 0.05 and f"first {MARK}" not in text and "the lead is not supported" in text
+
+
+def test_no_mark_with_fewer_than_two_paired_seeds(smoke_run, tmp_path):
+    root = _fill(smoke_run, tmp_path, {"lone": [0.01], "other": [0.90]})
+    data, text = _ranking(root, "--test", "seeds")
+    assert not bool(data.loc[0, "significant"]) and "fewer than 2 pairs" in text and f"lone {MARK}" not in text
+
+
+def test_higher_is_better_metrics_rank_the_other_way(smoke_run, tmp_path):
+    board = Leaderboard(tmp_path / "lb")
+    for method, f1 in (("low", [0.2, 0.21, 0.22]), ("high", [0.8, 0.82, 0.81])):
+        for seed, v in enumerate(f1):
+            board.add(variant(smoke_run, tmp_path / f"{method}{seed}", method=method, seed=seed, value=v, metric="f1"))
+    result = cli("show", "--root", str(tmp_path / "lb"), "--metric", "f1", "--format", "json", "--test", "seeds")
+    rows = json.loads(result.output)["tables"][0]["data"]
+    assert [r["entry"] for r in rows] == ["high", "low"] and rows[0]["significant"]
+
+
+def test_image_level_test_marks_a_consistent_lead_on_every_image(smoke_run, tmp_path):
+    n = len(json.loads((smoke_run / "per_image.json").read_text()))
+    assert n >= 6  # the exact two-sided Wilcoxon p with 6 concordant pairs is 2/64
+    board = Leaderboard(tmp_path / "lb")
+    better = [0.1 + 0.01 * i for i in range(n)]
+    board.add(variant(smoke_run, tmp_path / "a", method="sharp", image_values=better))
+    board.add(variant(smoke_run, tmp_path / "b", method="blunt", image_values=[v + 0.2 + 0.01 * i
+                                                                              for i, v in enumerate(better)]))
+    board.add(variant(smoke_run, tmp_path / "c", method="mixed", image_values=[v + (0.06 if i % 2 else -0.05)
+                                                                              for i, v in enumerate(better)]))
+    supported = build_tables(build_boards(Leaderboard(tmp_path / "lb").records()), METRIC, test="images")
+    (table,) = supported
+    assert table.data[0]["entry"] == "sharp" and table.data[0]["test"] == "images"
+    # "mixed" is the runner-up: half its images are better, half worse -> no mark
+    assert table.data[1]["entry"] == "mixed" and not table.data[0]["significant"]
+    board_two = Leaderboard(tmp_path / "lb2")
+    board_two.add(variant(smoke_run, tmp_path / "d", method="sharp", image_values=better))
+    board_two.add(variant(smoke_run, tmp_path / "e", method="blunt",
+                          image_values=[v + 0.2 + 0.01 * i for i, v in enumerate(better)]))
+    (table,) = build_tables(build_boards(board_two.records()), METRIC, test="auto")  # 1 seed -> images
+    assert table.data[0]["significant"] and table.data[0]["test"] == "images"
+    assert "Wilcoxon signed-rank test over test images" in render([table], "md")
+
+
+def test_label_efficiency_view_and_area_under_the_curve(smoke_run, tmp_path):
+    board = Leaderboard(tmp_path / "lb")
+    curves = {"steep": {1: 0.8, 3: 0.4, 6: 0.2}, "flat": {1: 0.5, 3: 0.5, 6: 0.5}}
+    for method, curve in curves.items():
+        for n_images, value in curve.items():
+            board.add(variant(smoke_run, tmp_path / f"{method}{n_images}", method=method, budget=str(n_images),
+                              value=value))
+    tables = build_tables(build_boards(board.records()), METRIC)
+    assert [t.context["view"] for t in tables] == ["ranking", "ranking", "ranking", "label-efficiency"]
+    efficiency = tables[-1]
+    x = np.log10([1, 3, 6])
+    expected = {m: float(np.trapezoid(list(c.values()), x) / (x[-1] - x[0])) for m, c in curves.items()}
+    aucs = {r["entry"]: r["auc_log_budget"] for r in efficiency.data}
+    assert aucs == pytest.approx(expected)
+    assert [row[1] for row in efficiency.rows] == sorted(expected, key=expected.get)  # lower is better
+    assert efficiency.columns[2:5] == ["1 (1 img)", "3 (3 img)", "6 (6 img)"]
+    assert stats.log_budget_auc([(10, 1.0)]) is None
+
+
+def test_per_length_scale_table_and_output_formats(smoke_run, tmp_path):
+    root = _fill(smoke_run, tmp_path, {"a": [0.1, 0.2], "b": [0.3, 0.4]})
+    md = cli("show", "--root", str(root), "--by", "length-scale")
+    assert md.exit_code == 0 and "| rank" in md.output and "high-mag" in md.output and "overall" in md.output
+    html = cli("show", "--root", str(root), "--format", "html").output
+    assert "<table" in html and "</html>" in html
+    csv = pd.read_csv(__import__("io").StringIO(cli("show", "--root", str(root), "--format", "csv").output))
+    assert set(csv["entry"]) == {"a", "b"} and set(csv["n"]) == {2}
+    nothing = cli("show", "--root", str(root), "--budget", "99%")
+    assert nothing.exit_code == 2 and "no records match --budget 99%" in nothing.output
+    unknown = cli("show", "--root", str(root), "--metric", "accuracy")
+    assert unknown.exit_code == 2
+
+
+# ---- plots and the rendered README ----------------------------------------------------------------
+
+
+def test_plots_and_readme_are_generated_and_reproducible(smoke_run, tmp_path):
+    root = tmp_path / "lb"
+    board = Leaderboard(root)
+    for method, base in (("alpha", 0.2), ("beta", 0.5)):
+        for budget in ("1", "3"):
+            for seed in range(2):
+                board.add(variant(smoke_run, tmp_path / f"{method}{budget}{seed}", method=method, seed=seed,
+                                  budget=budget, value=base / int(budget) + 0.01 * seed))
+    assert cli("render", "--root", str(root), "--metric", METRIC).exit_code == 0
+    readme = (root / "README.md").read_text()
+    assert readme.startswith("# Leaderboard") and f"harness leaderboard render --root {root}" in readme
+    assert "### Label efficiency" in readme and "AUC" in readme and "### One run:" in readme
+    figures = sorted(p.name for p in (root / "plots").iterdir())
+    assert len(figures) == 6 and {Path(f).suffix for f in figures} == {".png", ".svg"}
+    for name in figures:
+        assert f"plots/{name}" in readme
+    first = {p.name: p.read_bytes() for p in (root / "plots").iterdir()}
+    assert cli("render", "--root", str(root), "--metric", METRIC).exit_code == 0
+    assert (root / "README.md").read_text() == readme
+    assert {p.name: p.read_bytes() for p in (root / "plots").iterdir()} == first
+
+
+def test_outline_overlay_plot(tmp_path):
+    from harness.results import plots
+
+    image = np.tile(np.linspace(0, 255, 48, dtype=np.uint8), (40, 1))
+    true = np.zeros((40, 48), np.int32)
+    true[5:15, 5:15], true[20:35, 25:40] = 1, 2
+    pred = np.zeros_like(true)
+    pred[6:15, 5:16] = 7
+    paths = plots.overlay(image, true, pred, tmp_path / "overlay", "test")
+    assert [p.suffix for p in paths] == [".png", ".svg"] and all(p.stat().st_size > 1000 for p in paths)
+
+
+def test_one_run_figures_from_a_rebuilt_model(smoke_run, tiny_pipeline, tmp_path):
+    from harness.results import plots
+    from harness.results.reproduce import rebuild_prediction
+
+    result = cli("plot", "--run", str(smoke_run), "--no-overlay", "--out", str(tmp_path / "figs"))
+    assert result.exit_code == 0, result.output
+    record = read_record(smoke_run / RECORD_FILE)
+    assert sorted(p.name for p in (tmp_path / "figs").iterdir()) == [f"{record.run_id}-sizes.png",
+                                                                      f"{record.run_id}-sizes.svg"]
+    per_image = json.loads((smoke_run / "per_image.json").read_text())
+    rebuilt = rebuild_prediction(record, 2, per_image, log=lambda _msg: None)
+    assert rebuilt.matches_record is True  # the rebuilt model is the record's model
+    assert rebuilt.pred_labels.shape == rebuilt.image.shape[:2]
+    assert rebuilt.scores["n_pred"] == len(np.unique(rebuilt.pred_labels)) - 1
+    paths = plots.overlay(rebuilt.image, rebuilt.true_labels, rebuilt.pred_labels, tmp_path / "ov", "run")
+    assert all(p.is_file() for p in paths)
+    with pytest.raises(HarnessError, match="--image 99 is out of range"):
+        rebuild_prediction(record, 99, per_image, log=lambda _msg: None)
+
+
+# ---- reproduce ----------------------------------------------------------------------------------
+
+
+def test_reproduce_matches_a_smoke_record_to_the_last_digit(smoke_run, tiny_pipeline):
+    from harness.results.reproduce import compare_records, reproduce
+
+    record = read_record(smoke_run / RECORD_FILE)
+    per_image = json.loads((smoke_run / "per_image.json").read_text())
+    result = reproduce(record, per_image, log=lambda _msg: None)
+    assert result.matches, result.summary()
+    assert result.compared > 100 and result.summary().startswith("MATCH")
+    # a record whose numbers were edited is caught, down to the digit and the place
+    edited = copy.deepcopy(record.model_dump(mode="json"))
+    edited["metrics"]["groups"]["overall"]["per_image"]["f1"]["mean"] += 1e-12
+    _, diffs = compare_records(RunRecord.model_validate(edited), result.new, per_image, per_image)
+    assert len(diffs) == 1 and diffs[0].startswith("metrics.groups.overall.per_image.f1.mean")
+
+
+def test_reproduce_refuses_another_device(smoke_run, tmp_path):
+    data = json.loads((smoke_run / RECORD_FILE).read_text())
+    data["device"] = {"type": "cpu", "name": "a different processor (64 threads)", "precision": "fp32",
+                      "channels_last": "False"}
+    run = tmp_path / "elsewhere"
+    run.mkdir()
+    (run / RECORD_FILE).write_text(json.dumps(data))
+    result = cli("reproduce", str(run))
+    assert result.exit_code == 2 and "device differs" in result.output and "--force" in result.output
