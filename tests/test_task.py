@@ -274,3 +274,16 @@ def test_a_few_steps_on_one_batch_lower_the_loss():
         losses.append(loss.item())
     assert all(np.isfinite(losses))
     assert np.mean(losses[-3:]) < 0.6 * losses[0], losses
+
+
+def test_a_foreground_blob_without_confident_interior_is_still_a_particle():
+    from harness.task.postprocess import to_instances
+
+    probabilities = np.zeros((3, 40, 40), dtype=np.float32)
+    probabilities[0] = 1.0
+    # particle A: confident interior; particle B: only "boundary" (interior prob 0.3 everywhere)
+    probabilities[:, 5:15, 5:15] = np.array([0.0, 0.9, 0.1])[:, None, None]
+    probabilities[:, 25:35, 25:35] = np.array([0.1, 0.3, 0.6])[:, None, None]
+    labels = to_instances(probabilities)
+    assert labels.max() == 2
+    assert (labels[5:15, 5:15] == 1).all() and (labels[25:35, 25:35] == 2).all()

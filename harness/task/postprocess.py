@@ -26,9 +26,9 @@ def to_instances(
     ``interior_threshold``; each seed grows by watershed over the foreground (where background
     is not the most likely class), flooding along decreasing interior probability, so the
     low-interior boundary band is reached last and split between the particles on either side.
-    Foreground that no seed reaches is dropped, as are instances under ``min_size_px`` pixels.
-    Ids are consecutive, numbered in raster order of each seed's first pixel: the same input
-    always gives the same labels.
+    A foreground component without any confident interior becomes an instance of its own;
+    instances under ``min_size_px`` pixels are dropped. Ids are consecutive, numbered in raster
+    order of each instance's first pixel: the same input always gives the same labels.
     """
     probabilities = np.asarray(probabilities)
     if probabilities.ndim != 3 or probabilities.shape[0] != 3:
@@ -47,6 +47,17 @@ def to_instances(
     interior = probabilities[INTERIOR]
     foreground = probabilities.argmax(axis=0) != BACKGROUND
     seeds, count = ndimage.label(interior > interior_threshold)
+    # a foreground blob without any confident interior is still a particle (a weakly trained
+    # network may call a whole small particle "boundary"): it becomes its own seed
+    blobs, n_blobs = ndimage.label(foreground)
+    if n_blobs:
+        seeded = np.zeros(n_blobs + 1, dtype=bool)
+        seeded[np.unique(blobs[seeds > 0])] = True
+        orphans = (blobs > 0) & ~seeded[blobs]
+        if orphans.any():
+            extra, n_extra = ndimage.label(orphans)
+            seeds = np.where(orphans, extra + count, seeds)
+            count += n_extra
     if count == 0:
         return np.zeros(interior.shape, dtype=np.int32)
     labels = watershed(-interior, markers=seeds, mask=foreground | (seeds > 0))
@@ -54,9 +65,10 @@ def to_instances(
     small = sizes < min_size_px
     small[0] = False
     labels[small[labels]] = 0
-    # renumber the survivors 1..N, keeping the seed order (ndimage.label numbers in raster order)
-    ids = np.unique(labels)
-    ids = ids[ids > 0]
+    # renumber the survivors 1..N in raster order of their first pixel: deterministic
+    ids, first = np.unique(labels.ravel(), return_index=True)
+    keep = ids > 0
+    ids = ids[keep][np.argsort(first[keep], kind="stable")]
     lookup = np.zeros(labels.max() + 1, dtype=np.int32)
     lookup[ids] = np.arange(1, ids.size + 1, dtype=np.int32)
     return lookup[labels]
