@@ -160,3 +160,14 @@ def test_construction_is_deterministic_for_a_seed():
         states.append(SegmentationNet(create_backbone("test_resnet")).state_dict())
     assert states[0].keys() == states[1].keys()
     assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+
+
+def test_pooled_reads_the_deepest_feature_map_and_encoder_width_names_its_channels():
+    from harness.models import create_backbone, encoder_width, pooled
+
+    backbone = create_backbone("test_convnext")
+    x = torch.rand(2, 1, 64, 64)
+    assert pooled(backbone, x).shape == (2, encoder_width(backbone)) == (2, backbone.channels[-1])
+    assert torch.allclose(pooled(backbone, x), backbone(x)[-1].mean(dim=(2, 3)))
+    with pytest.raises(HarnessError, match="no `channels` list"):
+        encoder_width(torch.nn.Conv2d(1, 1, 1))

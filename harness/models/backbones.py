@@ -101,3 +101,18 @@ def create_backbone(name: str, in_chans: int = 1) -> Backbone:
             f"backbone {name!r}: timm cannot build {timm_name!r} as a feature extractor: {error}"
         ) from error
     return Backbone(name, body, in_chans)
+
+
+def encoder_width(backbone: nn.Module) -> int:
+    """Channels of the backbone's deepest feature map: the input width of global-pooled heads."""
+    channels = getattr(backbone, "channels", None)
+    if not channels:
+        raise HarnessError(
+            f"backbone {type(backbone).__name__} has no `channels` list: use harness.models.create_backbone"
+        )
+    return int(channels[-1])
+
+
+def pooled(backbone: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """Global average pool of the backbone's deepest feature map: (B, C), what projection heads read."""
+    return backbone(images)[-1].mean(dim=(2, 3))

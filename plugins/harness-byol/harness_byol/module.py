@@ -12,6 +12,7 @@ from harness import augment
 from harness.compat import ensure_torchvision
 from harness.errors import HarnessError
 from harness.methods.base import PretrainModule
+from harness.models import encoder_width, pooled
 
 ensure_torchvision()  # lightly imports torchvision, which needs this next to a CPU torch
 
@@ -23,17 +24,6 @@ from lightly.utils.scheduler import cosine_schedule  # noqa: E402
 from harness_byol import BYOLConfig  # noqa: E402
 
 
-def encoder_width(backbone: nn.Module) -> int:
-    """Channels of the backbone's last feature map, which the heads pool."""
-    channels = getattr(backbone, "channels", None)
-    if not channels:
-        raise HarnessError(f"backbone {type(backbone).__name__} has no `channels` list: byol needs a harness backbone")
-    return int(channels[-1])
-
-
-def pooled(backbone: nn.Module, views: torch.Tensor) -> torch.Tensor:
-    """Global average pool of the last (deepest) feature map: (B, C)."""
-    return backbone(views)[-1].mean(dim=(2, 3))
 
 
 class BYOLModule(PretrainModule):
