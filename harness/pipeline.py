@@ -111,7 +111,9 @@ def pretrain_cache_key(entry: MethodEntry, method: SSLMethod, ctx: Context, seed
             "dataset": ctx.dataset.identity.key,
             "manifest": ctx.manifest.hash,
             "seed": seed,
-            "device": [ctx.runtime.device.type, ctx.runtime.precision],
+            # everything that changes the numbers: on CPU the thread count does (reduction order), so
+            # an encoder trained with 2 threads is never reused by a run that records 1 thread
+            "device": ctx.runtime.describe(),
             "settings": s.model_dump(include={"crop_size", "pretrain_steps", "pretrain_batch", "pretrain_lr",
                                               "pretrain_weight_decay", "pretrain_betas", "warmup_fraction"}),
         },
@@ -141,7 +143,7 @@ def obtain_encoder(entry: MethodEntry, method: SSLMethod, ctx: Context, seed: in
         tmp = path.with_suffix(".tmp")
         save_file(state, tmp, metadata={"method": entry.name, "key": key})
         meta = {"created": _now(), "steps": len(stage.losses), "final_loss": final, "losses": stage.losses,
-                "seconds": elapsed}
+                "seconds": elapsed, "device": ctx.runtime.describe()}
         (directory / "meta.json").write_text(json.dumps(meta, indent=1))
         tmp.replace(path)
     log(f"pretraining: cached encoder as {entry.name}-{key}")

@@ -48,6 +48,29 @@ def test_same_seed_same_numbers_and_cached_pretraining(tmp_path):
     assert a["metrics"] == b["metrics"]
 
 
+def test_pretraining_is_not_reused_across_thread_counts(tmp_path):
+    """On CPU the thread count changes the numbers, and a record states the threads it ran with,
+    so an encoder trained with 2 threads must not be reused by a run with 1 (and vice versa)."""
+    import torch
+
+    from harness.methods.registry import get_method
+    from harness.pipeline import Context, RunRequest, pretrain_cache_key
+
+    entry = get_method("denoise")
+    method = entry.cls({})
+    ctx = Context(RunRequest(method="denoise", budget="1", profile="smoke", device="cpu"))
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = pretrain_cache_key(entry, method, ctx, seed=0)
+        torch.set_num_threads(2)
+        two = pretrain_cache_key(entry, method, ctx, seed=0)
+        assert pretrain_cache_key(entry, method, ctx, seed=0) == two
+    finally:
+        torch.set_num_threads(threads)
+    assert one != two
+
+
 def test_frozen_protocol_runs(tmp_path):
     result = run(tmp_path, "--method", "none", "--budget", "1", "--protocol", "frozen", "--out", str(tmp_path / "f"))
     assert result.exit_code == 0, result.output
