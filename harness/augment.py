@@ -21,6 +21,27 @@ def _uniform(n: int, low: float, high: float, like: torch.Tensor, generator: tor
     return (low + (high - low) * u).to(device=like.device, dtype=torch.float32)
 
 
+def _affine_grid(
+    a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, d: torch.Tensor, e: torch.Tensor, f: torch.Tensor,
+    size: int, like: torch.Tensor,
+) -> torch.Tensor:
+    """Sampling grid (B, size, size, 2) of the per-sample affine maps x' = a x + b y + c,
+    y' = d x + e y + f, in ``grid_sample``'s normalised coordinates (pixel centres,
+    ``align_corners=False``).
+
+    What ``F.affine_grid`` computes (to float rounding), about 3x cheaper on CPU than its batched
+    matmul over a full (B, H*W, 3) base grid, which cost a third of a view.
+    """
+    centres = (torch.arange(size, device=like.device, dtype=torch.float32) * 2 + 1) / size - 1
+    along_w, along_h = centres[None, None, :], centres[None, :, None]
+    grid = torch.empty(a.shape[0], size, size, 2, device=like.device, dtype=torch.float32)
+    # each coordinate is a (B, 1, W) row term plus a (B, H, 1) column term, added straight into its
+    # strided slot of the grid: one pass over the output, no full-size temporaries
+    torch.add(a[:, None, None] * along_w, b[:, None, None] * along_h + c[:, None, None], out=grid[..., 0])
+    torch.add(d[:, None, None] * along_w, e[:, None, None] * along_h + f[:, None, None], out=grid[..., 1])
+    return grid.to(like.dtype)
+
+
 def random_geometry(
     images: torch.Tensor,
     size: int,
@@ -52,14 +73,7 @@ def random_geometry(
         flips = _uniform(b, 0, 1, images, generator) < 0.5
         sx = torch.where(flips, -width, width)
     cos, sin = torch.cos(angle), torch.sin(angle)
-    theta = torch.stack(
-        [
-            torch.stack([sx * cos, -height * sin, cx], dim=1),
-            torch.stack([sx * sin, height * cos, cy], dim=1),
-        ],
-        dim=1,
-    )
-    grid = F.affine_grid(theta.to(images.dtype), [b, images.shape[1], size, size], align_corners=False)
+    grid = _affine_grid(sx * cos, -height * sin, cx, sx * sin, height * cos, cy, size, images)
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
 
 
@@ -71,7 +85,30 @@ def brightness_contrast(
     c = 1 + _uniform(b, -contrast, contrast, images, generator).view(b, 1, 1, 1)
     shift = _uniform(b, -brightness, brightness, images, generator).view(b, 1, 1, 1)
     mean = images.mean(dim=(1, 2, 3), keepdim=True)
-    return ((images - mean) * c + mean + shift).clamp(0, 1)
+    # (x - mean) * c + mean + shift, as one fused pass: x * c + (mean * (1 - c) + shift)
+    return torch.addcmul(mean * (1 - c) + shift, images, c.to(images.dtype)).clamp_(0, 1)
+
+
+def _choose(b: int, p: float, like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """Indices (sorted) of a random share ``p`` of a batch of ``b``: each sample is chosen with
+    probability ``p``, and the count is ``floor(p * b + u)`` (u uniform), so it only ever takes
+    two values. Fixed shapes matter on CPU: oneDNN compiles a convolution per new group count,
+    and independent per-sample coin flips would draw a new count nearly every call."""
+    count = int(math.floor(p * b + float(_uniform(1, 0, 1, like, generator))))
+    order = torch.randperm(b, generator=generator, device=generator.device if generator else "cpu")
+    return order[: min(count, b)].sort().values.to(like.device)
+
+
+def _on_chosen(images: torch.Tensor, index: torch.Tensor, fn) -> torch.Tensor:
+    """``fn(subset, index)`` applied to the samples at ``index``; the others pass unchanged.
+
+    Work is spent on the chosen samples only (gathered, transformed, written into a copy),
+    which is what makes a probability-``p`` augmentation cost ``p`` of a full pass."""
+    if index.numel() == 0:
+        return images
+    if index.numel() == images.shape[0]:
+        return fn(images, index)
+    return images.index_copy(0, index, fn(images.index_select(0, index), index))
 
 
 def gaussian_blur(
@@ -80,34 +117,42 @@ def gaussian_blur(
     p: float = 0.5,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """Blur a random share ``p`` of the batch with a per-sample sigma (px); separable kernels."""
-    b, c, h, w = images.shape
+    """Blur a random share ``p`` of the batch with a per-sample sigma (px); separable Gaussian
+    kernels of radius ceil(3 sigma_max), reflect padding (a constant image stays constant)."""
+    b = images.shape[0]
     sigmas = _uniform(b, *sigma, images, generator)
-    apply = _uniform(b, 0, 1, images, generator) < p
-    if not bool(apply.any()):
-        return images
     radius = max(1, math.ceil(3 * sigma[1]))
-    x = torch.arange(-radius, radius + 1, device=images.device, dtype=torch.float32)
-    kernels = torch.exp(-(x[None, :] ** 2) / (2 * sigmas[:, None] ** 2))
-    kernels = kernels / kernels.sum(dim=1, keepdim=True)
-    identity = torch.zeros_like(kernels)
-    identity[:, radius] = 1
-    kernels = torch.where(apply[:, None], kernels, identity).to(images.dtype)
-    flat = images.reshape(1, b * c, h, w)
-    k = kernels.repeat_interleave(c, dim=0)
-    flat = F.conv2d(F.pad(flat, (radius, radius, 0, 0), mode="reflect"), k[:, None, None, :], groups=b * c)
-    flat = F.conv2d(F.pad(flat, (0, 0, radius, radius), mode="reflect"), k[:, None, :, None], groups=b * c)
-    return flat.reshape(b, c, h, w)
+
+    def blur(chosen: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = chosen.shape
+        x = torch.arange(-radius, radius + 1, device=images.device, dtype=torch.float32)
+        kernels = torch.exp(-(x[None, :] ** 2) / (2 * sigmas[index, None] ** 2))
+        k = (kernels / kernels.sum(dim=1, keepdim=True)).to(images.dtype).repeat_interleave(c, dim=0)
+        flat = chosen.reshape(1, n * c, h, w)  # one group per sample and channel: per-sample kernels
+        flat = F.conv2d(F.pad(flat, (radius, radius, 0, 0), mode="reflect"), k[:, None, None, :], groups=n * c)
+        flat = F.conv2d(F.pad(flat, (0, 0, radius, radius), mode="reflect"), k[:, None, :, None], groups=n * c)
+        return flat.reshape(n, c, h, w)
+
+    return _on_chosen(images, _choose(b, p, images, generator), blur)
 
 
 def gaussian_noise(
-    images: torch.Tensor, std: tuple[float, float] = (0.0, 0.05), generator: torch.Generator | None = None
+    images: torch.Tensor,
+    std: tuple[float, float] = (0.0, 0.05),
+    p: float = 1.0,
+    generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """Additive detector-like noise with a per-sample standard deviation; clipped to [0, 1]."""
+    """Additive detector-like noise on a random share ``p`` of the batch, with a per-sample
+    standard deviation; noisy samples are clipped to [0, 1]."""
     b = images.shape[0]
     s = _uniform(b, *std, images, generator).view(b, 1, 1, 1).to(images.dtype)
-    noise = torch.randn(images.shape, generator=generator, device=generator.device if generator else "cpu")
-    return (images + s * noise.to(images.device, images.dtype)).clamp(0, 1)
+
+    def add_noise(chosen: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        noise = torch.randn(chosen.shape, generator=generator, device=generator.device if generator else "cpu")
+        # one fused multiply-add and an in-place clamp: the noise is the only full-size temporary
+        return torch.addcmul(chosen, noise.to(chosen.device, chosen.dtype), s[index]).clamp_(0, 1)
+
+    return _on_chosen(images, _choose(b, p, images, generator), add_noise)
 
 
 def poisson_noise(
@@ -133,11 +178,13 @@ def em_views(
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """The standard EM view for contrastive methods: geometry, brightness/contrast 0.2,
-    Gaussian blur sigma 0.1-1 (the source work's baseline recipe), mild detector noise."""
+    Gaussian blur sigma 0.1-1 with p 0.5 (the source work's baseline recipe), and mild detector
+    noise (std 0-0.03), also with p 0.5: like blur, it is drawn with a probability, as the
+    contrastive recipes draw each photometric augmentation, so half the views stay noise-free."""
     x = random_geometry(images, size, scale=scale, max_rotation_deg=15.0, generator=generator)
     x = brightness_contrast(x, 0.2, 0.2, generator=generator)
     x = gaussian_blur(x, (0.1, 1.0), p=0.5, generator=generator)
-    return gaussian_noise(x, (0.0, 0.03), generator=generator)
+    return gaussian_noise(x, (0.0, 0.03), p=0.5, generator=generator)
 
 
 def multi_crop_views(
