@@ -14,6 +14,13 @@ import torch  # noqa: E402
 from harness.errors import HarnessError  # noqa: E402
 from harness.methods.registry import get_method  # noqa: E402
 from harness.models.backbones import create_backbone  # noqa: E402
+from harness.testing import (  # noqa: E402
+    assert_transfers_strictly,
+    fit_fixed_batch,
+    single_thread,
+    smooth_batch,
+    state_differs,
+)
 from harness_byol import BYOL, BYOLConfig  # noqa: E402
 
 BACKBONE = "test_convnext"  # the harness's tiny test backbone
@@ -22,47 +29,18 @@ SMALL = {"projection_hidden_dim": 64, "projection_dim": 32, "prediction_hidden_d
 
 
 @pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models: a second OpenMP thread only adds barriers, and on a shared 2-core machine a
-    busy neighbour makes each barrier wait (seen: 2 s instead of 30 ms per step). Restored after."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread():
+    with single_thread():
+        yield
 
 
 def crops(n: int = 8, size: int = SIZE, seed: int = 0) -> torch.Tensor:
-    """A fixed batch of smooth single-channel crops in [0, 1] (blurred noise, like grainy EM)."""
-    g = torch.Generator().manual_seed(seed)
-    noise = torch.rand(n, 1, size // 4, size // 4, generator=g)
-    return torch.nn.functional.interpolate(noise, size=size, mode="bilinear", align_corners=False).clamp(0, 1)
+    return smooth_batch(n, size, seed, coarse=size // 4)
 
 
 def build(seed: int = 0, backbone: str = BACKBONE, **config) -> torch.nn.Module:
     torch.manual_seed(seed)
     return BYOL({**SMALL, **config}).build(create_backbone(backbone, in_chans=1))
-
-
-def train(module: torch.nn.Module, images: torch.Tensor, steps: int, lr: float = 2e-3) -> list[float]:
-    """AdamW steps on one batch with the SAME views every step, then the momentum update,
-    exactly as the harness loop calls them."""
-    params = [p for p in module.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.05)
-    module.train()
-    losses = []
-    for step in range(steps):
-        torch.manual_seed(1234)
-        loss = module(images, step, steps)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        module.after_optimizer_step(step, steps)
-        losses.append(float(loss.detach()))
-    return losses
-
-
-def differs(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
-    return any(not torch.equal(a[k], b[k]) for k in a)
 
 
 def test_entry_point_registers_byol() -> None:
@@ -105,7 +83,7 @@ def test_momentum_follows_cosine_schedule() -> None:
 
 def test_target_starts_as_frozen_copy() -> None:
     module = build()
-    assert not differs(module.backbone.state_dict(), module.target_backbone.state_dict())
+    assert not state_differs(module.backbone.state_dict(), module.target_backbone.state_dict())
     assert not any(p.requires_grad for p in module.target_backbone.parameters())
     assert not any(p.requires_grad for p in module.target_projection_head.parameters())
     trained = {id(p) for group in module.optimizer_groups().values() for p in group}
@@ -113,7 +91,7 @@ def test_target_starts_as_frozen_copy() -> None:
 
 
 def test_loss_falls_on_fixed_views() -> None:
-    losses = train(build(), crops(), steps=6)
+    losses = fit_fixed_batch(build(), crops(), steps=6)
     assert all(math.isfinite(v) for v in losses)
     assert -1 <= min(losses) and max(losses) <= 1  # mean negative cosine similarity
     assert losses[-1] < losses[0] - 0.05, losses
@@ -122,33 +100,31 @@ def test_loss_falls_on_fixed_views() -> None:
 def test_target_follows_online_by_momentum() -> None:
     module = build(momentum_start=0.5, momentum_end=0.5)
     target_before = {k: v.clone() for k, v in module.target_backbone.state_dict().items()}
-    train(module, crops(), steps=1)
+    fit_fixed_batch(module, crops(), steps=1)
     online = module.backbone.state_dict()
     target = module.target_backbone.state_dict()
     for name, param in module.target_backbone.named_parameters():
         expected = 0.5 * target_before[name] + 0.5 * online[name]
         torch.testing.assert_close(param, expected)
-    assert differs(target_before, target)
+    assert state_differs(target_before, target)
 
 
 @pytest.mark.parametrize("backbone", [BACKBONE, "test_resnet"])  # LayerNorm; BatchNorm buffers
 def test_online_encoder_transfers_not_target(backbone: str) -> None:
     module = build(backbone=backbone)
-    train(module, crops(), steps=3)
+    fit_fixed_batch(module, crops(), steps=3)
     state = module.transfer_state()
     online = module.backbone.state_dict()
     target = module.target_backbone.state_dict()
-    assert differs(online, target)  # after steps the two have parted
-    assert not differs(state, online)
-    assert differs(state, target)
-    fresh = create_backbone(backbone, in_chans=1)
-    result = fresh.load_state_dict(state, strict=True)
-    assert not result.missing_keys and not result.unexpected_keys
+    assert state_differs(online, target)  # after steps the two have parted
+    assert not state_differs(state, online)
+    assert state_differs(state, target)
+    assert_transfers_strictly(module, backbone, source=module.backbone)
 
 
 def test_same_seed_same_loss() -> None:
     images = crops()
-    assert train(build(seed=3), images, 2) == train(build(seed=3), images, 2)
+    assert fit_fixed_batch(build(seed=3), images, 2) == fit_fixed_batch(build(seed=3), images, 2)
 
 
 @pytest.mark.parametrize("shape", [(1, 1, SIZE, SIZE), (4, 3, SIZE, SIZE)])

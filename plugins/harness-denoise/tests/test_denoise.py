@@ -8,42 +8,30 @@ import torch
 from harness.errors import HarnessError
 from harness.methods.registry import get_method
 from harness.models import create_backbone
+from harness.testing import assert_transfers_strictly, fit_fixed_batch, single_thread, smooth_batch
 from harness_denoise import Denoise, DenoiseConfig
 
 BACKBONE = "convnextv2_atto"
 
 
-def fixed_batch() -> torch.Tensor:
-    g = torch.Generator().manual_seed(0)
-    base = torch.rand(4, 1, 8, 8, generator=g)
-    return torch.nn.functional.interpolate(base, size=64, mode="bilinear")  # smooth, learnable images
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    with single_thread():
+        yield
 
 
 def test_a_few_steps_on_a_fixed_batch_lower_the_loss():
     torch.manual_seed(0)
     module = Denoise().build(create_backbone(BACKBONE))
-    optimizer = torch.optim.AdamW(module.parameters(), lr=1e-3)
-    images = fixed_batch()
-    losses = []
-    for step in range(8):
-        torch.manual_seed(123)  # the same noise and views at every step: a fixed batch
-        loss = module(images, step, 8)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(float(loss.detach()))
+    # the same noise and views at every step: a fixed batch of smooth, learnable images
+    losses = fit_fixed_batch(module, smooth_batch(4, 64), 8, view_seed=123, lr=1e-3, weight_decay=0.01)
     assert losses[-1] < 0.8 * losses[0]
 
 
 def test_the_encoder_transfers_without_missing_or_unexpected_keys():
     module = Denoise().build(create_backbone(BACKBONE))
-    state = module.transfer_state()
-    fresh = create_backbone(BACKBONE)
-    result = fresh.load_state_dict(state, strict=True)
-    assert not result.missing_keys and not result.unexpected_keys
     # the transferred weights are the U-Net's own encoder
-    key = next(iter(state))
-    assert state[key].data_ptr() == module.net.encoder.state_dict()[key].data_ptr()
+    assert_transfers_strictly(module, BACKBONE, source=module.net.encoder)
 
 
 @pytest.mark.parametrize("bad", [{"dose_min": 0}, {"dose_min": 60.0}, {"loss": "huber"}, {"colour": 1}])

@@ -15,6 +15,13 @@ from harness import augment  # noqa: E402
 from harness.errors import HarnessError  # noqa: E402
 from harness.methods.registry import get_method  # noqa: E402
 from harness.models.backbones import create_backbone  # noqa: E402
+from harness.testing import (  # noqa: E402
+    assert_transfers_strictly,
+    fit_fixed_batch,
+    single_thread,
+    smooth_batch,
+    state_differs,
+)
 from harness_dino import DINO, DINOConfig  # noqa: E402
 
 BACKBONE = "test_convnext"  # the harness's tiny test backbone
@@ -23,47 +30,18 @@ SMALL = {"hidden_dim": 64, "bottleneck_dim": 32, "output_dim": 128, "n_local_cro
 
 
 @pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models: a second OpenMP thread only adds barriers, and on a shared 2-core machine a
-    busy neighbour makes each barrier wait (seen: 2 s instead of 30 ms per step). Restored after."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread():
+    with single_thread():
+        yield
 
 
 def crops(n: int = 8, size: int = SIZE, seed: int = 0) -> torch.Tensor:
-    """A fixed batch of smooth single-channel crops in [0, 1] (blurred noise, like grainy EM)."""
-    g = torch.Generator().manual_seed(seed)
-    noise = torch.rand(n, 1, size // 4, size // 4, generator=g)
-    return torch.nn.functional.interpolate(noise, size=size, mode="bilinear", align_corners=False).clamp(0, 1)
+    return smooth_batch(n, size, seed, coarse=size // 4)
 
 
 def build(seed: int = 0, backbone: str = BACKBONE, **config) -> torch.nn.Module:
     torch.manual_seed(seed)
     return DINO({**SMALL, **config}).build(create_backbone(backbone, in_chans=1))
-
-
-def train(module: torch.nn.Module, images: torch.Tensor, steps: int, lr: float = 2e-3) -> list[float]:
-    """AdamW steps on one batch with the SAME views every step, then the teacher update,
-    exactly as the harness loop calls them."""
-    params = [p for p in module.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.05)
-    module.train()
-    losses = []
-    for step in range(steps):
-        torch.manual_seed(1234)
-        loss = module(images, step, steps)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        module.after_optimizer_step(step, steps)
-        losses.append(float(loss.detach()))
-    return losses
-
-
-def differs(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
-    return any(not torch.equal(a[k], b[k]) for k in a)
 
 
 def test_entry_point_registers_dino() -> None:
@@ -136,8 +114,8 @@ def test_teacher_momentum_follows_cosine_schedule() -> None:
 
 def test_teacher_starts_equal_and_frozen() -> None:
     module = build()
-    assert not differs(module.backbone.state_dict(), module.teacher_backbone.state_dict())
-    assert not differs(module.student_head.state_dict(), module.teacher_head.state_dict())
+    assert not state_differs(module.backbone.state_dict(), module.teacher_backbone.state_dict())
+    assert not state_differs(module.student_head.state_dict(), module.teacher_head.state_dict())
     assert not any(p.requires_grad for p in module.teacher_backbone.parameters())
     assert not any(p.requires_grad for p in module.teacher_head.parameters())
 
@@ -145,7 +123,7 @@ def test_teacher_starts_equal_and_frozen() -> None:
 def test_centre_moves_and_loss_is_finite() -> None:
     module = build()
     assert float(module.criterion.center.abs().sum()) == 0
-    losses = train(module, crops(), steps=2)
+    losses = fit_fixed_batch(module, crops(), steps=2)
     assert all(math.isfinite(v) for v in losses)
     assert float(module.criterion.center.abs().sum()) > 0
 
@@ -172,7 +150,7 @@ def test_loss_falls_on_fixed_views() -> None:
     with torch.no_grad():  # settle the centre on the (fixed) teacher outputs
         torch.manual_seed(1234)
         module(images, 0, 6)
-    losses = train(module, images, steps=6)
+    losses = fit_fixed_batch(module, images, steps=6)
     assert all(math.isfinite(v) for v in losses)
     assert losses[-1] < losses[0] - 0.05, losses
 
@@ -181,22 +159,20 @@ def test_loss_falls_on_fixed_views() -> None:
 def test_teacher_encoder_transfers_not_student(backbone: str) -> None:
     module = build(backbone=backbone, momentum_start=0.9, momentum_end=0.9)
     initial = {k: v.clone() for k, v in module.backbone.state_dict().items()}
-    train(module, crops(), steps=3)
+    fit_fixed_batch(module, crops(), steps=3)
     state = module.transfer_state()
     student = module.backbone.state_dict()
     teacher = module.teacher_backbone.state_dict()
-    assert differs(student, teacher)  # after steps the two have parted
-    assert not differs(state, teacher)
-    assert differs(state, student)
-    assert differs(state, initial)  # the teacher did move (momentum update)
-    fresh = create_backbone(backbone, in_chans=1)
-    result = fresh.load_state_dict(state, strict=True)
-    assert not result.missing_keys and not result.unexpected_keys
+    assert state_differs(student, teacher)  # after steps the two have parted
+    assert not state_differs(state, teacher)
+    assert state_differs(state, student)
+    assert state_differs(state, initial)  # the teacher did move (momentum update)
+    assert_transfers_strictly(module, backbone, source=module.teacher_backbone)
 
 
 def test_same_seed_same_loss() -> None:
     images = crops()
-    assert train(build(seed=3), images, 2) == train(build(seed=3), images, 2)
+    assert fit_fixed_batch(build(seed=3), images, 2) == fit_fixed_batch(build(seed=3), images, 2)
 
 
 def test_bad_batches_are_explained() -> None:

@@ -10,6 +10,7 @@ from torch import nn
 from harness.errors import HarnessError
 from harness.methods.registry import get_method
 from harness.models import create_backbone
+from harness.testing import assert_transfers_strictly, fit_fixed_batch, single_thread, smooth_batch
 from harness_fcmae import FCMAE, FCMAEConfig
 from harness_fcmae.encoder import DenseMaskedEncoder
 from harness_fcmae.module import masked_patch_loss, patchify, random_patch_mask
@@ -25,18 +26,12 @@ HIDDEN = torch.tensor([[0.0, 1.0, 1.0, 0.0], [1.0, 0.0, 1.0, 1.0]])
 
 @pytest.fixture(autouse=True, scope="module")
 def _one_thread():
-    """One intra-op thread: on a shared 2-core machine, OpenMP's thread barriers make these tiny
-    ops up to 100x slower when another process holds the other core."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    with single_thread():
+        yield
 
 
 def smooth_images(seed: int = 0, batch: int = 2, size: int = 64) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    base = torch.rand(batch, 1, 8, 8, generator=g)
-    return nn.functional.interpolate(base, size=size, mode="bilinear")
+    return smooth_batch(batch, size, seed)
 
 
 def trained_looking(name: str = BACKBONE) -> nn.Module:
@@ -196,16 +191,8 @@ def test_loss_counts_hidden_patches_only():
 def test_a_few_steps_on_a_fixed_batch_lower_the_loss():
     torch.manual_seed(0)
     module = FCMAE(SMALL).build(create_backbone(BACKBONE, in_chans=1))
-    optimizer = torch.optim.AdamW(module.parameters(), lr=3e-3, betas=(0.9, 0.95), weight_decay=0.05)
-    images = smooth_images(batch=4)
-    losses = []
-    for step in range(10):
-        torch.manual_seed(123)  # the same flips and mask at every step: a fixed batch
-        loss = module(images, step, 10)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(float(loss.detach()))
+    # the same flips and mask at every step: a fixed batch
+    losses = fit_fixed_batch(module, smooth_images(batch=4), 10, view_seed=123, lr=3e-3, betas=(0.9, 0.95))
     assert all(torch.isfinite(torch.tensor(losses)))
     assert losses[-1] < 0.5 * losses[0], losses
 
@@ -230,10 +217,10 @@ def test_gradients_reach_the_encoder_decoder_and_mask_token():
 
 def test_the_encoder_transfers_without_missing_or_unexpected_keys():
     module = FCMAE(SMALL).build(create_backbone(BACKBONE, in_chans=1))
+    assert_transfers_strictly(module, BACKBONE, source=module.backbone)
     state = module.transfer_state()
     fresh = create_backbone(BACKBONE, in_chans=1)
-    result = fresh.load_state_dict(state, strict=True)
-    assert not result.missing_keys and not result.unexpected_keys
+    fresh.load_state_dict(state, strict=True)
     # the decoder stays behind, and the hooks leave the backbone's own forward unchanged
     assert not any(k.startswith(("proj", "decoder", "pred", "mask_token")) for k in state)
     images = smooth_images()

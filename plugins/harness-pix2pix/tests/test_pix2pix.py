@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch import nn
 
 from harness.errors import HarnessError
 from harness.methods.registry import get_method
 from harness.models import create_backbone
+from harness.testing import assert_transfers_strictly, fit_fixed_batch, single_thread, smooth_batch
 from harness_pix2pix import Pix2Pix, Pix2PixConfig
 from harness_pix2pix.module import PatchDiscriminator, min_input_size, patch_receptive_field
 
@@ -19,39 +19,8 @@ SMALL = {"disc_width": 16, "disc_layers": 2}  # a 34x34 PatchGAN for 64 px crops
 
 @pytest.fixture(autouse=True, scope="module")
 def _one_thread():
-    """One intra-op thread: on a shared 2-core machine, OpenMP's thread barriers make these tiny
-    ops up to 100x slower when another process holds the other core."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def fixed_batch() -> torch.Tensor:
-    g = torch.Generator().manual_seed(0)
-    base = torch.rand(4, 1, 8, 8, generator=g)
-    return nn.functional.interpolate(base, size=64, mode="bilinear")  # smooth, learnable images
-
-
-def harness_step(
-    losses: dict[str, torch.Tensor],
-    groups: dict[str, list[nn.Parameter]],
-    optimizers: dict[str, torch.optim.Optimizer],
-) -> None:
-    """The harness's multi-group step: each loss's gradients w.r.t. its own group only (graph
-    kept for the next loss), then every optimiser steps."""
-    names = list(losses)
-    for i, name in enumerate(names):
-        losses[name].backward(inputs=groups[name], retain_graph=i < len(names) - 1)
-    for optimizer in optimizers.values():
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-
-
-def optimizers_for(module) -> tuple[dict[str, list[nn.Parameter]], dict[str, torch.optim.Optimizer]]:
-    groups = module.optimizer_groups()
-    options = module.group_options()
-    return groups, {name: torch.optim.AdamW(params, **options[name]) for name, params in groups.items()}
+    with single_thread():
+        yield
 
 
 def test_the_groups_split_the_parameters_and_follow_pix2pix():
@@ -69,7 +38,7 @@ def test_each_loss_reaches_only_its_own_player():
     torch.manual_seed(0)
     module = Pix2Pix(SMALL).build(create_backbone(BACKBONE, in_chans=1))
     groups = module.optimizer_groups()
-    out = module(fixed_batch(), 0, 1)
+    out = module(smooth_batch(4, 64), 0, 1)
     assert set(out) == {"discriminator", "generator"}
     # the discriminator's loss sees the restored image detached: no gradient to the generator
     to_generator = torch.autograd.grad(out["discriminator"], groups["generator"], retain_graph=True, allow_unused=True)
@@ -83,7 +52,7 @@ def test_each_loss_reaches_only_its_own_player():
     assert all(p.grad is not None for p in groups["generator"][:5])
     # while the generator's loss alone would have changed them: the separation is what keeps them
     module.zero_grad(set_to_none=True)
-    out = module(fixed_batch(), 0, 1)
+    out = module(smooth_batch(4, 64), 0, 1)
     through = torch.autograd.grad(out["generator"], groups["discriminator"], allow_unused=True)
     assert any(g is not None and g.abs().sum() > 0 for g in through)
 
@@ -91,26 +60,18 @@ def test_each_loss_reaches_only_its_own_player():
 def test_a_few_steps_on_a_fixed_batch_lower_the_generators_l1():
     torch.manual_seed(0)
     module = Pix2Pix({**SMALL, "lr": 1e-3}).build(create_backbone(BACKBONE, in_chans=1))
-    groups, optimizers = optimizers_for(module)
-    images = fixed_batch()
     l1 = []
-    for step in range(8):
-        torch.manual_seed(123)  # the same views and noise at every step: a fixed batch
-        losses = module(images, step, 8)
-        assert all(torch.isfinite(v) for v in losses.values())
-        harness_step(losses, groups, optimizers)
-        l1.append(float(module.last_terms["g_l1"]))
+    # the same views and noise at every step (a fixed batch), each player stepped on its own loss
+    fit_fixed_batch(module, smooth_batch(4, 64), 8, view_seed=123,
+                    after_step=lambda step: l1.append(float(module.last_terms["g_l1"])))
+    assert all(torch.isfinite(torch.tensor(l1)))
     assert l1[-1] < 0.7 * l1[0], l1
 
 
 def test_the_encoder_transfers_without_missing_or_unexpected_keys():
     module = Pix2Pix(SMALL).build(create_backbone(BACKBONE, in_chans=1))
-    state = module.transfer_state()
-    fresh = create_backbone(BACKBONE, in_chans=1)
-    result = fresh.load_state_dict(state, strict=True)
-    assert not result.missing_keys and not result.unexpected_keys
-    key = next(iter(state))  # the transferred weights are the generator's own encoder
-    assert state[key].data_ptr() == module.generator.encoder.state_dict()[key].data_ptr()
+    # the transferred weights are the generator's own encoder
+    assert_transfers_strictly(module, BACKBONE, source=module.generator.encoder)
 
 
 @pytest.mark.parametrize("layers, field", [(1, 16), (2, 34), (3, 70)])

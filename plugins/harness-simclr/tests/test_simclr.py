@@ -13,6 +13,13 @@ import torch  # noqa: E402
 from harness.errors import HarnessError  # noqa: E402
 from harness.methods.registry import get_method  # noqa: E402
 from harness.models.backbones import create_backbone  # noqa: E402
+from harness.testing import (  # noqa: E402
+    assert_transfers_strictly,
+    fit_fixed_batch,
+    single_thread,
+    smooth_batch,
+    state_differs,
+)
 from harness_simclr import SimCLR, SimCLRConfig  # noqa: E402
 
 BACKBONE = "test_convnext"  # the harness's tiny test backbone
@@ -21,42 +28,18 @@ SMALL = {"hidden_dim": 64, "output_dim": 32}  # small heads keep the test fast
 
 
 @pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models: a second OpenMP thread only adds barriers, and on a shared 2-core machine a
-    busy neighbour makes each barrier wait (seen: 2 s instead of 30 ms per step). Restored after."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread():
+    with single_thread():
+        yield
 
 
 def crops(n: int = 8, size: int = SIZE, seed: int = 0) -> torch.Tensor:
-    """A fixed batch of smooth single-channel crops in [0, 1] (blurred noise, like grainy EM)."""
-    g = torch.Generator().manual_seed(seed)
-    noise = torch.rand(n, 1, size // 4, size // 4, generator=g)
-    return torch.nn.functional.interpolate(noise, size=size, mode="bilinear", align_corners=False).clamp(0, 1)
+    return smooth_batch(n, size, seed, coarse=size // 4)
 
 
 def build(seed: int = 0, backbone: str = BACKBONE, **config) -> torch.nn.Module:
     torch.manual_seed(seed)
     return SimCLR({**SMALL, **config}).build(create_backbone(backbone, in_chans=1))
-
-
-def train(module: torch.nn.Module, images: torch.Tensor, steps: int, lr: float = 2e-3) -> list[float]:
-    """AdamW steps on one batch with the SAME views every step (global RNG re-seeded per step)."""
-    params = [p for p in module.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.05)
-    module.train()
-    losses = []
-    for step in range(steps):
-        torch.manual_seed(1234)
-        loss = module(images, step, steps)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        module.after_optimizer_step(step, steps)
-        losses.append(float(loss.detach()))
-    return losses
 
 
 def test_entry_point_registers_simclr() -> None:
@@ -111,27 +94,23 @@ def test_head_reads_pooled_last_feature_map() -> None:
 
 
 def test_loss_falls_on_fixed_views() -> None:
-    losses = train(build(), crops(), steps=6)
+    losses = fit_fixed_batch(build(), crops(), steps=6)
     assert all(math.isfinite(v) for v in losses)
     assert losses[-1] < losses[0] - 0.05, losses
 
 
 def test_same_seed_same_loss() -> None:
     images = crops()
-    assert train(build(seed=3), images, 2) == train(build(seed=3), images, 2)
+    assert fit_fixed_batch(build(seed=3), images, 2) == fit_fixed_batch(build(seed=3), images, 2)
 
 
 @pytest.mark.parametrize("backbone", [BACKBONE, "test_resnet"])  # LayerNorm; BatchNorm buffers
 def test_transfer_state_loads_strictly_into_fresh_backbone(backbone: str) -> None:
     module = build(backbone=backbone)
     before = {k: v.clone() for k, v in module.backbone.state_dict().items()}
-    train(module, crops(), steps=2)
-    state = module.transfer_state()
-    fresh = create_backbone(backbone, in_chans=1)
-    result = fresh.load_state_dict(state, strict=True)
-    assert not result.missing_keys and not result.unexpected_keys
-    assert set(state) == set(fresh.state_dict())
-    assert any(not torch.equal(before[k], state[k]) for k in state)  # it is the trained encoder
+    fit_fixed_batch(module, crops(), steps=2)
+    assert_transfers_strictly(module, backbone, source=module.backbone)
+    assert state_differs(before, module.transfer_state())  # it is the trained encoder
 
 
 @pytest.mark.parametrize("shape", [(1, 1, SIZE, SIZE), (4, 3, SIZE, SIZE)])

@@ -1,0 +1,97 @@
+"""Helpers for testing a method plugin against the harness's contract.
+
+Every built-in plugin's tests use these, and a third-party plugin can too: they drive a
+:class:`~harness.methods.base.PretrainModule` exactly the way :func:`harness.training.pretrain`
+does (the same multi-group optimiser step, ``after_optimizer_step`` after every step), so a
+test that passes here exercises the code path a real run takes. See CONTRIBUTING.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from harness.methods.base import PretrainModule
+from harness.models import create_backbone
+from harness.training.loop import Optimisation
+
+
+@contextlib.contextmanager
+def single_thread() -> Iterator[None]:
+    """One intra-op thread for the block, restored after.
+
+    Test models are tiny: a second OpenMP thread only adds barriers, and on a shared 2-core
+    machine a busy neighbour makes every barrier wait (seen: 2 s instead of 30 ms a step)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def smooth_batch(n: int = 4, size: int = 64, seed: int = 0, coarse: int = 8) -> torch.Tensor:
+    """A fixed batch (n, 1, size, size) in [0, 1]: coarse uniform noise upsampled bilinearly,
+    smooth and grainy like EM crops, and learnable in a few steps."""
+    g = torch.Generator().manual_seed(seed)
+    base = torch.rand(n, 1, coarse, coarse, generator=g)
+    return F.interpolate(base, size=size, mode="bilinear", align_corners=False).clamp(0, 1)
+
+
+def fit_fixed_batch(
+    module: PretrainModule,
+    images: torch.Tensor,
+    steps: int,
+    view_seed: int = 1234,
+    after_step: Callable[[int], None] | None = None,
+    **adamw: Any,
+) -> list[float]:
+    """Train ``module`` for ``steps`` steps on ``images`` with the same random views every step
+    (the global RNG is reseeded with ``view_seed`` before each forward), with AdamW at a constant
+    learning rate (``adamw``: its options, default lr 2e-3 and weight decay 0.05; the module's
+    ``group_options`` override them per group); returns the total loss of every step.
+
+    Each loss updates only its own optimizer group, then ``after_optimizer_step`` runs: the
+    harness loop's own :class:`~harness.training.loop.Optimisation`, minus its schedule.
+    ``after_step(step)`` is called last, for inspecting the module between steps."""
+    groups = module.optimizer_groups()
+    per_group = module.group_options()
+    defaults = {"lr": 2e-3, "weight_decay": 0.05, **adamw}
+    optimizers = {name: torch.optim.AdamW(params, **{**defaults, **per_group.get(name, {})})
+                  for name, params in groups.items()}
+    optimisation = Optimisation(optimizers, schedulers=[])
+    module.train()
+    totals = []
+    for step in range(steps):
+        torch.manual_seed(view_seed)
+        out = module(images, step, steps)
+        losses = out if isinstance(out, dict) else {"main": out}
+        totals.append(sum(float(v.detach()) for v in losses.values()))
+        optimisation.step(losses, groups)
+        module.after_optimizer_step(step, steps)
+        if after_step is not None:
+            after_step(step)
+    return totals
+
+
+def assert_transfers_strictly(module: PretrainModule, backbone: str, source: nn.Module | None = None) -> None:
+    """``module.transfer_state()`` loads into a fresh ``backbone`` with no missing or unexpected
+    keys; with ``source``, the weights handed over are that network's own tensors (not copies of
+    another branch)."""
+    state = module.transfer_state()
+    result = create_backbone(backbone, in_chans=1).load_state_dict(state, strict=True)
+    assert not result.missing_keys and not result.unexpected_keys, result
+    if source is not None:
+        own = source.state_dict()
+        for key, tensor in state.items():
+            assert tensor.data_ptr() == own[key].data_ptr(), f"{key} is not {type(source).__name__}'s own weight"
+
+
+def state_differs(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    """Whether any tensor of two state dicts (same keys) differs."""
+    return any(not torch.equal(a[k], b[k]) for k in a)
