@@ -50,6 +50,12 @@ class Toy(SSLMethod):
 @hookimpl
 def harness_methods():
     return [Toy]
+
+
+@hookimpl
+def harness_backbones():
+    # a new name, and an attempt to redefine a built-in one (which must be ignored)
+    return {"toy_resnet": "resnet10t", "convnextv2_atto": "resnet18"}
 '''
 
 
@@ -110,12 +116,23 @@ def test_plugins_can_be_blocked_by_name(plugin_site):
     assert "blocked by HARNESS_DISABLE_PLUGINS: broken, toy" in result.stderr
 
 
-def test_installed_plugin_runs_end_to_end(plugin_site, tmp_path, isolated_cache):
+def test_plugin_backbones_are_listed_and_cannot_redefine_built_ins(plugin_site):
+    result = _harness(plugin_site, "backbones")
+    assert result.returncode == 0, result.stderr
+    toy = next(line for line in result.stdout.splitlines() if line.startswith("toy_resnet"))
+    assert "resnet10t" in toy and "'toy'" in toy
+    atto = next(line for line in result.stdout.splitlines() if line.startswith("convnextv2_atto "))
+    assert "convnextv2_atto" in atto.split()[1]  # still the built-in ConvNeXt V2
+    assert "plugin 'toy': backbone 'convnextv2_atto' (resnet18) ignored" in result.stderr
+
+
+def test_installed_plugin_runs_end_to_end_on_its_own_backbone(plugin_site, tmp_path, isolated_cache):
     out = tmp_path / "run"
     result = _harness(plugin_site, "run", "--method", "toy", "--budget", "10%", "--profile", "smoke",
-                      "--quiet", "--out", str(out), "--config", "width=4")
+                      "--quiet", "--out", str(out), "--config", "width=4", "--backbone", "toy_resnet")
     assert result.returncode == 0, result.stderr[-3000:]
     record = json.loads((out / "record.json").read_text())
+    assert record["backbone"] == "toy_resnet"
     assert record["method"]["distribution"] == "toy-harness-plugin"
     assert record["method"]["config"]["width"] == 4
     assert record["pretrain"]["steps"] > 0

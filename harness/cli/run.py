@@ -35,6 +35,22 @@ def methods() -> None:
     click.echo(f"\nhookspec version {HOOKSPEC_VERSION}")
 
 
+@click.command("backbones")
+def backbones() -> None:
+    """List every backbone `--backbone` accepts: built-in ones and those plugins contribute."""
+    from harness.models.backbones import BACKBONES, contributed_backbones, known_backbones
+
+    rows = [{"backbone": name, "timm model": spec.timm_name, "about": spec.note}
+            for name, spec in known_backbones().items()]
+    click.echo(tabulate(rows, headers="keys"))
+    taken = set(BACKBONES)
+    for plugin, name, timm_name in contributed_backbones():  # what known_backbones() passed over
+        if name in taken:
+            click.echo(f"plugin {plugin!r}: backbone {name!r} ({timm_name}) ignored: the name is already taken",
+                       err=True)
+        taken.add(name)
+
+
 def _parse_config(items: tuple[str, ...]) -> dict:
     """``--config key=value`` pairs; values are read as JSON when they parse, else as text."""
     config = {}
@@ -53,7 +69,7 @@ def common_run_options(func):
     options = [
         click.option("--dataset", default="synthetic-sem", show_default=True,
                      help="Embedded dataset name (see `harness datasets`) or a folder path."),
-        click.option("--backbone", default=None, help="timm backbone (default: convnextv2_atto)."),
+        click.option("--backbone", default=None, help="Encoder backbone, see `harness backbones` (default: convnextv2_atto)."),
         profile_option, data_seed_option, split_seed_option,
         click.option("--protocol", type=click.Choice(["finetune", "frozen"]), default="finetune", show_default=True,
                      help="finetune: the whole network trains; frozen: the pretrained encoder stays fixed."),
@@ -178,4 +194,4 @@ def _record_failure(out: Path, request, err: Exception) -> None:
     (directory / name).write_text(json.dumps(payload, indent=1))
 
 
-COMMANDS = [methods, run, sweep]
+COMMANDS = [methods, backbones, run, sweep]

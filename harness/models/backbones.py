@@ -41,18 +41,30 @@ BACKBONES: dict[str, BackboneSpec] = {
 }
 
 
+def contributed_backbones() -> list[tuple[str, str, str]]:
+    """``(plugin, harness name, timm name)`` for every backbone a plugin contributes through
+    ``harness_backbones``, in registration order; a malformed answer is an error naming the plugin."""
+    from harness.plugins.manager import plugin_state
+
+    found = []
+    for impl in reversed(plugin_state().manager.hook.harness_backbones.get_hookimpls()):
+        extra = impl.function() or {}
+        if not isinstance(extra, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in extra.items()):
+            raise HarnessError(f"plugin {impl.plugin_name!r}: harness_backbones() must return "
+                               f"{{harness name: timm model name}}, got {extra!r}")
+        found.extend((impl.plugin_name, name, timm_name) for name, timm_name in extra.items())
+    return found
+
+
 def known_backbones() -> dict[str, BackboneSpec]:
     """Built-in backbones plus those contributed by plugins through ``harness_backbones``.
 
-    A plugin cannot shadow a built-in name: the built-in entry wins, so a name always means the
-    same architecture in recorded results.
+    A plugin cannot shadow a built-in name (nor one an earlier plugin took): the first entry
+    wins, so a name always means the same architecture in recorded results.
     """
-    from harness.plugins.manager import plugin_state
-
     found = dict(BACKBONES)
-    for extra in plugin_state().manager.hook.harness_backbones():
-        for name, timm_name in (extra or {}).items():
-            found.setdefault(name, BackboneSpec(timm_name, "from a plugin"))
+    for plugin, name, timm_name in contributed_backbones():
+        found.setdefault(name, BackboneSpec(timm_name, f"timm {timm_name}, from plugin {plugin!r}"))
     return found
 
 
