@@ -428,3 +428,18 @@ def test_reproduce_refuses_another_device(smoke_run, tmp_path):
     (run / RECORD_FILE).write_text(json.dumps(data))
     result = cli("reproduce", str(run))
     assert result.exit_code == 2 and "device differs" in result.output and "--force" in result.output
+
+
+def test_reproduce_warns_when_the_cpu_instruction_set_differs(smoke_run):
+    from harness.results.provenance import hardware
+    from harness.results.reproduce import provenance_warnings
+
+    record = read_record(smoke_run / RECORD_FILE)
+    assert record.hardware["cpu_capability"] == hardware()["cpu_capability"] and record.hardware["cpu_model"]
+    assert not any("cpu_" in w for w in provenance_warnings(record))
+    data = record.model_dump(mode="json")
+    data["hardware"]["cpu_capability"] = "SOME_OTHER_ISA"
+    warnings = provenance_warnings(RunRecord.model_validate(data))
+    assert any(w.startswith("cpu_capability differs: record SOME_OTHER_ISA") for w in warnings)
+    del data["hardware"]["cpu_capability"]  # records made before it was kept: nothing to compare
+    assert not any("cpu_capability" in w for w in provenance_warnings(RunRecord.model_validate(data)))

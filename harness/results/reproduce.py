@@ -59,7 +59,7 @@ def provenance_warnings(record: RunRecord) -> list[str]:
     """Differences in code and libraries between the record and this installation (not fatal)."""
     from harness import __version__
     from harness.methods.registry import get_method
-    from harness.results.provenance import git_state, library_versions
+    from harness.results.provenance import git_state, hardware, library_versions
 
     out = []
     if record.versions.get("harness") != __version__:
@@ -76,6 +76,11 @@ def provenance_warnings(record: RunRecord) -> list[str]:
         out.append("the record was made from a checkout with uncommitted changes: its code is not fully known")
     if git.get("dirty"):
         out.append("this checkout has uncommitted changes")
+    here_hw = hardware()
+    for key in ("cpu_model", "cpu_capability"):  # absent from records made before they were kept
+        if key in record.hardware and record.hardware[key] != here_hw[key]:
+            out.append(f"{key} differs: record {record.hardware[key]}, here {here_hw[key]} "
+                       "(CPU numbers may then differ in the last digits)")
     libraries = {"harness", "python"}
     for name, version in sorted(library_versions().items()):
         if name not in libraries and record.versions.get(name) not in (None, version):
