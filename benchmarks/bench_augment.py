@@ -132,7 +132,10 @@ def test_outputs_comparable(stack: np.ndarray) -> None:
     torch.manual_seed(0)
     first, second = ours_views(stack)
     assert first.shape == second.shape == (N_IMAGES, 1, VIEW_SIZE, VIEW_SIZE)
-    assert 0 <= float(first.min()) and float(first.max()) <= 1
+    # 1 + 1 ulp: a blurred view that draws no noise is not clipped again, and a Gaussian kernel's
+    # float32 weights can sum to 1 + 1e-7 over a saturated patch (seen: 1.0000001). Clipping it
+    # would change the views, so it waits for the next change that re-runs simclr/byol/dino.
+    assert 0 <= float(first.min()) and float(first.max()) <= 1 + 2e-7
     theirs = lightly_views(stack[:4], lightly_transform())
     assert all(len(views) == 2 for views in theirs)
     assert all(v.shape == (1, VIEW_SIZE, VIEW_SIZE) for views in theirs for v in views)
