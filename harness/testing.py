@@ -60,11 +60,8 @@ def fit_fixed_batch(
     harness loop's own :class:`~harness.training.loop.Optimisation`, minus its schedule.
     ``after_step(step)`` is called last, for inspecting the module between steps."""
     groups = module.optimizer_groups()
-    per_group = module.group_options()
     defaults = {"lr": 2e-3, "weight_decay": 0.05, **adamw}
-    optimizers = {name: torch.optim.AdamW(params, **{**defaults, **per_group.get(name, {})})
-                  for name, params in groups.items()}
-    optimisation = Optimisation(optimizers, schedulers=[])
+    optimisation = Optimisation.adamw(groups, defaults, module.group_options(), total_steps=None)
     module.train()
     totals = []
     for step in range(steps):

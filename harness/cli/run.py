@@ -38,17 +38,13 @@ def methods() -> None:
 @click.command("backbones")
 def backbones() -> None:
     """List every backbone `--backbone` accepts: built-in ones and those plugins contribute."""
-    from harness.models.backbones import BACKBONES, contributed_backbones, known_backbones
+    from harness.models.backbones import resolve_backbones
 
-    rows = [{"backbone": name, "timm model": spec.timm_name, "about": spec.note}
-            for name, spec in known_backbones().items()]
+    specs, refused = resolve_backbones()
+    rows = [{"backbone": name, "timm model": spec.timm_name, "about": spec.note} for name, spec in specs.items()]
     click.echo(tabulate(rows, headers="keys"))
-    taken = set(BACKBONES)
-    for plugin, name, timm_name in contributed_backbones():  # what known_backbones() passed over
-        if name in taken:
-            click.echo(f"plugin {plugin!r}: backbone {name!r} ({timm_name}) ignored: the name is already taken",
-                       err=True)
-        taken.add(name)
+    for plugin, name, timm_name in refused:
+        click.echo(f"plugin {plugin!r}: backbone {name!r} ({timm_name}) ignored: the name is already taken", err=True)
 
 
 def _parse_config(items: tuple[str, ...]) -> dict:

@@ -56,16 +56,26 @@ def contributed_backbones() -> list[tuple[str, str, str]]:
     return found
 
 
-def known_backbones() -> dict[str, BackboneSpec]:
-    """Built-in backbones plus those contributed by plugins through ``harness_backbones``.
+def resolve_backbones() -> tuple[dict[str, BackboneSpec], list[tuple[str, str, str]]]:
+    """Built-in backbones plus those plugins contribute, and the contributions refused.
 
     A plugin cannot shadow a built-in name (nor one an earlier plugin took): the first entry
-    wins, so a name always means the same architecture in recorded results.
+    wins, so a name always means the same architecture in recorded results. Refused entries
+    come back as ``(plugin, harness name, timm name)`` so ``harness backbones`` can say so.
     """
     found = dict(BACKBONES)
+    refused = []
     for plugin, name, timm_name in contributed_backbones():
-        found.setdefault(name, BackboneSpec(timm_name, f"timm {timm_name}, from plugin {plugin!r}"))
-    return found
+        if name in found:
+            refused.append((plugin, name, timm_name))
+        else:
+            found[name] = BackboneSpec(timm_name, f"timm {timm_name}, from plugin {plugin!r}")
+    return found, refused
+
+
+def known_backbones() -> dict[str, BackboneSpec]:
+    """Every backbone ``--backbone`` accepts (see :func:`resolve_backbones`)."""
+    return resolve_backbones()[0]
 
 
 class Backbone(nn.Module):

@@ -50,13 +50,17 @@ class Optimisation:
         groups: dict[str, list[nn.Parameter]],
         defaults: dict,
         per_group: dict[str, dict],
-        total_steps: int,
-        warmup_fraction: float,
+        total_steps: int | None,
+        warmup_fraction: float = 0.0,
     ) -> "Optimisation":
+        """One AdamW per group (``per_group`` options override ``defaults``), with warm-up and
+        cosine decay over ``total_steps``; ``total_steps=None`` keeps the learning rate constant."""
         optimizers = {
             name: torch.optim.AdamW(params, **{**defaults, **per_group.get(name, {})})
             for name, params in groups.items()
         }
+        if total_steps is None:
+            return cls(optimizers, [])
         factor = warmup_cosine(total_steps, warmup_fraction)
         return cls(optimizers, [torch.optim.lr_scheduler.LambdaLR(o, factor) for o in optimizers.values()])
 
