@@ -34,7 +34,7 @@ from harness.results.provenance import git_state, hardware, library_versions
 from harness.results.record import DatasetInfo, MethodInfo, PretrainInfo, RunRecord, Seeds, Selection
 from harness.training.batches import ImageStore
 from harness.training.loop import finetune, pretrain
-from harness.training.runtime import Runtime, is_main_process, peak_memory_mb, resolve_runtime
+from harness.training.runtime import Runtime, is_main_process, on_main_process, peak_memory_mb, resolve_runtime
 from harness.training.settings import TrainSettings, settings_for
 
 ENCODER_FILE = "encoder.safetensors"
@@ -156,6 +156,7 @@ def _now() -> str:
 
 def run_one(request: RunRequest, ctx: Context | None = None, log=print) -> RunRecord:
     """Run one grid cell and write its record; returns the record."""
+    log = on_main_process(log)
     budget = Budget.parse(request.budget)
     entry = get_method(request.method)
     method = entry.cls(request.method_config)

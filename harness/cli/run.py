@@ -100,14 +100,16 @@ def run(method, budget, seed, out, dataset, backbone, profile, data_seed, split_
     Example: harness run --method fcmae --budget 1%
     """
     from harness.pipeline import RunRequest, run_one
+    from harness.training.runtime import on_main_process
 
     request = RunRequest(method=method, budget=budget, dataset=dataset, backbone=backbone, seed=seed,
                          split_seed=split_seed, data_seed=data_seed, profile=profile, protocol=protocol,
                          device=device, method_config=_parse_config(config_items), allow_leakage=allow_leakage,
                          connectivity=int(connectivity), crop_bottom=crop_bottom, out=out, progress=not quiet)
-    record = run_one(request, log=click.echo)
-    click.echo("")
-    click.echo(_report_table(record.metrics))
+    say = on_main_process(click.echo)
+    record = run_one(request, log=say)
+    say("")
+    say(_report_table(record.metrics))
 
 
 def _report_table(metrics: dict) -> str:
@@ -138,6 +140,7 @@ def sweep(method_list, budgets, seeds, out, dataset, backbone, profile, data_see
     """
     from harness.data.splits import Budget
     from harness.pipeline import Context, RunRequest, run_one
+    from harness.training.runtime import on_main_process
 
     methods_ = _split_list(method_list, "methods")
     budgets_ = _split_list(budgets, "budgets")
@@ -148,6 +151,7 @@ def sweep(method_list, budgets, seeds, out, dataset, backbone, profile, data_see
     except ValueError:
         raise HarnessError(f"--seeds {seeds!r} must be comma-separated integers") from None
     config = _parse_config(config_items)
+    say = on_main_process(click.echo)
     ctx = None
     rows = []
     for method_name in methods_:
@@ -158,10 +162,10 @@ def sweep(method_list, budgets, seeds, out, dataset, backbone, profile, data_see
                                      protocol=protocol, device=device, method_config=config,
                                      allow_leakage=allow_leakage, connectivity=int(connectivity),
                                      crop_bottom=crop_bottom, progress=not quiet)
-                click.echo(f"== {method_name} budget {budget} seed {seed}")
+                say(f"== {method_name} budget {budget} seed {seed}")
                 try:
                     ctx = ctx or Context(request)
-                    record = run_one(request.model_copy(update={"out": _cell_dir(out, request)}), ctx, click.echo)
+                    record = run_one(request.model_copy(update={"out": _cell_dir(out, request)}), ctx, say)
                     rows.append({"method": method_name, "budget": budget, "seed": seed, "status": "ok",
                                  **{k: v for k, v in record.headline.items() if isinstance(v, (int, float))}})
                 except Exception as err:  # noqa: BLE001 - one failing cell must not stop the grid
@@ -169,8 +173,8 @@ def sweep(method_list, budgets, seeds, out, dataset, backbone, profile, data_see
                     click.echo(f"   failed: {type(err).__name__}: {err}", err=True)
                     rows.append({"method": method_name, "budget": budget, "seed": seed,
                                  "status": f"failed: {type(err).__name__}"})
-    click.echo("")
-    click.echo(tabulate(rows, headers="keys", floatfmt=".4f"))
+    say("")
+    say(tabulate(rows, headers="keys", floatfmt=".4f"))
     if any(r["status"] != "ok" for r in rows):
         raise SystemExit(1)
 

@@ -13,6 +13,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
@@ -127,6 +128,10 @@ def pretrain(
     groups = module.optimizer_groups()
     optimisation = Optimisation.adamw(groups, defaults, module.group_options(), settings.pretrain_steps, warmup)
     trained = _maybe_ddp(module, runtime)
+    if world_size() > 1:
+        # every rank built the same weights from ``seed`` (and DDP broadcasts rank 0's); the views
+        # and masks drawn from the global RNG during training must differ between ranks
+        torch.manual_seed(int(np.random.SeedSequence([seed, rank()]).generate_state(1)[0]))
     batches = PretrainBatches(store, settings.pretrain_steps, settings.pretrain_batch, settings.crop_size, seed, rank())
     log = StageLog()
     bar = tqdm(_loader(batches, settings), total=settings.pretrain_steps, desc=f"pretrain {method.name}",
@@ -181,8 +186,11 @@ def finetune(
         params, {"lr": settings.finetune_lr, "weight_decay": settings.finetune_weight_decay}, {},
         settings.finetune_steps, settings.warmup_fraction,
     )
+    # fine-tuning is not distributed: under torchrun every rank trains the same network on the same
+    # batches (rank 0's), so the record rank 0 writes is what a single process would produce from
+    # that encoder, and the ranks reach a sweep's next pretraining together
     batches = FinetuneBatches(store, settings.finetune_steps, settings.finetune_batch, settings.crop_size,
-                              seed, IGNORE_INDEX, rank())
+                              seed, IGNORE_INDEX, rank=0)
     log = StageLog()
     best_state = copy.deepcopy(net.state_dict())
     checks_without_gain = 0

@@ -10,6 +10,7 @@ import contextlib
 import os
 import platform
 import resource
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -31,6 +32,12 @@ def world_size() -> int:
 
 def is_main_process() -> bool:
     return rank() == 0
+
+
+def on_main_process(say: Callable[..., object]) -> Callable[..., object]:
+    """``say`` on rank 0 and a no-op on the other ranks: under ``torchrun`` every rank runs the
+    same code, and one voice is enough. Errors are not routed through it; every rank raises its own."""
+    return say if is_main_process() else (lambda *args, **kwargs: None)
 
 
 @dataclass(frozen=True)
@@ -61,8 +68,14 @@ class Runtime:
             name = torch.cuda.get_device_name(self.device)
         else:
             name = f"{platform.processor() or platform.machine()} ({torch.get_num_threads()} threads)"
-        return {"type": self.device.type, "name": name, "precision": self.precision,
-                "channels_last": str(self.channels_last)}
+        described = {"type": self.device.type, "name": name, "precision": self.precision,
+                     "channels_last": str(self.channels_last)}
+        # distributed pretraining sees world_size x the batch, so the process count changes the
+        # numbers (and the pretraining cache key); named only when there is more than one, which
+        # keeps single-process descriptions, keys and records as they were
+        if world_size() > 1:
+            described["world_size"] = str(world_size())
+        return described
 
 
 def init_distributed(device_type: str) -> None:
