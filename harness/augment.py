@@ -16,9 +16,20 @@ import torch
 import torch.nn.functional as F
 
 
+def _draw_device(generator: torch.Generator | None) -> torch.device:
+    """Where per-sample parameters are drawn: the generator's device, else the CPU's global RNG."""
+    return generator.device if generator is not None else torch.device("cpu")
+
+
+def _to(tensor: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Move a few drawn parameters to ``like``'s device without waiting for queued GPU work (a
+    blocking host-to-device copy synchronises the stream, once per parameter per view)."""
+    return tensor.to(like.device, non_blocking=True)
+
+
 def _uniform(n: int, low: float, high: float, like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    u = torch.rand(n, generator=generator, device=generator.device if generator else "cpu")
-    return (low + (high - low) * u).to(device=like.device, dtype=torch.float32)
+    u = torch.rand(n, generator=generator, device=_draw_device(generator))
+    return _to(low + (high - low) * u, like)
 
 
 def _affine_grid(
@@ -64,8 +75,8 @@ def random_geometry(
     cy = (_uniform(b, -1, 1, images, generator)) * (1 - height)
     angle = torch.zeros(b, device=images.device)
     if rot90:
-        quarter = torch.randint(0, 4, (b,), generator=generator, device=generator.device if generator else "cpu")
-        angle = angle + quarter.to(images.device).float() * (math.pi / 2)
+        quarter = torch.randint(0, 4, (b,), generator=generator, device=_draw_device(generator))
+        angle = angle + _to(quarter, images).float() * (math.pi / 2)
     if max_rotation_deg > 0:
         angle = angle + _uniform(b, -1, 1, images, generator) * math.radians(max_rotation_deg)
     sx = width
@@ -94,9 +105,10 @@ def _choose(b: int, p: float, like: torch.Tensor, generator: torch.Generator | N
     probability ``p``, and the count is ``floor(p * b + u)`` (u uniform), so it only ever takes
     two values. Fixed shapes matter on CPU: oneDNN compiles a convolution per new group count,
     and independent per-sample coin flips would draw a new count nearly every call."""
-    count = int(math.floor(p * b + float(_uniform(1, 0, 1, like, generator))))
-    order = torch.randperm(b, generator=generator, device=generator.device if generator else "cpu")
-    return order[: min(count, b)].sort().values.to(like.device)
+    # the count is read where it was drawn: reading it back from a GPU would wait for the GPU
+    count = int(math.floor(p * b + float(torch.rand(1, generator=generator, device=_draw_device(generator)))))
+    order = torch.randperm(b, generator=generator, device=_draw_device(generator))
+    return _to(order[: min(count, b)].sort().values, like)
 
 
 def _on_chosen(images: torch.Tensor, index: torch.Tensor, fn) -> torch.Tensor:
@@ -148,7 +160,10 @@ def gaussian_noise(
     s = _uniform(b, *std, images, generator).view(b, 1, 1, 1).to(images.dtype)
 
     def add_noise(chosen: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-        noise = torch.randn(chosen.shape, generator=generator, device=generator.device if generator else "cpu")
+        # drawn where the images are unless a generator says otherwise: a full-size draw on the CPU
+        # and its copy would cost a GPU run more than the rest of the view
+        device = generator.device if generator is not None else chosen.device
+        noise = torch.randn(chosen.shape, generator=generator, device=device)
         # one fused multiply-add and an in-place clamp: the noise is the only full-size temporary
         return torch.addcmul(chosen, noise.to(chosen.device, chosen.dtype), s[index]).clamp_(0, 1)
 
