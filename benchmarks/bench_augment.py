@@ -202,3 +202,24 @@ def test_speedup_per_image(stack: np.ndarray) -> None:
     )
     best = max(ratio["ours"], ratio["ours_1"])
     assert best >= ASSERTED_SPEEDUP, f"em_views only {best:.2f}x faster per image than lightly's PIL transform"
+
+
+def test_views_share_of_a_simclr_step() -> None:
+    """What a faster view pipeline could buy a CPU pretraining run at most: the share of a whole
+    SimCLR step (the quick profile's 16 crops of 128 px, ConvNeXt V2 atto) spent making its two
+    views, both measured here, in one run, at torch's default thread count."""
+    from bench_methods import seconds_per_step
+
+    from harness.training.runtime import resolve_runtime
+    from harness.training.settings import settings_for
+
+    quick = settings_for("quick")
+    batch, crop = quick.pretrain_batch, quick.crop_size
+    crops = torch.rand(batch, 1, crop, crop)
+    torch.manual_seed(0)
+    views = best_seconds({"views": lambda: (augment.em_views(crops, crop), augment.em_views(crops, crop))}, 10)
+    step = seconds_per_step("simclr", resolve_runtime("cpu"), batch=batch, crop=crop, steps=3)
+    share = views["views"] / step
+    print(f"\nSimCLR step on CPU, {batch} crops of {crop} px, {torch.get_num_threads()} threads: "
+          f"{step * 1e3:.1f} ms, of which its two em_views calls {views['views'] * 1e3:.2f} ms ({share:.1%})")
+    assert 0 < share < 1

@@ -29,29 +29,35 @@ BATCH = int(os.environ.get("HARNESS_BENCH_BATCH", "8"))
 STEPS = 4
 
 
-def throughput(name: str, runtime) -> float:
+def seconds_per_step(name: str, runtime, batch: int = BATCH, crop: int = CROP, steps: int = STEPS) -> float:
+    """Mean wall time of one full pretraining step of method ``name`` (its views, forward, loss,
+    backward, every optimiser, after-step updates), after one warm-up step."""
     torch.manual_seed(0)
     entry = available_methods()[name]
     module = runtime.prepare(entry.cls().build(create_backbone(BACKBONE)))
     groups = module.optimizer_groups()
-    optimisation = Optimisation.adamw(groups, {"lr": 1e-4}, module.group_options(), STEPS + 1, 0.0)
-    images = runtime.batch(torch.rand(BATCH, 1, CROP, CROP))
+    optimisation = Optimisation.adamw(groups, {"lr": 1e-4}, module.group_options(), steps + 1, 0.0)
+    images = runtime.batch(torch.rand(batch, 1, crop, crop))
 
     def step(i: int) -> None:
         with runtime.autocast():
-            out = module(images, i, STEPS + 1)
+            out = module(images, i, steps + 1)
         optimisation.step(out if isinstance(out, dict) else {"main": out}, groups)
-        module.after_optimizer_step(i, STEPS + 1)
+        module.after_optimizer_step(i, steps + 1)
 
     step(0)  # warm-up
     if runtime.device.type == "cuda":
         torch.cuda.synchronize()
     start = time.perf_counter()
-    for i in range(1, STEPS + 1):
+    for i in range(1, steps + 1):
         step(i)
     if runtime.device.type == "cuda":
         torch.cuda.synchronize()
-    return STEPS * BATCH / (time.perf_counter() - start)
+    return (time.perf_counter() - start) / steps
+
+
+def throughput(name: str, runtime) -> float:
+    return BATCH / seconds_per_step(name, runtime)
 
 
 def test_every_method_throughput():
