@@ -14,6 +14,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+from click.testing import CliRunner
+
+from harness.cli import main
 
 HERE = Path(__file__).parent
 
@@ -66,3 +70,21 @@ def test_world_size_enters_the_pretraining_cache_key(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")  # what torchrun sets; the group itself is not needed here
     assert ctx.runtime.describe()["world_size"] == "2"
     assert pretrain_cache_key(entry, method, ctx, seed=0) != single
+
+
+def test_fine_tuning_under_torchrun_equals_one_process(tmp_path):
+    """Fine-tuning is not distributed: rank 0's record under torchrun must be, number for number,
+    the record of a single process (no pretraining here, so the encoder is the same too)."""
+    args = ["run", "--method", "none", "--budget", "1", "--profile", "smoke", "--device", "cpu", "--quiet"]
+    done = torchrun("-m", "harness", *args, "--out", str(tmp_path / "ddp"), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as each torchrun process ran
+    try:
+        single = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "one")], catch_exceptions=False)
+    finally:
+        torch.set_num_threads(threads)
+    assert single.exit_code == 0, single.output
+    ddp, one = (json.loads((tmp_path / d / "record.json").read_text()) for d in ("ddp", "one"))
+    assert ddp["device"]["world_size"] == "2" and "world_size" not in one["device"]
+    assert ddp["metrics"] == one["metrics"] and ddp["selection"] == one["selection"]
