@@ -34,7 +34,14 @@ from harness.results.provenance import git_state, hardware, library_versions
 from harness.results.record import DatasetInfo, MethodInfo, PretrainInfo, RunRecord, Seeds, Selection
 from harness.training.batches import ImageStore
 from harness.training.loop import finetune, pretrain
-from harness.training.runtime import Runtime, is_main_process, on_main_process, peak_memory_mb, resolve_runtime
+from harness.training.runtime import (
+    Runtime,
+    is_main_process,
+    on_main_process,
+    peak_memory_mb,
+    resolve_runtime,
+    world_size,
+)
 from harness.training.settings import TrainSettings, settings_for
 
 ENCODER_FILE = "encoder.safetensors"
@@ -150,6 +157,17 @@ def obtain_encoder(entry: MethodEntry, method: SSLMethod, ctx: Context, seed: in
     return state, PretrainInfo(cache_key=key, reused_cache=False, steps=len(stage.losses), final_loss=final), elapsed
 
 
+def record_settings(settings: TrainSettings, pretrains: bool) -> dict:
+    """The training settings a record states. Distributed pretraining (torchrun) trains on world
+    size x the batch, a different recipe, so the process count joins the settings when above 1
+    and the method pretrains: the leaderboard then never pools such a record with single-process
+    ones, nor takes it for the same cell. Single-process records are unchanged."""
+    stated = settings.model_dump(mode="json")
+    if pretrains and world_size() > 1:
+        stated["pretrain_world_size"] = world_size()
+    return stated
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -207,7 +225,7 @@ def run_one(request: RunRequest, ctx: Context | None = None, log=print) -> RunRe
         budget_images=len(budget_ids),
         protocol=request.protocol,
         seeds=Seeds(split=request.split_seed, data=request.data_seed, train=request.seed),
-        settings=ctx.settings.model_dump(mode="json"),
+        settings=record_settings(ctx.settings, method.pretrains),
         pretrain=pretrain_info,
         selection=Selection(best_step=stage.best_step, best_score=stage.best_score,
                             stopped_early=stage.stopped_early, finetune_steps_run=len(stage.losses)),

@@ -52,6 +52,9 @@ def test_harness_run_under_torchrun_speaks_once_and_records_the_world_size(tmp_p
     assert done.stdout.count("Mean over images") == 1
     record = json.loads((out / "record.json").read_text())
     assert record["device"]["world_size"] == "2"
+    # a different recipe (twice the pretraining batch): its own settings, so never pooled with
+    # single-process records nor taken for their grid cell
+    assert record["settings"]["pretrain_world_size"] == 2
     cached = Path(os.environ["HARNESS_CACHE_DIR"]) / "pretrained" / f"simclr-{record['pretrain']['cache_key']}"
     assert json.loads((cached / "meta.json").read_text())["device"]["world_size"] == "2"
 
@@ -87,4 +90,5 @@ def test_fine_tuning_under_torchrun_equals_one_process(tmp_path):
     assert single.exit_code == 0, single.output
     ddp, one = (json.loads((tmp_path / d / "record.json").read_text()) for d in ("ddp", "one"))
     assert ddp["device"]["world_size"] == "2" and "world_size" not in one["device"]
+    assert ddp["settings"] == one["settings"]  # nothing was pretrained: the same recipe, the same cell
     assert ddp["metrics"] == one["metrics"] and ddp["selection"] == one["selection"]
