@@ -190,7 +190,11 @@ def _record_failure(out: Path, request, err: Exception) -> None:
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
     payload = {"request": request.model_dump(mode="json"), "error": f"{type(err).__name__}: {err}",
                "traceback": traceback.format_exc(), "when": stamp}
-    name = f"{request.method}-{request.budget.replace('%', 'pct')}-seed{request.seed}-{stamp}.json"
+    from harness.training.runtime import rank, world_size
+
+    # under torchrun every rank may fail, at the same second: one file each
+    by_rank = f"-rank{rank()}" if world_size() > 1 else ""
+    name = f"{request.method}-{request.budget.replace('%', 'pct')}-seed{request.seed}-{stamp}{by_rank}.json"
     (directory / name).write_text(json.dumps(payload, indent=1))
 
 
