@@ -185,13 +185,13 @@ def _cell_dir(out: Path, request) -> Path:
 
 
 def _record_failure(out: Path, request, err: Exception) -> None:
+    from harness.training.runtime import rank, world_size
+
     directory = out / "failures"
     directory.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
     payload = {"request": request.model_dump(mode="json"), "error": f"{type(err).__name__}: {err}",
                "traceback": traceback.format_exc(), "when": stamp}
-    from harness.training.runtime import rank, world_size
-
     # under torchrun every rank may fail, at the same second: one file each
     by_rank = f"-rank{rank()}" if world_size() > 1 else ""
     name = f"{request.method}-{request.budget.replace('%', 'pct')}-seed{request.seed}-{stamp}{by_rank}.json"
