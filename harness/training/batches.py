@@ -1,4 +1,6 @@
-"""Batches for the loop, drawn deterministically from (seed, step, rank).
+"""Batches for the loop, drawn deterministically: pretraining from (seed, step, rank), so each
+process of a distributed run sees its own crops; fine-tuning from (seed, step) alone, since it is
+not distributed and every rank must train on the same batches.
 
 Each item of these map-style datasets is one whole batch, so ``DataLoader(batch_size=None,
 num_workers=k)`` loads batches in parallel and the numbers do not depend on the worker count.
@@ -93,15 +95,17 @@ class PretrainBatches(torch.utils.data.Dataset):
 class FinetuneBatches(torch.utils.data.Dataset):
     """Random crops of labeled images with their targets, randomly flipped and rotated by 90 degrees."""
 
-    def __init__(self, store: ImageStore, steps: int, batch: int, crop: int, seed: int, ignore_index: int, rank: int = 0):
+    def __init__(self, store: ImageStore, steps: int, batch: int, crop: int, seed: int, ignore_index: int):
         self.store, self.steps, self.batch, self.crop = store, steps, batch, crop
-        self.seed, self.ignore_index, self.rank = seed, ignore_index, rank
+        self.seed, self.ignore_index = seed, ignore_index
 
     def __len__(self) -> int:
         return self.steps
 
     def __getitem__(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        rng = np.random.default_rng([self.seed, 2, step, self.rank])
+        # the trailing 0 is the rank slot these streams had before fine-tuning stopped depending on
+        # the rank: kept, so filed records still reproduce
+        rng = np.random.default_rng([self.seed, 2, step, 0])
         images, targets = [], []
         for index in rng.integers(0, len(self.store), size=self.batch):
             image, target = self.store.get(self.store.ids[index])

@@ -187,10 +187,10 @@ def finetune(
         settings.finetune_steps, settings.warmup_fraction,
     )
     # fine-tuning is not distributed: under torchrun every rank trains the same network on the same
-    # batches (rank 0's), so the record rank 0 writes is what a single process would produce from
-    # that encoder, and the ranks reach a sweep's next pretraining together
+    # batches (they do not depend on the rank), so the record rank 0 writes is what a single process
+    # would produce from that encoder, and the ranks reach a sweep's next pretraining together
     batches = FinetuneBatches(store, settings.finetune_steps, settings.finetune_batch, settings.crop_size,
-                              seed, IGNORE_INDEX, rank=0)
+                              seed, IGNORE_INDEX)
     log = StageLog()
     best_state = copy.deepcopy(net.state_dict())
     checks_without_gain = 0
