@@ -11,6 +11,7 @@ import json
 import shlex
 import sys
 import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Literal
@@ -27,13 +28,17 @@ from harness.data.registry import open_dataset
 from harness.data.splits import Budget, SplitManifest, make_manifest
 from harness.errors import HarnessError
 from harness.evaluation.predict import score_split
+from harness.evaluation.tuning import Tuning, tune_postprocessing
 from harness.methods.base import SSLMethod
 from harness.methods.registry import MethodEntry, get_method
 from harness.metrics import HEADLINE_METRIC, aggregate
 from harness.results.provenance import git_state, hardware, library_versions
 from harness.results.record import DatasetInfo, MethodInfo, PretrainInfo, RunRecord, Seeds, Selection
 from harness.training.batches import ImageStore
-from harness.training.loop import finetune, pretrain
+from harness.models import SegmentationNet
+from harness.task import InstanceTask, get_task
+from harness.task.scale import median_diameter_px, working_scale
+from harness.training.loop import StageLog, finetune, pretrain
 from harness.training.runtime import (
     Runtime,
     is_main_process,
@@ -79,16 +84,24 @@ class Context:
         self.manifest: SplitManifest = make_manifest(self.dataset, request.split_seed)
         self.runtime: Runtime = resolve_runtime(request.device)
         self.settings: TrainSettings = settings_for(request.profile, backbone=request.backbone)
+        self.task: InstanceTask = get_task(self.settings.task)
         self._stores: dict[tuple, ImageStore] = {}
         # provenance of the code that runs, taken before any work (a commit made mid-sweep must not leak in)
         self.git = git_state()
         self._leaks_checked = False
 
-    def store(self, ids: list[str], with_targets: bool) -> ImageStore:
-        key = (tuple(ids), with_targets)
+    def store(self, ids: list[str], with_targets: bool, scale: float = 1.0) -> ImageStore:
+        key = (tuple(ids), with_targets, scale)
         if key not in self._stores:
-            self._stores[key] = ImageStore(self.dataset, ids, with_targets, self.settings.memory_cache_mb)
+            task = self.task if with_targets else None
+            self._stores[key] = ImageStore(self.dataset, ids, task, self.settings.memory_cache_mb, scale)
         return self._stores[key]
+
+    def working_scale(self, budget_ids: list[str]) -> tuple[float, float | None]:
+        """The resampling factor of the task for this budget, from the budget's own masks only."""
+        diameter = median_diameter_px(self.dataset.load(i).mask for i in budget_ids)
+        s = self.settings
+        return working_scale(diameter, s.scale_max_diameter_px, s.scale_target_diameter_px), diameter
 
     def check_leakage(self, allow: bool, log, progress: bool = False) -> None:
         if self._leaks_checked:
@@ -123,6 +136,8 @@ def pretrain_cache_key(entry: MethodEntry, method: SSLMethod, ctx: Context, seed
             "device": ctx.runtime.describe(),
             "settings": s.model_dump(include={"crop_size", "pretrain_steps", "pretrain_batch", "pretrain_lr",
                                               "pretrain_weight_decay", "pretrain_betas", "warmup_fraction"}),
+            # a control that pretrains on the task's targets depends on the task version too
+            **({"task": s.task} if method.uses_hidden_labels else {}),
         },
         length=20,
     )
@@ -141,7 +156,7 @@ def obtain_encoder(entry: MethodEntry, method: SSLMethod, ctx: Context, seed: in
         info = PretrainInfo(cache_key=key, reused_cache=True, steps=meta["steps"], final_loss=meta["final_loss"])
         return load_file(path), info, 0.0
     start = time.perf_counter()
-    store = ctx.store(ctx.manifest.pools["unlabeled"], with_targets=False)
+    store = ctx.store(ctx.manifest.pools["unlabeled"], with_targets=method.uses_hidden_labels)
     state, stage = pretrain(method, store, ctx.settings, ctx.runtime, seed, progress)
     elapsed = time.perf_counter() - start
     final = stage.losses[-1] if stage.losses else None
@@ -172,6 +187,75 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+@dataclass(frozen=True)
+class Fitted:
+    """A trained downstream model and how it came to be: everything before the test split."""
+
+    net: SegmentationNet
+    stage: StageLog
+    tuning: Tuning
+    pretrain: PretrainInfo
+    timings_s: dict[str, float]
+
+
+def fit(request: RunRequest, ctx: Context, entry: MethodEntry, method: SSLMethod, log) -> Fitted:
+    """Pretrain (or reuse the cached encoder), fine-tune on the budget with model selection on
+    validation, and tune the post-processing on validation. The test split is not touched."""
+    budget_ids = ctx.manifest.budget_ids(Budget.parse(request.budget))
+    if method.pretrains:
+        ctx.check_leakage(request.allow_leakage, log, request.progress)
+    if method.uses_hidden_labels:
+        index = ctx.dataset.index().set_index("id")
+        unlabelled = [i for i in ctx.manifest.pools["unlabeled"] if not bool(index.loc[i, "labeled"])]
+        if unlabelled:
+            raise HarnessError(f"method {entry.name!r} is a control that pretrains on the unlabeled pool's hidden "
+                               f"ground truth, but {len(unlabelled)} image(s) of {ctx.dataset.identity.name} have no "
+                               "mask (e.g. " + unlabelled[0] + "): use it on an embedded dataset")
+    encoder_state, pretrain_info, pretrain_s = obtain_encoder(entry, method, ctx, request.seed, request.progress, log)
+
+    start = time.perf_counter()
+    val_ids = ctx.manifest.pools["val"]
+    if not val_ids:
+        raise HarnessError("the validation pool is empty: model selection needs validation images")
+
+    scale, diameter = ctx.working_scale(budget_ids)
+    if scale != 1.0:
+        log(f"working resolution: the budget's median particle diameter is {diameter:.1f} px, so every image is "
+            f"resampled by {scale:g} (see harness.task.scale)")
+
+    def validate(net) -> float:
+        # model selection: mean matched-instance F1 over validation images (F1 is always defined)
+        scores, _ = score_split(net, ctx.dataset, val_ids, ctx.runtime, ctx.task, scale=scale, desc="validate",
+                                progress=False)
+        return float(np.mean([s.f1 for s in scores]))
+
+    net, stage = finetune(encoder_state, ctx.store(budget_ids, with_targets=True, scale=scale), validate,
+                          ctx.settings, ctx.runtime, request.seed, request.protocol, request.progress)
+    finetune_s = time.perf_counter() - start
+    start = time.perf_counter()
+    tuning = tune_postprocessing(net, ctx.dataset, val_ids, ctx.runtime, ctx.task, scale, diameter)
+    log(f"post-processing tuned on validation: {tuning.params} (F1 {tuning.score:.3f}, defaults {tuning.default_score:.3f})")
+    return Fitted(net=net, stage=stage, tuning=tuning, pretrain=pretrain_info,
+                  timings_s={"pretrain": round(pretrain_s, 3), "finetune": round(finetune_s, 3),
+                             "tune": round(time.perf_counter() - start, 3)})
+
+
+def score_reference(method: SSLMethod, ctx: Context, progress: bool) -> tuple[list, list[str]]:
+    """A reference row (oracle, classical): the method labels each test image itself, no training."""
+    from tqdm import tqdm
+
+    from harness.metrics import score_image
+
+    scores, scales = [], []
+    for sample_id in tqdm(ctx.manifest.pools["test"], desc=f"test ({method.name})", unit="img",
+                          disable=not (progress and is_main_process()), leave=False):
+        sample = ctx.dataset.load(sample_id)
+        labels = method.predict(sample, ctx.task)  # type: ignore[attr-defined]
+        scores.append(score_image(labels, sample.mask, sample.pixel_size_nm, sample.databar_rows))
+        scales.append(sample.length_scale)
+    return scores, scales
+
+
 def run_one(request: RunRequest, ctx: Context | None = None, log=print) -> RunRecord:
     """Run one grid cell and write its record; returns the record."""
     log = on_main_process(log)
@@ -180,31 +264,21 @@ def run_one(request: RunRequest, ctx: Context | None = None, log=print) -> RunRe
     method = entry.cls(request.method_config)
     ctx = ctx or Context(request)
     budget_ids = ctx.manifest.budget_ids(budget)
-    if method.pretrains:
-        ctx.check_leakage(request.allow_leakage, log, request.progress)
     if ctx.runtime.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(ctx.runtime.device)
-    encoder_state, pretrain_info, pretrain_s = obtain_encoder(entry, method, ctx, request.seed, request.progress, log)
-
-    start = time.perf_counter()
-    val_ids = ctx.manifest.pools["val"]
-    if not val_ids:
-        raise HarnessError("the validation pool is empty: model selection needs validation images")
-
-    def validate(net) -> float:
-        # model selection: mean matched-instance F1 over validation images (F1 is always defined)
-        scores, _ = score_split(net, ctx.dataset, val_ids, ctx.runtime, desc="validate", progress=False)
-        return float(np.mean([s.f1 for s in scores]))
-
-    net, stage = finetune(encoder_state, ctx.store(budget_ids, with_targets=True), validate, ctx.settings,
-                          ctx.runtime, request.seed, request.protocol, request.progress)
-    finetune_s = time.perf_counter() - start
-
-    start = time.perf_counter()
-    per_image, scales = score_split(net, ctx.dataset, ctx.manifest.pools["test"], ctx.runtime,
-                                    desc="test", progress=request.progress)
+    if method.role == "reference":
+        fitted = None
+        start = time.perf_counter()
+        per_image, scales = score_reference(method, ctx, request.progress)
+    else:
+        fitted = fit(request, ctx, entry, method, log)
+        start = time.perf_counter()
+        per_image, scales = score_split(fitted.net, ctx.dataset, ctx.manifest.pools["test"], ctx.runtime,
+                                        ctx.task, fitted.tuning.params, fitted.tuning.working_scale, desc="test",
+                                        progress=request.progress)
     report = aggregate(per_image, scales, seed=request.split_seed)
     evaluate_s = time.perf_counter() - start
+    stage = fitted.stage if fitted else StageLog()
 
     config = method.config.model_dump(mode="json")
     identity = ctx.dataset.identity
@@ -216,7 +290,7 @@ def run_one(request: RunRequest, ctx: Context | None = None, log=print) -> RunRe
         created=created,
         method=MethodInfo(name=entry.name, plugin=entry.plugin.name, distribution=entry.plugin.distribution,
                           version=entry.plugin.version, config=config, config_hash=stable_hash(config),
-                          transfers=method.transfers),
+                          transfers=method.transfers, role=method.role),
         backbone=ctx.settings.backbone,
         dataset=DatasetInfo(name=identity.name, version=identity.version, params_hash=identity.params_hash,
                             key=identity.key, profile=request.profile, manifest_hash=ctx.manifest.hash,
@@ -226,13 +300,15 @@ def run_one(request: RunRequest, ctx: Context | None = None, log=print) -> RunRe
         protocol=request.protocol,
         seeds=Seeds(split=request.split_seed, data=request.data_seed, train=request.seed),
         settings=record_settings(ctx.settings, method.pretrains),
-        pretrain=pretrain_info,
+        pretrain=fitted.pretrain if fitted else PretrainInfo(cache_key=None, reused_cache=False, steps=0,
+                                                             final_loss=None),
+        postprocess=fitted.tuning.model_dump(mode="json") if fitted else {"task": ctx.task.version,
+                                                                            "params": dict(ctx.task.defaults)},
         selection=Selection(best_step=stage.best_step, best_score=stage.best_score,
                             stopped_early=stage.stopped_early, finetune_steps_run=len(stage.losses)),
         metrics=report.model_dump(mode="json"),
         headline=report.headline(),
-        timings_s={"pretrain": round(pretrain_s, 3), "finetune": round(finetune_s, 3),
-                   "evaluate": round(evaluate_s, 3)},
+        timings_s={**(fitted.timings_s if fitted else {}), "evaluate": round(evaluate_s, 3)},
         peak_memory_mb=round(peak_memory_mb(ctx.runtime), 1),
         device=ctx.runtime.describe(),
         hardware=hardware(),

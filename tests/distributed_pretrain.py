@@ -35,7 +35,7 @@ def main(method_name: str, out: Path) -> None:
     built: list[torch.nn.Module] = []
     build = method.build
     method.build = lambda backbone: built.append(build(backbone)) or built[-1]  # keep the whole module
-    store = ImageStore(dataset, manifest.pools["unlabeled"], with_targets=False)
+    store = ImageStore(dataset, manifest.pools["unlabeled"])
     transferred, log = pretrain(method, store, settings_for("smoke"), runtime, seed=0, progress=False)
     result = {
         "world_size": world_size(),

@@ -30,7 +30,12 @@ def test_run_smoke_writes_a_full_record(tmp_path, method):
     assert record["budget"] == "10%" and record["budget_images"] >= 1
     assert record["dataset"]["manifest_hash"] and record["dataset"]["key"].startswith("synthetic-sem")
     assert record["seeds"] == {"split": 0, "data": 0, "train": 0}
-    assert set(record["timings_s"]) == {"pretrain", "finetune", "evaluate"}
+    assert set(record["timings_s"]) == {"pretrain", "finetune", "tune", "evaluate"}
+    # the task version and the post-processing tuned on validation are stated
+    assert record["settings"]["task"] == "distmap-v2"
+    assert record["postprocess"]["task"] == "distmap-v2" and set(record["postprocess"]["params"]) == {
+        "seed_threshold", "foreground_threshold"}
+    assert record["method"]["role"] == "method"
     assert record["peak_memory_mb"] > 0 and record["versions"]["torch"]
     assert record["selection"]["best_step"] is not None
     # the final table names every length-scale bin of the test split

@@ -18,11 +18,14 @@ from harness.plugins.manager import DISABLE_ENV, plugin_state
 
 @click.command("methods")
 def methods() -> None:
-    """List every SSL method with its plugin, distribution, version and description."""
+    """List every SSL method with its plugin, distribution, version and description.
+
+    Role: "method" entries compete in the tables; a "control" (supervised) and the "reference" rows
+    (oracle, classical) are shown beside them and never ranked."""
     from harness.methods.registry import available_methods
 
     rows = [
-        {"method": e.name, "plugin": e.plugin.name, "distribution": e.plugin.distribution,
+        {"method": e.name, "role": e.cls.role, "plugin": e.plugin.name, "distribution": e.plugin.distribution,
          "version": e.plugin.version, "transfers": e.cls.transfers, "description": e.cls.description}
         for e in sorted(available_methods().values(), key=lambda e: e.name)
     ]

@@ -1,6 +1,10 @@
-"""Whole-image inference and scoring, shared by validation (model selection) and the test."""
+"""Whole-image inference and scoring, shared by validation (model selection and threshold tuning)
+and the test."""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -11,22 +15,38 @@ from harness.data.intensity import to_unit_float
 from harness.data.sample import Sample
 from harness.metrics import ImageScores, score_image
 from harness.models import SegmentationNet
-from harness.task.postprocess import to_instances
+from harness.task import InstanceTask
+from harness.task.scale import resample_image, restore_labels
 from harness.training.runtime import Runtime
 
 
 @torch.no_grad()
-def predict_instances(net: SegmentationNet, sample: Sample, runtime: Runtime) -> np.ndarray:
-    """Instance labels for the whole image (the data bar rows stay 0)."""
+def predict_maps(net: SegmentationNet, sample: Sample, runtime: Runtime, task: InstanceTask,
+                 scale: float = 1.0) -> np.ndarray:
+    """The task's output maps for the image rows above the data bar, at the working resolution
+    ``scale`` (:mod:`harness.task.scale`): (C, rows x scale, W x scale)."""
     rows = sample.valid_rows
-    image = to_unit_float(sample.image, sample.databar_rows)[:rows]
+    image = resample_image(to_unit_float(sample.image, sample.databar_rows)[:rows], scale)
     batch = runtime.batch(torch.from_numpy(np.ascontiguousarray(image))[None, None])
     with runtime.autocast():
         logits = net(batch)
-    probabilities = torch.softmax(logits.float(), dim=1)[0].cpu().numpy()
+    return task.maps(logits)
+
+
+def labels_from_maps(maps: np.ndarray, sample: Sample, task: InstanceTask,
+                     params: Mapping[str, Any] | None = None) -> np.ndarray:
+    """Instance labels of the whole image, in its own pixels, from its maps at any working resolution
+    (the data bar rows stay 0)."""
     labels = np.zeros(sample.image.shape[:2], dtype=np.int32)
-    labels[:rows] = to_instances(probabilities)
+    rows = sample.valid_rows
+    labels[:rows] = restore_labels(task.to_instances(maps, params), (rows, sample.image.shape[1]))
     return labels
+
+
+def predict_instances(net: SegmentationNet, sample: Sample, runtime: Runtime, task: InstanceTask,
+                      params: Mapping[str, Any] | None = None, scale: float = 1.0) -> np.ndarray:
+    """Instance labels for the whole image (the data bar rows stay 0)."""
+    return labels_from_maps(predict_maps(net, sample, runtime, task, scale), sample, task, params)
 
 
 def score_split(
@@ -34,6 +54,9 @@ def score_split(
     dataset: Dataset,
     ids: list[str],
     runtime: Runtime,
+    task: InstanceTask,
+    params: Mapping[str, Any] | None = None,
+    scale: float = 1.0,
     desc: str = "evaluate",
     progress: bool = True,
 ) -> tuple[list[ImageScores], list[str]]:
@@ -42,7 +65,7 @@ def score_split(
     scores, scales = [], []
     for sample_id in tqdm(ids, desc=desc, unit="img", disable=not progress, leave=False):
         sample = dataset.load(sample_id)
-        prediction = predict_instances(net, sample, runtime)
+        prediction = predict_instances(net, sample, runtime, task, params, scale)
         scores.append(score_image(prediction, sample.mask, sample.pixel_size_nm, sample.databar_rows))
         scales.append(sample.length_scale)
     return scores, scales

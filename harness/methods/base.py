@@ -43,9 +43,12 @@ class PretrainModule(nn.Module):
         super().__init__()
         self.backbone = backbone
 
-    def forward(self, images: torch.Tensor, step: int, total_steps: int) -> torch.Tensor | dict[str, torch.Tensor]:
+    def forward(self, images: torch.Tensor, step: int, total_steps: int,
+                targets: torch.Tensor | None = None) -> torch.Tensor | dict[str, torch.Tensor]:
         # the loop calls the module itself, so DistributedDataParallel sees a forward pass
-        return self.training_step(images, step, total_steps)
+        if targets is None:
+            return self.training_step(images, step, total_steps)
+        return self.training_step(images, step, total_steps, targets=targets)  # type: ignore[call-arg]
 
     def training_step(self, images: torch.Tensor, step: int, total_steps: int) -> torch.Tensor | dict[str, torch.Tensor]:
         """Loss for one batch of crops ``images`` (B, 1, H, W), float in [0, 1].
@@ -80,6 +83,14 @@ class SSLMethod:
     Config: ClassVar[type[MethodConfig]] = MethodConfig
     transfers: ClassVar[str] = "backbone"  # which branch's encoder transfers, in words
     pretrains: ClassVar[bool] = True
+    # a control, not an SSL method: its pretraining crops come with the downstream task's targets of
+    # the unlabeled pool (ground truth an SSL method never sees; embedded datasets only). The harness
+    # then calls ``build(backbone, task)`` and ``training_step(..., targets=...)``; tables mark it as a
+    # control and never rank it against the methods.
+    uses_hidden_labels: ClassVar[bool] = False
+    # "method" (ranked), "control" (shown beside the methods, never ranked) or "reference" (a row
+    # computed without training, e.g. the oracle: see harness.methods.reference)
+    role: ClassVar[str] = "method"
 
     def __init__(self, config: MethodConfig | dict[str, Any] | None = None):
         if isinstance(config, self.Config):

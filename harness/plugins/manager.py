@@ -18,7 +18,7 @@ from harness.plugins import hookspecs
 ENTRY_POINT_GROUP = "harness"
 DISABLE_ENV = "HARNESS_DISABLE_PLUGINS"
 # Core features registered as internal plugins, exactly as third-party ones are.
-INTERNAL_PLUGINS = ("harness.methods.baseline",)
+INTERNAL_PLUGINS = ("harness.methods.baseline", "harness.methods.reference")
 
 
 @dataclass

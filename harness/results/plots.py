@@ -83,7 +83,7 @@ def budget_curves(board: Board, metric: str, stem: Path, scale: str = OVERALL) -
             highs.append(band[1] if band else s.mean)
         if not xs:
             continue
-        ax.plot(xs, ys, marker="o", color=color, label=board.labels[entry])
+        ax.plot(xs, ys, marker="o", color=color, label=board.display(entry))
         ax.fill_between(xs, lows, highs, color=color, alpha=0.18, linewidth=0)
     ax.set_xscale("log")
     ticks = sorted({n for _, n in board.budgets})
@@ -116,7 +116,7 @@ def scale_bars(board: Board, budget: str, metric: str, stem: Path) -> list[Path]
             errs[0].append(0.0 if band is None else max(s.mean - band[0], 0.0))  # type: ignore[operator]
             errs[1].append(0.0 if band is None else max(band[1] - s.mean, 0.0))  # type: ignore[operator]
         ax.bar(x + (i - (len(entries) - 1) / 2) * width, means, width, yerr=errs, capsize=2, color=color,
-               label=board.labels[entry])
+               label=board.display(entry))
     ax.set_xticks(x, scales)
     ax.set_ylabel(f"{metric_label(metric)} ({stats.better_text(stats.direction(metric))})")
     ax.set_title(f"{board.key.dataset} · budget {budget} ({board.budget_images(budget)} img) · "

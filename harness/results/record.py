@@ -28,6 +28,9 @@ class MethodInfo(_Frozen):
     config: dict[str, Any]
     config_hash: str
     transfers: str
+    # "method" (ranked), "control" (e.g. supervised: shown, never ranked) or "reference" (oracle,
+    # classical: computed without training, shown unranked)
+    role: str = "method"
 
 
 class DatasetInfo(_Frozen):
@@ -74,6 +77,9 @@ class RunRecord(_Frozen):
     seeds: Seeds
     settings: dict[str, Any]
     pretrain: PretrainInfo
+    # the post-processing parameters tuned on validation (harness.evaluation.tuning.Tuning); empty in
+    # records of task 3class-v1, which used fixed defaults
+    postprocess: dict[str, Any] = Field(default_factory=dict)
     selection: Selection
     metrics: dict[str, Any]  # the test-split MetricsReport: overall and per length-scale bin
     headline: dict[str, Any]

@@ -45,7 +45,7 @@ def best_run(board: Board, budget: str, metric: str) -> Filed | None:
     scored = []
     for entry in board.entries:
         s = entry_summary(board, entry, budget, metric)
-        if s.mean is not None:
+        if s.mean is not None and board.ranked(entry):  # the best method, never the oracle
             scored.append((stats.badness(s.mean, better), board.labels[entry], entry))
     if not scored:
         return None

@@ -286,12 +286,10 @@ def rebuild_prediction(record: RunRecord, image_index: int, per_image: list | No
     Run folders keep scores, not masks, so the overlay needs the model back. The image's
     scores are compared with the record's, which shows the rebuilt model is the record's model.
     """
-    from harness.data.splits import Budget
-    from harness.evaluation.predict import predict_instances, score_split
+    from harness.evaluation.predict import predict_instances
     from harness.methods.registry import get_method
     from harness.metrics import score_image
-    from harness.pipeline import obtain_encoder
-    from harness.training.loop import finetune
+    from harness.pipeline import fit
 
     request, ctx = prepare(record, dataset, allow_leakage, force, None, log)
     test_ids = ctx.manifest.pools["test"]
@@ -300,24 +298,17 @@ def rebuild_prediction(record: RunRecord, image_index: int, per_image: list | No
                            f"(0 to {len(test_ids) - 1})")
     entry = get_method(request.method)
     method = entry.cls(request.method_config)
-    if method.pretrains:
-        ctx.check_leakage(request.allow_leakage, log)
-    encoder_state, _, _ = obtain_encoder(entry, method, ctx, request.seed, False, log)
-    val_ids = ctx.manifest.pools["val"]
-
-    def validate(net) -> float:  # the pipeline's model-selection score: mean validation F1
-        scores, _ = score_split(net, ctx.dataset, val_ids, ctx.runtime, desc="validate", progress=False)
-        return float(np.mean([s.f1 for s in scores]))
-
-    budget_ids = ctx.manifest.budget_ids(Budget.parse(request.budget))
-    net, stage = finetune(encoder_state, ctx.store(budget_ids, with_targets=True), validate, ctx.settings,
-                          ctx.runtime, request.seed, request.protocol, False)
-    net.eval()
     sample = ctx.dataset.load(test_ids[image_index])
-    prediction = predict_instances(net, sample, ctx.runtime)
+    if method.role == "reference":
+        prediction, best_step = method.predict(sample, ctx.task), None  # type: ignore[attr-defined]
+    else:
+        fitted = fit(request, ctx, entry, method, lambda _msg: None)
+        prediction = predict_instances(fitted.net, sample, ctx.runtime, ctx.task, fitted.tuning.params,
+                                       fitted.tuning.working_scale)
+        best_step = fitted.stage.best_step
     scores = score_image(prediction, sample.mask, sample.pixel_size_nm, sample.databar_rows).model_dump(mode="json")
     matches = None
     if per_image is not None:
-        matches = scores == per_image[image_index] and stage.best_step == record.selection.best_step
+        matches = scores == per_image[image_index] and best_step == record.selection.best_step
     return RebuiltPrediction(sample_id=sample.id, image=sample.image, true_labels=sample.mask,
                              pred_labels=prediction, scores=scores, matches_record=matches)

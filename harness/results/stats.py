@@ -181,3 +181,38 @@ def log_budget_auc(points: Sequence[tuple[float, float]]) -> float | None:
     ys = np.array([float(np.mean(by_x[x])) for x in xs])
     area = float(np.sum((xs[1:] - xs[:-1]) * (ys[1:] + ys[:-1]) / 2.0))
     return area / float(xs[-1] - xs[0])
+
+
+POWER = 0.8
+
+
+def detectable_difference(sd_of_differences: float | None, n_pairs: int, alpha: float = ALPHA,
+                          power: float = POWER) -> float | None:
+    """The smallest true mean difference that a two-sided paired t-test at ``alpha`` detects with
+    probability ``power``, given ``n_pairs`` pairs whose differences have standard deviation
+    ``sd_of_differences`` (exact, from the noncentral t distribution). None below 2 pairs or with
+    an undefined spread; 0 when the differences do not vary at all.
+
+    It gives "no significant difference" a size: a tie in a table says the entries differ by less
+    than this, or that the seeds could not tell.
+    """
+    if sd_of_differences is None or n_pairs < 2 or not math.isfinite(sd_of_differences):
+        return None
+    if sd_of_differences == 0:
+        return 0.0
+    df = n_pairs - 1
+    critical = float(sps.t.ppf(1 - alpha / 2, df))
+
+    def shortfall(effect: float) -> float:  # effect in units of the sd of the differences
+        noncentrality = effect * math.sqrt(n_pairs)
+        # the far tail (a significant result of the wrong sign) is tiny; scipy can return NaN for it
+        wrong_sign = float(np.nan_to_num(sps.nct.cdf(-critical, df, noncentrality)))
+        reached = float(sps.nct.sf(critical, df, noncentrality)) + wrong_sign
+        return reached - power
+
+    from scipy.optimize import brentq
+
+    high = 1.0
+    while shortfall(high) < 0:  # widen the bracket; the power rises monotonically with the effect
+        high *= 2
+    return float(brentq(shortfall, 1e-9, high) * sd_of_differences)

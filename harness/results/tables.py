@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import html
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import numpy as np
 import pandas as pd
 from tabulate import tabulate
 
@@ -29,11 +30,14 @@ from harness.metrics.aggregate import GROUP_ORDER, OVERALL
 from harness.metrics.scores import METRICS
 from harness.results import stats
 from harness.results.leaderboard import Filed
+from harness.task import LEGACY_TASK
 
 Format = Literal["md", "csv", "html", "json"]
 TestChoice = Literal["auto", "seeds", "images"]
 MARK = "†"
 SeedKey = tuple[int, int, int]
+BASELINE_METHOD = "none"
+ROLE_ORDER = {"method": 0, "control": 1, "reference": 2}
 
 
 # ---- boards -------------------------------------------------------------------------------------
@@ -47,10 +51,11 @@ class BoardKey:
     schema: int
     protocol: str
     settings: str  # hash of the training settings (backbone aside): a changed profile is a new board
+    task: str = LEGACY_TASK  # the downstream task version (also inside the settings)
 
     @property
     def title(self) -> str:
-        return (f"{self.dataset} · profile {self.profile} · protocol {self.protocol} · "
+        return (f"{self.dataset} · task {self.task} · profile {self.profile} · protocol {self.protocol} · "
                 f"split manifest {self.manifest} · settings {self.settings} · schema v{self.schema}")
 
 
@@ -68,11 +73,25 @@ class Board:
     key: BoardKey
     budgets: list[tuple[str, int]] = field(default_factory=list)  # (budget text, labelled images), ascending
     labels: dict[EntryKey, str] = field(default_factory=dict)
+    roles: dict[EntryKey, str] = field(default_factory=dict)  # method, control or reference
     runs: dict[tuple[EntryKey, str], dict[SeedKey, Filed]] = field(default_factory=dict)
 
     @property
     def entries(self) -> list[EntryKey]:
         return sorted(self.labels, key=lambda e: (self.labels[e], e.config_hash, e.backbone))
+
+    def ranked(self, entry: EntryKey) -> bool:
+        """Only methods compete: controls and reference rows are shown, never ranked."""
+        return self.roles.get(entry, "method") == "method"
+
+    def display(self, entry: EntryKey) -> str:
+        role = self.roles.get(entry, "method")
+        return self.labels[entry] if role == "method" else f"{self.labels[entry]} ({role})"
+
+    def baseline(self) -> EntryKey | None:
+        """The ``none`` entry (random initialisation), when the board has exactly one."""
+        found = [e for e in self.labels if e.method == BASELINE_METHOD]
+        return found[0] if len(found) == 1 else None
 
     def seeds(self, entry: EntryKey, budget: str) -> dict[SeedKey, Filed]:
         return self.runs.get((entry, budget), {})
@@ -123,10 +142,11 @@ def build_boards(filed: Sequence[Filed], dataset: str | None = None, budget: str
     for f in chosen:
         r = f.record
         key = BoardKey(r.dataset.key, r.dataset.manifest_hash, r.dataset.profile, f.stored_schema, r.protocol,
-                       settings_hash(r.settings))
+                       settings_hash(r.settings), str(r.settings.get("task", LEGACY_TASK)))
         board = boards.setdefault(key, Board(key))
         entry = EntryKey(r.method.name, r.method.config_hash, r.backbone)
         board.labels[entry] = r.method.name
+        board.roles[entry] = r.method.role
         runs = board.runs.setdefault((entry, r.budget), {})
         seed = _seed_key(f)
         if seed in runs:
@@ -139,7 +159,7 @@ def build_boards(filed: Sequence[Filed], dataset: str | None = None, budget: str
     for key, board in boards.items():
         board.budgets = sorted(((b, n) for (k, b), n in images.items() if k == key), key=lambda t: (t[1], t[0]))
         _disambiguate(board)
-    return [boards[k] for k in sorted(boards, key=lambda k: (k.dataset, k.profile, k.manifest, k.schema,
+    return [boards[k] for k in sorted(boards, key=lambda k: (k.dataset, k.task, k.profile, k.manifest, k.schema,
                                                              k.protocol, k.settings))]
 
 
@@ -245,15 +265,62 @@ def _value_note(metric: str, board: Board) -> str:
             f"over its {images} test images; {stats.better_text(stats.direction(metric))}.")
 
 
+def _order(board: Board, entries: Sequence[EntryKey], badness: Mapping[EntryKey, float | None]
+           ) -> tuple[list[EntryKey], dict[EntryKey, int | None]]:
+    """Methods ranked by badness (competition ranks); then controls and reference rows, unranked."""
+    ranked = [e for e in entries if board.ranked(e)]
+    ranks: dict[EntryKey, int | None] = dict(zip(ranked, stats.rank([badness[e] for e in ranked]), strict=True))
+    ranks.update({e: None for e in entries if not board.ranked(e)})
+    order = sorted(entries, key=lambda e: (ROLE_ORDER.get(board.roles.get(e, "method"), 3), ranks[e] is None,
+                                           ranks[e] or 0, board.labels[e]))
+    return order, ranks
+
+
+def versus_baseline(board: Board, entry: EntryKey, budget: str, metric: str, scale: str = OVERALL,
+                    test: TestChoice = "auto") -> stats.PairedResult | None:
+    """The paired test of ``entry`` against ``none`` at one budget; None for none itself or without it."""
+    baseline = board.baseline()
+    if baseline is None or entry == baseline or not board.seeds(baseline, budget):
+        return None
+    return compare(board, entry, baseline, budget, metric, scale, test)
+
+
+def detectable_line(board: Board, budget: str, metric: str, scale: str = OVERALL) -> str:
+    """What a tie means at this budget: the smallest difference from ``none`` the seeds could detect."""
+    baseline = board.baseline()
+    if baseline is None:
+        return "Detectable difference: n/a (no `none` entry to pair with)."
+    base = {k: run_value(f, metric, scale) for k, f in board.seeds(baseline, budget).items()}
+    spreads, pairs = [], []
+    for e in board.entries:
+        if e == baseline or not board.ranked(e):
+            continue
+        other = {k: run_value(f, metric, scale) for k, f in board.seeds(e, budget).items()}
+        keys = [k for k in other if k in base and other[k] is not None and base[k] is not None]
+        if len(keys) >= 2:
+            diffs = [other[k] - base[k] for k in keys]  # type: ignore[operator]
+            spreads.append(float(np.std(diffs, ddof=1)))
+            pairs.append(len(keys))
+    if not spreads:
+        return "Detectable difference: n/a (fewer than 2 seeds paired with `none`)."
+    pooled = float(np.sqrt(np.mean(np.square(spreads))))
+    n = min(pairs)
+    smallest = stats.detectable_difference(pooled, n)
+    return (f"Detectable difference: with {n} seeds, a paired t-test at alpha {stats.ALPHA} has power "
+            f"{stats.POWER} against `none` for a true difference of {_fmt(smallest)} or more "
+            f"(pooled std of the methods' seed-paired differences from none: {_fmt(pooled)}); a smaller "
+            "difference is a tie this table cannot resolve.")
+
+
 def ranking_table(board: Board, budget: str, metric: str, scale: str = OVERALL,
                   test: TestChoice = "auto") -> Table:
-    """Entries at one budget, ranked, with the significance mark on the best where supported."""
+    """Entries at one budget: the methods ranked, with the significance mark on the best where
+    supported and each method's paired p-value against ``none``; controls and reference rows below."""
     better = stats.direction(metric)
     entries = [e for e in board.entries if board.seeds(e, budget)]
     summaries = {e: entry_summary(board, e, budget, metric, scale) for e in entries}
-    bad = [None if summaries[e].mean is None else stats.badness(summaries[e].mean, better) for e in entries]
-    ranks = dict(zip(entries, stats.rank(bad), strict=True))
-    order = sorted(entries, key=lambda e: (ranks[e] is None, ranks[e] or 0, board.labels[e]))
+    bad = {e: None if summaries[e].mean is None else stats.badness(summaries[e].mean, better) for e in entries}
+    order, ranks = _order(board, entries, bad)
     result, runner_up = None, None
     leaders = [e for e in order if ranks[e] == 1]
     seconds = [e for e in order if ranks[e] is not None and ranks[e] > 1]
@@ -264,15 +331,21 @@ def ranking_table(board: Board, budget: str, metric: str, scale: str = OVERALL,
     for e in order:
         s = summaries[e]
         marked = result is not None and result.significant and e == leaders[0]
-        rows.append([str(ranks[e]) if ranks[e] is not None else "-", board.labels[e] + (f" {MARK}" if marked else ""),
-                     e.backbone, _cell(s), str(s.n)])
-        data.append({"rank": ranks[e], "entry": board.labels[e], "method": e.method, "config_hash": e.config_hash,
+        vs = versus_baseline(board, e, budget, metric, scale, test)
+        vs_text = "-" if vs is None or vs.p_value is None else f"{vs.p_value:.3g}"
+        rows.append([str(ranks[e]) if ranks[e] is not None else "-", board.display(e) + (f" {MARK}" if marked else ""),
+                     e.backbone, _cell(s), str(s.n), vs_text])
+        data.append({"rank": ranks[e], "entry": board.labels[e], "role": board.roles.get(e, "method"),
+                     "method": e.method, "config_hash": e.config_hash,
                      "backbone": e.backbone, "mean": s.mean, "std": s.std, "n": s.n, "significant": marked,
                      "p_value": result.p_value if (result is not None and e == leaders[0]) else None,
-                     "test": result.test if (result is not None and e == leaders[0]) else None})
+                     "test": result.test if (result is not None and e == leaders[0]) else None,
+                     "p_vs_none": None if vs is None else vs.p_value})
     n_images = board.budget_images(budget)
     scale_text = "" if scale == OVERALL else f", length scale {scale}"
-    footer = [_value_note(metric, board), "Ranked by mean; tied means share a rank."]
+    footer = [_value_note(metric, board),
+              "Ranked by mean; tied means share a rank; controls and reference rows are shown, never ranked. "
+              "p vs none: the same paired test of each entry against none."]
     if result is None:
         why = "one entry, nothing to compare" if len(order) < 2 else "the best mean is tied or undefined"
         footer.append(f"No {MARK} mark: {why}.")
@@ -287,13 +360,14 @@ def ranking_table(board: Board, budget: str, metric: str, scale: str = OVERALL,
                           f"{stats.ALPHA}.")
         else:
             footer.append(f"No {MARK} mark: {versus} >= alpha {stats.ALPHA}, the lead is not supported.")
+    footer.append(detectable_line(board, budget, metric, scale))
     return Table(
         board=board.key.title,
         title=f"Budget {budget} ({n_images} labelled image{'s' if n_images != 1 else ''}) — "
               f"{metric_label(metric)}{scale_text}",
         context={**_context(board), "view": "ranking", "budget": budget, "budget_images": n_images,
                  "metric": metric, "scale": scale},
-        columns=["rank", "method", "backbone", f"{metric_label(metric)} (mean ± std)", "n seeds"],
+        columns=["rank", "method", "backbone", f"{metric_label(metric)} (mean ± std)", "n seeds", "p vs none"],
         rows=rows, data=data, footer=footer,
     )
 
@@ -309,16 +383,15 @@ def efficiency_table(board: Board, metric: str, scale: str = OVERALL) -> Table:
     for e in entries:
         points = [(float(n), grid[(e, b)].mean) for b, n in common]
         aucs[e] = stats.log_budget_auc(points)  # type: ignore[arg-type]
-    bad = [None if aucs[e] is None else stats.badness(aucs[e], better) for e in entries]  # type: ignore[arg-type]
-    ranks = dict(zip(entries, stats.rank(bad), strict=True))
-    order = sorted(entries, key=lambda e: (ranks[e] is None, ranks[e] or 0, board.labels[e]))
+    bad = {e: None if aucs[e] is None else stats.badness(aucs[e], better) for e in entries}  # type: ignore[arg-type]
+    order, ranks = _order(board, entries, bad)
     rows, data = [], []
     for e in order:
         cells = []
         for b, _ in board.budgets:
             s = grid[(e, b)]
             cells.append(_cell(s, show_n=s.mean is not None and s.n != max_n) if board.seeds(e, b) else "-")
-        rows.append([str(ranks[e]) if ranks[e] is not None else "-", board.labels[e], *cells, _fmt(aucs[e])])
+        rows.append([str(ranks[e]) if ranks[e] is not None else "-", board.display(e), *cells, _fmt(aucs[e])])
         for b, n in board.budgets:
             s = grid[(e, b)]
             data.append({"rank": ranks[e], "entry": board.labels[e], "method": e.method, "config_hash": e.config_hash,
@@ -347,13 +420,12 @@ def scales_table(board: Board, budget: str, metric: str) -> Table:
     entries = [e for e in board.entries if board.seeds(e, budget)]
     scales = board.scales()
     grid = {(e, s): entry_summary(board, e, budget, metric, s) for e in entries for s in scales}
-    bad = [None if grid[(e, OVERALL)].mean is None else stats.badness(grid[(e, OVERALL)].mean, better)  # type: ignore[arg-type]
-           for e in entries]
-    ranks = dict(zip(entries, stats.rank(bad), strict=True))
-    order = sorted(entries, key=lambda e: (ranks[e] is None, ranks[e] or 0, board.labels[e]))
+    bad = {e: None if grid[(e, OVERALL)].mean is None else stats.badness(grid[(e, OVERALL)].mean, better)  # type: ignore[arg-type]
+           for e in entries}
+    order, ranks = _order(board, entries, bad)
     rows, data = [], []
     for e in order:
-        rows.append([str(ranks[e]) if ranks[e] is not None else "-", board.labels[e],
+        rows.append([str(ranks[e]) if ranks[e] is not None else "-", board.display(e),
                      *(_cell(grid[(e, s)]) for s in scales), str(grid[(e, OVERALL)].n)])
         for s in scales:
             g = grid[(e, s)]

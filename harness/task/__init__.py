@@ -1,20 +1,84 @@
-"""The downstream task, owned by the core: particle instance segmentation.
+"""The downstream task, owned by the core: particle instance segmentation, in versions.
 
-The network predicts three classes per pixel (background, particle interior, particle
-boundary); seeded watershed turns them into instances, so touching particles separate.
+``distmap-v2`` (the default): the network predicts foreground and a per-particle normalised
+distance map; seeded watershed splits touching particles (:mod:`harness.task.distmap`).
+``3class-v1``: background / interior / boundary classes (:mod:`harness.task.targets`), the task of
+leaderboard releases v1-v4, kept so that those records stay explained and for the benchmark that
+compares the two. A record states its version; tables never mix versions.
 """
 
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from harness.errors import HarnessError
+from harness.task.base import InstanceTask
+from harness.task.distmap import (
+    IGNORE_VALUE,
+    distance_instances,
+    distance_loss,
+    distance_maps,
+    distance_targets,
+    truth_maps,
+)
 from harness.task.losses import CLASS_WEIGHTS, segmentation_loss
-from harness.task.postprocess import to_instances
+from harness.task.postprocess import seeded_watershed, to_instances
 from harness.task.targets import BACKGROUND, BOUNDARY, IGNORE_INDEX, INTERIOR, make_targets
+
+LEGACY_TASK = "3class-v1"  # what a record that states no task version was made with
+DEFAULT_TASK = "distmap-v2"
+
+
+def _class_probabilities(logits: torch.Tensor) -> np.ndarray:
+    return torch.softmax(logits.float(), dim=1)[0].cpu().numpy()
+
+
+def _class_truth(mask: np.ndarray) -> np.ndarray:
+    targets = make_targets(mask)
+    return np.stack([(targets == c).astype(np.float32) for c in (BACKGROUND, INTERIOR, BOUNDARY)])
+
+
+TASKS: dict[str, InstanceTask] = {
+    "3class-v1": InstanceTask(
+        version="3class-v1",
+        description="background / interior / 1 px boundary classes, weighted CE + Dice, seeded watershed",
+        num_outputs=3, targets=lambda mask, rows: make_targets(mask, rows), pad_value=IGNORE_INDEX,
+        loss=segmentation_loss, maps=_class_probabilities, truth_maps=_class_truth, instances=to_instances,
+        defaults={"interior_threshold": 0.5}, grid={},
+    ),
+    "distmap-v2": InstanceTask(
+        version="distmap-v2",
+        description="foreground + per-particle normalised distance map (BCE + Dice + L1), "
+                    "seeds above a distance threshold, watershed",
+        num_outputs=2, targets=distance_targets, pad_value=IGNORE_VALUE, loss=distance_loss,
+        maps=distance_maps, truth_maps=truth_maps, instances=distance_instances,
+        defaults={"seed_threshold": 0.5, "foreground_threshold": 0.5},
+        grid={"seed_threshold": (0.3, 0.4, 0.5, 0.6, 0.7), "foreground_threshold": (0.4, 0.5, 0.6)},
+    ),
+}
+
+
+def get_task(version: str) -> InstanceTask:
+    if version not in TASKS:
+        raise HarnessError(f"unknown task version {version!r}: choose one of {', '.join(TASKS)}")
+    return TASKS[version]
+
 
 __all__ = [
     "BACKGROUND",
     "BOUNDARY",
     "CLASS_WEIGHTS",
+    "DEFAULT_TASK",
     "IGNORE_INDEX",
     "INTERIOR",
+    "LEGACY_TASK",
+    "TASKS",
+    "InstanceTask",
+    "distance_targets",
+    "get_task",
     "make_targets",
+    "seeded_watershed",
     "segmentation_loss",
     "to_instances",
 ]

@@ -46,9 +46,22 @@ def to_instances(
 
     interior = probabilities[INTERIOR]
     foreground = probabilities.argmax(axis=0) != BACKGROUND
-    seeds, count = ndimage.label(interior > interior_threshold)
-    # a foreground blob without any confident interior is still a particle (a weakly trained
-    # network may call a whole small particle "boundary"): it becomes its own seed
+    seeds, _ = ndimage.label(interior > interior_threshold)
+    return seeded_watershed(-interior, seeds, foreground, min_size_px)
+
+
+def seeded_watershed(flood: np.ndarray, seeds: np.ndarray, foreground: np.ndarray, min_size_px: int) -> np.ndarray:
+    """Grow labelled ``seeds`` over ``foreground`` by watershed on ``flood`` (low floods first).
+
+    Shared by every task version. A foreground blob without any seed is still a particle (a weakly
+    trained network may miss a small particle's centre): it becomes its own instance. Instances
+    under ``min_size_px`` pixels are dropped; the survivors are renumbered 1..N in raster order of
+    their first pixel, so the same input always gives the same labels.
+    """
+    if min_size_px < 0:
+        raise HarnessError(f"seeded_watershed: min_size_px must be >= 0, got {min_size_px}")
+    seeds = seeds.astype(np.int32, copy=True)
+    count = int(seeds.max(initial=0))
     blobs, n_blobs = ndimage.label(foreground)
     if n_blobs:
         seeded = np.zeros(n_blobs + 1, dtype=bool)
@@ -59,13 +72,12 @@ def to_instances(
             seeds = np.where(orphans, extra + count, seeds)
             count += n_extra
     if count == 0:
-        return np.zeros(interior.shape, dtype=np.int32)
-    labels = watershed(-interior, markers=seeds, mask=foreground | (seeds > 0))
+        return np.zeros(foreground.shape, dtype=np.int32)
+    labels = watershed(flood, markers=seeds, mask=foreground | (seeds > 0))
     sizes = np.bincount(labels.ravel())
     small = sizes < min_size_px
     small[0] = False
     labels[small[labels]] = 0
-    # renumber the survivors 1..N in raster order of their first pixel: deterministic
     ids, first = np.unique(labels.ravel(), return_index=True)
     keep = ids > 0
     ids = ids[keep][np.argsort(first[keep], kind="stable")]

@@ -16,18 +16,22 @@ import torch
 
 from harness.data.base import Dataset
 from harness.data.intensity import to_unit_float
-from harness.task.targets import make_targets
+from harness.task import InstanceTask
+from harness.task.scale import resample_image, resample_labels
 
 
 class ImageStore:
-    """Model-ready images (float32 in [0, 1], data bar cut off) and, if asked, training targets."""
+    """Model-ready images (float32 in [0, 1], data bar cut off) and, given a task, its training targets."""
 
-    def __init__(self, dataset: Dataset, ids: list[str], with_targets: bool = False, memory_mb: int = 2048):
+    def __init__(self, dataset: Dataset, ids: list[str], task: InstanceTask | None = None, memory_mb: int = 2048,
+                 scale: float = 1.0):
         if not ids:
             raise ValueError("an image store needs at least one image")
         self.dataset = dataset
         self.ids = list(ids)
-        self.with_targets = with_targets
+        self.task = task
+        self.scale = scale  # the working resolution (harness.task.scale); 1 = native pixels
+        self.with_targets = task is not None
         self._budget = memory_mb * 2**20
         self._used = 0
         self._cache: OrderedDict[str, tuple[np.ndarray, np.ndarray | None]] = OrderedDict()
@@ -46,7 +50,11 @@ class ImageStore:
         if self.with_targets:
             if sample.mask is None:
                 raise ValueError(f"sample {sample_id} has no mask but is used for fine-tuning")
-            target = make_targets(sample.mask, sample.databar_rows)[:rows]
+            if self.scale == 1.0:
+                target = self.task.targets(sample.mask, sample.databar_rows)[:rows]
+            else:  # targets are made at the working resolution, from resampled instance ids
+                target = self.task.targets(resample_labels(np.asarray(sample.mask)[:rows], self.scale), 0)
+        image = resample_image(image, self.scale)
         item = (image, target)
         size = image.nbytes + (target.nbytes if target is not None else 0)
         if size <= self._budget:
@@ -64,17 +72,21 @@ def _crop_box(rng: np.random.Generator, height: int, width: int, size: int) -> t
     return top, left
 
 
-def _crop(array: np.ndarray, top: int, left: int, size: int, pad_mode: str, pad_value: int = 0) -> np.ndarray:
+def _crop(array: np.ndarray, top: int, left: int, size: int, pad_mode: str, pad_value: float = 0) -> np.ndarray:
+    """A size x size window of the first two axes (a target may carry channels last), padded."""
     patch = array[top : top + size, left : left + size]
     pad_h, pad_w = size - patch.shape[0], size - patch.shape[1]
     if pad_h or pad_w:  # images smaller than the crop
         kwargs = {"constant_values": pad_value} if pad_mode == "constant" else {}
-        patch = np.pad(patch, ((0, pad_h), (0, pad_w)), mode=pad_mode, **kwargs)
+        widths = ((0, pad_h), (0, pad_w)) + ((0, 0),) * (patch.ndim - 2)
+        patch = np.pad(patch, widths, mode=pad_mode, **kwargs)
     return patch
 
 
 class PretrainBatches(torch.utils.data.Dataset):
-    """Random crops from the unlabeled pool; item ``step`` is the batch of that step."""
+    """Random crops from the unlabeled pool; item ``step`` is the batch of that step.
+
+    From a store with targets (the supervised control only) an item is (crops, target crops)."""
 
     def __init__(self, store: ImageStore, steps: int, batch: int, crop: int, seed: int, rank: int = 0):
         self.store, self.steps, self.batch, self.crop, self.seed, self.rank = store, steps, batch, crop, seed, rank
@@ -82,22 +94,25 @@ class PretrainBatches(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return self.steps
 
-    def __getitem__(self, step: int) -> torch.Tensor:
+    def __getitem__(self, step: int) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         rng = np.random.default_rng([self.seed, 1, step, self.rank])
-        crops = []
+        crops, target_crops = [], []
         for index in rng.integers(0, len(self.store), size=self.batch):
-            image, _ = self.store.get(self.store.ids[index])
+            image, target = self.store.get(self.store.ids[index])
             top, left = _crop_box(rng, *image.shape, self.crop)
             crops.append(_crop(image, top, left, self.crop, "reflect"))
-        return torch.from_numpy(np.stack(crops)[:, None])
+            if target is not None and self.store.task is not None:
+                target_crops.append(_crop(target, top, left, self.crop, "constant", self.store.task.pad_value))
+        images = torch.from_numpy(np.stack(crops)[:, None])
+        return (images, torch.from_numpy(np.stack(target_crops))) if target_crops else images
 
 
 class FinetuneBatches(torch.utils.data.Dataset):
     """Random crops of labeled images with their targets, randomly flipped and rotated by 90 degrees."""
 
-    def __init__(self, store: ImageStore, steps: int, batch: int, crop: int, seed: int, ignore_index: int):
+    def __init__(self, store: ImageStore, steps: int, batch: int, crop: int, seed: int, pad_value: float):
         self.store, self.steps, self.batch, self.crop = store, steps, batch, crop
-        self.seed, self.ignore_index = seed, ignore_index
+        self.seed, self.pad_value = seed, pad_value
 
     def __len__(self) -> int:
         return self.steps
@@ -111,11 +126,12 @@ class FinetuneBatches(torch.utils.data.Dataset):
             image, target = self.store.get(self.store.ids[index])
             top, left = _crop_box(rng, *image.shape, self.crop)
             image = _crop(image, top, left, self.crop, "reflect")
-            target = _crop(target, top, left, self.crop, "constant", self.ignore_index)
+            target = _crop(target, top, left, self.crop, "constant", self.pad_value)
             quarter, flip = int(rng.integers(0, 4)), bool(rng.integers(0, 2))
             image, target = np.rot90(image, quarter), np.rot90(target, quarter)
             if flip:
                 image, target = image[:, ::-1], target[:, ::-1]
             images.append(np.ascontiguousarray(image))
             targets.append(np.ascontiguousarray(target))
-        return torch.from_numpy(np.stack(images)[:, None]), torch.from_numpy(np.stack(targets).astype(np.int64))
+        # targets keep the task's dtype (class ids, or float maps); the task's loss reads them
+        return torch.from_numpy(np.stack(images)[:, None]), torch.from_numpy(np.stack(targets))

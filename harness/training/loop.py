@@ -20,8 +20,7 @@ from tqdm import tqdm
 
 from harness.methods.base import PretrainModule, SSLMethod
 from harness.models import SegmentationNet, create_backbone
-from harness.task.losses import segmentation_loss
-from harness.task.targets import IGNORE_INDEX
+from harness.task import InstanceTask, get_task
 from harness.training.batches import FinetuneBatches, ImageStore, PretrainBatches
 from harness.training.runtime import Runtime, is_main_process, rank, world_size
 from harness.training.settings import TrainSettings
@@ -116,7 +115,11 @@ def pretrain(
     """Pretrain ``method`` on crops of the images in ``store``; return the transferable weights."""
     torch.manual_seed(seed)
     backbone = create_backbone(settings.backbone, in_chans=1)
-    module: PretrainModule = runtime.prepare(method.build(backbone))
+    if method.uses_hidden_labels:
+        built = method.build(backbone, get_task(settings.task))  # type: ignore[call-arg]
+    else:
+        built = method.build(backbone)
+    module: PretrainModule = runtime.prepare(built)
     module.train()
     config = method.config
     defaults = {
@@ -136,10 +139,14 @@ def pretrain(
     log = StageLog()
     bar = tqdm(_loader(batches, settings), total=settings.pretrain_steps, desc=f"pretrain {method.name}",
                unit="step", disable=not (progress and is_main_process()))
-    for step, images in enumerate(bar):
+    for step, item in enumerate(bar):
+        images, targets = item if isinstance(item, (tuple, list)) else (item, None)
         images = runtime.batch(images)
         with runtime.autocast():
-            out = trained(images, step, settings.pretrain_steps)
+            if targets is None:
+                out = trained(images, step, settings.pretrain_steps)
+            else:
+                out = trained(images, step, settings.pretrain_steps, targets.to(runtime.device))
         losses = out if isinstance(out, dict) else {"main": out}
         total = sum(float(v.detach()) for v in losses.values())
         if not math.isfinite(total):
@@ -152,12 +159,27 @@ def pretrain(
     return state, log
 
 
-def build_segmentation_net(backbone: str, encoder_state: dict[str, torch.Tensor] | None) -> SegmentationNet:
-    """The downstream network; the encoder takes the transferred weights, strictly."""
+def build_segmentation_net(backbone: str, encoder_state: dict[str, torch.Tensor] | None,
+                           task: InstanceTask) -> SegmentationNet:
+    """The downstream network for ``task``; the encoder takes the transferred weights, strictly."""
     encoder = create_backbone(backbone, in_chans=1)
     if encoder_state is not None:
         encoder.load_state_dict(encoder_state, strict=True)
-    return SegmentationNet(encoder, num_outputs=3)
+    return SegmentationNet(encoder, num_outputs=task.num_outputs)
+
+
+def finetune_steps(settings: TrainSettings, store: ImageStore) -> int:
+    """Fine-tuning steps for a label budget: ``finetune_epochs`` passes over the budget's crops
+    (each image counts as many crops as tile it), within [finetune_min_steps, finetune_steps].
+
+    More labels get more steps, so error can fall with the budget; early stopping on validation
+    ends a run that has stopped improving before the cap."""
+    crops = 0
+    for sample_id in store.ids:
+        image, _ = store.get(sample_id)
+        crops += math.ceil(image.shape[0] / settings.crop_size) * math.ceil(image.shape[1] / settings.crop_size)
+    wanted = math.ceil(settings.finetune_epochs * crops / settings.finetune_batch)
+    return int(min(settings.finetune_steps, max(settings.finetune_min_steps, wanted)))
 
 
 def finetune(
@@ -175,8 +197,10 @@ def finetune(
     ``validate(net)`` returns a score where higher is better (computed on the validation split).
     Protocol ``frozen`` keeps the encoder's weights fixed and its normalisation layers in eval mode.
     """
+    task = get_task(settings.task)
+    steps = finetune_steps(settings, store)
     torch.manual_seed(seed)
-    net: SegmentationNet = runtime.prepare(build_segmentation_net(settings.backbone, encoder_state))
+    net: SegmentationNet = runtime.prepare(build_segmentation_net(settings.backbone, encoder_state, task))
     frozen = protocol == "frozen"
     if frozen:
         for p in net.encoder.parameters():
@@ -184,17 +208,16 @@ def finetune(
     params = {"main": [p for p in net.parameters() if p.requires_grad]}
     optimisation = Optimisation.adamw(
         params, {"lr": settings.finetune_lr, "weight_decay": settings.finetune_weight_decay}, {},
-        settings.finetune_steps, settings.warmup_fraction,
+        steps, settings.warmup_fraction,
     )
     # fine-tuning is not distributed: under torchrun every rank trains the same network on the same
     # batches (they do not depend on the rank), so the record rank 0 writes is what a single process
     # would produce from that encoder, and the ranks reach a sweep's next pretraining together
-    batches = FinetuneBatches(store, settings.finetune_steps, settings.finetune_batch, settings.crop_size,
-                              seed, IGNORE_INDEX)
+    batches = FinetuneBatches(store, steps, settings.finetune_batch, settings.crop_size, seed, task.pad_value)
     log = StageLog()
     best_state = copy.deepcopy(net.state_dict())
     checks_without_gain = 0
-    bar = tqdm(_loader(batches, settings), total=settings.finetune_steps, desc=f"fine-tune ({protocol})",
+    bar = tqdm(_loader(batches, settings), total=steps, desc=f"fine-tune ({protocol})",
                unit="step", disable=not (progress and is_main_process()))
     for step, (images, targets) in enumerate(bar):
         net.train()
@@ -202,13 +225,13 @@ def finetune(
             net.encoder.eval()
         with runtime.autocast():
             logits = net(runtime.batch(images))
-        loss = segmentation_loss(logits.float(), targets.to(runtime.device))
+        loss = task.loss(logits.float(), targets.to(runtime.device))
         value = float(loss.detach())
         if not math.isfinite(value):
             raise FloatingPointError(f"fine-tuning loss became {value} at step {step}")
         optimisation.step({"main": loss}, params)
         log.losses.append(value)
-        last = step + 1 == settings.finetune_steps
+        last = step + 1 == steps
         if (step + 1) % settings.val_every == 0 or last:
             net.eval()
             score = float(validate(net))

@@ -9,12 +9,14 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from harness.errors import HarnessError
+from harness.task import DEFAULT_TASK, TASKS
 
 
 class TrainSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     backbone: str = "convnextv2_atto"
+    task: str = Field(DEFAULT_TASK, description=f"Downstream task version: {', '.join(TASKS)}.")
     crop_size: int = Field(gt=0, multiple_of=32)
     # pretraining
     pretrain_steps: int = Field(ge=0)
@@ -24,10 +26,16 @@ class TrainSettings(BaseModel):
     pretrain_betas: tuple[float, float] = (0.9, 0.999)
     warmup_fraction: float = Field(0.1, ge=0, lt=1)
     # fine-tuning (the downstream task: identical for every method)
-    finetune_steps: int = Field(gt=0)
+    finetune_steps: int = Field(gt=0, description="The most fine-tuning steps any budget gets.")
+    finetune_epochs: float = Field(40.0, gt=0, description="Passes over the budget's crops (see finetune_steps()).")
+    finetune_min_steps: int = Field(1, gt=0, description="The fewest steps, however small the budget.")
     finetune_batch: int = Field(gt=0)
     finetune_lr: float = Field(gt=0)
     finetune_weight_decay: float = 1e-4
+    # the working resolution (harness.task.scale): budgets whose particles are larger than this are
+    # resampled so that their median particle diameter becomes scale_target_diameter_px
+    scale_max_diameter_px: float = Field(48.0, gt=0)
+    scale_target_diameter_px: float = Field(32.0, gt=0)
     val_every: int = Field(gt=0)
     patience: int = Field(4, gt=0, description="Validation checks without improvement before stopping.")
     num_workers: int = Field(0, ge=0)
@@ -41,7 +49,8 @@ PROFILE_SETTINGS: dict[str, TrainSettings] = {
     ),
     "quick": TrainSettings(
         crop_size=128, pretrain_steps=300, pretrain_batch=16, pretrain_lr=1e-3,
-        finetune_steps=300, finetune_batch=8, finetune_lr=1e-3, val_every=50, patience=3,
+        finetune_steps=1500, finetune_epochs=40, finetune_min_steps=300, finetune_batch=8, finetune_lr=1e-3,
+        val_every=100, patience=4,
     ),
     # the source work's scale: 640 px crops, long schedules; for GPU machines
     "paper": TrainSettings(

@@ -1,0 +1,53 @@
+"""Post-processing thresholds chosen per run, on the validation split only.
+
+The network's maps for every validation image are computed once; each candidate of the task's
+grid is then scored by mean matched F1 (the model-selection criterion), and the best is kept,
+the task's defaults winning ties. The test split never takes part.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from harness.data.base import Dataset
+from harness.evaluation.predict import labels_from_maps, predict_maps
+from harness.metrics import score_image
+from harness.models import SegmentationNet
+from harness.task import InstanceTask
+from harness.training.runtime import Runtime
+
+
+class Tuning(BaseModel):
+    """What a record states about its post-processing."""
+
+    model_config = ConfigDict(frozen=True)
+
+    task: str
+    params: dict[str, Any]
+    criterion: str = "mean validation matched F1 (higher is better)"
+    score: float
+    default_score: float
+    candidates: int
+    # the working resolution (harness.task.scale): the factor and the budget's median diameter it came from
+    working_scale: float = 1.0
+    budget_median_diameter_px: float | None = None
+
+
+def tune_postprocessing(net: SegmentationNet, dataset: Dataset, ids: list[str], runtime: Runtime,
+                        task: InstanceTask, scale: float = 1.0, diameter_px: float | None = None) -> Tuning:
+    """Pick the task's post-processing parameters on the images ``ids`` (the validation split)."""
+    net.eval()
+    samples = [dataset.load(i) for i in ids]
+    maps = [predict_maps(net, s, runtime, task, scale) for s in samples]
+    candidates = task.candidates()
+    results = []
+    for params in candidates:
+        f1 = [score_image(labels_from_maps(m, s, task, params), s.mask, s.pixel_size_nm, s.databar_rows).f1
+              for m, s in zip(maps, samples, strict=True)]
+        results.append(float(np.mean(f1)))
+    best = int(np.argmax(results))  # the first maximum: the defaults come first
+    return Tuning(task=task.version, params=dict(candidates[best]), score=results[best], default_score=results[0],
+                  candidates=len(candidates), working_scale=scale, budget_median_diameter_px=diameter_px)

@@ -1,0 +1,46 @@
+"""What a downstream task version is: a representation, its loss, and its post-processing.
+
+The representation and the post-processing decide the numbers as much as the encoder does, so
+they form the task's identity: every record states its task version, and records of different
+versions never share a leaderboard table. The post-processing thresholds in ``tuned`` are chosen
+per run on the validation split (:mod:`harness.task.tuning`), never on the test split.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+
+@dataclass(frozen=True)
+class InstanceTask:
+    version: str
+    description: str
+    num_outputs: int
+    # (mask, databar_rows) -> training target, (H, W) or (H, W, C); crops are padded with pad_value
+    targets: Callable[[np.ndarray, int], np.ndarray]
+    pad_value: float
+    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    # logits (1, num_outputs, H, W) -> the maps the post-processing reads, (C, H, W) float32
+    maps: Callable[[torch.Tensor], np.ndarray]
+    # an instance mask -> the maps a perfect network would give (the oracle reference)
+    truth_maps: Callable[[np.ndarray], np.ndarray]
+    instances: Callable[..., np.ndarray]
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    # post-processing parameters tuned on validation: name -> candidate values
+    grid: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
+
+    def to_instances(self, maps: np.ndarray, params: Mapping[str, Any] | None = None) -> np.ndarray:
+        return self.instances(maps, **{**self.defaults, **(params or {})})
+
+    def candidates(self) -> list[dict[str, Any]]:
+        """Every combination of the grid, the defaults first (ties go to the defaults)."""
+        combos: list[dict[str, Any]] = [dict(self.defaults)]
+        for name, values in self.grid.items():
+            combos = [{**c, name: v} for c in combos for v in values]
+        default = dict(self.defaults)
+        return [default] + [c for c in combos if c != default]

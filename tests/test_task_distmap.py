@@ -1,0 +1,133 @@
+"""Task v2: the distance-map targets are what they claim, the oracle separates touching particles,
+the loss rewards the right maps, and the post-processing thresholds are tuned on validation only."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from harness.errors import HarnessError
+from harness.models import SegmentationNet, create_backbone
+from harness.task import DEFAULT_TASK, TASKS, get_task
+from harness.task.distmap import IGNORE_VALUE, distance_instances, distance_loss, distance_targets, truth_maps
+from harness.testing import single_thread
+from tests.test_task import matched_f1, touching_disks
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    with single_thread():
+        yield
+
+
+def brute_force_distance(mask: np.ndarray) -> np.ndarray:
+    """Independent definition: per pixel, the Euclidean distance to the nearest in-image pixel of
+    another label, over its particle's maximum; by exhaustive search."""
+    out = np.zeros(mask.shape, dtype=np.float64)
+    rr, cc = np.indices(mask.shape)
+    for label in range(1, mask.max() + 1):
+        own = mask == label
+        if not own.any():
+            continue
+        other = np.stack([rr[~own], cc[~own]], axis=1)
+        pixels = np.stack([rr[own], cc[own]], axis=1)
+        d = np.sqrt(((pixels[:, None, :] - other[None, :, :]) ** 2).sum(-1)).min(axis=1)
+        out[own] = d / d.max()
+    return out
+
+
+def test_distance_targets_match_an_exhaustive_computation():
+    mask = touching_disks((40, 48))[:, :]
+    targets = distance_targets(mask)
+    assert targets.shape == (*mask.shape, 2) and targets.dtype == np.float32
+    assert np.array_equal(targets[..., 0], (mask > 0).astype(np.float32))
+    np.testing.assert_allclose(targets[..., 1], brute_force_distance(mask), atol=1e-6)
+    # every particle peaks at exactly 1, and touching particles meet at low values
+    for label in np.unique(mask[mask > 0]):
+        assert targets[..., 1][mask == label].max() == pytest.approx(1.0)
+
+
+def test_the_image_border_is_not_an_edge():
+    mask = np.zeros((20, 20), dtype=np.int32)
+    mask[0:6, 5:15] = 1  # cut by the top border
+    distance = distance_targets(mask)[..., 1]
+    # the row on the border is as far from the particle's edge as the particle allows, not 1 px
+    assert distance[0, 10] == pytest.approx(1.0)
+    assert distance[5, 10] < distance[0, 10]
+
+
+def test_databar_rows_are_ignored_in_the_targets_and_the_loss():
+    mask = touching_disks((64, 64))
+    targets = distance_targets(mask, databar_rows=10)
+    assert (targets[-10:, :, 0] == IGNORE_VALUE).all()
+    logits = torch.zeros(1, 2, 64, 64)
+    base = distance_loss(logits, torch.from_numpy(targets)[None])
+    changed = logits.clone()
+    changed[..., -10:, :] = 7.0  # anything in the ignored rows counts for nothing
+    assert distance_loss(changed, torch.from_numpy(targets)[None]).item() == pytest.approx(base.item(), rel=1e-6)
+
+
+def test_the_loss_prefers_the_true_maps():
+    mask = touching_disks((64, 64))
+    targets = torch.from_numpy(distance_targets(mask))[None]
+    truth = torch.from_numpy(truth_maps(mask))[None].clamp(1e-4, 1 - 1e-4)
+    right = distance_loss(torch.logit(truth), targets)
+    flat = distance_loss(torch.zeros(1, 2, 64, 64), targets)
+    assert right < 0.5 * flat
+
+
+def test_the_oracle_separates_touching_particles_exactly():
+    mask = touching_disks()
+    labels = distance_instances(truth_maps(mask))
+    assert matched_f1(labels, mask)[0] == 1.0
+
+
+def test_touching_disks_are_split_by_the_distance_map_not_merged_by_the_foreground():
+    mask = touching_disks()
+    maps = truth_maps(mask)
+    merged = distance_instances(np.stack([maps[0], np.full_like(maps[1], 0.9)]))  # no necks: one seed per blob
+    assert merged.max() < mask.max()
+    assert distance_instances(maps).max() == mask.max()
+
+
+@pytest.mark.parametrize("kwargs", [{"seed_threshold": 0.0}, {"foreground_threshold": 1.0}, {"smooth_sigma": -1}])
+def test_bad_postprocessing_parameters_are_refused(kwargs):
+    with pytest.raises(HarnessError):
+        distance_instances(truth_maps(touching_disks()), **kwargs)
+
+
+def test_maps_must_be_finite():
+    maps = truth_maps(touching_disks())
+    maps[1, 3, 3] = np.nan
+    with pytest.raises(HarnessError, match="NaN"):
+        distance_instances(maps)
+
+
+def test_a_few_steps_on_one_batch_lower_the_loss():
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    masks = [touching_disks((64, 64)), touching_disks((64, 64))[::-1].copy()]
+    images = np.stack([(m > 0) * 0.6 + 0.2 + rng.normal(0, 0.05, m.shape) for m in masks]).astype(np.float32)
+    x = torch.from_numpy(images)[:, None]
+    y = torch.from_numpy(np.stack([distance_targets(m, databar_rows=4) for m in masks]))
+    net = SegmentationNet(create_backbone("test_convnext"), num_outputs=2)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(25):
+        loss = distance_loss(net(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert np.mean(losses[-3:]) < 0.6 * losses[0], losses
+
+
+def test_the_task_registry():
+    assert DEFAULT_TASK == "distmap-v2" and set(TASKS) == {"3class-v1", "distmap-v2"}
+    task = get_task(DEFAULT_TASK)
+    candidates = task.candidates()
+    assert candidates[0] == dict(task.defaults)  # the defaults come first and win ties
+    assert len(candidates) == len({tuple(sorted(c.items())) for c in candidates})
+    with pytest.raises(HarnessError, match="unknown task version"):
+        get_task("5class-v9")
