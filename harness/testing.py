@@ -49,6 +49,7 @@ def fit_fixed_batch(
     steps: int,
     view_seed: int = 1234,
     after_step: Callable[[int], None] | None = None,
+    targets: torch.Tensor | None = None,
     **adamw: Any,
 ) -> list[float]:
     """Train ``module`` for ``steps`` steps on ``images`` with the same random views every step
@@ -58,7 +59,8 @@ def fit_fixed_batch(
 
     Each loss updates only its own optimizer group, then ``after_optimizer_step`` runs: the
     harness loop's own :class:`~harness.training.loop.Optimisation`, minus its schedule.
-    ``after_step(step)`` is called last, for inspecting the module between steps."""
+    ``after_step(step)`` is called last, for inspecting the module between steps. ``targets``
+    (hidden-label controls only) go with the images, as the loop passes them."""
     groups = module.optimizer_groups()
     defaults = {"lr": 2e-3, "weight_decay": 0.05, **adamw}
     optimisation = Optimisation.adamw(groups, defaults, module.group_options(), total_steps=None)
@@ -66,7 +68,7 @@ def fit_fixed_batch(
     totals = []
     for step in range(steps):
         torch.manual_seed(view_seed)
-        out = module(images, step, steps)
+        out = module(images, step, steps) if targets is None else module(images, step, steps, targets)
         losses = out if isinstance(out, dict) else {"main": out}
         totals.append(sum(float(v.detach()) for v in losses.values()))
         optimisation.step(losses, groups)

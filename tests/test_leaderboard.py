@@ -443,3 +443,63 @@ def test_reproduce_warns_when_the_cpu_instruction_set_differs(smoke_run):
     assert any(w.startswith("cpu_capability differs: record SOME_OTHER_ISA") for w in warnings)
     del data["hardware"]["cpu_capability"]  # records made before it was kept: nothing to compare
     assert not any("cpu_capability" in w for w in provenance_warnings(RunRecord.model_validate(data)))
+
+
+# ---- controls, reference rows, p vs none, detectable difference --------------------------------
+
+
+def _with_roles(smoke_run: Path, tmp_path: Path, values: dict[str, list[float]], roles: dict[str, str]) -> Path:
+    root = tmp_path / "lb"
+    board = Leaderboard(root)
+    for method, per_seed in values.items():
+        for seed, value in enumerate(per_seed):
+            dest = variant(smoke_run, tmp_path / f"{method}-{seed}", method=method, seed=seed, value=value)
+            data = json.loads((dest / RECORD_FILE).read_text())
+            data["method"]["role"] = roles.get(method, "method")
+            (dest / RECORD_FILE).write_text(json.dumps(data))
+            board.add(dest)
+    return root
+
+
+def test_controls_and_reference_rows_are_shown_but_never_ranked(smoke_run, tmp_path):
+    root = _with_roles(smoke_run, tmp_path, {"none": [0.30, 0.32, 0.31], "fcmae": [0.29, 0.33, 0.30],
+                                             "supervised": [0.10, 0.11, 0.12], "oracle": [0.01, 0.01, 0.01],
+                                             "classical": [0.50, 0.50, 0.50]},
+                       {"supervised": "control", "oracle": "reference", "classical": "reference"})
+    data, text = _ranking(root, "--test", "seeds")
+    # the methods first, ranked among themselves; the control and the references after, unranked
+    assert list(data["entry"]) == ["fcmae", "none", "supervised", "classical", "oracle"]
+    assert data["rank"].tolist()[:2] == [1, 2] and data["rank"].isna().tolist()[2:] == [True] * 3
+    assert "supervised (control)" in text and "oracle (reference)" in text and "classical (reference)" in text
+    # the control's clear lead over none shows in its p vs none, not as a mark on the table's best
+    control = data.set_index("entry").loc["supervised"]
+    assert control["p_vs_none"] < 0.05 and not bool(control["significant"])
+    assert MARK not in text.split("Value:")[0]
+
+
+def test_p_vs_none_and_the_detectable_difference_line(smoke_run, tmp_path):
+    none = [0.30, 0.32, 0.31, 0.35]
+    shifted = [v - 0.01 + d for v, d in zip(none, (0.004, -0.003, 0.002, -0.003), strict=True)]
+    root = _with_roles(smoke_run, tmp_path, {"none": none, "tie": shifted}, {})
+    data, text = _ranking(root, "--test", "seeds")
+    row = data.set_index("entry").loc["tie"]
+    diffs = np.subtract(shifted, none)
+    from scipy import stats as sps
+
+    assert row["p_vs_none"] == pytest.approx(sps.ttest_rel(shifted, none).pvalue)
+    expected = stats.detectable_difference(float(np.std(diffs, ddof=1)), 4)
+    assert f"true difference of {expected:.4f} or more" in text and "with 4 seeds" in text
+
+
+def test_detectable_difference_has_the_stated_power():
+    from scipy import stats as sps
+
+    rng = np.random.default_rng(0)
+    for n in (3, 5):
+        delta = stats.detectable_difference(1.0, n)
+        x = rng.normal(delta, 1.0, size=(40_000, n))
+        t = x.mean(axis=1) / (x.std(axis=1, ddof=1) / np.sqrt(n))
+        power = np.mean(np.abs(t) > sps.t.ppf(1 - stats.ALPHA / 2, n - 1))
+        assert power == pytest.approx(stats.POWER, abs=0.01)
+    assert stats.detectable_difference(0.5, 3) == pytest.approx(0.5 * stats.detectable_difference(1.0, 3))
+    assert stats.detectable_difference(1.0, 1) is None and stats.detectable_difference(0.0, 3) == 0.0
