@@ -261,19 +261,24 @@ def test_a_few_steps_on_one_batch_lower_the_loss():
     rng = np.random.default_rng(0)
     masks = [touching_disks((64, 64)), touching_disks((64, 64))[::-1].copy()]
     images = np.stack([(m > 0) * 0.6 + 0.2 + rng.normal(0, 0.05, m.shape) for m in masks]).astype(np.float32)
-    x = torch.from_numpy(images)[:, None]
     y = torch.from_numpy(np.stack([make_targets(m, databar_rows=4) for m in masks])).long()
-    net = SegmentationNet(create_backbone("test_convnext"))
+    losses = train_on_one_batch(SegmentationNet(create_backbone("test_convnext")), images, y, segmentation_loss)
+    assert all(np.isfinite(losses))
+    assert np.mean(losses[-3:]) < 0.6 * losses[0], losses
+
+
+def train_on_one_batch(net, images: np.ndarray, targets: torch.Tensor, loss_fn, steps: int = 25) -> list[float]:
+    """AdamW steps of ``net`` on one fixed batch; the losses of every step."""
+    x = torch.from_numpy(images)[:, None]
     optimizer = torch.optim.AdamW(net.parameters(), lr=3e-3)
     losses = []
-    for _ in range(25):
-        loss = segmentation_loss(net(x), y)
+    for _ in range(steps):
+        loss = loss_fn(net(x), targets)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         losses.append(loss.item())
-    assert all(np.isfinite(losses))
-    assert np.mean(losses[-3:]) < 0.6 * losses[0], losses
+    return losses
 
 
 def test_a_foreground_blob_without_confident_interior_is_still_a_particle():

@@ -12,7 +12,7 @@ from harness.models import SegmentationNet, create_backbone
 from harness.task import DEFAULT_TASK, TASKS, get_task
 from harness.task.distmap import IGNORE_VALUE, distance_instances, distance_loss, distance_targets, truth_maps
 from harness.testing import single_thread
-from tests.test_task import matched_f1, touching_disks
+from tests.test_task import matched_f1, touching_disks, train_on_one_batch
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -109,17 +109,9 @@ def test_a_few_steps_on_one_batch_lower_the_loss():
     rng = np.random.default_rng(0)
     masks = [touching_disks((64, 64)), touching_disks((64, 64))[::-1].copy()]
     images = np.stack([(m > 0) * 0.6 + 0.2 + rng.normal(0, 0.05, m.shape) for m in masks]).astype(np.float32)
-    x = torch.from_numpy(images)[:, None]
     y = torch.from_numpy(np.stack([distance_targets(m, databar_rows=4) for m in masks]))
     net = SegmentationNet(create_backbone("test_convnext"), num_outputs=2)
-    optimizer = torch.optim.AdamW(net.parameters(), lr=3e-3)
-    losses = []
-    for _ in range(25):
-        loss = distance_loss(net(x), y)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
+    losses = train_on_one_batch(net, images, y, distance_loss)
     assert np.mean(losses[-3:]) < 0.6 * losses[0], losses
 
 

@@ -18,6 +18,7 @@ from scipy import ndimage
 
 from harness.errors import HarnessError
 from harness.task.postprocess import seeded_watershed
+from harness.task.targets import checked_mask
 
 IGNORE_VALUE = 255.0  # channel 0 of a target at an ignored pixel (data bar, padding)
 FOREGROUND, DISTANCE = 0, 1
@@ -32,17 +33,7 @@ def distance_targets(mask: np.ndarray, databar_rows: int = 0) -> np.ndarray:
     particle (background or another particle), over that particle's maximum, in (0, 1]. The image
     border is not an edge: a particle cut by it is not known to end there.
     """
-    labels = np.asarray(mask)
-    if labels.ndim != 2:
-        raise HarnessError(f"distance_targets: the mask must be 2-D, got shape {labels.shape}")
-    if not np.issubdtype(labels.dtype, np.integer):
-        raise HarnessError(f"distance_targets: the mask must hold integer instance ids, got dtype {labels.dtype}")
-    if labels.size and labels.min() < 0:
-        raise HarnessError(f"distance_targets: the mask holds negative ids (min {labels.min()}); 0 is background")
-    if not 0 <= databar_rows <= labels.shape[0]:
-        raise HarnessError(
-            f"distance_targets: databar_rows={databar_rows} is outside 0..{labels.shape[0]} (the mask's height)"
-        )
+    labels = checked_mask(mask, databar_rows, "distance_targets")
     height, width = labels.shape
     distance = np.zeros(labels.shape, dtype=np.float32)
     for index, box in enumerate(ndimage.find_objects(labels), start=1):

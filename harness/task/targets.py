@@ -16,6 +16,20 @@ BACKGROUND, INTERIOR, BOUNDARY = 0, 1, 2
 IGNORE_INDEX = 255  # pixels that count for nothing in the loss (data bar, padding)
 
 
+def checked_mask(mask: np.ndarray, databar_rows: int, who: str) -> np.ndarray:
+    """``mask`` as an array, after the checks every task's targets need (``who`` names the caller)."""
+    labels = np.asarray(mask)
+    if labels.ndim != 2:
+        raise HarnessError(f"{who}: the mask must be 2-D, got shape {labels.shape}")
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise HarnessError(f"{who}: the mask must hold integer instance ids, got dtype {labels.dtype}")
+    if labels.size and labels.min() < 0:
+        raise HarnessError(f"{who}: the mask holds negative ids (min {labels.min()}); 0 is background")
+    if not 0 <= databar_rows <= labels.shape[0]:
+        raise HarnessError(f"{who}: databar_rows={databar_rows} is outside 0..{labels.shape[0]} (the mask's height)")
+    return labels
+
+
 def _footprint(width: int) -> np.ndarray:
     """Diamond of radius ``width``: the 4-neighbourhood for width 1, its dilations beyond."""
     return ndimage.iterate_structure(ndimage.generate_binary_structure(2, 1), width)
@@ -52,17 +66,7 @@ def make_targets(mask: np.ndarray, databar_rows: int = 0, width: int = 1) -> np.
     every particle still gets a seed. The bottom
     ``databar_rows`` rows (the instrument data bar) are IGNORE_INDEX.
     """
-    labels = np.asarray(mask)
-    if labels.ndim != 2:
-        raise HarnessError(f"make_targets: the mask must be 2-D, got shape {labels.shape}")
-    if not np.issubdtype(labels.dtype, np.integer):
-        raise HarnessError(f"make_targets: the mask must hold integer instance ids, got dtype {labels.dtype}")
-    if labels.size and labels.min() < 0:
-        raise HarnessError(f"make_targets: the mask holds negative ids (min {labels.min()}); 0 is background")
-    if not 0 <= databar_rows <= labels.shape[0]:
-        raise HarnessError(
-            f"make_targets: databar_rows={databar_rows} is outside 0..{labels.shape[0]} (the mask's height)"
-        )
+    labels = checked_mask(mask, databar_rows, "make_targets")
     if width < 1:
         raise HarnessError(f"make_targets: the boundary width must be >= 1 px, got {width}")
 
