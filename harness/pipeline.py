@@ -138,25 +138,42 @@ def pretrain_cache_key(entry: MethodEntry, method: SSLMethod, ctx: Context, seed
                                               "pretrain_weight_decay", "pretrain_betas", "warmup_fraction"}),
             # a control that pretrains on the task's targets depends on the task version too
             **({"task": s.task} if method.uses_hidden_labels else {}),
+            # an all-labelled folder pretrains on its training pool (keys of the usual case unchanged)
+            **({"pool": pretraining_pool(ctx.manifest)} if pretraining_pool(ctx.manifest) != "unlabeled" else {}),
         },
         length=20,
     )
+
+
+def pretraining_pool(manifest: SplitManifest) -> str:
+    """The pool pretraining learns from: the unlabeled pool, or, when a folder has labelled every
+    image it holds (a normal lab), the labelled training pool. Never validation or test."""
+    return "unlabeled" if manifest.pools.get("unlabeled") else "train"
 
 
 def obtain_encoder(entry: MethodEntry, method: SSLMethod, ctx: Context, seed: int, progress: bool, log):
     """Transferred encoder weights from the cache, or from a new pretraining that fills it."""
     if not method.pretrains:
         return None, PretrainInfo(cache_key=None, reused_cache=False, steps=0, final_loss=None), 0.0
+    pool = pretraining_pool(ctx.manifest)
+    if pool != "unlabeled":
+        if method.uses_hidden_labels:
+            raise HarnessError(f"method {entry.name!r} is a control that pretrains on the unlabeled pool's hidden "
+                               f"ground truth, but {ctx.dataset.identity.name} has no unlabeled images")
+        log(f"pretraining: the unlabeled pool is empty, so {entry.name} pretrains on the "
+            f"{len(ctx.manifest.pools[pool])} images of the labelled training pool (never validation or test; "
+            "their labels are not used)")
     key = pretrain_cache_key(entry, method, ctx, seed)
     directory = cache_root() / "pretrained" / f"{entry.name}-{key}"
     path = directory / ENCODER_FILE
     if path.is_file():
         meta = json.loads((directory / "meta.json").read_text())
         log(f"pretraining: reusing cached encoder {entry.name}-{key} (trained {meta['created']})")
-        info = PretrainInfo(cache_key=key, reused_cache=True, steps=meta["steps"], final_loss=meta["final_loss"])
+        info = PretrainInfo(cache_key=key, reused_cache=True, steps=meta["steps"], final_loss=meta["final_loss"],
+                            pool=pool)
         return load_file(path), info, 0.0
     start = time.perf_counter()
-    store = ctx.store(ctx.manifest.pools["unlabeled"], with_targets=method.uses_hidden_labels)
+    store = ctx.store(ctx.manifest.pools[pool], with_targets=method.uses_hidden_labels)
     state, stage = pretrain(method, store, ctx.settings, ctx.runtime, seed, progress)
     elapsed = time.perf_counter() - start
     final = stage.losses[-1] if stage.losses else None
@@ -169,7 +186,8 @@ def obtain_encoder(entry: MethodEntry, method: SSLMethod, ctx: Context, seed: in
         (directory / "meta.json").write_text(json.dumps(meta, indent=1))
         tmp.replace(path)
     log(f"pretraining: cached encoder as {entry.name}-{key}")
-    return state, PretrainInfo(cache_key=key, reused_cache=False, steps=len(stage.losses), final_loss=final), elapsed
+    info = PretrainInfo(cache_key=key, reused_cache=False, steps=len(stage.losses), final_loss=final, pool=pool)
+    return state, info, elapsed
 
 
 def record_settings(settings: TrainSettings, pretrains: bool) -> dict:

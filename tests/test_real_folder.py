@@ -69,3 +69,13 @@ def test_a_budget_of_large_particles_is_resampled_and_scored_in_original_pixels(
     test_ids = make_manifest(ds, 0).pools["test"]
     per_image = json.loads((tmp_path / "run" / "per_image.json").read_text())
     assert [row["n_true"] for row in per_image] == [len(np.unique(ds.load(i).mask)) - 1 for i in test_ids]
+
+
+def test_an_all_labelled_folder_pretrains_on_its_training_pool(tmp_path):
+    out = tmp_path / "run"
+    result = CliRunner().invoke(main, ["run", "--method", "denoise", "--budget", "50%", "--profile", "smoke",
+                                       "--dataset", str(EMPS), "--quiet", "--allow-leakage", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "pretrains on the" in result.output and "labelled training pool" in result.output
+    record = json.loads((out / "record.json").read_text())
+    assert record["pretrain"]["pool"] == "train" and record["pretrain"]["steps"] > 0

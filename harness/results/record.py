@@ -54,6 +54,9 @@ class PretrainInfo(_Frozen):
     reused_cache: bool
     steps: int
     final_loss: float | None
+    # the pool pretraining learnt from: "unlabeled", or "train" for a folder with every image labelled
+    # (None: no pretraining, or a record from before this was kept, which always meant "unlabeled")
+    pool: str | None = None
 
 
 class Selection(_Frozen):
