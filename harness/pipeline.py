@@ -138,6 +138,7 @@ def pretrain_cache_key(entry: MethodEntry, method: SSLMethod, ctx: Context, seed
                                               "pretrain_weight_decay", "pretrain_betas", "warmup_fraction"}),
             # a control that pretrains on the task's targets depends on the task version too
             **({"task": s.task} if method.uses_hidden_labels else {}),
+            **({"steps_factor": method.pretrain_steps_factor} if method.pretrain_steps_factor != 1 else {}),
             # an all-labelled folder pretrains on its training pool (keys of the usual case unchanged)
             **({"pool": pretraining_pool(ctx.manifest)} if pretraining_pool(ctx.manifest) != "unlabeled" else {}),
         },

@@ -91,6 +91,9 @@ class SSLMethod:
     # "method" (ranked), "control" (shown beside the methods, never ranked) or "reference" (a row
     # computed without training, e.g. the oracle: see harness.methods.reference)
     role: ClassVar[str] = "method"
+    # a control may pretrain for a multiple of the profile's steps, so that it converges: it is a
+    # ceiling, not a competitor (refused for methods; stated in the record's pretrain.steps)
+    pretrain_steps_factor: ClassVar[int] = 1
 
     def __init__(self, config: MethodConfig | dict[str, Any] | None = None):
         if isinstance(config, self.Config):

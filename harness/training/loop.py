@@ -18,6 +18,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from harness.errors import HarnessError
 from harness.methods.base import PretrainModule, SSLMethod
 from harness.models import SegmentationNet, create_backbone
 from harness.task import InstanceTask, get_task
@@ -113,6 +114,7 @@ def pretrain(
     progress: bool = True,
 ) -> tuple[dict[str, torch.Tensor], StageLog]:
     """Pretrain ``method`` on crops of the images in ``store``; return the transferable weights."""
+    steps = pretraining_steps(method, settings)
     torch.manual_seed(seed)
     backbone = create_backbone(settings.backbone, in_chans=1)
     if method.uses_hidden_labels:
@@ -129,34 +131,42 @@ def pretrain(
     }
     warmup = settings.warmup_fraction if config.warmup_fraction is None else config.warmup_fraction
     groups = module.optimizer_groups()
-    optimisation = Optimisation.adamw(groups, defaults, module.group_options(), settings.pretrain_steps, warmup)
+    optimisation = Optimisation.adamw(groups, defaults, module.group_options(), steps, warmup)
     trained = _maybe_ddp(module, runtime)
     if world_size() > 1:
         # every rank built the same weights from ``seed`` (and DDP broadcasts rank 0's); the views
         # and masks drawn from the global RNG during training must differ between ranks
         torch.manual_seed(int(np.random.SeedSequence([seed, rank()]).generate_state(1)[0]))
-    batches = PretrainBatches(store, settings.pretrain_steps, settings.pretrain_batch, settings.crop_size, seed, rank())
+    batches = PretrainBatches(store, steps, settings.pretrain_batch, settings.crop_size, seed, rank())
     log = StageLog()
-    bar = tqdm(_loader(batches, settings), total=settings.pretrain_steps, desc=f"pretrain {method.name}",
+    bar = tqdm(_loader(batches, settings), total=steps, desc=f"pretrain {method.name}",
                unit="step", disable=not (progress and is_main_process()))
     for step, item in enumerate(bar):
         images, targets = item if isinstance(item, (tuple, list)) else (item, None)
         images = runtime.batch(images)
         with runtime.autocast():
             if targets is None:
-                out = trained(images, step, settings.pretrain_steps)
+                out = trained(images, step, steps)
             else:
-                out = trained(images, step, settings.pretrain_steps, targets.to(runtime.device))
+                out = trained(images, step, steps, targets.to(runtime.device))
         losses = out if isinstance(out, dict) else {"main": out}
         total = sum(float(v.detach()) for v in losses.values())
         if not math.isfinite(total):
             raise FloatingPointError(f"{method.name}: loss became {total} at pretraining step {step}")
         optimisation.step(losses, groups)
-        module.after_optimizer_step(step, settings.pretrain_steps)
+        module.after_optimizer_step(step, steps)
         log.losses.append(total)
         bar.set_postfix(loss=f"{total:.4f}")
     state = {k: v.detach().float().cpu().contiguous() for k, v in module.transfer_state().items()}
     return state, log
+
+
+def pretraining_steps(method: SSLMethod, settings: TrainSettings) -> int:
+    """The profile's pretraining steps; a control may ask for a multiple (never a method)."""
+    factor = method.pretrain_steps_factor
+    if factor != 1 and method.role != "control":
+        raise HarnessError(f"method {method.name!r} asks for {factor}x the pretraining steps; only a control may")
+    return settings.pretrain_steps * int(factor)
 
 
 def build_segmentation_net(backbone: str, encoder_state: dict[str, torch.Tensor] | None,

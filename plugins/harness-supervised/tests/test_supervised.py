@@ -91,3 +91,20 @@ def test_a_folder_without_hidden_ground_truth_is_refused(tmp_path):
                                        "--out", str(tmp_path / "run")])
     assert result.exit_code != 0
     assert "hidden ground truth" in result.output and "Traceback" not in result.output
+
+
+def test_the_control_pretrains_longer_and_a_method_may_not_ask_for_that():
+    from harness.methods.base import SSLMethod
+    from harness.training.loop import pretraining_steps
+    from harness.training.settings import settings_for
+
+    settings = settings_for("quick")
+    assert pretraining_steps(Supervised(), settings) == Supervised.pretrain_steps_factor * settings.pretrain_steps > 300
+
+    class Greedy(SSLMethod):
+        name = "greedy"
+        description = "a method that wants more steps than the others"
+        pretrain_steps_factor = 2
+
+    with pytest.raises(HarnessError, match="only a control may"):
+        pretraining_steps(Greedy(), settings)
