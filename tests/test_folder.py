@@ -241,6 +241,27 @@ def test_detect_databar_exact_and_no_false_alarm():
     assert detect_databar(image) == 10
 
 
+def figure_crop(seed: int, background: int, shape=(120, 100)) -> np.ndarray:
+    """A published figure's crop: sparse particles on a flat dark or white surround, a panel letter
+    near the bottom; no instrument bar."""
+    rng = np.random.default_rng(seed)
+    image = np.full(shape, background, dtype=np.uint8)
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    for cy, cx, r in ((20, 20, 9), (50, 70, 11), (85, 30, 8), (112, 60, 7), (100, 88, 6)):
+        disc = (yy - cy) ** 2 + (xx - cx) ** 2 < r**2
+        image[disc] = np.clip(rng.normal(255 - background, 20, disc.sum()), 0, 255).astype(np.uint8)
+    image[110:116, 4:9] = 255 - background  # a panel letter in the corner
+    return image
+
+
+@pytest.mark.parametrize("background", [0, 255])
+def test_a_figure_crop_with_a_flat_surround_has_no_data_bar(background):
+    # its bottom rows are flat, like a bar's, but the surround goes on above them: no sharp edge
+    assert detect_databar(figure_crop(0, background)) == 0
+    # a micrograph with a real bar burnt in: found, to the row
+    assert detect_databar(with_databar(micrograph(4, (120, 100)), 12)) == 12
+
+
 def test_resolve_databar_precedence_and_errors():
     image = with_databar(micrograph(5), 10)
     assert resolve_databar(image, None, None) == (10, "detected")

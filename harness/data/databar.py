@@ -12,6 +12,12 @@ Detection rests on one property every vendor's bar shares: its rows are mostly o
 value (background behind the text), while micrograph rows are noisy and almost never repeat one
 value on more than a few percent of their pixels. Walking up from the bottom row, the bar is the
 run of such flat rows, with short interruptions allowed for lines of text and a noisy last row.
+
+Figure crops (a dark or white background around sparse particles, a scale-bar inset, a panel
+letter) also have flat bottom rows. So a candidate band is a bar only when, in addition, the whole
+band is mostly its background value and it ends in a sharp edge: the rows just above it hardly
+hold that value at all. When unsure, no rows are cut: deleting labelled particles is worse than
+keeping a few rows of text.
 """
 
 from __future__ import annotations
@@ -30,6 +36,13 @@ MAX_BAR_SHARE = 0.35
 MIN_BAR_ROWS = 4
 #: Non-flat rows tolerated inside the bar (text lines, logos) and below it (a noisy edge row).
 MAX_GAP = 3
+#: The whole band must be at least this share of its background value (text is a minority).
+BAND_SHARE = 0.5
+#: The sharp edge: in the EDGE_ROWS rows above the band, at most this share of the pixels lies
+#: within EDGE_TOLERANCE (of the image's value range) of the band's background value.
+EDGE_ROWS = 4
+EDGE_SHARE = 0.25
+EDGE_TOLERANCE = 0.03
 
 
 def flat_share(row: np.ndarray) -> float:
@@ -59,14 +72,26 @@ def detect_databar(image: np.ndarray) -> int:
             continue
         gap += 1
         if gap > MAX_GAP:
-            return _accept(height, top)
+            return _accept(array, top)
     # the flat band reaches the height limit: a blank or saturated image, not a data bar
     return 0
 
 
-def _accept(height: int, top: int | None) -> int:
+def _accept(array: np.ndarray, top: int | None) -> int:
+    height = array.shape[0]
     if top is None or height - top < MIN_BAR_ROWS:
         return 0
+    band = array[top:]
+    values, counts = np.unique(band, return_counts=True)
+    background = values[counts.argmax()]
+    if counts.max() / band.size < BAND_SHARE:
+        return 0  # mostly not background: image content, not a bar holding text
+    above = array[max(top - EDGE_ROWS, 0) : top].astype(np.float64)
+    if above.size:
+        value_range = float(array.max()) - float(array.min())
+        near = np.abs(above - float(background)) <= EDGE_TOLERANCE * max(value_range, 1e-12)
+        if near.mean() > EDGE_SHARE:
+            return 0  # no sharp edge: the background goes on above (a figure's dark or white surround)
     return height - top
 
 
