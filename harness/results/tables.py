@@ -345,7 +345,8 @@ def ranking_table(board: Board, budget: str, metric: str, scale: str = OVERALL,
     scale_text = "" if scale == OVERALL else f", length scale {scale}"
     footer = [_value_note(metric, board),
               "Ranked by mean; tied means share a rank; controls and reference rows are shown, never ranked. "
-              "p vs none: the same paired test of each entry against none."]
+              "p vs none: each entry against none, paired over seeds where both share >= 2, else Wilcoxon over "
+              "test images (as for the mark)."]
     if result is None:
         why = "one entry, nothing to compare" if len(order) < 2 else "the best mean is tied or undefined"
         footer.append(f"No {MARK} mark: {why}.")
