@@ -303,8 +303,10 @@ def detectable_line(board: Board, budget: str, metric: str, scale: str = OVERALL
             pairs.append(len(keys))
     if not spreads:
         return "Detectable difference: n/a (fewer than 2 seeds paired with `none`)."
+    # the table's seed count: the most pairs any method shares with none; pooled over those methods
+    n = max(pairs)
+    spreads = [sd for sd, k in zip(spreads, pairs, strict=True) if k == n]
     pooled = float(np.sqrt(np.mean(np.square(spreads))))
-    n = min(pairs)
     smallest = stats.detectable_difference(pooled, n)
     return (f"Detectable difference: with {n} seeds, a paired t-test at alpha {stats.ALPHA} has power "
             f"{stats.POWER} against `none` for a true difference of {_fmt(smallest)} or more "
