@@ -27,7 +27,7 @@ from harness.data.cache import cache_root
 from harness.data.registry import open_dataset
 from harness.data.splits import Budget, SplitManifest, make_manifest
 from harness.errors import HarnessError
-from harness.evaluation.predict import score_split
+from harness.evaluation.predict import score_predictions, score_split
 from harness.evaluation.tuning import Tuning, tune_postprocessing
 from harness.methods.base import SSLMethod
 from harness.methods.registry import MethodEntry, get_method
@@ -86,6 +86,7 @@ class Context:
         self.settings: TrainSettings = settings_for(request.profile, backbone=request.backbone)
         self.task: InstanceTask = get_task(self.settings.task)
         self._stores: dict[tuple, ImageStore] = {}
+        self._scales: dict[tuple, tuple[float, float | None]] = {}
         # provenance of the code that runs, taken before any work (a commit made mid-sweep must not leak in)
         self.git = git_state()
         self._leaks_checked = False
@@ -99,9 +100,13 @@ class Context:
 
     def working_scale(self, budget_ids: list[str]) -> tuple[float, float | None]:
         """The resampling factor of the task for this budget, from the budget's own masks only."""
-        diameter = median_diameter_px(self.dataset.load(i).mask for i in budget_ids)
-        s = self.settings
-        return working_scale(diameter, s.scale_max_diameter_px, s.scale_target_diameter_px), diameter
+        key = tuple(budget_ids)
+        if key not in self._scales:  # it reads every mask of the budget: once per sweep, not per seed
+            diameter = median_diameter_px(self.dataset.load(i).mask for i in budget_ids)
+            s = self.settings
+            self._scales[key] = (working_scale(diameter, s.scale_max_diameter_px, s.scale_target_diameter_px),
+                                 diameter)
+        return self._scales[key]
 
     def check_leakage(self, allow: bool, log, progress: bool = False) -> None:
         if self._leaks_checked:
@@ -152,15 +157,28 @@ def pretraining_pool(manifest: SplitManifest) -> str:
     return "unlabeled" if manifest.pools.get("unlabeled") else "train"
 
 
+def check_hidden_labels(name: str, ctx: Context, pool: str) -> None:
+    """A hidden-label control needs an unlabeled pool whose every image has its ground truth."""
+    dataset = ctx.dataset.identity.name
+    if pool != "unlabeled":
+        raise HarnessError(f"method {name!r} is a control that pretrains on the unlabeled pool's hidden "
+                           f"ground truth, but {dataset} has no unlabeled images")
+    index = ctx.dataset.index().set_index("id")
+    unlabelled = [i for i in ctx.manifest.pools[pool] if not bool(index.loc[i, "labeled"])]
+    if unlabelled:
+        raise HarnessError(f"method {name!r} is a control that pretrains on the unlabeled pool's hidden "
+                           f"ground truth, but {len(unlabelled)} image(s) of {dataset} have no "
+                           f"mask (e.g. {unlabelled[0]}): use it on an embedded dataset")
+
+
 def obtain_encoder(entry: MethodEntry, method: SSLMethod, ctx: Context, seed: int, progress: bool, log):
     """Transferred encoder weights from the cache, or from a new pretraining that fills it."""
     if not method.pretrains:
         return None, PretrainInfo(cache_key=None, reused_cache=False, steps=0, final_loss=None), 0.0
     pool = pretraining_pool(ctx.manifest)
+    if method.uses_hidden_labels:
+        check_hidden_labels(entry.name, ctx, pool)
     if pool != "unlabeled":
-        if method.uses_hidden_labels:
-            raise HarnessError(f"method {entry.name!r} is a control that pretrains on the unlabeled pool's hidden "
-                               f"ground truth, but {ctx.dataset.identity.name} has no unlabeled images")
         log(f"pretraining: the unlabeled pool is empty, so {entry.name} pretrains on the "
             f"{len(ctx.manifest.pools[pool])} images of the labelled training pool (never validation or test; "
             "their labels are not used)")
@@ -223,13 +241,6 @@ def fit(request: RunRequest, ctx: Context, entry: MethodEntry, method: SSLMethod
     budget_ids = ctx.manifest.budget_ids(Budget.parse(request.budget))
     if method.pretrains:
         ctx.check_leakage(request.allow_leakage, log, request.progress)
-    if method.uses_hidden_labels:
-        index = ctx.dataset.index().set_index("id")
-        unlabelled = [i for i in ctx.manifest.pools["unlabeled"] if not bool(index.loc[i, "labeled"])]
-        if unlabelled:
-            raise HarnessError(f"method {entry.name!r} is a control that pretrains on the unlabeled pool's hidden "
-                               f"ground truth, but {len(unlabelled)} image(s) of {ctx.dataset.identity.name} have no "
-                               "mask (e.g. " + unlabelled[0] + "): use it on an embedded dataset")
     encoder_state, pretrain_info, pretrain_s = obtain_encoder(entry, method, ctx, request.seed, request.progress, log)
 
     start = time.perf_counter()
@@ -261,18 +272,9 @@ def fit(request: RunRequest, ctx: Context, entry: MethodEntry, method: SSLMethod
 
 def score_reference(method: SSLMethod, ctx: Context, progress: bool) -> tuple[list, list[str]]:
     """A reference row (oracle, classical): the method labels each test image itself, no training."""
-    from tqdm import tqdm
-
-    from harness.metrics import score_image
-
-    scores, scales = [], []
-    for sample_id in tqdm(ctx.manifest.pools["test"], desc=f"test ({method.name})", unit="img",
-                          disable=not (progress and is_main_process()), leave=False):
-        sample = ctx.dataset.load(sample_id)
-        labels = method.predict(sample, ctx.task)  # type: ignore[attr-defined]
-        scores.append(score_image(labels, sample.mask, sample.pixel_size_nm, sample.databar_rows))
-        scales.append(sample.length_scale)
-    return scores, scales
+    return score_predictions(ctx.dataset, ctx.manifest.pools["test"],
+                             lambda sample: method.predict(sample, ctx.task),  # type: ignore[attr-defined]
+                             desc=f"test ({method.name})", progress=progress and is_main_process())
 
 
 def run_one(request: RunRequest, ctx: Context | None = None, log=print) -> RunRecord:

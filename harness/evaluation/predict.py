@@ -3,7 +3,7 @@ and the test."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -62,10 +62,17 @@ def score_split(
 ) -> tuple[list[ImageScores], list[str]]:
     """Predict and score every image in ``ids``; returns per-image scores and their length scales."""
     net.eval()
+    return score_predictions(dataset, ids, lambda sample: predict_instances(net, sample, runtime, task, params, scale),
+                             desc, progress)
+
+
+def score_predictions(dataset: Dataset, ids: list[str], predict: Callable[[Sample], np.ndarray],
+                      desc: str = "evaluate", progress: bool = True) -> tuple[list[ImageScores], list[str]]:
+    """Score ``predict(sample)`` (instance labels) on every image in ``ids``, with their length scales:
+    the one scoring loop of trained networks and of the reference rows."""
     scores, scales = [], []
     for sample_id in tqdm(ids, desc=desc, unit="img", disable=not progress, leave=False):
         sample = dataset.load(sample_id)
-        prediction = predict_instances(net, sample, runtime, task, params, scale)
-        scores.append(score_image(prediction, sample.mask, sample.pixel_size_nm, sample.databar_rows))
+        scores.append(score_image(predict(sample), sample.mask, sample.pixel_size_nm, sample.databar_rows))
         scales.append(sample.length_scale)
     return scores, scales
