@@ -241,6 +241,26 @@ def test_find_leaks_finds_copies_of_test_images_and_nothing_else(tmp_path):
     assert find_leaks(dataset, manifest, max_distance=0) != leaks  # the threshold matters
 
 
+def test_a_hash_match_is_a_leak_only_when_the_pixels_agree(tmp_path):
+    """The hash nominates, the pixels decide: two different micrographs given the very same hash
+    (as similar textures can have) are not a leak; a re-saved copy still is."""
+    from harness.data.leakage import Fingerprint, leaks_from_fingerprints, pixel_correlation
+
+    images = {"pre_other": particles(1)[0], "pre_copy": particles(2)[0], "test_a": particles(2)[0]}
+    images["pre_copy"] = (images["pre_copy"].astype(np.uint16) * 257)  # re-saved at 16 bits
+    same_hash = Fingerprint(hash=12345, shape=(96, 96))
+    fingerprints = {i: same_hash for i in images}
+    manifest = make_manifest(FolderDataset(leak_folder(tmp_path / "any")))
+    manifest = manifest.model_copy(update={"pools": {"unlabeled": ["pre_other", "pre_copy"], "train": [],
+                                                     "val": [], "test": ["test_a"]}})
+    leaks = leaks_from_fingerprints(fingerprints, manifest, load=images.__getitem__)
+    assert [(leak.pretrain_id, leak.eval_id) for leak in leaks] == [("pre_copy", "test_a")]
+    assert leaks[0].correlation > 0.99
+    assert abs(pixel_correlation(images["pre_other"], images["test_a"])) < 0.5
+    # without pixels to look at, the hashes alone decide (both pairs nominated)
+    assert len(leaks_from_fingerprints(fingerprints, manifest)) == 2
+
+
 def test_check_reports_leaks_as_errors(tmp_path):
     report = check_folder(leak_folder(tmp_path / "leaky"))
     assert not report.usable and len(report.leaks) == 4

@@ -19,8 +19,15 @@ Two stages, both measured in bits of one perceptual hash:
    resolution), and the distance becomes the one between the smaller image and the matching
    window of the larger. A real crop then scores 0-2 bits.
 
+3. **Pixels, the second opinion.** 64 bits cannot tell apart two micrographs of similar texture
+   (a TEM of dark spheres and an SEM of bright cubes of EMPS sit 8 bits apart), so the hash only
+   nominates. A nominated pair is a leak only when its pixels agree: :func:`pixel_correlation`
+   of the two images on one grid (the smaller's, at most 128 px a side) for whole images, of the
+   smaller image and its located window for crops, must reach :data:`MIN_PIXEL_CORRELATION`.
+   Copies score above 0.95; different micrographs near 0.
+
 A pair leaks when its distance is at most ``max_distance`` (default
-:data:`DEFAULT_MAX_DISTANCE`).
+:data:`DEFAULT_MAX_DISTANCE`) and its pixels confirm it.
 """
 
 from __future__ import annotations
@@ -53,16 +60,22 @@ MIN_CROP_SHARE = 0.7
 THUMB_SIDE = 128
 #: Normalised cross-correlation that a crop location must reach.
 MIN_CORRELATION = 0.8
+#: Pixel correlation of a nominated pair on one grid that confirms the same micrograph.
+MIN_PIXEL_CORRELATION = 0.8
+#: Longest side of the common grid of the pixel comparison.
+CONFIRM_SIDE = 128
 PRETRAIN_POOLS = ("unlabeled", "train")
 EVAL_POOLS = ("val", "test")
 
 
 class Leak(NamedTuple):
-    """A pretraining image that is a near-duplicate of an evaluation image (distance in bits)."""
+    """A pretraining image that is a near-duplicate of an evaluation image (hash distance in bits,
+    and the pixel correlation that confirmed it; None where no pixels were compared)."""
 
     pretrain_id: str
     eval_id: str
     distance: int
+    correlation: float | None = None
 
 
 class Fingerprint(NamedTuple):
@@ -149,15 +162,33 @@ def locate_crop(large: np.ndarray, small: np.ndarray) -> tuple[int, int] | None:
     return int(top), int(left)
 
 
-def crop_distance(large: np.ndarray, small: np.ndarray) -> int | None:
-    """Hash distance between ``small`` and the window of ``large`` it was cropped from, if any."""
+def crop_match(large: np.ndarray, small: np.ndarray) -> tuple[int, float] | None:
+    """Hash distance and pixel correlation between ``small`` and the window of ``large`` it was
+    cropped from, if one is found."""
     large_unit, small_unit = to_unit_float(large), to_unit_float(small)
     corner = locate_crop(large_unit, small_unit)
     if corner is None:
         return None
     top, left = corner
     window = large[top : top + small.shape[0], left : left + small.shape[1]]
-    return hamming(perceptual_hash(window), perceptual_hash(small))
+    return hamming(perceptual_hash(window), perceptual_hash(small)), pixel_correlation(window, small)
+
+
+def pixel_correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson correlation of two 2-D images on one grid: both resampled (area average) to the
+    smaller one's shape, its longest side at most :data:`CONFIRM_SIDE`. A flat image correlates 0."""
+    rows, cols = min(a.shape[0], b.shape[0]), min(a.shape[1], b.shape[1])
+    shrink = min(1.0, CONFIRM_SIDE / max(rows, cols))
+    size = (max(1, round(cols * shrink)), max(1, round(rows * shrink)))
+
+    def on_grid(image: np.ndarray) -> np.ndarray:
+        unit = np.ascontiguousarray(to_unit_float(image), dtype=np.float32)
+        return np.asarray(Image.fromarray(unit).resize(size, Image.Resampling.BOX), dtype=np.float64).ravel()
+
+    x, y = on_grid(a), on_grid(b)
+    x, y = x - x.mean(), y - y.mean()
+    norm = math.sqrt(float(x @ x) * float(y @ y))
+    return float(x @ y) / norm if norm > 0 else 0.0
 
 
 def _may_be_crop(a: Fingerprint, b: Fingerprint) -> bool:
@@ -179,8 +210,8 @@ def leaks_from_fingerprints(
     """Near-duplicate pairs between pools from precomputed fingerprints.
 
     ``load(id)`` returns an image without its data bar; it is called only for the few pairs that
-    need the crop search (without it, only whole-image hashes are compared). Ids without a
-    fingerprint (unreadable images) are skipped.
+    need the crop search or the pixel comparison (without it, the hashes alone decide). Ids
+    without a fingerprint (unreadable images) are skipped.
     """
     if not 0 <= max_distance <= HASH_BITS:
         raise HarnessError(f"max_distance must be between 0 and {HASH_BITS} bits, got {max_distance}")
@@ -204,16 +235,22 @@ def leaks_from_fingerprints(
         for j in np.flatnonzero(distances <= max(max_distance, CROP_SCREEN_DISTANCE)):
             eval_id, distance = evaluate[j], int(distances[j])
             theirs = fingerprints[eval_id]
-            if distance > max_distance and load is not None:
-                if _may_be_crop(mine, theirs):
-                    found = crop_distance(pixels(pretrain_id), pixels(eval_id))
-                elif _may_be_crop(theirs, mine):
-                    found = crop_distance(pixels(eval_id), pixels(pretrain_id))
-                else:
-                    found = None
-                distance = min(distance, found) if found is not None else distance
+            correlation: float | None = None
+            if load is not None:
+                found = None
+                if distance > max_distance or mine.shape != theirs.shape:
+                    if _may_be_crop(mine, theirs):
+                        found = crop_match(pixels(pretrain_id), pixels(eval_id))
+                    elif _may_be_crop(theirs, mine):
+                        found = crop_match(pixels(eval_id), pixels(pretrain_id))
+                if found is not None and found[0] <= max(distance, max_distance):
+                    distance, correlation = min(distance, found[0]), found[1]
+                elif distance <= max_distance:  # whole images, rescaled or not: the second opinion
+                    correlation = pixel_correlation(pixels(pretrain_id), pixels(eval_id))
+                if correlation is not None and correlation < MIN_PIXEL_CORRELATION:
+                    continue
             if distance <= max_distance:
-                leaks.append(Leak(pretrain_id, eval_id, distance))
+                leaks.append(Leak(pretrain_id, eval_id, distance, correlation))
         loaded.clear()  # the pretraining image is done; eval images are reloaded rarely
     return sorted(leaks, key=lambda leak: (leak.distance, leak.pretrain_id, leak.eval_id))
 
