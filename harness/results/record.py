@@ -60,7 +60,7 @@ class PretrainInfo(_Frozen):
 
 
 class Selection(_Frozen):
-    criterion: str = "validation matched-instance F1 (higher is better)"
+    criterion: str = "validation matched-instance F1 (higher is better)"  # harness.evaluation.selection
     best_step: int | None
     best_score: float | None
     stopped_early: bool

@@ -192,6 +192,23 @@ def finetune_steps(settings: TrainSettings, store: ImageStore) -> int:
     return int(min(settings.finetune_steps, max(settings.finetune_min_steps, wanted)))
 
 
+def finetune_optimisation(net: SegmentationNet, settings: TrainSettings, steps: int) -> Optimisation:
+    """AdamW over the trainable parameters, the encoder at ``finetune_encoder_lr_factor`` x the
+    decoder's lr (a pretrained encoder's features survive the first updates of a random decoder),
+    with warm-up and cosine decay over ``steps``."""
+    encoder_ids = {id(p) for p in net.encoder.parameters()}
+    trainable = [p for p in net.parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for p in trainable if id(p) in encoder_ids],
+         "lr": settings.finetune_lr * settings.finetune_encoder_lr_factor},
+        {"params": [p for p in trainable if id(p) not in encoder_ids], "lr": settings.finetune_lr},
+    ]
+    optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=settings.finetune_lr,
+                                  weight_decay=settings.finetune_weight_decay)
+    factor = warmup_cosine(steps, settings.warmup_fraction)
+    return Optimisation({"main": optimizer}, [torch.optim.lr_scheduler.LambdaLR(optimizer, factor)])
+
+
 def finetune(
     encoder_state: dict[str, torch.Tensor] | None,
     store: ImageStore,
@@ -216,10 +233,7 @@ def finetune(
         for p in net.encoder.parameters():
             p.requires_grad_(False)
     params = {"main": [p for p in net.parameters() if p.requires_grad]}
-    optimisation = Optimisation.adamw(
-        params, {"lr": settings.finetune_lr, "weight_decay": settings.finetune_weight_decay}, {},
-        steps, settings.warmup_fraction,
-    )
+    optimisation = finetune_optimisation(net, settings, steps)
     # fine-tuning is not distributed: under torchrun every rank trains the same network on the same
     # batches (they do not depend on the rank), so the record rank 0 writes is what a single process
     # would produce from that encoder, and the ranks reach a sweep's next pretraining together

@@ -6,6 +6,8 @@ Methods may override the optimiser fields through their config (see
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from harness.errors import HarnessError
@@ -32,6 +34,10 @@ class TrainSettings(BaseModel):
     finetune_batch: int = Field(gt=0)
     finetune_lr: float = Field(gt=0)
     finetune_weight_decay: float = 1e-4
+    finetune_encoder_lr_factor: float = Field(
+        1.0, gt=0, le=1, description="The encoder's fine-tuning lr as a fraction of finetune_lr (the decoder's).")
+    selection: Literal["f1", "f1-count"] = Field(
+        "f1", description="Validation criterion of the kept step and the thresholds (harness.evaluation.selection).")
     # the working resolution (harness.task.scale): budgets whose particles are larger than this are
     # resampled so that their median particle diameter becomes scale_target_diameter_px
     scale_max_diameter_px: float = Field(48.0, gt=0)
@@ -49,8 +55,10 @@ PROFILE_SETTINGS: dict[str, TrainSettings] = {
     ),
     "quick": TrainSettings(
         crop_size=128, pretrain_steps=300, pretrain_batch=16, pretrain_lr=1e-3,
-        finetune_steps=1500, finetune_epochs=40, finetune_min_steps=300, finetune_batch=8, finetune_lr=1e-3,
-        val_every=100, patience=4,
+        # small budgets run until validation stops improving (up to 1000 steps): a pretrained encoder
+        # keeps gaining long after a random one has fitted its one or ten images (README, "The downstream task")
+        finetune_steps=1500, finetune_epochs=40, finetune_min_steps=1000, finetune_batch=8, finetune_lr=1e-3,
+        val_every=50, patience=6, selection="f1-count",
     ),
     # the source work's scale: 640 px crops, long schedules; for GPU machines
     "paper": TrainSettings(
