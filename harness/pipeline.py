@@ -38,7 +38,7 @@ from harness.results.record import DatasetInfo, MethodInfo, PretrainInfo, RunRec
 from harness.training.batches import ImageStore
 from harness.models import SegmentationNet
 from harness.task import InstanceTask, get_task
-from harness.task.scale import Resolution, budget_resolution, image_median_diameter_px, median_of
+from harness.task.scale import median_diameter_px, working_scale
 from harness.training.loop import StageLog, finetune, pretrain
 from harness.training.runtime import (
     Runtime,
@@ -87,42 +87,27 @@ class Context:
         self.settings: TrainSettings = settings_for(request.profile, backbone=request.backbone)
         self.task: InstanceTask = get_task(self.settings.task)
         self._stores: dict[tuple, ImageStore] = {}
-        self._resolutions: dict[tuple, tuple[Resolution, float | None]] = {}
-        self._diameters: dict[str, float | None] = {}
+        self._scales: dict[tuple, tuple[float, float | None]] = {}
         # provenance of the code that runs, taken before any work (a commit made mid-sweep must not leak in)
         self.git = git_state()
         self._leaks_checked = False
 
-    def store(self, ids: list[str], with_targets: bool, scale: float | dict[str, float] = 1.0) -> ImageStore:
-        key = (tuple(ids), with_targets, tuple(sorted(scale.items())) if isinstance(scale, dict) else scale)
+    def store(self, ids: list[str], with_targets: bool, scale: float = 1.0) -> ImageStore:
+        key = (tuple(ids), with_targets, scale)
         if key not in self._stores:
             task = self.task if with_targets else None
             self._stores[key] = ImageStore(self.dataset, ids, task, self.settings.memory_cache_mb, scale)
         return self._stores[key]
 
-    def resolution(self, budget_ids: list[str]) -> tuple[Resolution, float | None]:
-        """The task's working resolution for this budget, from the budget's own masks only, and
-        the budget's median particle diameter."""
+    def working_scale(self, budget_ids: list[str]) -> tuple[float, float | None]:
+        """The resampling factor of the task for this budget, from the budget's own masks only."""
         key = tuple(budget_ids)
-        if key not in self._resolutions:  # it reads every mask of the budget: once per sweep, not per seed
+        if key not in self._scales:  # it reads every mask of the budget: once per sweep, not per seed
+            diameter = median_diameter_px(self.dataset.load(i).mask for i in budget_ids)
             s = self.settings
-            diameter = median_of(self.diameters(budget_ids).values())
-            self._resolutions[key] = (budget_resolution(diameter, s.scale_max_diameter_px,
-                                                        s.scale_target_diameter_px, per_image=True), diameter)
-        return self._resolutions[key]
-
-    def diameters(self, ids: list[str]) -> dict[str, float | None]:
-        """Each labelled image's median particle diameter in px (None: no particle), read once."""
-        for i in ids:
-            if i not in self._diameters:
-                self._diameters[i] = image_median_diameter_px(self.dataset.load(i).mask)
-        return {i: self._diameters[i] for i in ids}
-
-    def training_scale(self, budget_ids: list[str], resolution: Resolution) -> float | dict[str, float]:
-        """The fine-tuning images' factors: the budget's, or each image's own from its mask."""
-        if not resolution.per_image:
-            return resolution.base
-        return {i: resolution.for_diameter(d) for i, d in self.diameters(budget_ids).items()}
+            self._scales[key] = (working_scale(diameter, s.scale_max_diameter_px, s.scale_target_diameter_px),
+                                 diameter)
+        return self._scales[key]
 
     def check_leakage(self, allow: bool, log, progress: bool = False) -> None:
         if self._leaks_checked:
@@ -248,7 +233,6 @@ class Fitted:
     stage: StageLog
     tuning: Tuning
     pretrain: PretrainInfo
-    resolution: Resolution
     timings_s: dict[str, float]
 
 
@@ -265,13 +249,10 @@ def fit(request: RunRequest, ctx: Context, entry: MethodEntry, method: SSLMethod
     if not val_ids:
         raise HarnessError("the validation pool is empty: model selection needs validation images")
 
-    resolution, diameter = ctx.resolution(budget_ids)
-    if resolution.base != 1.0:
-        log(f"working resolution: the budget's median particle diameter is {diameter:.1f} px, so "
-            + ("each image is resampled by its own factor (from its mask, or for images without one, from the "
-               "network's first look; see harness.task.scale)" if resolution.per_image
-               else f"every image is resampled by {resolution.base:g} (see harness.task.scale)"))
-    scale = resolution
+    scale, diameter = ctx.working_scale(budget_ids)
+    if scale != 1.0:
+        log(f"working resolution: the budget's median particle diameter is {diameter:.1f} px, so every image is "
+            f"resampled by {scale:g} (see harness.task.scale)")
 
     def validate(net) -> float:
         # model selection on validation images, by the settings' criterion (harness.evaluation.selection)
@@ -279,16 +260,15 @@ def fit(request: RunRequest, ctx: Context, entry: MethodEntry, method: SSLMethod
                                 progress=False)
         return selection_score(scores, ctx.settings.selection)
 
-    train_store = ctx.store(budget_ids, with_targets=True, scale=ctx.training_scale(budget_ids, resolution))
-    net, stage = finetune(encoder_state, train_store, validate,
+    net, stage = finetune(encoder_state, ctx.store(budget_ids, with_targets=True, scale=scale), validate,
                           ctx.settings, ctx.runtime, request.seed, request.protocol, request.progress)
     finetune_s = time.perf_counter() - start
     start = time.perf_counter()
-    tuning = tune_postprocessing(net, ctx.dataset, val_ids, ctx.runtime, ctx.task, resolution, diameter,
+    tuning = tune_postprocessing(net, ctx.dataset, val_ids, ctx.runtime, ctx.task, scale, diameter,
                                  ctx.settings.selection)
     log(f"post-processing tuned on validation: {tuning.params} ({ctx.settings.selection} {tuning.score:.3f}, "
         f"defaults {tuning.default_score:.3f})")
-    return Fitted(net=net, stage=stage, tuning=tuning, pretrain=pretrain_info, resolution=resolution,
+    return Fitted(net=net, stage=stage, tuning=tuning, pretrain=pretrain_info,
                   timings_s={"pretrain": round(pretrain_s, 3), "finetune": round(finetune_s, 3),
                              "tune": round(time.perf_counter() - start, 3)})
 
@@ -318,7 +298,7 @@ def run_one(request: RunRequest, ctx: Context | None = None, log=print) -> RunRe
         fitted = fit(request, ctx, entry, method, log)
         start = time.perf_counter()
         per_image, scales = score_split(fitted.net, ctx.dataset, ctx.manifest.pools["test"], ctx.runtime,
-                                        ctx.task, fitted.tuning.params, fitted.resolution, desc="test",
+                                        ctx.task, fitted.tuning.params, fitted.tuning.working_scale, desc="test",
                                         progress=request.progress)
     report = aggregate(per_image, scales, seed=request.split_seed)
     evaluate_s = time.perf_counter() - start

@@ -3,7 +3,6 @@ and the test."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -17,55 +16,15 @@ from harness.data.sample import Sample
 from harness.metrics import ImageScores, score_image
 from harness.models import SegmentationNet
 from harness.task import InstanceTask
-from harness.task.scale import Resolution, image_median_diameter_px, resample_image, restore_labels
+from harness.task.scale import resample_image, restore_labels
 from harness.training.runtime import Runtime
-
-
-Scale = float | Resolution  # one factor, or a run's resolution that may pick a factor per image
-FIT_RATIO = 1.5  # found particles within this ratio of the target diameter fit the network's view
 
 
 @torch.no_grad()
 def predict_maps(net: SegmentationNet, sample: Sample, runtime: Runtime, task: InstanceTask,
-                 scale: Scale = 1.0) -> np.ndarray:
+                 scale: float = 1.0) -> np.ndarray:
     """The task's output maps for the image rows above the data bar, at the working resolution
-    (:mod:`harness.task.scale`): (C, rows x s, W x s) for the image's factor s."""
-    if isinstance(scale, Resolution):
-        scale = image_scale(net, sample, runtime, task, scale)
-    return _maps_at(net, sample, runtime, task, scale)
-
-
-def image_scale(net: SegmentationNet, sample: Sample, runtime: Runtime, task: InstanceTask,
-                resolution: Resolution) -> float:
-    """The factor for ``sample``: the budget's or, with per-image resolution, the network's own view.
-
-    The network has learnt particles of about the target diameter. It looks at the image at each
-    factor of the ladder (default thresholds); the factor at which the particles it finds come
-    closest to that diameter (ratio within 1.5x counts as a fit, the coarsest fitting factor wins,
-    because a particle seen too large comes back in target-sized fragments) tells the image's
-    particle size, and so its factor. No particle at any factor: the budget's factor."""
-    if not resolution.per_image:
-        return resolution.base
-    found: list[tuple[float, float]] = []  # (factor, median diameter in native px)
-    for factor in sorted(set(resolution.ladder()), reverse=True):
-        labels = task.to_instances(_maps_at(net, sample, runtime, task, factor), None)
-        diameter = image_median_diameter_px(labels)
-        if diameter is not None:
-            found.append((factor, diameter / factor))
-    if not found:
-        return resolution.base
-    target = resolution.target_diameter_px
-
-    def misfit(item: tuple[float, float]) -> float:
-        return abs(math.log(item[1] * item[0] / target))
-
-    fitting = [item for item in found if misfit(item) <= math.log(FIT_RATIO)]
-    chosen = min(fitting, key=lambda item: item[0]) if fitting else min(found, key=misfit)
-    return resolution.for_diameter(chosen[1])
-
-
-@torch.no_grad()
-def _maps_at(net: SegmentationNet, sample: Sample, runtime: Runtime, task: InstanceTask, scale: float) -> np.ndarray:
+    ``scale`` (:mod:`harness.task.scale`): (C, rows x scale, W x scale)."""
     rows = sample.valid_rows
     image = resample_image(to_unit_float(sample.image, sample.databar_rows)[:rows], scale)
     batch = runtime.batch(torch.from_numpy(np.ascontiguousarray(image))[None, None])
@@ -85,7 +44,7 @@ def labels_from_maps(maps: np.ndarray, sample: Sample, task: InstanceTask,
 
 
 def predict_instances(net: SegmentationNet, sample: Sample, runtime: Runtime, task: InstanceTask,
-                      params: Mapping[str, Any] | None = None, scale: Scale = 1.0) -> np.ndarray:
+                      params: Mapping[str, Any] | None = None, scale: float = 1.0) -> np.ndarray:
     """Instance labels for the whole image (the data bar rows stay 0)."""
     return labels_from_maps(predict_maps(net, sample, runtime, task, scale), sample, task, params)
 
@@ -97,7 +56,7 @@ def score_split(
     runtime: Runtime,
     task: InstanceTask,
     params: Mapping[str, Any] | None = None,
-    scale: Scale = 1.0,
+    scale: float = 1.0,
     desc: str = "evaluate",
     progress: bool = True,
 ) -> tuple[list[ImageScores], list[str]]:

@@ -13,12 +13,11 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from harness.data.base import Dataset
-from harness.evaluation.predict import Scale, labels_from_maps, predict_maps
+from harness.evaluation.predict import labels_from_maps, predict_maps
 from harness.evaluation.selection import CRITERIA, selection_score
 from harness.metrics import score_image
 from harness.models import SegmentationNet
 from harness.task import InstanceTask
-from harness.task.scale import Resolution
 from harness.training.runtime import Runtime
 
 
@@ -36,16 +35,13 @@ class Tuning(BaseModel):
     # the working resolution (harness.task.scale): the factor and the budget's median diameter it came from
     working_scale: float = 1.0
     budget_median_diameter_px: float | None = None
-    # True: each image had its own factor (harness.task.scale.Resolution); working_scale is the budget's
-    per_image_scale: bool = False
 
 
 def tune_postprocessing(net: SegmentationNet, dataset: Dataset, ids: list[str], runtime: Runtime,
-                        task: InstanceTask, scale: Scale = 1.0, diameter_px: float | None = None,
+                        task: InstanceTask, scale: float = 1.0, diameter_px: float | None = None,
                         criterion: str = "f1") -> Tuning:
     """Pick the task's post-processing parameters on the images ``ids`` (the validation split)."""
     net.eval()
-    resolution = scale if isinstance(scale, Resolution) else Resolution(base=scale)
     samples = [dataset.load(i) for i in ids]
     maps = [predict_maps(net, s, runtime, task, scale) for s in samples]
     candidates = task.candidates()
@@ -59,5 +55,4 @@ def tune_postprocessing(net: SegmentationNet, dataset: Dataset, ids: list[str], 
     stated = Tuning.model_fields["criterion"].default if criterion == "f1" else CRITERIA[criterion]
     return Tuning(task=task.version, params=dict(candidates[best]), criterion=stated,
                   score=results[best], default_score=results[0],
-                  candidates=len(candidates), working_scale=resolution.base, per_image_scale=resolution.per_image,
-                  budget_median_diameter_px=diameter_px)
+                  candidates=len(candidates), working_scale=scale, budget_median_diameter_px=diameter_px)

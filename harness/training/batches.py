@@ -24,14 +24,13 @@ class ImageStore:
     """Model-ready images (float32 in [0, 1], data bar cut off) and, given a task, its training targets."""
 
     def __init__(self, dataset: Dataset, ids: list[str], task: InstanceTask | None = None, memory_mb: int = 2048,
-                 scale: float | dict[str, float] = 1.0):
+                 scale: float = 1.0):
         if not ids:
             raise ValueError("an image store needs at least one image")
         self.dataset = dataset
         self.ids = list(ids)
         self.task = task
-        # the working resolution (harness.task.scale), one factor or one per image; 1 = native pixels
-        self.scale = scale
+        self.scale = scale  # the working resolution (harness.task.scale); 1 = native pixels
         self.with_targets = task is not None
         self._budget = memory_mb * 2**20
         self._used = 0
@@ -48,15 +47,14 @@ class ImageStore:
         rows = sample.valid_rows
         image = to_unit_float(sample.image, sample.databar_rows)[:rows]
         target = None
-        scale = self.scale.get(sample_id, 1.0) if isinstance(self.scale, dict) else self.scale
         if self.with_targets:
             if sample.mask is None:
                 raise ValueError(f"sample {sample_id} has no mask but is used for fine-tuning")
-            if scale == 1.0:
+            if self.scale == 1.0:
                 target = self.task.targets(sample.mask, sample.databar_rows)[:rows]
             else:  # targets are made at the working resolution, from resampled instance ids
-                target = self.task.targets(resample_labels(np.asarray(sample.mask)[:rows], scale), 0)
-        image = resample_image(image, scale)
+                target = self.task.targets(resample_labels(np.asarray(sample.mask)[:rows], self.scale), 0)
+        image = resample_image(image, self.scale)
         item = (image, target)
         size = image.nbytes + (target.nbytes if target is not None else 0)
         if size <= self._budget:
