@@ -10,8 +10,9 @@ How a folder becomes samples:
 - **Pools.** Images without a mask form the unlabeled pretraining pool; labeled images are
   split 60 / 20 / 20 into train / val / test by the split manifest, unless ``split`` fixes them.
 - **Pixel size.** ``metadata.csv`` first, then the file's own tags (:mod:`~harness.data.tiffmeta`:
-  Zeiss ``CZ_SEM``, FEI ``FEI_HELIOS``/``FEI_SFEG``, TIFF resolution); without any, sizes are in
-  pixels and the length-scale bin is ``unknown``. The source is kept on every sample.
+  Zeiss ``CZ_SEM``, FEI ``FEI_HELIOS``/``FEI_SFEG``, TIFF resolution), then what the image prints
+  (:mod:`~harness.data.scalebar`: a data bar's field width, a labelled scale bar); without any,
+  sizes are in pixels and the length-scale bin is ``unknown``. The source is kept on every sample.
 - **Grey values.** Pixels are kept as stored (uint8, uint16 or float32; other integer types
   become float32). RGB and palette images become grayscale one way: when the three channels
   are equal, that channel; otherwise the ITU-R BT.601 luma ``0.299 R + 0.587 G + 0.114 B``,
@@ -55,7 +56,8 @@ from harness.data.io import IMAGE_SUFFIXES, METADATA_FILE
 from harness.data.sample import MODALITIES, Sample
 from harness.data.scales import SCALE_NAMES, UNKNOWN_SCALE, length_scale_of
 from harness.data.splits import POOLS
-from harness.data.tiffmeta import PixelSize, pixel_size_from_tiff, vendor_of
+from harness.data import scalebar
+from harness.data.tiffmeta import PLAUSIBLE_NM, UNKNOWN, PixelSize, pixel_size_from_tiff, vendor_of
 from harness.errors import HarnessError
 
 IMAGES_DIR = "images"
@@ -612,6 +614,10 @@ def _record(
         problems.append(
             Problem(file=rel, reason=f"data bar of {bar} rows ({bar_source}) leaves none of its {header.shape[0]} rows")
         )
+    elif header is not None and size.nm is None:  # no number anywhere: read the one printed on the image
+        size, found = _printed_pixel_size(path, rel, bar)
+        problems += found
+        scale = length_scale_of(size.nm) if size.nm is not None else scale
     return ImageRecord(
         id=stem,
         image=rel,
@@ -629,6 +635,36 @@ def _record(
         magnification=meta.magnification if meta else None,
         problems=tuple(problems),
     )
+
+
+def _printed_pixel_size(path: Path, rel: str, databar_rows: int | None) -> tuple[PixelSize, list[Problem]]:
+    """The pixel size printed on the image (:mod:`~harness.data.scalebar`), cached by file content:
+    reading it decodes the image and runs an OCR, so each file is read once per content."""
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:32]
+    memo = cache_root() / "printed-pixel-sizes" / f"{digest}-{databar_rows}-{scalebar.READER_VERSION}.json"
+    reading = None
+    if memo.is_file():
+        try:
+            reading = scalebar.Reading(**json.loads(memo.read_text()))
+        except (ValueError, TypeError):  # a damaged memo is read again
+            reading = None
+    if reading is None:
+        try:
+            image = read_gray(path)
+            rows, _ = resolve_databar(image, None, databar_rows)
+            reading = scalebar.read_pixel_size(image, rows)
+        except HarnessError as err:
+            return UNKNOWN, [Problem(file=rel, reason=f"pixel size not read from the image: {_reason(err)}",
+                                     severity="warning")]
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        tmp = memo.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"nm": reading.nm, "source": reading.source, "note": reading.note}))
+        tmp.replace(memo)
+    if reading.nm is not None and PLAUSIBLE_NM[0] <= reading.nm <= PLAUSIBLE_NM[1]:
+        return PixelSize(nm=reading.nm, source=reading.source or "unknown"), []
+    if reading.note.startswith("no scale bar") or reading.nm is not None:
+        return UNKNOWN, []
+    return UNKNOWN, [Problem(file=rel, reason=f"no pixel size: {reading.note}; sizes stay in px", severity="warning")]
 
 
 # ----------------------------------------------------------------------------------------- load

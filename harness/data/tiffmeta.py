@@ -26,7 +26,8 @@ from pydantic import BaseModel, ConfigDict
 
 from harness.errors import HarnessError
 
-PIXEL_SIZE_SOURCES = ("metadata.csv", "CZ_SEM", "FEI_HELIOS", "FEI_SFEG", "tiff-resolution", "unknown")
+PIXEL_SIZE_SOURCES = ("metadata.csv", "CZ_SEM", "FEI_HELIOS", "FEI_SFEG", "tiff-resolution", "data-bar text",
+                      "scale bar", "unknown")  # data-bar text and scale bar: harness.data.scalebar
 VENDOR_TAGS = {"CZ_SEM": 34118, "FEI_HELIOS": 34682, "FEI_SFEG": 34680}
 
 #: Sizes outside this range (nm per pixel) are not believed: 1 pm to 100 um per pixel.
