@@ -25,7 +25,8 @@ from harness import __version__
 from harness.data.base import Dataset, stable_hash
 from harness.data.cache import cache_root
 from harness.data.registry import open_dataset
-from harness.data.splits import Budget, SplitManifest, make_manifest
+from harness.data.io import write_text_atomic
+from harness.data.splits import MAX_SEED, Budget, SplitManifest, make_manifest
 from harness.errors import HarnessError
 from harness.evaluation.predict import score_predictions, score_split
 from harness.evaluation.selection import CRITERIA, selection_score
@@ -34,7 +35,16 @@ from harness.methods.base import SSLMethod
 from harness.methods.registry import MethodEntry, get_method
 from harness.metrics import HEADLINE_METRIC, aggregate
 from harness.results.provenance import git_state, hardware, library_versions
-from harness.results.record import DatasetInfo, MethodInfo, PretrainInfo, RunRecord, Seeds, Selection
+from harness.results.record import (
+    PER_IMAGE_FILE,
+    RECORD_FILE,
+    DatasetInfo,
+    MethodInfo,
+    PretrainInfo,
+    RunRecord,
+    Seeds,
+    Selection,
+)
 from harness.training.batches import ImageStore
 from harness.models import SegmentationNet
 from harness.task import InstanceTask, get_task
@@ -62,9 +72,9 @@ class RunRequest(BaseModel):
     budget: str
     dataset: str = "synthetic-sem"
     backbone: str | None = None
-    seed: int = Field(0, description="Training seed (pretraining and fine-tuning).")
-    split_seed: int = 0
-    data_seed: int = 0
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="Training seed (pretraining and fine-tuning).")
+    split_seed: int = Field(0, ge=0, le=MAX_SEED)
+    data_seed: int = Field(0, ge=0, le=MAX_SEED)
     profile: Literal["smoke", "quick", "paper"] = "quick"
     protocol: Literal["finetune", "frozen"] = "finetune"
     device: str = "auto"
@@ -73,6 +83,7 @@ class RunRequest(BaseModel):
     connectivity: Literal[4, 8] = 8
     crop_bottom: int | None = Field(None, ge=0)
     out: Path | None = None
+    overwrite: bool = Field(False, description="Replace a record already in `out` (else refused).")
     progress: bool = True
 
 
@@ -283,6 +294,9 @@ def score_reference(method: SSLMethod, ctx: Context, progress: bool) -> tuple[li
 def run_one(request: RunRequest, ctx: Context | None = None, log=print) -> RunRecord:
     """Run one grid cell and write its record; returns the record."""
     log = on_main_process(log)
+    if request.out is not None and (request.out / RECORD_FILE).exists() and not request.overwrite:
+        raise HarnessError(f"{request.out} already holds a run record ({RECORD_FILE}); choose another --out, "
+                           "or remove it to run again")
     budget = Budget.parse(request.budget)
     entry = get_method(request.method)
     method = entry.cls(request.method_config)
@@ -307,7 +321,7 @@ def run_one(request: RunRequest, ctx: Context | None = None, log=print) -> RunRe
     config = method.config.model_dump(mode="json")
     identity = ctx.dataset.identity
     created = _now()
-    run_id = stable_hash({"request": request.model_dump(mode="json", exclude={"out", "progress"}),
+    run_id = stable_hash({"request": request.model_dump(mode="json", exclude={"out", "progress", "overwrite"}),
                           "created": created}, length=12)
     record = RunRecord(
         run_id=run_id,
@@ -341,11 +355,10 @@ def run_one(request: RunRequest, ctx: Context | None = None, log=print) -> RunRe
         command=shlex.join(["harness", *sys.argv[1:]]) if sys.argv and "harness" in sys.argv[0] else "",
     )
     out = request.out or default_run_dir(record)
-    if is_main_process():
+    if is_main_process():  # per-image scores first: a record.json is never left without its per_image.json
+        write_text_atomic(out / PER_IMAGE_FILE, json.dumps([s.model_dump(mode="json") for s in per_image],
+                                                           indent=1) + "\n")
         record.write(out)
-        (out / "per_image.json").write_text(
-            json.dumps([s.model_dump(mode="json") for s in per_image], indent=1) + "\n"
-        )
     head = record.headline
     log(f"test headline: {HEADLINE_METRIC} = {_num(head['value'])} {_ci(head['ci95'])}, "
         f"{head['companion_metric']} = {_num(head['companion_value'])} {_ci(head['companion_ci95'])} "

@@ -9,7 +9,7 @@ from tabulate import tabulate
 
 from harness.cli.data_check import check_command
 from harness.data.registry import dataset_names, open_dataset
-from harness.data.splits import DEFAULT_SPLIT_SEED, POOLS, Budget, make_manifest
+from harness.data.splits import DEFAULT_SPLIT_SEED, MAX_SEED, POOLS, Budget, make_manifest
 from harness.profiles import DEFAULT_PROFILE, PROFILES
 
 profile_option = click.option(
@@ -19,16 +19,17 @@ profile_option = click.option(
     show_default=True,
     help="Size of embedded datasets: smoke (tests), quick (CPU minutes), paper (source-work scale).",
 )
+SEED = click.IntRange(0, MAX_SEED)  # every seed: numpy and torch take 0 .. 2**32 - 1
 data_seed_option = click.option(
     "--data-seed",
-    type=int,
+    type=SEED,
     default=0,
     show_default=True,
     help="Generation seed of embedded datasets (not the split seed, not the training seed).",
 )
 split_seed_option = click.option(
     "--split-seed",
-    type=int,
+    type=SEED,
     default=DEFAULT_SPLIT_SEED,
     show_default=True,
     help="Seed that assigns images to pools; independent of training seeds.",

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import click
 
+from harness.data.io import write_text_atomic
 from harness.data.leakage import DEFAULT_MAX_DISTANCE
-from harness.data.splits import DEFAULT_SPLIT_SEED
+from harness.data.splits import DEFAULT_SPLIT_SEED, MAX_SEED
 from harness.errors import HarnessError
 
 EXIT_UNUSABLE = 1  # exit 2 stays reserved for bad command-line input
@@ -36,7 +37,7 @@ def _inside(path: Path, folder: Path) -> bool:
 )
 @click.option(
     "--split-seed",
-    type=int,
+    type=click.IntRange(0, MAX_SEED),
     default=DEFAULT_SPLIT_SEED,
     show_default=True,
     help="Split seed of the manifest whose pools are reported and checked for leaks.",
@@ -83,8 +84,7 @@ def check_command(
     )
     click.echo(report.to_text())
     if json_out is not None:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(report.model_dump_json(indent=2) + "\n")
+        write_text_atomic(json_out, report.model_dump_json(indent=2) + "\n")
         click.echo(f"wrote {json_out}")
     if not report.usable:
         raise SystemExit(EXIT_UNUSABLE)

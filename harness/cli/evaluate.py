@@ -7,6 +7,9 @@ from pathlib import Path
 
 import click
 
+from harness.data.io import write_text_atomic
+from harness.data.splits import MAX_SEED
+from harness.errors import HarnessError
 from harness.metrics.masks import CONNECTIVITIES, MASK_TYPES
 from harness.metrics.match import DEFAULT_IOU_THRESHOLD
 
@@ -28,7 +31,8 @@ from harness.metrics.match import DEFAULT_IOU_THRESHOLD
               help="auto: masks holding only 0/1 or 0/255 are binary and split by connected components.")
 @click.option("--iou-threshold", type=click.FloatRange(0, 1, min_open=True), default=DEFAULT_IOU_THRESHOLD,
               show_default=True, help="IoU at which a predicted particle matches a true one.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap confidence intervals.")
+@click.option("--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True,
+              help="Seed of the bootstrap confidence intervals.")
 @click.option("--json", "json_out", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Write every per-image and aggregate number to this JSON file.")
 def evaluate(pred_dir: Path, truth_dir: Path, metadata: Path | None, pixel_size_nm: float | None, units: str,
@@ -38,6 +42,11 @@ def evaluate(pred_dir: Path, truth_dir: Path, metadata: Path | None, pixel_size_
     Example: harness evaluate --pred runs/pred --truth data/test --json scores.json
     """
     from harness.metrics.folders import evaluate_folders
+
+    for folder, name in ((pred_dir, "--pred"), (truth_dir, "--truth")):
+        if json_out is not None and json_out.resolve().is_relative_to(folder.resolve()):
+            raise HarnessError(f"--json {json_out}: inside the {name} folder {folder}; write the scores elsewhere "
+                               "(they would overwrite or sit among the masks)")
 
     result = evaluate_folders(
         pred_dir,
@@ -56,8 +65,7 @@ def evaluate(pred_dir: Path, truth_dir: Path, metadata: Path | None, pixel_size_
                + (f"; pixel sizes from {result.metadata}" if result.metadata else ""))
     click.echo(result.report.table())
     if json_out is not None:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(result.model_dump(mode="json"), indent=1) + "\n")
+        write_text_atomic(json_out, json.dumps(result.model_dump(mode="json"), indent=1) + "\n")
         click.echo(f"wrote {json_out}")
 
 

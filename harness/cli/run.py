@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 from tabulate import tabulate
 
-from harness.cli.data import data_seed_option, profile_option, split_seed_option
+from harness.cli.data import SEED, data_seed_option, profile_option, split_seed_option
 from harness.errors import HarnessError
 from harness.plugins.hookspecs import HOOKSPEC_VERSION
 from harness.plugins.manager import DISABLE_ENV, plugin_state
@@ -92,7 +92,7 @@ def common_run_options(func):
 @click.command("run")
 @click.option("--method", required=True, help="SSL method (see `harness methods`); `none` = no pretraining.")
 @click.option("--budget", required=True, help="Label budget: 1%, 10%, 100% or an image count like 8.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Training seed.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Training seed.")
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Run folder for record.json (default: runs/DATASET/...).")
 @common_run_options
@@ -134,13 +134,18 @@ def _split_list(text: str, what: str) -> list[str]:
 @click.option("--seeds", default="0,1", show_default=True, help="Comma-separated training seeds.")
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=Path("runs"), show_default=True,
               help="Folder for the run folders and failures.")
+@click.option("--force", is_flag=True, help="Run cells again that already have a record in OUT (replacing it).")
 @common_run_options
-def sweep(method_list, budgets, seeds, out, dataset, backbone, profile, data_seed, split_seed, protocol, device,
-          config_items, allow_leakage, connectivity, crop_bottom, quiet) -> None:
+def sweep(method_list, budgets, seeds, out, force, dataset, backbone, profile, data_seed, split_seed, protocol,
+          device, config_items, allow_leakage, connectivity, crop_bottom, quiet) -> None:
     """Run the grid methods x budgets x seeds, reusing each pretraining for every budget.
 
-    A failing cell is recorded in OUT/failures/ and the sweep goes on.
+    A cell whose folder in OUT already holds a readable record is skipped (so a stopped sweep
+    resumes where it was, and failed cells run again); --force runs it anew. A failing cell is
+    recorded in OUT/failures/ and the sweep goes on.
     """
+    from harness.data.splits import MAX_SEED
+    from harness.results.record import RECORD_FILE, read_record
     from harness.data.splits import Budget
     from harness.pipeline import Context, RunRequest, run_one
     from harness.training.runtime import on_main_process
@@ -153,6 +158,8 @@ def sweep(method_list, budgets, seeds, out, dataset, backbone, profile, data_see
         seeds_ = [int(s) for s in _split_list(seeds, "seeds")]
     except ValueError:
         raise HarnessError(f"--seeds {seeds!r} must be comma-separated integers") from None
+    if any(not 0 <= s <= MAX_SEED for s in seeds_):
+        raise HarnessError(f"--seeds {seeds!r}: every seed must lie in 0..{MAX_SEED}")
     config = _parse_config(config_items)
     say = on_main_process(click.echo)
     ctx = None
@@ -166,9 +173,20 @@ def sweep(method_list, budgets, seeds, out, dataset, backbone, profile, data_see
                                      allow_leakage=allow_leakage, connectivity=int(connectivity),
                                      crop_bottom=crop_bottom, progress=not quiet)
                 say(f"== {method_name} budget {budget} seed {seed}")
+                cell = _cell_dir(out, request)
+                if (cell / RECORD_FILE).is_file() and not force:
+                    try:
+                        record = read_record(cell / RECORD_FILE)
+                    except (ValueError, OSError) as err:
+                        say(f"   {cell / RECORD_FILE} cannot be read ({type(err).__name__}); running the cell again")
+                    else:
+                        say(f"   skipping: {cell} already holds its record (--force runs it again)")
+                        rows.append({"method": method_name, "budget": budget, "seed": seed, "status": "done before",
+                                     **{k: v for k, v in record.headline.items() if isinstance(v, (int, float))}})
+                        continue
                 try:
                     ctx = ctx or Context(request)
-                    record = run_one(request.model_copy(update={"out": _cell_dir(out, request)}), ctx, say)
+                    record = run_one(request.model_copy(update={"out": cell, "overwrite": True}), ctx, say)
                     rows.append({"method": method_name, "budget": budget, "seed": seed, "status": "ok",
                                  **{k: v for k, v in record.headline.items() if isinstance(v, (int, float))}})
                 except Exception as err:  # noqa: BLE001 - one failing cell must not stop the grid
@@ -178,7 +196,7 @@ def sweep(method_list, budgets, seeds, out, dataset, backbone, profile, data_see
                                  "status": f"failed: {type(err).__name__}"})
     say("")
     say(tabulate(rows, headers="keys", floatfmt=".4f"))
-    if any(r["status"] != "ok" for r in rows):
+    if any(r["status"] not in ("ok", "done before") for r in rows):
         raise SystemExit(1)
 
 

@@ -13,6 +13,8 @@ Pixels are read with tifffile (TIFF) and Pillow (everything else); torchvision.i
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +25,22 @@ from harness.errors import HarnessError
 
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png")
 METADATA_FILE = "metadata.csv"
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Write ``text`` to ``path`` through a temporary file unique to this process in the same folder,
+    renamed over it at the end: a reader sees the old file or the new one, never half of one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
 
 
 def read_array(path: str | Path) -> np.ndarray:

@@ -21,6 +21,8 @@ from harness.errors import HarnessError
 
 POOLS = ("unlabeled", "train", "val", "test")
 DEFAULT_SPLIT_SEED = 0
+#: Every seed (data, split, training) lies in [0, MAX_SEED]: what numpy and torch both take.
+MAX_SEED = 2**32 - 1
 
 
 class SplitManifest(BaseModel):

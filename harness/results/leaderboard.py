@@ -29,7 +29,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from harness.errors import HarnessError
-from harness.results.record import RECORD_FILE, SCHEMA_VERSION, RunRecord, migrate
+from harness.results.record import PER_IMAGE_FILE, RECORD_FILE, SCHEMA_VERSION, RunRecord, migrate
 
 try:  # advisory locks exist on POSIX; elsewhere the hard-link step alone still prevents overwrites
     import fcntl
@@ -39,7 +39,6 @@ except ImportError:  # pragma: no cover - Windows
 ROOT_ENV = "HARNESS_LEADERBOARD_DIR"
 RECORDS_DIR = "records"
 RELEASES_DIR = "releases"
-PER_IMAGE_FILE = "per_image.json"
 PER_IMAGE_SUFFIX = ".per_image.json"
 LOCK_FILE = ".lock"
 RELEASE_NAME = re.compile(r"^v[0-9]+$")

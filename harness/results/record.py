@@ -12,8 +12,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from harness.data.io import write_text_atomic
+
 SCHEMA_VERSION = 1
 RECORD_FILE = "record.json"
+PER_IMAGE_FILE = "per_image.json"  # the per-image scores beside it, written before it
 
 
 class _Frozen(BaseModel):
@@ -95,12 +98,8 @@ class RunRecord(_Frozen):
     command: str = Field("", description="The command line that produced this record.")
 
     def write(self, directory: Path) -> Path:
-        directory.mkdir(parents=True, exist_ok=True)
-        path = directory / RECORD_FILE
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.model_dump(mode="json"), indent=2, sort_keys=True) + "\n")
-        tmp.replace(path)
-        return path
+        return write_text_atomic(directory / RECORD_FILE,
+                                 json.dumps(self.model_dump(mode="json"), indent=2, sort_keys=True) + "\n")
 
 
 def migrate(data: dict[str, Any]) -> dict[str, Any]:

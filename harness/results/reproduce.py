@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from harness.errors import HarnessError
-from harness.results.record import RunRecord
+from harness.results.record import PER_IMAGE_FILE, RunRecord
 
 Log = Callable[[str], None]
 
@@ -257,7 +257,7 @@ def reproduce(record: RunRecord, per_image: list | None = None, *, dataset: str 
             f"{record.protocol}, {record.backbone}, on {request.device}"
             + ("" if fresh else " (cached datasets/encoders with the same key are reused; --fresh rebuilds them)"))
         new = run_one(request, ctx, log=lambda _msg: None)
-        side = run_dir / "per_image.json"
+        side = run_dir / PER_IMAGE_FILE
         per_image_now = json.loads(side.read_text()) if side.is_file() else None
         compared, diffs = compare_records(record, new, per_image, per_image_now)
     if new.pretrain.reused_cache:

@@ -152,7 +152,8 @@ def pretrain(
         losses = out if isinstance(out, dict) else {"main": out}
         total = sum(float(v.detach()) for v in losses.values())
         if not math.isfinite(total):
-            raise FloatingPointError(f"{method.name}: loss became {total} at pretraining step {step}")
+            raise HarnessError(f"{method.name}: the pretraining loss became {total} at step {step}; training "
+                               "diverged (is a learning rate in --config too high?)")
         optimisation.step(losses, groups)
         module.after_optimizer_step(step, steps)
         log.losses.append(total)
@@ -252,7 +253,7 @@ def finetune(
         loss = task.loss(logits.float(), targets.to(runtime.device))
         value = float(loss.detach())
         if not math.isfinite(value):
-            raise FloatingPointError(f"fine-tuning loss became {value} at step {step}")
+            raise HarnessError(f"the fine-tuning loss became {value} at step {step}; training diverged")
         optimisation.step({"main": loss}, params)
         log.losses.append(value)
         last = step + 1 == steps

@@ -1,0 +1,86 @@
+"""Nothing is lost: no command writes over its inputs or a finished record, writes are atomic, and
+bad seeds or a diverging run end in one line, not a traceback (issue: nothing lost, items 1, 2, 5)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from harness.cli import main
+from harness.data.io import write_text_atomic
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(main, list(args))
+
+
+def test_evaluate_refuses_to_write_its_scores_among_its_inputs(tmp_path):
+    for side in ("pred", "truth"):
+        (tmp_path / side).mkdir()
+        Image.fromarray(np.array([[0, 1], [1, 1]], dtype=np.uint8)).save(tmp_path / side / "a.png")
+    mask = tmp_path / "truth" / "a.png"
+    before = mask.read_bytes()
+    result = invoke("evaluate", "--pred", str(tmp_path / "pred"), "--truth", str(tmp_path / "truth"),
+                    "--json", str(mask))
+    assert result.exit_code == 2 and "inside the --truth folder" in result.output
+    assert mask.read_bytes() == before
+    ok = invoke("evaluate", "--pred", str(tmp_path / "pred"), "--truth", str(tmp_path / "truth"),
+                "--json", str(tmp_path / "scores.json"))
+    assert ok.exit_code == 0, ok.output
+    assert json.loads((tmp_path / "scores.json").read_text())["images"]
+
+
+def test_atomic_writes_leave_no_temporary_files(tmp_path):
+    path = write_text_atomic(tmp_path / "deep" / "x.json", "{}\n")
+    write_text_atomic(path, "[]\n")
+    assert path.read_text() == "[]\n" and [p.name for p in path.parent.iterdir()] == ["x.json"]
+
+
+@pytest.mark.parametrize("args", [
+    ["run", "--method", "none", "--budget", "10%", "--seed", "-1"],
+    ["run", "--method", "none", "--budget", "10%", "--seed", str(2**64)],
+    ["run", "--method", "none", "--budget", "10%", "--data-seed", "-1"],
+    ["run", "--method", "none", "--budget", "10%", "--split-seed", "-3"],
+    ["sweep", "--methods", "none", "--seeds", "0,-1"],
+    ["data", "check", ".", "--split-seed", "-1"],
+])
+def test_bad_seeds_are_refused_in_one_line(args):
+    result = invoke(*args, "--profile", "smoke") if args[0] != "data" else invoke(*args)
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and ("seed" in result.output.lower())
+
+
+def test_a_run_never_replaces_a_finished_record(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "record.json").write_text('{"kept": true}\n')
+    result = invoke("run", "--method", "none", "--budget", "10%", "--profile", "smoke", "--quiet", "--out", str(out))
+    assert result.exit_code == 2 and "already holds a run record" in result.output
+    assert json.loads((out / "record.json").read_text()) == {"kept": True}
+
+
+def test_a_sweep_skips_finished_cells_and_force_runs_them_again(tmp_path):
+    args = ["sweep", "--methods", "none", "--budgets", "10%", "--seeds", "0", "--profile", "smoke", "--quiet",
+            "--out", str(tmp_path)]
+    first = invoke(*args)
+    assert first.exit_code == 0, first.output
+    (record,) = tmp_path.glob("*/*/record.json")
+    made = json.loads(record.read_text())["run_id"]
+    again = invoke(*args)
+    assert again.exit_code == 0 and "skipping" in again.output
+    assert json.loads(record.read_text())["run_id"] == made
+    forced = invoke(*args, "--force")
+    assert forced.exit_code == 0 and "skipping" not in forced.output
+    assert json.loads(record.read_text())["run_id"] != made
+    assert (record.parent / "per_image.json").is_file()
+
+
+def test_a_diverging_run_ends_in_one_line(tmp_path):
+    result = invoke("run", "--method", "denoise", "--budget", "10%", "--profile", "smoke", "--quiet",
+                    "--config", "lr=1e30", "--out", str(tmp_path / "run"))
+    assert result.exit_code == 2, result.output
+    assert "diverged" in result.output and "Traceback" not in result.output
