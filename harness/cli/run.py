@@ -144,10 +144,9 @@ def sweep(method_list, budgets, seeds, out, force, dataset, backbone, profile, d
     resumes where it was, and failed cells run again); --force runs it anew. A failing cell is
     recorded in OUT/failures/ and the sweep goes on.
     """
-    from harness.data.splits import MAX_SEED
-    from harness.results.record import RECORD_FILE, read_record
-    from harness.data.splits import Budget
+    from harness.data.splits import MAX_SEED, Budget
     from harness.pipeline import Context, RunRequest, run_one
+    from harness.results.record import RECORD_FILE, read_record
     from harness.training.runtime import on_main_process
 
     methods_ = _split_list(method_list, "methods")

@@ -35,7 +35,6 @@ import hashlib
 import json
 import logging
 import math
-import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -52,7 +51,7 @@ from skimage.measure import label as connected_components
 from harness.data.base import INDEX_COLUMNS, Dataset, DatasetIdentity, stable_hash
 from harness.data.cache import cache_root
 from harness.data.databar import resolve_databar
-from harness.data.io import IMAGE_SUFFIXES, METADATA_FILE
+from harness.data.io import IMAGE_SUFFIXES, METADATA_FILE, write_text_atomic
 from harness.data.sample import MODALITIES, Sample
 from harness.data.scales import SCALE_NAMES, UNKNOWN_SCALE, length_scale_of
 from harness.data.splits import POOLS
@@ -656,13 +655,10 @@ def _printed_pixel_size(path: Path, rel: str, databar_rows: int | None) -> tuple
         except HarnessError as err:
             return UNKNOWN, [Problem(file=rel, reason=f"pixel size not read from the image: {_reason(err)}",
                                      severity="warning")]
-        memo.parent.mkdir(parents=True, exist_ok=True)
-        tmp = memo.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"nm": reading.nm, "source": reading.source, "note": reading.note}))
-        tmp.replace(memo)
+        write_text_atomic(memo, json.dumps({"nm": reading.nm, "source": reading.source, "note": reading.note}))
     if reading.nm is not None and PLAUSIBLE_NM[0] <= reading.nm <= PLAUSIBLE_NM[1]:
         return PixelSize(nm=reading.nm, source=reading.source or "unknown"), []
-    if reading.note.startswith("no scale bar") or reading.nm is not None:
+    if reading.note == scalebar.NO_BAR or reading.nm is not None:
         return UNKNOWN, []
     return UNKNOWN, [Problem(file=rel, reason=f"no pixel size: {reading.note}; sizes stay in px", severity="warning")]
 
@@ -806,10 +802,7 @@ def content_digests(root: Path) -> list[tuple[str, int, str]]:
         result.append((rel, stat.st_size, digest))
     if fresh != memo and memo_path is not None:
         try:
-            memo_path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = memo_path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(fresh))
-            tmp.replace(memo_path)
+            write_text_atomic(memo_path, json.dumps(fresh))
         except OSError:
             pass  # the memo only saves time
     return result

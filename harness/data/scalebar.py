@@ -35,6 +35,7 @@ from harness.errors import HarnessError
 READER_VERSION = "2"  # bump when the reading changes: cached readings of files are keyed by it
 SCALE_BAR = "scale bar"
 DATABAR_TEXT = "data-bar text"
+NO_BAR = "no scale bar found"  # the note of an image without any bar-like line (not worth a warning)
 #: Share of the grey range, from either extreme, that a bar's pixels lie within.
 EXTREME_SHARE = 0.08
 MIN_BAR_PX = 12
@@ -172,7 +173,7 @@ def read_scale_bar(gray: np.ndarray, ocr: Ocr) -> Reading:
     """The pixel size from the image's scale bar(s) and their labels."""
     bars = find_bars(gray)
     if not bars:
-        return Reading(None, None, "no scale bar found")
+        return Reading(None, None, NO_BAR)
     height, width = gray.shape
     sizes = []
     for bar in bars:
