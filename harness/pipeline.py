@@ -346,6 +346,7 @@ def run_one(request: RunRequest, ctx: Context | None = None, log=print) -> RunRe
                             best_score=stage.best_score, stopped_early=stage.stopped_early,
                             finetune_steps_run=len(stage.losses)),
         metrics=report.model_dump(mode="json"),
+        test_length_scales=list(scales),
         headline=report.headline(),
         timings_s={**(fitted.timings_s if fitted else {}), "evaluate": round(evaluate_s, 3)},
         peak_memory_mb=round(peak_memory_mb(ctx.runtime), 1),

@@ -92,6 +92,12 @@ def variant(base: Path, dest: Path, *, method: str = "none", seed: int = 0, budg
     return dest
 
 
+def add_forged(board: Leaderboard, run: Path) -> Path:
+    """File a record whose numbers ``variant`` fabricated: the recomputation check would rightly
+    refuse it, and these tests are about the tables, not about filing."""
+    return board.add(run, check=False)
+
+
 def cli(*args: str):
     return CliRunner().invoke(main, ["leaderboard", *args], catch_exceptions=False)
 
@@ -156,16 +162,87 @@ def test_duplicates_are_refused_with_the_reason(smoke_run, tmp_path):
     board.add(first)
     with pytest.raises(HarnessError, match="already filed with identical content"):
         board.add(first)
-    changed = variant(smoke_run, tmp_path / "a2", seed=1, value=0.5)
+    changed = variant(smoke_run, tmp_path / "a2", seed=1, command="harness run --edited")
     data = json.loads((changed / RECORD_FILE).read_text())
     data["run_id"] = json.loads((first / RECORD_FILE).read_text())["run_id"]
     (changed / RECORD_FILE).write_text(json.dumps(data))
     with pytest.raises(HarnessError, match="already filed .* with different content"):
         board.add(changed)
-    same_cell = variant(smoke_run, tmp_path / "b", seed=1, value=0.25)  # new run_id, same method/budget/seed
+    same_cell = variant(smoke_run, tmp_path / "b", seed=1)  # new run_id, same method/budget/seed
     with pytest.raises(HarnessError, match="the same grid cell is already filed"):
         board.add(same_cell)
     assert len(board.records()) == 1
+
+
+def _edit(run: Path, name: str, change) -> Path:
+    data = json.loads((run / name).read_text())
+    change(data)
+    (run / name).write_text(json.dumps(data))
+    return run
+
+
+@pytest.mark.parametrize(
+    ("name", "change", "reason"),
+    [
+        # the headline edited, its own CI and per-image scores left as they were
+        (RECORD_FILE, lambda d: d["headline"].update(value=0.0001), "headline.value = 0.0001, recomputed"),
+        (RECORD_FILE, lambda d: d["metrics"]["groups"]["overall"]["per_image"]["f1"].update(mean=float("nan")),
+         "metrics.groups.overall.per_image.f1.mean = nan"),
+        (RECORD_FILE, lambda d: d["metrics"]["groups"]["overall"]["per_image"]["f1"].update(n_undefined=3),
+         "n_undefined = 3"),
+        (RECORD_FILE, lambda d: d["metrics"]["groups"]["overall"]["pooled"].update(dice=0.999),
+         "pooled.dice = 0.999"),
+        # a per-image score edited, so it no longer follows from that image's counts
+        ("per_image.json", lambda d: d[0].update(count_rel_error=0.0), "image 0: count_rel_error = 0.0, its counts"),
+        ("per_image.json", lambda d: d[1].update(matched=d[1]["matched"] + 1), "image 1:"),
+    ],
+)
+def test_tampered_records_are_refused(smoke_run, tmp_path, name, change, reason):
+    board = Leaderboard(tmp_path / "lb")
+    run = _edit(variant(smoke_run, tmp_path / "run"), name, change)
+    with pytest.raises(HarnessError, match="disagrees with its per-image scores") as err:
+        board.add(run)
+    assert reason in str(err.value) and "\n" not in str(err.value)
+    assert board.records() == []
+
+
+def test_a_record_without_per_image_scores_is_not_filed(smoke_run, tmp_path):
+    run = variant(smoke_run, tmp_path / "run")
+    (run / "per_image.json").unlink()
+    with pytest.raises(HarnessError, match="no per_image.json beside the record"):
+        Leaderboard(tmp_path / "lb").add(run)
+
+
+def test_a_filed_record_edited_afterwards_is_caught_by_its_digest(smoke_run, tmp_path):
+    root = tmp_path / "lb"
+    board = Leaderboard(root)
+    target = board.add(variant(smoke_run, tmp_path / "run"))
+    digest = target.with_name(target.stem + ".sha256")
+    assert sorted(line.split("  ")[1] for line in digest.read_text().splitlines()) == sorted(
+        [target.name, target.stem + ".per_image.json"])
+    assert cli("verify", "--root", str(root)).exit_code == 0
+    side = target.with_name(target.stem + ".per_image.json")
+    scores = json.loads(side.read_text())
+    scores[0]["f1"] = 1.0
+    side.write_text(json.dumps(scores))
+    with pytest.raises(HarnessError, match="per_image.json was changed after filing"):
+        board.records()
+    result = CliRunner().invoke(main, ["leaderboard", "verify", "--root", str(root)])
+    assert result.exit_code == 2 and "changed after filing" in result.output and "Traceback" not in result.output
+
+
+def test_verify_recomputes_and_seals_records_filed_before_digests(smoke_run, tmp_path):
+    root = tmp_path / "lb"
+    board = Leaderboard(root)
+    honest = board.add(variant(smoke_run, tmp_path / "honest", seed=1))
+    forged = add_forged(board, variant(smoke_run, tmp_path / "forged", seed=2, value=0.01))
+    for target in (honest, forged):  # as filed by an older harness
+        target.with_name(target.stem + ".sha256").unlink()
+    result = CliRunner().invoke(main, ["leaderboard", "verify", "--seal", "--root", str(root)])
+    assert result.exit_code == 2 and "1 of 2 filed record(s) fail" in result.output
+    assert f"{forged}: the record disagrees" in result.output
+    assert honest.with_name(honest.stem + ".sha256").is_file()  # sealed once it checked out
+    assert not forged.with_name(forged.stem + ".sha256").exists()
 
 
 def test_concurrent_adds_from_several_processes_lose_nothing(smoke_run, tmp_path):
@@ -201,14 +278,14 @@ def test_a_release_rebuilds_byte_identical_tables(smoke_run, tmp_path):
     board = Leaderboard(root)
     for i, (method, value) in enumerate([("alpha", 0.2), ("beta", 0.4)]):
         for seed in range(2):
-            board.add(variant(smoke_run, tmp_path / f"{method}{seed}", method=method, seed=seed,
+            add_forged(board, variant(smoke_run, tmp_path / f"{method}{seed}", method=method, seed=seed,
                               value=value + 0.01 * seed + i * 0.001))
     published = {fmt: cli("show", "--root", str(root), "--format", fmt).output for fmt in ("md", "csv", "json")}
     assert cli("release", "v1", "--root", str(root)).exit_code == 0
     manifest = json.loads((root / "releases" / "v1.json").read_text())
     assert len(manifest["files"]) == 8 and all(len(f["sha256"]) == 64 for f in manifest["files"])
 
-    board.add(variant(smoke_run, tmp_path / "gamma", method="gamma", seed=0, value=0.1))
+    add_forged(board, variant(smoke_run, tmp_path / "gamma", method="gamma", seed=0, value=0.1))
     assert cli("show", "--root", str(root)).output != published["md"]  # the live board moved on
     for fmt, text in published.items():
         assert cli("show", "--root", str(root), "--release", "v1", "--format", fmt).output == text
@@ -248,7 +325,7 @@ def _fill(smoke_run: Path, tmp_path: Path, values: dict[str, list[float]]) -> Pa
     board = Leaderboard(root)
     for method, per_seed in values.items():
         for seed, value in enumerate(per_seed):
-            board.add(variant(smoke_run, tmp_path / f"{method}-{seed}", method=method, seed=seed, value=value))
+            add_forged(board, variant(smoke_run, tmp_path / f"{method}-{seed}", method=method, seed=seed, value=value))
     return root
 
 
@@ -281,7 +358,7 @@ def test_higher_is_better_metrics_rank_the_other_way(smoke_run, tmp_path):
     board = Leaderboard(tmp_path / "lb")
     for method, f1 in (("low", [0.2, 0.21, 0.22]), ("high", [0.8, 0.82, 0.81])):
         for seed, v in enumerate(f1):
-            board.add(variant(smoke_run, tmp_path / f"{method}{seed}", method=method, seed=seed, value=v, metric="f1"))
+            add_forged(board, variant(smoke_run, tmp_path / f"{method}{seed}", method=method, seed=seed, value=v, metric="f1"))
     result = cli("show", "--root", str(tmp_path / "lb"), "--metric", "f1", "--format", "json", "--test", "seeds")
     rows = json.loads(result.output)["tables"][0]["data"]
     assert [r["entry"] for r in rows] == ["high", "low"] and rows[0]["significant"]
@@ -292,10 +369,10 @@ def test_image_level_test_marks_a_consistent_lead_on_every_image(smoke_run, tmp_
     assert n >= 6  # the exact two-sided Wilcoxon p with 6 concordant pairs is 2/64
     board = Leaderboard(tmp_path / "lb")
     better = [0.1 + 0.01 * i for i in range(n)]
-    board.add(variant(smoke_run, tmp_path / "a", method="sharp", image_values=better))
-    board.add(variant(smoke_run, tmp_path / "b", method="blunt", image_values=[v + 0.2 + 0.01 * i
+    add_forged(board, variant(smoke_run, tmp_path / "a", method="sharp", image_values=better))
+    add_forged(board, variant(smoke_run, tmp_path / "b", method="blunt", image_values=[v + 0.2 + 0.01 * i
                                                                               for i, v in enumerate(better)]))
-    board.add(variant(smoke_run, tmp_path / "c", method="mixed", image_values=[v + (0.06 if i % 2 else -0.05)
+    add_forged(board, variant(smoke_run, tmp_path / "c", method="mixed", image_values=[v + (0.06 if i % 2 else -0.05)
                                                                               for i, v in enumerate(better)]))
     supported = build_tables(build_boards(Leaderboard(tmp_path / "lb").records()), METRIC, test="images")
     (table,) = supported
@@ -303,8 +380,8 @@ def test_image_level_test_marks_a_consistent_lead_on_every_image(smoke_run, tmp_
     # "mixed" is the runner-up: half its images are better, half worse -> no mark
     assert table.data[1]["entry"] == "mixed" and not table.data[0]["significant"]
     board_two = Leaderboard(tmp_path / "lb2")
-    board_two.add(variant(smoke_run, tmp_path / "d", method="sharp", image_values=better))
-    board_two.add(variant(smoke_run, tmp_path / "e", method="blunt",
+    add_forged(board_two, variant(smoke_run, tmp_path / "d", method="sharp", image_values=better))
+    add_forged(board_two, variant(smoke_run, tmp_path / "e", method="blunt",
                           image_values=[v + 0.2 + 0.01 * i for i, v in enumerate(better)]))
     (table,) = build_tables(build_boards(board_two.records()), METRIC, test="auto")  # 1 seed -> images
     assert table.data[0]["significant"] and table.data[0]["test"] == "images"
@@ -316,7 +393,7 @@ def test_label_efficiency_view_and_area_under_the_curve(smoke_run, tmp_path):
     curves = {"steep": {1: 0.8, 3: 0.4, 6: 0.2}, "flat": {1: 0.5, 3: 0.5, 6: 0.5}}
     for method, curve in curves.items():
         for n_images, value in curve.items():
-            board.add(variant(smoke_run, tmp_path / f"{method}{n_images}", method=method, budget=str(n_images),
+            add_forged(board, variant(smoke_run, tmp_path / f"{method}{n_images}", method=method, budget=str(n_images),
                               value=value))
     tables = build_tables(build_boards(board.records()), METRIC)
     assert [t.context["view"] for t in tables] == ["ranking", "ranking", "ranking", "label-efficiency"]
@@ -353,7 +430,7 @@ def test_plots_and_readme_are_generated_and_reproducible(smoke_run, tmp_path):
     for method, base in (("alpha", 0.2), ("beta", 0.5)):
         for budget in ("1", "3"):
             for seed in range(2):
-                board.add(variant(smoke_run, tmp_path / f"{method}{budget}{seed}", method=method, seed=seed,
+                add_forged(board, variant(smoke_run, tmp_path / f"{method}{budget}{seed}", method=method, seed=seed,
                                   budget=budget, value=base / int(budget) + 0.01 * seed))
     assert cli("render", "--root", str(root), "--metric", METRIC).exit_code == 0
     readme = (root / "README.md").read_text()
@@ -457,7 +534,7 @@ def _with_roles(smoke_run: Path, tmp_path: Path, values: dict[str, list[float]],
             data = json.loads((dest / RECORD_FILE).read_text())
             data["method"]["role"] = roles.get(method, "method")
             (dest / RECORD_FILE).write_text(json.dumps(data))
-            board.add(dest)
+            add_forged(board, dest)
     return root
 
 

@@ -64,7 +64,9 @@ def leaderboard() -> None:
 def add(runs: tuple[Path, ...], root: Path | None) -> None:
     """Validate each RUN folder (or record.json) and file it immutably under ROOT/records/.
 
-    A duplicate (same run_id, same content, or the same grid cell and seed) or a malformed record
+    Every aggregate of the record (means, bootstrap CIs, pooled scores, each length-scale bin,
+    the headline) is recomputed from its per_image.json; a record that disagrees is refused.
+    A digest file beside each filed record tells later readers whether it was edited. A duplicate (same run_id, same content, or the same grid cell and seed) or a malformed record
     is refused with the reason; the other runs are still filed.
     """
     from harness.results.leaderboard import add_many
@@ -75,6 +77,22 @@ def add(runs: tuple[Path, ...], root: Path | None) -> None:
     refused = sum(1 for _, target, _ in outcomes if target is None)
     if refused:
         raise HarnessError(f"{refused} of {len(outcomes)} run(s) refused (reasons above)")
+
+
+@leaderboard.command("verify")
+@click.option("--seal", is_flag=True,
+              help="Write the digest of records filed before digests were kept, once their numbers check out.")
+@_root_option
+def verify(seal: bool, root: Path | None) -> None:
+    """Check every filed record: its digest, and its numbers recomputed from its per-image scores."""
+    results = _board(root).verify(seal=seal)
+    for path, problem in results:
+        if problem:
+            click.echo(f"{path}: {problem}", err=True)
+    bad = sum(1 for _, problem in results if problem)
+    if bad:
+        raise HarnessError(f"{bad} of {len(results)} filed record(s) fail verification (reasons above)")
+    click.echo(f"{len(results)} filed record(s) verified: digests hold and every aggregate recomputes")
 
 
 @leaderboard.command("release")

@@ -29,6 +29,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from harness.errors import HarnessError
+from harness.results.integrity import check_record, digest_path, digest_problem, digest_text
 from harness.results.record import PER_IMAGE_FILE, RECORD_FILE, SCHEMA_VERSION, RunRecord, migrate
 
 try:  # advisory locks exist on POSIX; elsewhere the hard-link step alone still prevents overwrites
@@ -273,9 +274,16 @@ class Leaderboard:
 
     # -- adding
 
-    def add(self, source: Path) -> Path:
-        """Validate a run and file it; returns the new record file. Refusals raise HarnessError."""
+    def add(self, source: Path, *, check: bool = True) -> Path:
+        """Validate a run and file it; returns the new record file. Refusals raise HarnessError.
+
+        Every aggregate of the record is recomputed from its per-image scores first
+        (:func:`harness.results.integrity.check_record`); ``check=False`` skips only that, for
+        tests of the tables that file fabricated numbers on purpose.
+        """
         record, stored, per_image, raw = read_run(source)
+        if check:
+            check_record(record, per_image, source)
         # filed as its producer wrote it (older schemas are migrated on every read, never on disk),
         # so the stored schema version keeps telling which records may share a table
         payload = canonical_bytes(raw if stored != SCHEMA_VERSION else record.model_dump(mode="json"))
@@ -293,13 +301,20 @@ class Leaderboard:
                     raise HarnessError(f"{source}: the same grid cell is already filed as {other.path} "
                                        f"(run {other.record.run_id}: {describe_cell(record)}); "
                                        "one record per cell and seed")
+            files = [target]
             if per_image is not None:
                 side = directory / f"{record.run_id}{PER_IMAGE_SUFFIX}"
                 with contextlib.suppress(FileNotFoundError):
                     side.unlink()  # an orphan left by an interrupted add (no record claims it)
                 create_exclusive(side, canonical_bytes(per_image))
+                files.append(side)
+            digest = digest_path(target)
+            with contextlib.suppress(FileNotFoundError):
+                digest.unlink()  # likewise an orphan: the record it names is not filed
             if not create_exclusive(target, payload):  # pragma: no cover - the lock prevents it
                 raise HarnessError(f"{source}: {target} appeared while filing; nothing was replaced")
+            # the digest comes last: a record without one reads as filed before digests were kept
+            create_exclusive(digest, digest_text(files).encode("utf-8"))
         return target
 
     # -- reading
@@ -317,7 +332,33 @@ class Leaderboard:
             raise HarnessError(f"{path}: filed under the wrong name (run {record.run_id}, dataset "
                                f"{record.dataset.key}); records must not be moved by hand")
         side = path.with_name(f"{record.run_id}{PER_IMAGE_SUFFIX}")
+        problem = digest_problem(path, [path, side] if side.is_file() else [path])
+        if problem:
+            raise HarnessError(f"{path}: {problem}; filed records are never edited (file a new run instead)")
         return Filed(path=path, record=record, stored_schema=stored, per_image=side if side.is_file() else None)
+
+    def verify(self, seal: bool = False) -> list[tuple[Path, str | None]]:
+        """Every filed record with the reason it fails (None when it holds): its digest, its schema,
+        and every aggregate recomputed from its per-image scores. ``seal`` writes the digest of a
+        record filed before digests were kept, once its numbers check out."""
+        results: list[tuple[Path, str | None]] = []
+        if not self.records_dir.is_dir():
+            return results
+        for directory in sorted(p for p in self.records_dir.iterdir() if p.is_dir()):
+            for path in sorted(p for p in directory.glob("*.json")
+                               if not p.name.endswith(PER_IMAGE_SUFFIX) and not p.name.startswith(".")):
+                try:
+                    filed = self._read_filed(path)
+                    check_record(filed.record, filed.per_image_scores(), path)
+                except HarnessError as err:
+                    results.append((path, str(err).removeprefix(f"{path}: ")))
+                    continue
+                if seal and not digest_path(path).is_file():
+                    with self._locked():
+                        files = [path] + ([filed.per_image] if filed.per_image is not None else [])
+                        create_exclusive(digest_path(path), digest_text(files).encode("utf-8"))
+                results.append((path, None))
+        return results
 
     def records(self) -> list[Filed]:
         """Every filed record, ordered by dataset key and run id."""

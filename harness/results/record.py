@@ -88,6 +88,10 @@ class RunRecord(_Frozen):
     postprocess: dict[str, Any] = Field(default_factory=dict)
     selection: Selection
     metrics: dict[str, Any]  # the test-split MetricsReport: overall and per length-scale bin
+    # the length-scale bin of each test image, in per_image.json's order, so that every aggregate can
+    # be recomputed from the two files (None in records from before it was kept: there each bin
+    # follows from the image's pixel size)
+    test_length_scales: list[str] | None = None
     headline: dict[str, Any]
     timings_s: dict[str, float]
     peak_memory_mb: float
