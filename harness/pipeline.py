@@ -7,6 +7,7 @@ budgets and protocols of a sweep share one pretraining.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shlex
 import sys
@@ -19,13 +20,13 @@ from typing import Literal
 import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load, save
 
 from harness import __version__
 from harness.data.base import Dataset, stable_hash
 from harness.data.cache import cache_root
 from harness.data.registry import open_dataset
-from harness.data.io import write_text_atomic
+from harness.data.io import write_bytes_atomic, write_text_atomic
 from harness.data.splits import MAX_SEED, Budget, SplitManifest, make_manifest
 from harness.errors import HarnessError
 from harness.evaluation.predict import score_predictions, score_split
@@ -61,6 +62,7 @@ from harness.training.runtime import (
 from harness.training.settings import TrainSettings, settings_for
 
 ENCODER_FILE = "encoder.safetensors"
+META_FILE = "meta.json"
 
 
 class RunRequest(BaseModel):
@@ -195,30 +197,57 @@ def obtain_encoder(entry: MethodEntry, method: SSLMethod, ctx: Context, seed: in
             f"{len(ctx.manifest.pools[pool])} images of the labelled training pool (never validation or test; "
             "their labels are not used)")
     key = pretrain_cache_key(entry, method, ctx, seed)
-    directory = cache_root() / "pretrained" / f"{entry.name}-{key}"
-    path = directory / ENCODER_FILE
-    if path.is_file():
-        meta = json.loads((directory / "meta.json").read_text())
-        log(f"pretraining: reusing cached encoder {entry.name}-{key} (trained {meta['created']})")
+    name = f"{entry.name}-{key}"
+    directory = cache_root() / "pretrained" / name
+    cached = read_cached_encoder(directory)
+    if isinstance(cached, str):
+        log(f"pretraining: cached encoder {name} is damaged ({cached}); training it again")
+    elif cached is not None:
+        state, meta = cached
+        log(f"pretraining: reusing cached encoder {name} (trained {meta['created']})")
         info = PretrainInfo(cache_key=key, reused_cache=True, steps=meta["steps"], final_loss=meta["final_loss"],
                             pool=pool)
-        return load_file(path), info, 0.0
+        return state, info, 0.0
     start = time.perf_counter()
     store = ctx.store(ctx.manifest.pools[pool], with_targets=method.uses_hidden_labels)
     state, stage = pretrain(method, store, ctx.settings, ctx.runtime, seed, progress)
     elapsed = time.perf_counter() - start
     final = stage.losses[-1] if stage.losses else None
     if is_main_process():  # one writer; a second process would only race for the same bytes
-        directory.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        save_file(state, tmp, metadata={"method": entry.name, "key": key})
+        payload = save(state, metadata={"method": entry.name, "key": key})
         meta = {"created": _now(), "steps": len(stage.losses), "final_loss": final, "losses": stage.losses,
-                "seconds": elapsed, "device": ctx.runtime.describe()}
-        (directory / "meta.json").write_text(json.dumps(meta, indent=1))
-        tmp.replace(path)
-    log(f"pretraining: cached encoder as {entry.name}-{key}")
+                "seconds": elapsed, "device": ctx.runtime.describe(),
+                "sha256": hashlib.sha256(payload).hexdigest()}
+        # meta first: an encoder file is never there without the digest that vouches for it
+        write_text_atomic(directory / META_FILE, json.dumps(meta, indent=1))
+        write_bytes_atomic(directory / ENCODER_FILE, payload)
+    log(f"pretraining: cached encoder as {name}")
     info = PretrainInfo(cache_key=key, reused_cache=False, steps=len(stage.losses), final_loss=final, pool=pool)
     return state, info, elapsed
+
+
+def read_cached_encoder(directory: Path) -> tuple[dict[str, torch.Tensor], dict] | str | None:
+    """A cached encoder and its meta; None when there is none; the reason when it is damaged
+    (truncated or edited weights, unreadable meta, non-finite values), so the caller trains anew."""
+    path = directory / ENCODER_FILE
+    if not path.is_file():
+        return None
+    try:
+        meta = json.loads((directory / META_FILE).read_text())
+        if not isinstance(meta, dict) or not {"created", "steps", "final_loss"} <= meta.keys():
+            return f"{META_FILE} lacks its fields"
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        return f"{META_FILE} unreadable: {type(err).__name__}"
+    payload = path.read_bytes()
+    if "sha256" in meta and hashlib.sha256(payload).hexdigest() != meta["sha256"]:
+        return f"{ENCODER_FILE} does not match its sha256 in {META_FILE}"
+    try:
+        state = load(payload)
+    except Exception as err:  # noqa: BLE001 - safetensors raises its own error types for every kind of damage
+        return f"{ENCODER_FILE} unreadable: {type(err).__name__}"
+    if not all(torch.isfinite(t).all() for t in state.values() if t.is_floating_point()):
+        return f"{ENCODER_FILE} holds non-finite weights"
+    return state, meta
 
 
 def record_settings(settings: TrainSettings, pretrains: bool) -> dict:

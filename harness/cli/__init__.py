@@ -8,15 +8,27 @@ never a traceback.
 from __future__ import annotations
 
 import sys
+import warnings
 
 import click
 
 from harness import __version__
-from harness.errors import HarnessError
+from harness.errors import HarnessError, HarnessWarning
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    if issubclass(category, HarnessWarning):
+        click.echo(f"warning: {message}", err=True)
+    else:
+        _default_show_warning(message, category, filename, lineno, file, line)
+
+
+_default_show_warning = warnings.showwarning
 
 
 class _Group(click.Group):
     def invoke(self, ctx: click.Context):
+        warnings.showwarning = _show_warning
         try:
             return super().invoke(ctx)
         except HarnessError as err:

@@ -27,20 +27,28 @@ IMAGE_SUFFIXES = (".tif", ".tiff", ".png")
 METADATA_FILE = "metadata.csv"
 
 
-def write_text_atomic(path: str | Path, text: str) -> Path:
-    """Write ``text`` to ``path`` through a temporary file unique to this process in the same folder,
-    renamed over it at the end: a reader sees the old file or the new one, never half of one."""
+def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` through a temporary file unique to this process in the same folder,
+    flushed and renamed over it at the end: a reader sees the old file or the new one, never half
+    of one. The one atomic write of the harness (text, arrays, weights, reports)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(data)
+            stream.flush()
+            os.fsync(stream.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """:func:`write_bytes_atomic` for UTF-8 text."""
+    return write_bytes_atomic(path, text.encode("utf-8"))
 
 
 def read_array(path: str | Path) -> np.ndarray:

@@ -13,9 +13,9 @@ background gradient -> shot noise at a dose -> detector noise -> data bar -> qua
 
 from __future__ import annotations
 
+import io
 import math
-import os
-import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,9 +27,10 @@ from skimage.draw import polygon as draw_polygon
 
 from harness.data.base import Dataset, DatasetIdentity, stable_hash
 from harness.data.cache import cache_root
+from harness.data.io import write_bytes_atomic
 from harness.data.sample import Sample
 from harness.data.scales import LENGTH_SCALES, length_scale_of
-from harness.errors import HarnessError
+from harness.errors import HarnessError, HarnessWarning
 
 GENERATOR_VERSION = "2"
 MODALITY_CODE = {"SEM": 1, "TEM": 2}
@@ -426,25 +427,33 @@ class SyntheticDataset(Dataset):
     def load(self, sample_id: str) -> Sample:
         p = self.params(sample_id)
         path = self.cache_dir / f"{sample_id}.npz"
-        if path.is_file():
-            with np.load(path, allow_pickle=False) as stored:
-                image, mask = stored["image"], stored["mask"]
-                table = pd.DataFrame({k[2:]: stored[k] for k in stored.files if k.startswith("p_")})
-        else:
+        stored = _read_cached(path)
+        if stored is None:
             image, mask, table = render_image(p, self.seed)
             _atomic_savez(path, image=image, mask=mask, **{f"p_{c}": table[c].to_numpy() for c in table.columns})
+        else:
+            image, mask, table = stored
         return Sample(id=sample_id, image=image, mask=mask, pixel_size_nm=p.pixel_size_nm, modality=self.modality,
                       databar_rows=p.databar_rows, pixel_size_source="synthetic", particles=table)
 
 
-def _atomic_savez(path: Path, **arrays: np.ndarray) -> None:
-    """Write to a temporary file and rename, so a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+def _read_cached(path: Path) -> tuple[np.ndarray, np.ndarray, pd.DataFrame] | None:
+    """A cached rendering, or None when there is none or it is damaged (truncated, edited: the zip
+    CRC catches changed bytes). Rendering is deterministic, so a damaged entry is simply rebuilt."""
+    if not path.is_file():
+        return None
     try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez(handle, **{k: (v.astype(str) if v.dtype == object else v) for k, v in arrays.items()})
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        with np.load(path, allow_pickle=False) as stored:
+            image, mask = stored["image"], stored["mask"]
+            table = pd.DataFrame({k[2:]: stored[k] for k in stored.files if k.startswith("p_")})
+    except Exception as err:  # noqa: BLE001 - BadZipFile, EOFError, KeyError, ValueError, OSError: all mean damaged
+        warnings.warn(f"{path}: damaged dataset cache entry ({type(err).__name__}: {err}); rendering it again",
+                      HarnessWarning, stacklevel=3)
+        return None
+    return image, mask, table
+
+
+def _atomic_savez(path: Path, **arrays: np.ndarray) -> None:
+    buffer = io.BytesIO()
+    np.savez(buffer, **{k: (v.astype(str) if v.dtype == object else v) for k, v in arrays.items()})
+    write_bytes_atomic(path, buffer.getvalue())
