@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from pathlib import Path
 
 import numpy as np
@@ -207,6 +209,25 @@ def test_identity_follows_the_content(tmp_path):
     tifffile.imwrite(root / "images" / "a.tif", altered)
     assert FolderDataset(root).identity != first
     assert FolderDataset(root, crop_bottom=3).identity != FolderDataset(root).identity
+
+
+@pytest.mark.parametrize("in_place", [True, False])
+def test_identity_follows_content_replaced_with_the_same_size_and_mtime(tmp_path, in_place):
+    """The digest memo must not trust size + mtime: a restore or ``touch -r`` sets them back."""
+    root = make_folder(tmp_path / "ident", {"a.tif": micrograph(1), "b.tif": micrograph(2)})
+    image = root / "images" / "a.tif"
+    first = FolderDataset(root).identity
+    before = image.stat()
+    altered = micrograph(1)
+    altered[5, 5] ^= 1
+    if in_place:
+        tifffile.imwrite(image, altered)
+    else:  # written beside it and renamed over it, as editors and rsync do
+        tifffile.imwrite(root / "images" / ".a.tif.new", altered)
+        os.replace(root / "images" / ".a.tif.new", image)
+    os.utime(image, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert image.stat().st_size == before.st_size and image.stat().st_mtime_ns == before.st_mtime_ns
+    assert FolderDataset(root).identity != first
 
 
 def test_a_folder_with_errors_refuses_to_run_and_names_the_file(tmp_path):

@@ -774,8 +774,11 @@ def _file_digest(path: Path) -> str:
 def content_digests(root: Path) -> list[tuple[str, int, str]]:
     """(relative path, size, blake2b of the bytes) of metadata.csv and every file in images/, masks/.
 
-    Digests are remembered in the harness cache by (size, modification time) so that opening a
-    large folder again does not re-read every byte; the identity itself never depends on times.
+    Digests are remembered in the harness cache by (size, modification time, status-change time,
+    inode) so that opening a large folder again does not re-read every byte. Size and mtime alone
+    are not enough: content replaced with the same size and the mtime set back (``touch -r``, a
+    restore, a copy keeping times) would keep the old identity; the status-change time cannot be
+    set back and a replacing rename brings a new inode. The identity itself never depends on times.
     """
     files = [root / METADATA_FILE] if (root / METADATA_FILE).is_file() else []
     for sub in (IMAGES_DIR, MASKS_DIR):
@@ -794,11 +797,12 @@ def content_digests(root: Path) -> list[tuple[str, int, str]]:
         rel = path.relative_to(root).as_posix()
         stat = path.stat()
         known = memo.get(rel)
-        if isinstance(known, list) and len(known) == 3 and known[:2] == [stat.st_size, stat.st_mtime_ns]:
-            digest = known[2]
+        when = [stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino]
+        if isinstance(known, list) and len(known) == len(when) + 1 and known[:-1] == when:
+            digest = known[-1]
         else:
             digest = _file_digest(path)
-        fresh[rel] = [stat.st_size, stat.st_mtime_ns, digest]
+        fresh[rel] = [*when, digest]
         result.append((rel, stat.st_size, digest))
     if fresh != memo and memo_path is not None:
         try:
