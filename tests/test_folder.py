@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import struct
 
 from pathlib import Path
 
@@ -327,3 +328,32 @@ def test_nan_is_an_error_and_constant_is_zero():
         to_unit_float(image)
     with pytest.raises(HarnessError, match="2-D"):
         to_unit_float(np.zeros((2, 2, 3), np.uint8))
+
+
+def _tiff_claiming(path: Path, height: int, width: int) -> Path:
+    """A few hundred bytes of TIFF whose header declares ``height`` x ``width`` 8-bit pixels."""
+    tifffile.imwrite(path, np.zeros((8, 8), np.uint8))
+    data = bytearray(path.read_bytes())
+    with tifffile.TiffFile(path) as tif:
+        tags = tif.pages.first.tags
+        for name, value in (("ImageLength", height), ("ImageWidth", width)):
+            tag = tags[name]
+            fmt = "<I" if tag.dtype == 4 else "<H"
+            data[tag.valueoffset:tag.valueoffset + struct.calcsize(fmt)] = struct.pack(fmt, value)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_a_header_claiming_a_huge_image_is_refused_before_decoding(tmp_path):
+    from harness.data.folder import read_gray, read_mask_raw
+    from harness.data.io import read_array
+
+    bomb = _tiff_claiming(tmp_path / "bomb.tif", 100_000, 100_000)
+    assert bomb.stat().st_size < 1000
+    for reader in (read_gray, read_mask_raw, read_array):
+        with pytest.raises(HarnessError, match=r"bomb.tif: declares 100000 x 100000 pixels \(10000 Mpx\), more than"):
+            reader(bomb)
+    root = make_folder(tmp_path / "folder", {"ok.tif": micrograph(1)})
+    _tiff_claiming(root / "images" / "huge.tif", 100_000, 100_000)
+    with pytest.raises(HarnessError, match="huge.tif: declares 100000 x 100000"):
+        FolderDataset(root).index()

@@ -51,7 +51,7 @@ from skimage.measure import label as connected_components
 from harness.data.base import INDEX_COLUMNS, Dataset, DatasetIdentity, stable_hash
 from harness.data.cache import cache_root
 from harness.data.databar import resolve_databar
-from harness.data.io import IMAGE_SUFFIXES, METADATA_FILE, write_text_atomic
+from harness.data.io import IMAGE_SUFFIXES, METADATA_FILE, check_declared_size, write_text_atomic
 from harness.data.sample import MODALITIES, Sample
 from harness.data.scales import SCALE_NAMES, UNKNOWN_SCALE, length_scale_of
 from harness.data.splits import POOLS
@@ -211,6 +211,7 @@ def read_header(path: Path) -> Header:
                 if len(tif.pages) == 0:
                     raise _fail(path, "cannot be read as an image: the TIFF holds no image")
                 page = tif.pages.first
+                check_declared_size(path, int(page.imagelength), int(page.imagewidth))
                 layout = _tiff_layout(page, _main_pages(tif), path)
                 return Header(
                     shape=(int(page.imagelength), int(page.imagewidth)),
@@ -220,6 +221,7 @@ def read_header(path: Path) -> Header:
                     vendor=vendor_of(tif),
                 )
         with Image.open(path) as im:
+            check_declared_size(path, im.size[1], im.size[0])
             frames = int(getattr(im, "n_frames", 1))
             if frames > 1:
                 raise _fail(path, f"is a stack of {frames} frames; harness needs one 2-D image per file")

@@ -24,6 +24,10 @@ from PIL import Image
 from harness.errors import HarnessError
 
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png")
+#: The most pixels harness decodes from one file (16384 x 8192; below Pillow's own decompression-bomb
+#: refusal). Checked against the size a header declares, before any pixel is decoded, so a small
+#: file claiming a huge image cannot make harness allocate gigabytes.
+MAX_IMAGE_PIXELS = 2**27
 METADATA_FILE = "metadata.csv"
 
 
@@ -51,6 +55,13 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
     return write_bytes_atomic(path, text.encode("utf-8"))
 
 
+def check_declared_size(path: Path, height: int, width: int) -> None:
+    """Refuse, before decoding, an image whose header declares more than :data:`MAX_IMAGE_PIXELS`."""
+    if height * width > MAX_IMAGE_PIXELS:
+        raise HarnessError(f"{path}: declares {width} x {height} pixels ({height * width / 1e6:.0f} Mpx), more than "
+                           f"the {MAX_IMAGE_PIXELS / 1e6:.0f} Mpx harness decodes from one file; split or downsample it")
+
+
 def read_array(path: str | Path) -> np.ndarray:
     """Pixels of an image file as stored (no scaling); a clear error when it cannot be read."""
     path = Path(path)
@@ -60,9 +71,15 @@ def read_array(path: str | Path) -> np.ndarray:
         raise HarnessError(f"{path}: file is empty (0 bytes)")
     try:
         if path.suffix.lower() in (".tif", ".tiff"):
-            return np.asarray(tifffile.imread(path))
+            with tifffile.TiffFile(path) as tif:
+                if tif.pages:
+                    check_declared_size(path, int(tif.pages.first.imagelength), int(tif.pages.first.imagewidth))
+                return np.asarray(tif.asarray())
         with Image.open(path) as im:
+            check_declared_size(path, im.size[1], im.size[0])
             return np.asarray(im)
+    except HarnessError:
+        raise
     except Exception as err:  # noqa: BLE001 - any decoder failure is the same problem for the user
         raise HarnessError(f"{path}: cannot be read as an image ({type(err).__name__}: {err})") from err
 
