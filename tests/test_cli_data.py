@@ -60,6 +60,29 @@ def test_export_refuses_a_non_empty_folder(tmp_path):
     assert result.exit_code == 2 and "not empty" in result.output
 
 
+def test_a_stopped_export_leaves_nothing_under_its_name_and_runs_again(tmp_path, monkeypatch):
+    from harness.data.synthetic import SyntheticDataset
+
+    real_load, calls = SyntheticDataset.load, []
+
+    def load_then_stop(self, sample_id):
+        calls.append(sample_id)
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # Ctrl-C in the middle of the export
+        return real_load(self, sample_id)
+
+    out = tmp_path / "export"
+    args = ("data", "export", "synthetic-sem", "--split", "test", "--out", str(out), "--profile", "smoke")
+    monkeypatch.setattr(SyntheticDataset, "load", load_then_stop)
+    stopped = invoke(*args)
+    assert stopped.exit_code != 0 and not out.exists()
+    assert list(tmp_path.iterdir()) == []  # no partial folder left beside it either
+    monkeypatch.setattr(SyntheticDataset, "load", real_load)
+    again = invoke(*args)
+    assert again.exit_code == 0, again.output
+    assert (out / "metadata.csv").is_file() and oct(out.stat().st_mode & 0o777) == "0o755"
+
+
 def test_splits_show_prints_pools_budget_and_hash():
     result = invoke("splits", "show", "synthetic-tem", "--profile", "smoke", "--budget", "10%")
     assert result.exit_code == 0, result.output

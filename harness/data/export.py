@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import csv
+import io
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 from tqdm import tqdm
 
 from harness.data.base import Dataset
-from harness.data.io import METADATA_FILE, write_image, write_label_image
+from harness.data.io import METADATA_FILE, write_image, write_label_image, write_text_atomic
 from harness.data.splits import POOLS, SplitManifest
 from harness.errors import HarnessError
 
@@ -26,7 +30,9 @@ def export_pool(
     """Export the samples of ``pool`` (or ``all``) to ``out``; returns the number written.
 
     Masks are written for labeled pools only: exporting the unlabeled pool gives images alone,
-    exactly what a user's unlabeled pretraining folder looks like.
+    exactly what a user's unlabeled pretraining folder looks like. Everything is written into a
+    hidden folder beside ``out`` that is renamed to ``out`` at the end, so an export that is
+    stopped leaves no half folder under the name asked for (and can simply be run again).
     """
     if pool != "all" and pool not in POOLS:
         raise HarnessError(f"unknown split {pool!r}: choose one of {', '.join(POOLS)} or all")
@@ -38,13 +44,34 @@ def export_pool(
         chosen = chosen[:limit]
     if out.exists() and any(out.iterdir()):
         raise HarnessError(f"{out}: output folder is not empty; choose a new folder")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        work.chmod(0o755)  # mkdtemp makes it private; the export is an ordinary folder
+        rows = _write_samples(dataset, chosen, work, pool, progress)
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=EXPORT_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        write_text_atomic(work / METADATA_FILE, text.getvalue())
+        if out.exists():
+            out.rmdir()  # checked empty above; a rename cannot replace a folder
+        os.rename(work, out)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return len(rows)
+
+
+def _write_samples(dataset: Dataset, chosen: list[tuple[str, str]], work: Path, pool: str,
+                   progress: bool) -> list[dict]:
     rows = []
     for source_pool, sample_id in tqdm(chosen, desc=f"export {pool}", unit="img", disable=not progress):
         sample = dataset.load(sample_id)
         name = f"{sample_id}.tif"
-        write_image(out / "images" / name, sample.image)
+        write_image(work / "images" / name, sample.image)
         if sample.mask is not None and source_pool != "unlabeled":
-            write_label_image(out / "masks" / name, sample.mask)
+            write_label_image(work / "masks" / name, sample.mask)
         rows.append(
             {
                 "image": name,
@@ -55,9 +82,4 @@ def export_pool(
                 "source_pool": source_pool,
             }
         )
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out / METADATA_FILE, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=EXPORT_COLUMNS, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-    return len(rows)
+    return rows
