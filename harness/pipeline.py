@@ -19,7 +19,7 @@ from typing import Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from safetensors.torch import load, save
 
 from harness import __version__
@@ -50,6 +50,7 @@ from harness.training.batches import ImageStore
 from harness.models import SegmentationNet
 from harness.task import InstanceTask, get_task
 from harness.task.scale import median_diameter_px, working_scale
+from harness.training.checkpoint import Checkpointing, parse_interval
 from harness.training.loop import StageLog, finetune, pretrain
 from harness.training.runtime import (
     Runtime,
@@ -63,6 +64,7 @@ from harness.training.settings import TrainSettings, settings_for
 
 ENCODER_FILE = "encoder.safetensors"
 META_FILE = "meta.json"
+CHECKPOINT_FILE = "checkpoint.pt"
 
 
 class RunRequest(BaseModel):
@@ -86,7 +88,18 @@ class RunRequest(BaseModel):
     crop_bottom: int | None = Field(None, ge=0)
     out: Path | None = None
     overwrite: bool = Field(False, description="Replace a record already in `out` (else refused).")
+    checkpoint_every: str = Field("10m", description="Checkpoint interval of pretraining and fine-tuning "
+                                  "(10m, 90s, 500steps, off); never changes the numbers.")
     progress: bool = True
+
+    @field_validator("checkpoint_every")
+    @classmethod
+    def _interval(cls, value: str) -> str:
+        try:
+            parse_interval(value)
+        except HarnessError as err:
+            raise ValueError(str(err)) from None
+        return value
 
 
 class Context:
@@ -185,7 +198,23 @@ def check_hidden_labels(name: str, ctx: Context, pool: str) -> None:
                            f"mask (e.g. {unlabelled[0]}): use it on an embedded dataset")
 
 
-def obtain_encoder(entry: MethodEntry, method: SSLMethod, ctx: Context, seed: int, progress: bool, log):
+def checkpointing(path: Path, identity: str, every: str, log) -> Checkpointing:
+    every_s, every_steps = parse_interval(every)
+    return Checkpointing(path, identity, every_s=every_s, every_steps=every_steps, log=log)
+
+
+def finetune_identity(request: RunRequest, ctx: Context, entry: MethodEntry, method: SSLMethod,
+                      pretrain_key: str | None, budget_ids: list[str]) -> str:
+    """What a fine-tuning stage computes, as a key: its checkpoint is resumed only by the same."""
+    return stable_hash({"pretrain": pretrain_key, "method": entry.name,
+                        "config": method.config.model_dump(mode="json"), "dataset": ctx.dataset.identity.key,
+                        "manifest": ctx.manifest.hash, "budget": budget_ids, "seed": request.seed,
+                        "protocol": request.protocol, "settings": ctx.settings.model_dump(mode="json"),
+                        "device": ctx.runtime.describe(), "harness": __version__}, length=20)
+
+
+def obtain_encoder(entry: MethodEntry, method: SSLMethod, ctx: Context, seed: int, progress: bool, log,
+                   checkpoint_every: str = "10m"):
     """Transferred encoder weights from the cache, or from a new pretraining that fills it."""
     if not method.pretrains:
         return None, PretrainInfo(cache_key=None, reused_cache=False, steps=0, final_loss=None), 0.0
@@ -210,7 +239,8 @@ def obtain_encoder(entry: MethodEntry, method: SSLMethod, ctx: Context, seed: in
         return state, info, 0.0
     start = time.perf_counter()
     store = ctx.store(ctx.manifest.pools[pool], with_targets=method.uses_hidden_labels)
-    state, stage = pretrain(method, store, ctx.settings, ctx.runtime, seed, progress)
+    state, stage = pretrain(method, store, ctx.settings, ctx.runtime, seed, progress,
+                            checkpoint=checkpointing(directory / CHECKPOINT_FILE, key, checkpoint_every, log))
     elapsed = time.perf_counter() - start
     final = stage.losses[-1] if stage.losses else None
     if is_main_process():  # one writer; a second process would only race for the same bytes
@@ -282,7 +312,8 @@ def fit(request: RunRequest, ctx: Context, entry: MethodEntry, method: SSLMethod
     budget_ids = ctx.manifest.budget_ids(Budget.parse(request.budget))
     if method.pretrains:
         ctx.check_leakage(request.allow_leakage, log, request.progress)
-    encoder_state, pretrain_info, pretrain_s = obtain_encoder(entry, method, ctx, request.seed, request.progress, log)
+    encoder_state, pretrain_info, pretrain_s = obtain_encoder(entry, method, ctx, request.seed, request.progress, log,
+                                                              request.checkpoint_every)
 
     start = time.perf_counter()
     val_ids = ctx.manifest.pools["val"]
@@ -300,8 +331,12 @@ def fit(request: RunRequest, ctx: Context, entry: MethodEntry, method: SSLMethod
                                 progress=False)
         return selection_score(scores, ctx.settings.selection)
 
+    identity = finetune_identity(request, ctx, entry, method, pretrain_info.cache_key, budget_ids)
+    resumable = checkpointing(cache_root() / "checkpoints" / f"finetune-{identity}.pt", identity,
+                              request.checkpoint_every, log)
     net, stage = finetune(encoder_state, ctx.store(budget_ids, with_targets=True, scale=scale), validate,
-                          ctx.settings, ctx.runtime, request.seed, request.protocol, request.progress)
+                          ctx.settings, ctx.runtime, request.seed, request.protocol, request.progress,
+                          checkpoint=resumable)
     finetune_s = time.perf_counter() - start
     start = time.perf_counter()
     tuning = tune_postprocessing(net, ctx.dataset, val_ids, ctx.runtime, ctx.task, scale, diameter,

@@ -64,6 +64,16 @@ def _parse_config(items: tuple[str, ...]) -> dict:
     return config
 
 
+def _check_interval(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    from harness.training.checkpoint import parse_interval
+
+    try:
+        parse_interval(value)
+    except HarnessError as err:
+        raise click.BadParameter(str(err)) from None
+    return value
+
+
 def common_run_options(func):
     options = [
         click.option("--dataset", default="synthetic-sem", show_default=True,
@@ -82,6 +92,10 @@ def common_run_options(func):
                      help="Folder datasets: pixel connectivity that turns binary masks into particles."),
         click.option("--crop-bottom", type=click.IntRange(min=0), default=None,
                      help="Folder datasets: rows of instrument data bar at the bottom of every image."),
+        click.option("--checkpoint-every", default="10m", show_default=True, metavar="INTERVAL",
+                     callback=_check_interval,
+                     help="Checkpoint pretraining and fine-tuning every INTERVAL (10m, 90s, 2h, 500steps, off), "
+                          "and on SIGTERM/SIGINT; the same command again resumes. Never changes the numbers."),
         click.option("--quiet", is_flag=True, help="No progress bars."),
     ]
     for option in reversed(options):
@@ -97,7 +111,7 @@ def common_run_options(func):
               help="Run folder for record.json (default: runs/DATASET/...).")
 @common_run_options
 def run(method, budget, seed, out, dataset, backbone, profile, data_seed, split_seed, protocol, device,
-        config_items, allow_leakage, connectivity, crop_bottom, quiet) -> None:
+        config_items, allow_leakage, connectivity, crop_bottom, checkpoint_every, quiet) -> None:
     """Pretrain METHOD on the unlabeled pool, fine-tune on BUDGET labels, evaluate on test.
 
     Example: harness run --method fcmae --budget 1%
@@ -108,7 +122,8 @@ def run(method, budget, seed, out, dataset, backbone, profile, data_seed, split_
     request = RunRequest(method=method, budget=budget, dataset=dataset, backbone=backbone, seed=seed,
                          split_seed=split_seed, data_seed=data_seed, profile=profile, protocol=protocol,
                          device=device, method_config=_parse_config(config_items), allow_leakage=allow_leakage,
-                         connectivity=int(connectivity), crop_bottom=crop_bottom, out=out, progress=not quiet)
+                         connectivity=int(connectivity), crop_bottom=crop_bottom, out=out, progress=not quiet,
+                         checkpoint_every=checkpoint_every)
     say = on_main_process(click.echo)
     record = run_one(request, log=say)
     say("")
@@ -137,7 +152,7 @@ def _split_list(text: str, what: str) -> list[str]:
 @click.option("--force", is_flag=True, help="Run cells again that already have a record in OUT (replacing it).")
 @common_run_options
 def sweep(method_list, budgets, seeds, out, force, dataset, backbone, profile, data_seed, split_seed, protocol,
-          device, config_items, allow_leakage, connectivity, crop_bottom, quiet) -> None:
+          device, config_items, allow_leakage, connectivity, crop_bottom, checkpoint_every, quiet) -> None:
     """Run the grid methods x budgets x seeds, reusing each pretraining for every budget.
 
     A cell whose folder in OUT already holds a readable record is skipped (so a stopped sweep
@@ -147,6 +162,7 @@ def sweep(method_list, budgets, seeds, out, force, dataset, backbone, profile, d
     from harness.data.splits import MAX_SEED, Budget
     from harness.pipeline import Context, RunRequest, run_one
     from harness.results.record import RECORD_FILE, read_record
+    from harness.training.checkpoint import StopRequested
     from harness.training.runtime import on_main_process
 
     methods_ = _split_list(method_list, "methods")
@@ -170,7 +186,8 @@ def sweep(method_list, budgets, seeds, out, force, dataset, backbone, profile, d
                                      seed=seed, split_seed=split_seed, data_seed=data_seed, profile=profile,
                                      protocol=protocol, device=device, method_config=config,
                                      allow_leakage=allow_leakage, connectivity=int(connectivity),
-                                     crop_bottom=crop_bottom, progress=not quiet)
+                                     crop_bottom=crop_bottom, progress=not quiet,
+                                     checkpoint_every=checkpoint_every)
                 say(f"== {method_name} budget {budget} seed {seed}")
                 cell = _cell_dir(out, request)
                 if (cell / RECORD_FILE).is_file() and not force:
@@ -188,6 +205,8 @@ def sweep(method_list, budgets, seeds, out, force, dataset, backbone, profile, d
                     record = run_one(request.model_copy(update={"out": cell, "overwrite": True}), ctx, say)
                     rows.append({"method": method_name, "budget": budget, "seed": seed, "status": "ok",
                                  **{k: v for k, v in record.headline.items() if isinstance(v, (int, float))}})
+                except StopRequested:
+                    raise  # the cell saved its checkpoint; the whole sweep stops and resumes on re-run
                 except Exception as err:  # noqa: BLE001 - one failing cell must not stop the grid
                     _record_failure(out, request, err)
                     click.echo(f"   failed: {type(err).__name__}: {err}", err=True)

@@ -8,6 +8,7 @@ on a label budget and keeps the state that scored best on the *validation* split
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 from collections.abc import Callable
@@ -23,6 +24,7 @@ from harness.methods.base import PretrainModule, SSLMethod
 from harness.models import SegmentationNet, create_backbone
 from harness.task import InstanceTask, get_task
 from harness.training.batches import FinetuneBatches, ImageStore, PretrainBatches
+from harness.training.checkpoint import Checkpointing, set_rng_states
 from harness.training.runtime import Runtime, is_main_process, rank, world_size
 from harness.training.settings import TrainSettings
 
@@ -91,11 +93,27 @@ class StageLog:
     stopped_early: bool = False
 
 
-def _loader(batches: torch.utils.data.Dataset, settings: TrainSettings) -> torch.utils.data.DataLoader:
+def _loader(batches: torch.utils.data.Dataset, settings: TrainSettings, start: int = 0) -> torch.utils.data.DataLoader:
+    """Batches from step ``start`` on (items are whole batches drawn from (seed, step), so a
+    resumed stage sees exactly the batches it would have seen)."""
+    if start:
+        batches = torch.utils.data.Subset(batches, range(start, len(batches)))  # type: ignore[arg-type]
     return torch.utils.data.DataLoader(
         batches, batch_size=None, shuffle=False, num_workers=settings.num_workers,
         persistent_workers=False, pin_memory=torch.cuda.is_available(),
     )
+
+
+def _restore_optimisation(optimisation: Optimisation, saved: dict) -> None:
+    for name, optimizer in optimisation.optimizers.items():
+        optimizer.load_state_dict(saved["optimizers"][name])
+    for scheduler, state in zip(optimisation.schedulers, saved["schedulers"], strict=True):
+        scheduler.load_state_dict(state)
+
+
+def _optimisation_state(optimisation: Optimisation) -> dict:
+    return {"optimizers": {n: o.state_dict() for n, o in optimisation.optimizers.items()},
+            "schedulers": [s.state_dict() for s in optimisation.schedulers]}
 
 
 def _maybe_ddp(module: nn.Module, runtime: Runtime) -> nn.Module:
@@ -112,8 +130,12 @@ def pretrain(
     runtime: Runtime,
     seed: int,
     progress: bool = True,
+    checkpoint: Checkpointing | None = None,
 ) -> tuple[dict[str, torch.Tensor], StageLog]:
-    """Pretrain ``method`` on crops of the images in ``store``; return the transferable weights."""
+    """Pretrain ``method`` on crops of the images in ``store``; return the transferable weights.
+
+    With ``checkpoint``, the stage resumes from a saved state of the same identity and saves one
+    periodically and on SIGTERM/SIGINT (:mod:`harness.training.checkpoint`)."""
     steps = pretraining_steps(method, settings)
     torch.manual_seed(seed)
     backbone = create_backbone(settings.backbone, in_chans=1)
@@ -139,27 +161,53 @@ def pretrain(
         torch.manual_seed(int(np.random.SeedSequence([seed, rank()]).generate_state(1)[0]))
     batches = PretrainBatches(store, steps, settings.pretrain_batch, settings.crop_size, seed, rank())
     log = StageLog()
-    bar = tqdm(_loader(batches, settings), total=steps, desc=f"pretrain {method.name}",
+    start = 0
+    saved = checkpoint.load() if checkpoint else None
+    if saved is not None and checkpoint is not None:
+        module.load_state_dict(saved["model"])
+        _restore_optimisation(optimisation, saved)
+        log.losses = list(saved["losses"])
+        start = int(saved["steps_done"])
+        checkpoint.log(f"pretraining: resuming from step {start} of {steps} ({checkpoint.file})")
+    # a DataLoader iterator draws its base seed from the global RNG when created: the RNG is restored
+    # after that draw, where the checkpointed run had made it too
+    iterator = iter(_loader(batches, settings, start))
+    if saved is not None:
+        set_rng_states(saved["rng"])
+    bar = tqdm(iterator, total=steps, initial=start, desc=f"pretrain {method.name}",
                unit="step", disable=not (progress and is_main_process()))
-    for step, item in enumerate(bar):
-        images, targets = item if isinstance(item, (tuple, list)) else (item, None)
-        images = runtime.batch(images)
-        with runtime.autocast():
-            if targets is None:
-                out = trained(images, step, steps)
-            else:
-                out = trained(images, step, steps, targets.to(runtime.device))
-        losses = out if isinstance(out, dict) else {"main": out}
-        total = sum(float(v.detach()) for v in losses.values())
-        if not math.isfinite(total):
-            raise HarnessError(f"{method.name}: the pretraining loss became {total} at step {step}; training "
-                               "diverged (is a learning rate in --config too high?)")
-        optimisation.step(losses, groups)
-        module.after_optimizer_step(step, steps)
-        log.losses.append(total)
-        bar.set_postfix(loss=f"{total:.4f}")
+    with checkpoint.stop_requests() if checkpoint else contextlib.nullcontext():
+        for step, item in enumerate(bar, start=start):
+            _pretrain_step(item, step, steps, method, module, trained, optimisation, groups, runtime, log, bar)
+            if checkpoint and step + 1 < steps and checkpoint.due(step + 1):
+                checkpoint.save(step + 1, {"model": module.state_dict(), "losses": log.losses,
+                                           **_optimisation_state(optimisation)})
+    if checkpoint:
+        checkpoint.clear()
     state = {k: v.detach().float().cpu().contiguous() for k, v in module.transfer_state().items()}
     return state, log
+
+
+def _pretrain_step(item, step: int, steps: int, method: SSLMethod, module: PretrainModule, trained: nn.Module,
+                   optimisation: Optimisation, groups: dict[str, list[nn.Parameter]], runtime: Runtime,
+                   log: StageLog, bar) -> None:
+    """One optimisation step of pretraining (the loss must stay finite)."""
+    images, targets = item if isinstance(item, (tuple, list)) else (item, None)
+    images = runtime.batch(images)
+    with runtime.autocast():
+        if targets is None:
+            out = trained(images, step, steps)
+        else:
+            out = trained(images, step, steps, targets.to(runtime.device))
+    losses = out if isinstance(out, dict) else {"main": out}
+    total = sum(float(v.detach()) for v in losses.values())
+    if not math.isfinite(total):
+        raise HarnessError(f"{method.name}: the pretraining loss became {total} at step {step}; training "
+                           "diverged (is a learning rate in --config too high?)")
+    optimisation.step(losses, groups)
+    module.after_optimizer_step(step, steps)
+    log.losses.append(total)
+    bar.set_postfix(loss=f"{total:.4f}")
 
 
 def pretraining_steps(method: SSLMethod, settings: TrainSettings) -> int:
@@ -219,11 +267,13 @@ def finetune(
     seed: int,
     protocol: str = "finetune",
     progress: bool = True,
+    checkpoint: Checkpointing | None = None,
 ) -> tuple[SegmentationNet, StageLog]:
     """Train the segmentation network on the budget in ``store``; keep the best validation state.
 
     ``validate(net)`` returns a score where higher is better (computed on the validation split).
     Protocol ``frozen`` keeps the encoder's weights fixed and its normalisation layers in eval mode.
+    With ``checkpoint``, the stage resumes and saves as :func:`pretrain` does.
     """
     task = get_task(settings.task)
     steps = finetune_steps(settings, store)
@@ -242,35 +292,58 @@ def finetune(
     log = StageLog()
     best_state = copy.deepcopy(net.state_dict())
     checks_without_gain = 0
-    bar = tqdm(_loader(batches, settings), total=steps, desc=f"fine-tune ({protocol})",
+    start = 0
+    saved = checkpoint.load() if checkpoint else None
+    if saved is not None and checkpoint is not None:
+        net.load_state_dict(saved["model"])
+        best_state = saved["best_model"]
+        _restore_optimisation(optimisation, saved)
+        log = StageLog(losses=list(saved["losses"]), validation=[(int(a), float(b)) for a, b in saved["validation"]],
+                       best_step=saved["best_step"], best_score=saved["best_score"])
+        checks_without_gain = int(saved["checks_without_gain"])
+        start = int(saved["steps_done"])
+        checkpoint.log(f"fine-tuning: resuming from step {start} of {steps} ({checkpoint.file})")
+    iterator = iter(_loader(batches, settings, start))  # after its seed draw, as in pretrain()
+    if saved is not None:
+        set_rng_states(saved["rng"])
+    bar = tqdm(iterator, total=steps, initial=start, desc=f"fine-tune ({protocol})",
                unit="step", disable=not (progress and is_main_process()))
-    for step, (images, targets) in enumerate(bar):
-        net.train()
-        if frozen:
-            net.encoder.eval()
-        with runtime.autocast():
-            logits = net(runtime.batch(images))
-        loss = task.loss(logits.float(), targets.to(runtime.device))
-        value = float(loss.detach())
-        if not math.isfinite(value):
-            raise HarnessError(f"the fine-tuning loss became {value} at step {step}; training diverged")
-        optimisation.step({"main": loss}, params)
-        log.losses.append(value)
-        last = step + 1 == steps
-        if (step + 1) % settings.val_every == 0 or last:
-            net.eval()
-            score = float(validate(net))
-            log.validation.append((step + 1, score))
-            if log.best_score is None or score > log.best_score:
-                log.best_score, log.best_step = score, step + 1
-                best_state = copy.deepcopy(net.state_dict())
-                checks_without_gain = 0
-            else:
-                checks_without_gain += 1
-            bar.set_postfix(loss=f"{value:.4f}", val=f"{score:.3f}", best=f"{log.best_score:.3f}")
-            if checks_without_gain >= settings.patience and not last:
-                log.stopped_early = True
-                break
+    with checkpoint.stop_requests() if checkpoint else contextlib.nullcontext():
+        for step, (images, targets) in enumerate(bar, start=start):
+            net.train()
+            if frozen:
+                net.encoder.eval()
+            with runtime.autocast():
+                logits = net(runtime.batch(images))
+            loss = task.loss(logits.float(), targets.to(runtime.device))
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                raise HarnessError(f"the fine-tuning loss became {value} at step {step}; training diverged")
+            optimisation.step({"main": loss}, params)
+            log.losses.append(value)
+            last = step + 1 == steps
+            if (step + 1) % settings.val_every == 0 or last:
+                net.eval()
+                score = float(validate(net))
+                log.validation.append((step + 1, score))
+                if log.best_score is None or score > log.best_score:
+                    log.best_score, log.best_step = score, step + 1
+                    best_state = copy.deepcopy(net.state_dict())
+                    checks_without_gain = 0
+                else:
+                    checks_without_gain += 1
+                bar.set_postfix(loss=f"{value:.4f}", val=f"{score:.3f}", best=f"{log.best_score:.3f}")
+                if checks_without_gain >= settings.patience and not last:
+                    log.stopped_early = True
+                    break
+            if checkpoint and not last and checkpoint.due(step + 1):
+                checkpoint.save(step + 1, {
+                    "model": net.state_dict(), "best_model": best_state, "losses": log.losses,
+                    "validation": [list(v) for v in log.validation], "best_step": log.best_step,
+                    "best_score": log.best_score, "checks_without_gain": checks_without_gain,
+                    **_optimisation_state(optimisation)})
+    if checkpoint:
+        checkpoint.clear()
     net.load_state_dict(best_state)
     net.eval()
     return net, log

@@ -1,0 +1,122 @@
+"""Long runs survive: a run killed (kill -9) after a checkpoint, or stopped by SIGTERM, resumes
+when the same command runs again, and its record equals an uninterrupted run's
+(issue: nothing lost, "checkpoints and resume")."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.training.checkpoint import parse_interval
+
+# The same command every time: a pretraining method, two labelled images, checkpoints every 2 steps
+# (smoke: 4 pretraining steps, 6 fine-tuning steps with validation at 3 and 6).
+COMMAND = ["run", "--method", "denoise", "--budget", "2", "--seed", "4", "--profile", "smoke", "--quiet",
+           "--checkpoint-every", "2steps"]
+
+# Runs harness with one fault injected: kill -9 right after the first checkpoint of STAGE is
+# written, or SIGTERM to itself during step 1 of STAGE.
+_WRAPPER = """
+import os, signal, sys
+import harness.training.checkpoint as checkpoint
+from harness.cli import main
+
+fault, stage = sys.argv[1], sys.argv[2]
+save, due = checkpoint.Checkpointing.save, checkpoint.Checkpointing.due
+
+def in_stage(self):
+    return self.path.name.startswith("finetune-") == (stage == "finetune")
+
+def save_then_die(self, *args, **kwargs):
+    save(self, *args, **kwargs)
+    if in_stage(self):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+def due_after_sigterm(self, steps_done):
+    if in_stage(self) and steps_done == 1:
+        os.kill(os.getpid(), signal.SIGTERM)
+    return due(self, steps_done)
+
+if fault == "kill":
+    checkpoint.Checkpointing.save = save_then_die
+elif fault == "term":
+    checkpoint.Checkpointing.due = due_after_sigterm
+sys.argv = ["harness", *sys.argv[3:]]
+main()
+"""
+
+
+def harness(tmp: Path, cache: Path, out: Path, fault: str = "none", stage: str = "pretrain"):
+    script = tmp / "wrapper.py"
+    script.write_text(_WRAPPER)
+    env = {**os.environ, "HARNESS_CACHE_DIR": str(cache), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    return subprocess.run([sys.executable, str(script), fault, stage, *COMMAND, "--out", str(out)],
+                          capture_output=True, text=True, env=env, timeout=600)
+
+
+def numbers(out: Path) -> dict:
+    record = json.loads((out / "record.json").read_text())
+    return {"metrics": record["metrics"], "selection": record["selection"], "postprocess": record["postprocess"],
+            "pretrain_loss": record["pretrain"]["final_loss"], "steps": record["pretrain"]["steps"]}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> tuple[Path, dict]:
+    tmp = tmp_path_factory.mktemp("whole")
+    done = harness(tmp, tmp / "cache", tmp / "run")
+    assert done.returncode == 0, done.stderr
+    assert "resuming" not in done.stdout + done.stderr
+    assert not list((tmp / "cache").rglob("*checkpoint*.pt")) and not list((tmp / "cache").rglob("finetune-*.pt"))
+    return tmp / "cache", numbers(tmp / "run")
+
+
+def test_killed_during_pretraining_resumes_with_the_same_numbers(uninterrupted, tmp_path):
+    _, expected = uninterrupted
+    killed = harness(tmp_path, tmp_path / "cache", tmp_path / "run", "kill", "pretrain")
+    assert killed.returncode == -9 and not (tmp_path / "run" / "record.json").exists()
+    assert list((tmp_path / "cache" / "pretrained").glob("*/checkpoint.pt"))
+    again = harness(tmp_path, tmp_path / "cache", tmp_path / "run")
+    assert again.returncode == 0, again.stderr
+    assert "pretraining: resuming from step 2 of 4" in again.stdout
+    assert numbers(tmp_path / "run") == expected
+    assert not list((tmp_path / "cache").rglob("checkpoint.pt"))  # removed once the stage completed
+
+
+@pytest.mark.parametrize("fault", ["kill", "term"])
+def test_stopped_during_fine_tuning_resumes_with_the_same_numbers(uninterrupted, tmp_path, fault):
+    cache, expected = uninterrupted  # its encoder is cached: only fine-tuning runs
+    stopped = harness(tmp_path, cache, tmp_path / "run", fault, "finetune")
+    if fault == "kill":
+        assert stopped.returncode == -9
+        resumed_at = 2
+    else:  # SIGTERM: saved after the current step, one line, no traceback
+        assert stopped.returncode == 2 and "Traceback" not in stopped.stderr
+        assert "stopped by signal SIGTERM after step 1; checkpoint saved" in stopped.stderr
+        resumed_at = 1
+    assert not (tmp_path / "run" / "record.json").exists()
+    again = harness(tmp_path, cache, tmp_path / "run")
+    assert again.returncode == 0, again.stderr
+    assert f"fine-tuning: resuming from step {resumed_at} of 6" in again.stdout
+    assert numbers(tmp_path / "run") == expected
+    assert not list(cache.rglob("finetune-*.pt"))
+
+
+@pytest.mark.parametrize(("text", "parsed"), [
+    ("10m", (600.0, None)), ("90s", (90.0, None)), ("2h", (7200.0, None)), ("500steps", (None, 500)),
+    ("1step", (None, 1)), ("off", (None, None)),
+])
+def test_checkpoint_intervals(text, parsed):
+    assert parse_interval(text) == parsed
+
+
+@pytest.mark.parametrize("text", ["5x", "0m", "-3steps", "steps", ""])
+def test_bad_checkpoint_intervals_are_refused(text):
+    from harness.errors import HarnessError
+
+    with pytest.raises(HarnessError, match="checkpoint interval"):
+        parse_interval(text)
