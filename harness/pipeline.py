@@ -88,6 +88,9 @@ class RunRequest(BaseModel):
     crop_bottom: int | None = Field(None, ge=0)
     out: Path | None = None
     overwrite: bool = Field(False, description="Replace a record already in `out` (else refused).")
+    pretrain_steps: int | None = Field(None, ge=0, description="Pretraining steps instead of the profile's.")
+    finetune_steps: int | None = Field(None, ge=1, description="Fine-tuning steps instead of the profile's "
+                                       "budget-set schedule (exactly this many, unless early stopping ends it).")
     checkpoint_every: str = Field("10m", description="Checkpoint interval of pretraining and fine-tuning "
                                   "(10m, 90s, 500steps, off); never changes the numbers.")
     progress: bool = True
@@ -102,6 +105,17 @@ class RunRequest(BaseModel):
         return value
 
 
+def step_overrides(pretrain_steps: int | None, finetune_steps: int | None) -> dict[str, int]:
+    """Settings for ``--pretrain-steps`` / ``--finetune-steps``. They land in the record's settings,
+    so the leaderboard never pools such records with the profile's."""
+    out: dict[str, int] = {}
+    if pretrain_steps is not None:
+        out["pretrain_steps"] = pretrain_steps
+    if finetune_steps is not None:
+        out.update(finetune_steps=finetune_steps, finetune_min_steps=finetune_steps)
+    return out
+
+
 class Context:
     """What the cells of a sweep share: dataset, manifest, runtime, stores."""
 
@@ -110,7 +124,8 @@ class Context:
                                              connectivity=request.connectivity, crop_bottom=request.crop_bottom)
         self.manifest: SplitManifest = make_manifest(self.dataset, request.split_seed)
         self.runtime: Runtime = resolve_runtime(request.device)
-        self.settings: TrainSettings = settings_for(request.profile, backbone=request.backbone)
+        self.settings: TrainSettings = settings_for(request.profile, backbone=request.backbone,
+                                                    **step_overrides(request.pretrain_steps, request.finetune_steps))
         self.task: InstanceTask = get_task(self.settings.task)
         self._stores: dict[tuple, ImageStore] = {}
         self._scales: dict[tuple, tuple[float, float | None]] = {}

@@ -84,3 +84,29 @@ def test_a_diverging_run_ends_in_one_line(tmp_path):
                     "--config", "lr=1e30", "--out", str(tmp_path / "run"))
     assert result.exit_code == 2, result.output
     assert "diverged" in result.output and "Traceback" not in result.output
+
+
+def test_step_overrides_are_stated_in_the_record_and_kept_apart(tmp_path):
+    args = ["sweep", "--methods", "denoise", "--budgets", "2", "--seeds", "0", "--profile", "smoke", "--quiet",
+            "--out", str(tmp_path)]
+    assert invoke(*args).exit_code == 0
+    short = invoke(*args, "--pretrain-steps", "2", "--finetune-steps", "3")
+    assert short.exit_code == 0 and "skipping" not in short.output, short.output
+    default, = tmp_path.glob("*/denoise-2-finetune-seed0/record.json")
+    override, = tmp_path.glob("*/denoise-2-finetune-seed0-pretrain2-finetune3/record.json")
+    a, b = json.loads(default.read_text()), json.loads(override.read_text())
+    assert b["settings"]["pretrain_steps"] == 2 and b["pretrain"]["steps"] == 2
+    assert b["settings"]["finetune_steps"] == 3 and b["selection"]["finetune_steps_run"] == 3
+    assert a["settings"]["pretrain_steps"] == 4 and a["settings"] != b["settings"]
+    from harness.results.leaderboard import Leaderboard
+    from harness.results.reproduce import request_for
+    from harness.results.record import read_record
+
+    board = Leaderboard(tmp_path / "lb")
+    board.add(default.parent)
+    board.add(override.parent)  # another cell: its settings differ
+    assert request_for(read_record(override)).pretrain_steps == 2
+    assert request_for(read_record(override)).finetune_steps == 3
+    assert request_for(read_record(default)).pretrain_steps is None
+    bad = invoke("run", "--method", "none", "--budget", "2", "--profile", "smoke", "--finetune-steps", "0")
+    assert bad.exit_code == 2 and "--finetune-steps" in bad.output

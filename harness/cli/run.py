@@ -92,6 +92,12 @@ def common_run_options(func):
                      help="Folder datasets: pixel connectivity that turns binary masks into particles."),
         click.option("--crop-bottom", type=click.IntRange(min=0), default=None,
                      help="Folder datasets: rows of instrument data bar at the bottom of every image."),
+        click.option("--pretrain-steps", type=click.IntRange(min=0), default=None,
+                     help="Pretraining steps instead of the profile's (stated in the record's settings, so such "
+                          "records never share a table with the profile's)."),
+        click.option("--finetune-steps", type=click.IntRange(min=1), default=None,
+                     help="Exactly this many fine-tuning steps (early stopping still applies) instead of the "
+                          "profile's budget-set schedule; stated in the record's settings likewise."),
         click.option("--checkpoint-every", default="10m", show_default=True, metavar="INTERVAL",
                      callback=_check_interval,
                      help="Checkpoint pretraining and fine-tuning every INTERVAL (10m, 90s, 2h, 500steps, off), "
@@ -111,7 +117,8 @@ def common_run_options(func):
               help="Run folder for record.json (default: runs/DATASET/...).")
 @common_run_options
 def run(method, budget, seed, out, dataset, backbone, profile, data_seed, split_seed, protocol, device,
-        config_items, allow_leakage, connectivity, crop_bottom, checkpoint_every, quiet) -> None:
+        config_items, allow_leakage, connectivity, crop_bottom, pretrain_steps, finetune_steps, checkpoint_every,
+        quiet) -> None:
     """Pretrain METHOD on the unlabeled pool, fine-tune on BUDGET labels, evaluate on test.
 
     Example: harness run --method fcmae --budget 1%
@@ -123,6 +130,7 @@ def run(method, budget, seed, out, dataset, backbone, profile, data_seed, split_
                          split_seed=split_seed, data_seed=data_seed, profile=profile, protocol=protocol,
                          device=device, method_config=_parse_config(config_items), allow_leakage=allow_leakage,
                          connectivity=int(connectivity), crop_bottom=crop_bottom, out=out, progress=not quiet,
+                         pretrain_steps=pretrain_steps, finetune_steps=finetune_steps,
                          checkpoint_every=checkpoint_every)
     say = on_main_process(click.echo)
     record = run_one(request, log=say)
@@ -152,7 +160,8 @@ def _split_list(text: str, what: str) -> list[str]:
 @click.option("--force", is_flag=True, help="Run cells again that already have a record in OUT (replacing it).")
 @common_run_options
 def sweep(method_list, budgets, seeds, out, force, dataset, backbone, profile, data_seed, split_seed, protocol,
-          device, config_items, allow_leakage, connectivity, crop_bottom, checkpoint_every, quiet) -> None:
+          device, config_items, allow_leakage, connectivity, crop_bottom, pretrain_steps, finetune_steps,
+          checkpoint_every, quiet) -> None:
     """Run the grid methods x budgets x seeds, reusing each pretraining for every budget.
 
     A cell whose folder in OUT already holds a readable record is skipped (so a stopped sweep
@@ -187,6 +196,7 @@ def sweep(method_list, budgets, seeds, out, force, dataset, backbone, profile, d
                                      protocol=protocol, device=device, method_config=config,
                                      allow_leakage=allow_leakage, connectivity=int(connectivity),
                                      crop_bottom=crop_bottom, progress=not quiet,
+                                     pretrain_steps=pretrain_steps, finetune_steps=finetune_steps,
                                      checkpoint_every=checkpoint_every)
                 say(f"== {method_name} budget {budget} seed {seed}")
                 cell = _cell_dir(out, request)
@@ -220,7 +230,9 @@ def sweep(method_list, budgets, seeds, out, force, dataset, backbone, profile, d
 
 def _cell_dir(out: Path, request) -> Path:
     budget = request.budget.replace("%", "pct")
-    return out / Path(request.dataset).name / f"{request.method}-{budget}-{request.protocol}-seed{request.seed}"
+    steps = "".join(f"-{tag}{n}" for tag, n in (("pretrain", request.pretrain_steps), ("finetune", request.finetune_steps))
+                    if n is not None)  # cells with step overrides never skip over the profile's records
+    return out / Path(request.dataset).name / f"{request.method}-{budget}-{request.protocol}-seed{request.seed}{steps}"
 
 
 def _record_failure(out: Path, request, err: Exception) -> None:

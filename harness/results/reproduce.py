@@ -112,8 +112,17 @@ def request_for(record: RunRecord, dataset: str | None = None, allow_leakage: bo
                 out: Path | None = None):
     """The :class:`~harness.pipeline.RunRequest` that produced ``record``."""
     from harness.pipeline import RunRequest
+    from harness.training.settings import settings_for
 
+    profile = settings_for(record.dataset.profile)
+    stated = record.settings
+    pretrain_steps = stated.get("pretrain_steps")
+    finetune_steps = stated.get("finetune_steps")
+    overridden = (finetune_steps is not None and finetune_steps != profile.finetune_steps
+                  and stated.get("finetune_min_steps") == finetune_steps)
     return RunRequest(
+        pretrain_steps=pretrain_steps if pretrain_steps not in (None, profile.pretrain_steps) else None,
+        finetune_steps=finetune_steps if overridden else None,
         method=record.method.name, budget=record.budget, dataset=dataset or record.dataset.name,
         backbone=record.backbone, seed=record.seeds.train, split_seed=record.seeds.split,
         data_seed=record.seeds.data, profile=record.dataset.profile, protocol=record.protocol,
