@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import traceback
-from datetime import datetime, timezone
 from pathlib import Path
 
 import click
@@ -158,20 +156,33 @@ def _split_list(text: str, what: str) -> list[str]:
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=Path("runs"), show_default=True,
               help="Folder for the run folders and failures.")
 @click.option("--force", is_flag=True, help="Run cells again that already have a record in OUT (replacing it).")
+@click.option("--executor", type=click.Choice(["local", "slurm"]), default=None,
+              help="Run each (method, seed) as a submitit job: local = subprocesses on this machine, slurm = a "
+                   "SLURM cluster (requeued on preemption, resuming from checkpoints). Default: in this process.")
+@click.option("--partition", default=None, help="With --executor slurm: the SLURM partition.")
+@click.option("--gpus-per-job", type=click.IntRange(min=0), default=None, help="With --executor: GPUs per job.")
+@click.option("--cpus-per-job", type=click.IntRange(min=1), default=None, help="With --executor: CPU cores per job.")
+@click.option("--time-limit", default="24h", show_default=True, metavar="DURATION",
+              help="With --executor: wall-time limit per job (90m, 4h, ...); a job past it is requeued and resumes.")
+@click.option("--wait/--no-wait", default=None,
+              help="With --executor: wait for the jobs and print the table (default: wait for local, not for slurm).")
 @common_run_options
-def sweep(method_list, budgets, seeds, out, force, dataset, backbone, profile, data_seed, split_seed, protocol,
-          device, config_items, allow_leakage, connectivity, crop_bottom, pretrain_steps, finetune_steps,
-          checkpoint_every, quiet) -> None:
+def sweep(method_list, budgets, seeds, out, force, executor, partition, gpus_per_job, cpus_per_job, time_limit,
+          wait, dataset, backbone, profile, data_seed, split_seed, protocol, device, config_items, allow_leakage,
+          connectivity, crop_bottom, pretrain_steps, finetune_steps, checkpoint_every, quiet) -> None:
     """Run the grid methods x budgets x seeds, reusing each pretraining for every budget.
 
     A cell whose folder in OUT already holds a readable record is skipped (so a stopped sweep
     resumes where it was, and failed cells run again); --force runs it anew. A failing cell is
     recorded in OUT/failures/ and the sweep goes on.
+
+    Example on a cluster: harness sweep --methods none,fcmae --seeds 0,1,2 --profile paper
+    --executor slurm --partition gpu --gpus-per-job 1 --time-limit 12h
     """
     from harness.data.splits import MAX_SEED, Budget
-    from harness.pipeline import Context, RunRequest, run_one
-    from harness.results.record import RECORD_FILE, read_record
-    from harness.training.checkpoint import StopRequested
+    from harness.pipeline import RunRequest
+    from harness.sweep import DONE_STATUSES, run_cells, submit
+    from harness.training.checkpoint import parse_interval
     from harness.training.runtime import on_main_process
 
     methods_ = _split_list(method_list, "methods")
@@ -184,69 +195,36 @@ def sweep(method_list, budgets, seeds, out, force, dataset, backbone, profile, d
         raise HarnessError(f"--seeds {seeds!r} must be comma-separated integers") from None
     if any(not 0 <= s <= MAX_SEED for s in seeds_):
         raise HarnessError(f"--seeds {seeds!r}: every seed must lie in 0..{MAX_SEED}")
+    if executor is None and (partition or gpus_per_job is not None or cpus_per_job is not None or wait is not None):
+        raise HarnessError("--partition, --gpus-per-job, --cpus-per-job and --wait need --executor local or slurm")
+    if partition and executor != "slurm":
+        raise HarnessError("--partition is a SLURM option: use it with --executor slurm")
+    limit_s, limit_steps = parse_interval(time_limit)
+    if limit_s is None or limit_steps is not None:
+        raise HarnessError(f"--time-limit {time_limit!r} must be a duration such as 90m or 12h")
     config = _parse_config(config_items)
+    requests = [
+        RunRequest(method=method_name, budget=budget, dataset=dataset, backbone=backbone, seed=seed,
+                   split_seed=split_seed, data_seed=data_seed, profile=profile, protocol=protocol, device=device,
+                   method_config=config, allow_leakage=allow_leakage, connectivity=int(connectivity),
+                   crop_bottom=crop_bottom, progress=not quiet and executor is None, pretrain_steps=pretrain_steps,
+                   finetune_steps=finetune_steps, checkpoint_every=checkpoint_every)
+        for method_name in methods_ for seed in seeds_ for budget in budgets_
+    ]
     say = on_main_process(click.echo)
-    ctx = None
-    rows = []
-    for method_name in methods_:
-        for seed in seeds_:
-            for budget in budgets_:
-                request = RunRequest(method=method_name, budget=budget, dataset=dataset, backbone=backbone,
-                                     seed=seed, split_seed=split_seed, data_seed=data_seed, profile=profile,
-                                     protocol=protocol, device=device, method_config=config,
-                                     allow_leakage=allow_leakage, connectivity=int(connectivity),
-                                     crop_bottom=crop_bottom, progress=not quiet,
-                                     pretrain_steps=pretrain_steps, finetune_steps=finetune_steps,
-                                     checkpoint_every=checkpoint_every)
-                say(f"== {method_name} budget {budget} seed {seed}")
-                cell = _cell_dir(out, request)
-                if (cell / RECORD_FILE).is_file() and not force:
-                    try:
-                        record = read_record(cell / RECORD_FILE)
-                    except (ValueError, OSError) as err:
-                        say(f"   {cell / RECORD_FILE} cannot be read ({type(err).__name__}); running the cell again")
-                    else:
-                        say(f"   skipping: {cell} already holds its record (--force runs it again)")
-                        rows.append({"method": method_name, "budget": budget, "seed": seed, "status": "done before",
-                                     **{k: v for k, v in record.headline.items() if isinstance(v, (int, float))}})
-                        continue
-                try:
-                    ctx = ctx or Context(request)
-                    record = run_one(request.model_copy(update={"out": cell, "overwrite": True}), ctx, say)
-                    rows.append({"method": method_name, "budget": budget, "seed": seed, "status": "ok",
-                                 **{k: v for k, v in record.headline.items() if isinstance(v, (int, float))}})
-                except StopRequested:
-                    raise  # the cell saved its checkpoint; the whole sweep stops and resumes on re-run
-                except Exception as err:  # noqa: BLE001 - one failing cell must not stop the grid
-                    _record_failure(out, request, err)
-                    click.echo(f"   failed: {type(err).__name__}: {err}", err=True)
-                    rows.append({"method": method_name, "budget": budget, "seed": seed,
-                                 "status": f"failed: {type(err).__name__}"})
+    if executor is None:
+        rows = run_cells(requests, out, force, log=say, warn=lambda m: click.echo(m, err=True))
+    else:
+        parameters = {"timeout_min": max(1, round(limit_s / 60)), "gpus_per_node": gpus_per_job,
+                      "cpus_per_task": cpus_per_job, "slurm_partition": partition, "name": "harness-sweep"}
+        rows = submit(requests, out, force, executor, parameters, wait=executor == "local" if wait is None else wait,
+                      log=say)
+        if not rows:
+            return
     say("")
     say(tabulate(rows, headers="keys", floatfmt=".4f"))
-    if any(r["status"] not in ("ok", "done before") for r in rows):
+    if any(r["status"] not in DONE_STATUSES for r in rows):
         raise SystemExit(1)
-
-
-def _cell_dir(out: Path, request) -> Path:
-    budget = request.budget.replace("%", "pct")
-    steps = "".join(f"-{tag}{n}" for tag, n in (("pretrain", request.pretrain_steps), ("finetune", request.finetune_steps))
-                    if n is not None)  # cells with step overrides never skip over the profile's records
-    return out / Path(request.dataset).name / f"{request.method}-{budget}-{request.protocol}-seed{request.seed}{steps}"
-
-
-def _record_failure(out: Path, request, err: Exception) -> None:
-    from harness.training.runtime import rank, world_size
-
-    directory = out / "failures"
-    directory.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
-    payload = {"request": request.model_dump(mode="json"), "error": f"{type(err).__name__}: {err}",
-               "traceback": traceback.format_exc(), "when": stamp}
-    # under torchrun every rank may fail, at the same second: one file each
-    by_rank = f"-rank{rank()}" if world_size() > 1 else ""
-    name = f"{request.method}-{request.budget.replace('%', 'pct')}-seed{request.seed}-{stamp}{by_rank}.json"
-    (directory / name).write_text(json.dumps(payload, indent=1))
 
 
 COMMANDS = [methods, backbones, run, sweep]

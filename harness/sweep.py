@@ -1,0 +1,137 @@
+"""Sweeps: the grid of cells (method x seed x budget), run here or as jobs through submitit.
+
+A cell is one :class:`~harness.pipeline.RunRequest` with its own folder under the sweep's
+``out``. A cell whose folder holds a readable record is skipped, so a stopped sweep resumes where
+it was; a failing cell is written to ``out/failures/`` and the sweep goes on. The cells of one
+(method, seed) share a pretraining, so they stay together: in one process here, or in one job
+when an executor is named. ``local`` runs the jobs as subprocesses on this machine (submitit's
+LocalExecutor), ``slurm`` submits them to a SLURM cluster; a job preempted or timed out is
+requeued by submitit and resumes from the cells' checkpoints
+(:mod:`harness.training.checkpoint`).
+"""
+
+from __future__ import annotations
+
+import json
+import traceback
+from collections.abc import Callable
+from datetime import datetime, timezone
+from itertools import groupby
+from pathlib import Path
+from typing import Any
+
+from harness.data.io import write_text_atomic
+from harness.errors import HarnessError
+from harness.pipeline import Context, RunRequest, run_one
+from harness.results.record import RECORD_FILE, read_record
+from harness.training.checkpoint import StopRequested
+from harness.training.runtime import rank, world_size
+
+Log = Callable[[str], None]
+EXECUTORS = ("local", "slurm")
+DONE_STATUSES = ("ok", "done before")
+
+
+def cell_dir(out: Path, request: RunRequest) -> Path:
+    budget = request.budget.replace("%", "pct")
+    steps = "".join(f"-{tag}{n}" for tag, n in (("pretrain", request.pretrain_steps), ("finetune", request.finetune_steps))
+                    if n is not None)  # cells with step overrides never skip over the profile's records
+    return out / Path(request.dataset).name / f"{request.method}-{budget}-{request.protocol}-seed{request.seed}{steps}"
+
+
+def record_failure(out: Path, request: RunRequest, err: Exception) -> Path:
+    directory = out / "failures"
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+    payload = {"request": request.model_dump(mode="json"), "error": f"{type(err).__name__}: {err}",
+               "traceback": traceback.format_exc(), "when": stamp}
+    # under torchrun every rank may fail, at the same second: one file each
+    by_rank = f"-rank{rank()}" if world_size() > 1 else ""
+    name = f"{request.method}-{request.budget.replace('%', 'pct')}-seed{request.seed}-{stamp}{by_rank}.json"
+    return write_text_atomic(directory / name, json.dumps(payload, indent=1))
+
+
+def _row(request: RunRequest, status: str, headline: dict[str, Any] | None = None) -> dict[str, Any]:
+    numbers = {k: v for k, v in (headline or {}).items() if isinstance(v, (int, float))}
+    return {"method": request.method, "budget": request.budget, "seed": request.seed, "status": status, **numbers}
+
+
+def run_cells(requests: list[RunRequest], out: Path, force: bool, log: Log, warn: Log) -> list[dict[str, Any]]:
+    """Run ``requests`` one after another in this process; one row per cell."""
+    ctx: Context | None = None
+    rows = []
+    for request in requests:
+        log(f"== {request.method} budget {request.budget} seed {request.seed}")
+        cell = cell_dir(out, request)
+        if (cell / RECORD_FILE).is_file() and not force:
+            try:
+                record = read_record(cell / RECORD_FILE)
+            except (ValueError, OSError) as err:
+                log(f"   {cell / RECORD_FILE} cannot be read ({type(err).__name__}); running the cell again")
+            else:
+                log(f"   skipping: {cell} already holds its record (--force runs it again)")
+                rows.append(_row(request, "done before", record.headline))
+                continue
+        try:
+            ctx = ctx or Context(request)
+            record = run_one(request.model_copy(update={"out": cell, "overwrite": True}), ctx, log)
+            rows.append(_row(request, "ok", record.headline))
+        except StopRequested:
+            raise  # the cell saved its checkpoint; the whole sweep stops and resumes when run again
+        except Exception as err:  # noqa: BLE001 - one failing cell must not stop the grid
+            record_failure(out, request, err)
+            warn(f"   failed: {type(err).__name__}: {err}")
+            rows.append(_row(request, f"failed: {type(err).__name__}"))
+    return rows
+
+
+def job_groups(requests: list[RunRequest]) -> list[list[RunRequest]]:
+    """The cells of each (method, seed), in order: one job each, so a pretraining is made once."""
+    key = lambda r: (r.method, r.seed)  # noqa: E731
+    return [list(g) for _, g in groupby(sorted(requests, key=key), key=key)]
+
+
+class SweepJob:
+    """What one submitit job runs: the cells of one (method, seed). Requeued on preemption or
+    timeout (submitit's Checkpointable protocol), it skips the cells already done and resumes
+    the current one from its checkpoint."""
+
+    def __call__(self, requests: list[dict[str, Any]], out: str, force: bool) -> list[dict[str, Any]]:
+        cells = [RunRequest.model_validate(r) for r in requests]
+        return run_cells(cells, Path(out), force, log=print, warn=print)
+
+    def checkpoint(self, requests: list[dict[str, Any]], out: str, force: bool):
+        import submitit
+
+        # a requeued job never forces: the cells it finished before stay finished
+        return submitit.helpers.DelayedSubmission(SweepJob(), requests, out, False)
+
+
+def submit(requests: list[RunRequest], out: Path, force: bool, executor: str, parameters: dict[str, Any],
+           wait: bool, log: Log) -> list[dict[str, Any]]:
+    """Submit one job per (method, seed) through submitit; with ``wait``, collect their rows."""
+    if executor not in EXECUTORS:
+        raise HarnessError(f"unknown executor {executor!r}: choose one of {', '.join(EXECUTORS)}")
+    import submitit
+
+    folder = out / "submitit"
+    runner = submitit.AutoExecutor(folder=folder, cluster=executor)
+    runner.update_parameters(**{k: v for k, v in parameters.items() if v is not None})
+    groups = job_groups(requests)
+    jobs = [runner.submit(SweepJob(), [r.model_dump(mode="json") for r in group], str(out), force)
+            for group in groups]
+    for group, job in zip(groups, jobs, strict=True):
+        log(f"submitted job {job.job_id}: {group[0].method} seed {group[0].seed}, budgets "
+            f"{', '.join(r.budget for r in group)} (logs in {folder})")
+    if not wait:
+        log("not waiting: `harness sweep` with the same arguments later skips finished cells; "
+            "file the records with `harness leaderboard add`")
+        return []
+    rows: list[dict[str, Any]] = []
+    for group, job in zip(groups, jobs, strict=True):
+        try:
+            rows.extend(job.result())
+        except Exception as err:  # noqa: BLE001 - a failed job is reported like a failed cell
+            first = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
+            log(f"   job {job.job_id} ({group[0].method} seed {group[0].seed}) failed: {first}")
+            rows.extend(_row(r, "failed: job") for r in group)
+    return rows
