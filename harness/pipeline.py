@@ -35,6 +35,7 @@ from harness.evaluation.tuning import Tuning, tune_postprocessing
 from harness.methods.base import SSLMethod
 from harness.methods.registry import MethodEntry, get_method
 from harness.metrics import HEADLINE_METRIC, aggregate
+from harness.numerics import NUMERICS_VERSION
 from harness.results.provenance import git_state, hardware, library_versions
 from harness.results.record import (
     PER_IMAGE_FILE,
@@ -433,6 +434,7 @@ def run_one(request: RunRequest, ctx: Context | None = None, log=print) -> RunRe
         hardware=hardware(),
         versions={"harness": __version__, **library_versions()},
         git=ctx.git,
+        numerics=NUMERICS_VERSION,
         command=shlex.join(["harness", *sys.argv[1:]]) if sys.argv and "harness" in sys.argv[0] else "",
     )
     out = request.out or default_run_dir(record)

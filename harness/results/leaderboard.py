@@ -82,6 +82,7 @@ def cell_identity(record: RunRecord) -> dict[str, Any]:
         "protocol": record.protocol,
         "seeds": record.seeds.model_dump(),
         "settings": record.settings,
+        "numerics": record.numerics,
     }
 
 

@@ -100,6 +100,8 @@ class RunRecord(_Frozen):
     versions: dict[str, str]
     git: dict[str, Any]
     command: str = Field("", description="The command line that produced this record.")
+    # harness.numerics: the version of everything that decides the numbers ("0": filed before it was kept)
+    numerics: str = "0"
 
     def write(self, directory: Path) -> Path:
         return write_text_atomic(directory / RECORD_FILE,

@@ -88,6 +88,17 @@ def provenance_warnings(record: RunRecord) -> list[str]:
     return out
 
 
+def numerics_problem(record: RunRecord) -> str | None:
+    """Why this harness computes other numbers than the record's code did, or None."""
+    from harness.numerics import LEGACY_NUMERICS, NUMERICS_VERSION
+
+    if record.numerics == NUMERICS_VERSION:
+        return None
+    then = ("an unversioned numerics (filed before versions were kept)" if record.numerics == LEGACY_NUMERICS
+            else f"numerics version {record.numerics}")
+    return f"it was computed under {then} and this harness computes numerics version {NUMERICS_VERSION}"
+
+
 def device_problem(record: RunRecord) -> str | None:
     """Why this machine cannot give the record's numbers, or None when its device is the same."""
     from harness.training.runtime import resolve_runtime
@@ -132,12 +143,18 @@ def request_for(record: RunRecord, dataset: str | None = None, allow_leakage: bo
 
 
 def prepare(record: RunRecord, dataset: str | None, allow_leakage: bool, force: bool, out: Path | None,
-            log: Log):
-    """Request and pipeline context for ``record``, after the refusals and warnings."""
+            log: Log, exact: bool = True):
+    """Request and pipeline context for ``record``, after the refusals and warnings. ``exact``:
+    the numbers must be the record's (reproduce), so another numerics version is refused."""
     from harness.pipeline import Context
 
     for warning in provenance_warnings(record):
         log(f"warning: {warning}")
+    problem = numerics_problem(record)
+    if problem:
+        if exact and not force:
+            raise HarnessError(f"cannot reproduce run {record.run_id} exactly: {problem} (--force runs anyway)")
+        log(f"warning: {problem}; running anyway (--force)")
     problem = device_problem(record)
     if problem:
         if not force:
@@ -300,7 +317,8 @@ def rebuild_prediction(record: RunRecord, image_index: int, per_image: list | No
     from harness.metrics import score_image
     from harness.pipeline import fit
 
-    request, ctx = prepare(record, dataset, allow_leakage, force, None, log)
+    # an overlay shows the rebuilt model; whether its scores match the record's is reported beside it
+    request, ctx = prepare(record, dataset, allow_leakage, force, None, log, exact=False)
     test_ids = ctx.manifest.pools["test"]
     if not 0 <= image_index < len(test_ids):
         raise HarnessError(f"--image {image_index} is out of range: the test split has {len(test_ids)} images "

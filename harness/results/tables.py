@@ -28,6 +28,7 @@ from harness.data.scales import length_scale_of
 from harness.errors import HarnessError
 from harness.metrics.aggregate import GROUP_ORDER, OVERALL
 from harness.metrics.scores import METRICS
+from harness.numerics import LEGACY_NUMERICS
 from harness.results import stats
 from harness.results.leaderboard import Filed
 from harness.task import LEGACY_TASK
@@ -52,11 +53,14 @@ class BoardKey:
     protocol: str
     settings: str  # hash of the training settings (backbone aside): a changed profile is a new board
     task: str = LEGACY_TASK  # the downstream task version (also inside the settings)
+    numerics: str = LEGACY_NUMERICS  # harness.numerics: records of different versions never share a table
 
     @property
     def title(self) -> str:
+        # sections from before numerics versions were kept keep their published titles
+        numerics = "" if self.numerics == LEGACY_NUMERICS else f" · numerics {self.numerics}"
         return (f"{self.dataset} · task {self.task} · profile {self.profile} · protocol {self.protocol} · "
-                f"split manifest {self.manifest} · settings {self.settings} · schema v{self.schema}")
+                f"split manifest {self.manifest} · settings {self.settings} · schema v{self.schema}{numerics}")
 
 
 @dataclass(frozen=True)
@@ -142,7 +146,7 @@ def build_boards(filed: Sequence[Filed], dataset: str | None = None, budget: str
     for f in chosen:
         r = f.record
         key = BoardKey(r.dataset.key, r.dataset.manifest_hash, r.dataset.profile, f.stored_schema, r.protocol,
-                       settings_hash(r.settings), str(r.settings.get("task", LEGACY_TASK)))
+                       settings_hash(r.settings), str(r.settings.get("task", LEGACY_TASK)), r.numerics)
         board = boards.setdefault(key, Board(key))
         entry = EntryKey(r.method.name, r.method.config_hash, r.backbone)
         board.labels[entry] = r.method.name
@@ -160,7 +164,7 @@ def build_boards(filed: Sequence[Filed], dataset: str | None = None, budget: str
         board.budgets = sorted(((b, n) for (k, b), n in images.items() if k == key), key=lambda t: (t[1], t[0]))
         _disambiguate(board)
     return [boards[k] for k in sorted(boards, key=lambda k: (k.dataset, k.task, k.profile, k.manifest, k.schema,
-                                                             k.protocol, k.settings))]
+                                                             k.protocol, k.settings, k.numerics))]
 
 
 def _disambiguate(board: Board) -> None:
@@ -456,8 +460,9 @@ def scales_table(board: Board, budget: str, metric: str) -> Table:
 
 def _context(board: Board) -> dict[str, Any]:
     k = board.key
-    return {"dataset": k.dataset, "manifest": k.manifest, "profile": k.profile, "schema": k.schema,
-            "protocol": k.protocol, "settings": k.settings}
+    context = {"dataset": k.dataset, "manifest": k.manifest, "profile": k.profile, "schema": k.schema,
+               "protocol": k.protocol, "settings": k.settings}
+    return context if k.numerics == LEGACY_NUMERICS else {**context, "numerics": k.numerics}
 
 
 def build_tables(boards: Sequence[Board], metric: str, by: Literal["budget", "length-scale"] = "budget",

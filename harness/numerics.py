@@ -1,0 +1,19 @@
+"""The numerics version: one name for everything that decides a record's numbers.
+
+The task (targets, loss, post-processing), the training loops, the augmentations, the batch
+streams, the metrics and the embedded data generation together decide every number a run
+produces. Any change to them that moves a number, however little, bumps
+:data:`NUMERICS_VERSION`; a test pins the value, so such a change cannot land unnoticed. Records
+state the version they were computed under; tables never pool records of different versions,
+and ``harness leaderboard reproduce`` says when a record's version is not this harness's.
+
+Records filed before the version was kept read as :data:`LEGACY_NUMERICS` ("0"): computed under
+whatever the code was at their commit, comparable with each other only as far as their settings
+say (the v4 section, for one, pools records of nine commits).
+"""
+
+from __future__ import annotations
+
+#: Bump on any change that moves a number (see the module docstring); tests/test_numerics.py pins it.
+NUMERICS_VERSION = "1"
+LEGACY_NUMERICS = "0"
