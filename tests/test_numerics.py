@@ -1,0 +1,70 @@
+"""The numerics version (issue: nothing lost, item 11): pinned, stated by every record, never
+pooled across, and a committed smoke record reproduces to the last digit at HEAD (the CI
+regression test for anything that moves a number)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from harness.errors import HarnessError
+from harness.numerics import NUMERICS_VERSION
+from harness.results.leaderboard import Leaderboard
+from harness.results.provenance import hardware
+from harness.results.record import RunRecord, read_record
+from harness.results.reproduce import reproduce
+from harness.results.tables import build_boards
+
+REFERENCE = Path(__file__).parent / "data" / "reference-run"
+
+
+def test_the_numerics_version_is_pinned():
+    # A change that moves any number bumps NUMERICS_VERSION (harness/numerics.py), regenerates
+    # tests/data/reference-run (harness run --method denoise --budget 2 --seed 0 --profile smoke with
+    # OMP_NUM_THREADS=1) and updates this line, in the same commit.
+    assert NUMERICS_VERSION == "1"
+
+
+@pytest.fixture
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the reference record states 1 thread
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_the_committed_reference_record_reproduces_at_head(one_thread):
+    record = read_record(REFERENCE / "record.json")
+    assert record.numerics == NUMERICS_VERSION and record.method.name == "denoise" and record.pretrain.steps > 0
+    if record.hardware.get("cpu_capability") != hardware()["cpu_capability"]:
+        pytest.skip(f"this CPU runs {hardware()['cpu_capability']} kernels, the reference was made with "
+                    f"{record.hardware.get('cpu_capability')}: float results may differ in the last digits")
+    per_image = json.loads((REFERENCE / "per_image.json").read_text())
+    result = reproduce(record, per_image, fresh=True, log=lambda _msg: None)
+    assert result.matches, result.summary()
+    assert result.compared > 500
+
+
+def test_a_record_of_another_numerics_version_is_not_reproduced_without_force(one_thread):
+    data = json.loads((REFERENCE / "record.json").read_text())
+    data["numerics"] = "0"
+    with pytest.raises(HarnessError, match="cannot reproduce run .* exactly: it was computed under an unversioned"):
+        reproduce(RunRecord.model_validate(data), log=lambda _msg: None)
+
+
+def test_records_of_different_numerics_versions_never_share_a_table(tmp_path):
+    board = Leaderboard(tmp_path / "lb")
+    for numerics in ("0", "1"):
+        data = json.loads((REFERENCE / "record.json").read_text())
+        data.update(numerics=numerics, run_id=f"reference-n{numerics}")
+        run = tmp_path / numerics
+        run.mkdir()
+        (run / "record.json").write_text(json.dumps(data))
+        (run / "per_image.json").write_text((REFERENCE / "per_image.json").read_text())
+        board.add(run)  # the same cell and seed, but another numerics version: another cell
+    boards = build_boards(board.records())
+    assert len(boards) == 2 and {b.key.numerics for b in boards} == {"0", "1"}
+    assert [b.key.title.endswith("numerics 1") for b in boards] == [False, True]
