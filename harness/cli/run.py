@@ -185,7 +185,11 @@ def sweep(method_list, budgets, seeds, out, force, executor, partition, gpus_per
     from harness.training.checkpoint import parse_interval
     from harness.training.runtime import on_main_process
 
+    from harness.methods.registry import get_method
+
     methods_ = _split_list(method_list, "methods")
+    for name in methods_:  # every name before the first cell runs, not when the sweep reaches it
+        get_method(name)
     budgets_ = _split_list(budgets, "budgets")
     for b in budgets_:
         Budget.parse(b)

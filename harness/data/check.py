@@ -294,6 +294,17 @@ def check_folder(
             )
         problems += _pool_warnings(manifest, sum(1 for r in loaded if r.mask is not None))
 
+    binary = [r.mask or r.image for r in scan.records if reports.get(r.id) and reports[r.id].mask_kind == "binary"]
+    if binary:
+        problems.append(
+            Problem(
+                file="masks/",
+                reason=f"{len(binary)} mask(s) are binary, so particles are their {connectivity}-connected "
+                f"components: touching particles merge into one (save instance labels to keep them apart): "
+                f"{_names(binary)}",
+                severity="warning",
+            )
+        )
     unknown = [r.image for r in loaded if r.pixel_size_nm is None]
     if unknown:
         problems.append(

@@ -35,6 +35,7 @@ import hashlib
 import json
 import logging
 import math
+import unicodedata
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -51,7 +52,15 @@ from skimage.measure import label as connected_components
 from harness.data.base import INDEX_COLUMNS, Dataset, DatasetIdentity, stable_hash
 from harness.data.cache import cache_root
 from harness.data.databar import resolve_databar
-from harness.data.io import IMAGE_SUFFIXES, METADATA_FILE, check_declared_size, write_text_atomic
+from harness.data.io import (
+    IMAGE_SUFFIXES,
+    METADATA_FILE,
+    check_declared_size,
+    link_problem,
+    separator_hint,
+    stem_key,
+    write_text_atomic,
+)
 from harness.data.sample import MODALITIES, Sample
 from harness.data.scales import SCALE_NAMES, UNKNOWN_SCALE, length_scale_of
 from harness.data.splits import POOLS
@@ -437,11 +446,12 @@ def read_metadata(root: Path, image_names: list[str]) -> tuple[dict[str, _MetaRo
     table.columns = [str(c).strip().lower() for c in table.columns]
     if "image" not in table.columns:
         found = ", ".join(table.columns) or "none"
-        return {}, [Problem(file=METADATA_FILE, reason=f"has no 'image' column (columns: {found})")]
-    by_name = {n: n for n in image_names}
+        return {}, [Problem(file=METADATA_FILE, reason=f"has no 'image' column (columns: {found})"
+                            + separator_hint(list(table.columns)))]
+    by_name = {unicodedata.normalize("NFC", n): n for n in image_names}
     stems: dict[str, list[str]] = {}
     for n in image_names:
-        stems.setdefault(Path(n).stem, []).append(n)
+        stems.setdefault(stem_key(n), []).append(n)
     rows: dict[str, _MetaRow] = {}
     problems: list[Problem] = []
     for position, record in enumerate(table.to_dict(orient="records")):
@@ -450,7 +460,7 @@ def read_metadata(root: Path, image_names: list[str]) -> tuple[dict[str, _MetaRo
         if not given:
             problems.append(Problem(file=METADATA_FILE, reason=f"line {line}: the image column is empty"))
             continue
-        name = Path(given.replace("\\", "/")).name
+        name = unicodedata.normalize("NFC", Path(given.replace("\\", "/")).name)
         match = by_name.get(name) or (stems[name][0] if len(stems.get(name, [])) == 1 else None)
         if match is None:
             problems.append(
@@ -487,6 +497,9 @@ def _listing(directory: Path, kind: str) -> tuple[dict[str, Path], list[Problem]
         rel = f"{directory.name}/{path.name}"
         if path.name.startswith("."):
             continue
+        if problem := link_problem(path):
+            problems.append(Problem(file=rel, reason=f"{problem}; it is ignored", severity="warning"))
+            continue
         if path.is_dir():
             problems.append(Problem(file=rel, reason="sub-folders are not read; it is ignored", severity="warning"))
             continue
@@ -499,8 +512,8 @@ def _listing(directory: Path, kind: str) -> tuple[dict[str, Path], list[Problem]
                 )
             )
             continue
-        clashes.setdefault(path.stem, []).append(path.name)
-        found.setdefault(path.stem, path)
+        clashes.setdefault(stem_key(path), []).append(path.name)
+        found.setdefault(stem_key(path), path)
     for stem, names in clashes.items():
         if len(names) > 1:
             problems.append(

@@ -13,8 +13,10 @@ Pixels are read with tifffile (TIFF) and Pillow (everything else); torchvision.i
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
+import unicodedata
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +55,33 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
 def write_text_atomic(path: str | Path, text: str) -> Path:
     """:func:`write_bytes_atomic` for UTF-8 text."""
     return write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def stem_key(name: str | Path) -> str:
+    """The stem that pairs an image with its mask and its metadata row, in Unicode NFC: the same
+    name typed on macOS (NFD) and elsewhere (NFC) must name the same image."""
+    return unicodedata.normalize("NFC", Path(name).stem)
+
+
+def separator_hint(columns: list[str]) -> str:
+    """A hint when a CSV's header was read as one column because it is not comma-separated."""
+    for separator, word in ((";", "semicolons"), ("\t", "tabs"), ("|", "bars")):
+        if any(separator in str(c) for c in columns):
+            return f"; the header looks separated by {word}: metadata.csv must be comma-separated"
+    return ""
+
+
+def link_problem(path: Path) -> str | None:
+    """Why a directory entry that is a symbolic link cannot be read, or None."""
+    if not path.is_symlink():
+        return None
+    try:
+        path.stat()
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            return "is a symbolic link loop"
+        return f"is a broken symbolic link (to {os.readlink(path)})"
+    return None
 
 
 def check_declared_size(path: Path, height: int, width: int) -> None:

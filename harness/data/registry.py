@@ -39,6 +39,10 @@ def open_dataset(
         from harness.data.folder import FolderDataset
 
         return FolderDataset(path, connectivity=connectivity, crop_bottom=crop_bottom)
+    if path.exists():
+        raise HarnessError(f"dataset {name!r} is a file, not a folder: give the folder holding images/ and masks/")
+    if len(path.parts) > 1 or name.startswith((".", "~")):  # meant as a path
+        raise HarnessError(f"dataset folder {name!r} does not exist")
     raise HarnessError(
         f"unknown dataset {name!r}: give one of {', '.join(dataset_names())} or a folder path"
     )

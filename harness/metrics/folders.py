@@ -17,7 +17,7 @@ from typing import Literal
 import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
-from harness.data.io import IMAGE_SUFFIXES, METADATA_FILE, read_array
+from harness.data.io import IMAGE_SUFFIXES, METADATA_FILE, read_array, separator_hint, stem_key
 from harness.data.scales import SCALE_NAMES, UNKNOWN_SCALE, length_scale_of
 from harness.errors import HarnessError
 from harness.metrics.aggregate import MetricsReport, aggregate
@@ -89,10 +89,10 @@ def list_masks(directory: Path, side: str) -> dict[str, Path]:
     for path in sorted(directory.iterdir()):
         if not path.is_file() or path.suffix.lower() not in IMAGE_SUFFIXES:
             continue
-        if path.stem in found:
+        if stem_key(path) in found:
             raise HarnessError(f"{side} folder {directory}: two mask files share the stem {path.stem!r} "
-                               f"({found[path.stem].name}, {path.name})")
-        found[path.stem] = path
+                               f"({found[stem_key(path)].name}, {path.name})")
+        found[stem_key(path)] = path
     if not found:
         raise HarnessError(f"{side} folder {directory}: no mask files ({', '.join(IMAGE_SUFFIXES)})")
     return found
@@ -103,13 +103,15 @@ def pair_masks(pred_dir: Path, truth_dir: Path) -> list[tuple[str, Path, Path]]:
     pred_folder, truth_folder = mask_folder(pred_dir, "pred"), mask_folder(truth_dir, "truth")
     pred, truth = list_masks(pred_folder, "pred"), list_masks(truth_folder, "truth")
     no_pred = sorted(set(truth) - set(pred))
-    if no_pred:
-        raise HarnessError(f"pred folder {pred_folder}: no mask for {len(no_pred)} true mask(s): {_listing(no_pred)}")
     no_truth = sorted(set(pred) - set(truth))
+    parts = []  # both sides in one line, so one run shows everything to fix
+    if no_pred:
+        parts.append(f"pred folder {pred_folder}: no mask for {len(no_pred)} true mask(s): {_listing(no_pred)}")
     if no_truth:
-        raise HarnessError(
-            f"truth folder {truth_folder}: no mask for {len(no_truth)} predicted mask(s): {_listing(no_truth)}"
-        )
+        parts.append(f"truth folder {truth_folder}: no mask for {len(no_truth)} predicted mask(s): "
+                     f"{_listing(no_truth)}")
+    if parts:
+        raise HarnessError("; ".join(parts))
     return [(stem, pred[stem], truth[stem]) for stem in sorted(truth)]
 
 
@@ -137,13 +139,14 @@ def read_metadata(path: Path) -> dict[str, ImageMeta]:
         raise HarnessError(f"{path}: cannot be read as CSV ({type(err).__name__}: {err})") from err
     for column in ("image", "pixel_size_nm"):
         if column not in table.columns:
-            raise HarnessError(f"{path}: missing column {column!r} (has: {', '.join(table.columns)})")
+            raise HarnessError(f"{path}: missing column {column!r} (has: {', '.join(table.columns)})"
+                               + separator_hint(list(table.columns)))
     meta: dict[str, ImageMeta] = {}
     for line, row in enumerate(table.to_dict("records"), start=2):
         name = _cell(row["image"])
         if not name:
             raise HarnessError(f"{path}, line {line}: empty 'image' value")
-        stem = Path(name).stem
+        stem = stem_key(name)
         if stem in meta:
             raise HarnessError(f"{path}, line {line}: image stem {stem!r} appears twice")
         meta[stem] = ImageMeta(

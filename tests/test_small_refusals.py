@@ -1,0 +1,81 @@
+"""The smaller input defects of the nothing-lost issue (item 12), each as a user meets it:
+names in two Unicode forms, a semicolon CSV, a symlink loop, a missing dataset folder, stems
+missing on both sides of `evaluate`, a misspelt method late in a sweep, binary masks."""
+
+from __future__ import annotations
+
+import os
+import unicodedata
+
+import numpy as np
+import tifffile
+from click.testing import CliRunner
+from PIL import Image
+
+from harness.cli import main
+from harness.data.check import check_folder
+from harness.data.folder import FolderDataset
+
+from test_folder import disc_mask, make_folder, micrograph
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(main, list(args))
+
+
+def test_an_image_and_its_mask_named_in_two_unicode_forms_still_pair(tmp_path):
+    name = "probe_Ångström"
+    nfd, nfc = unicodedata.normalize("NFD", name), unicodedata.normalize("NFC", name)
+    assert nfd != nfc
+    root = make_folder(tmp_path / "u", {f"{nfd}.tif": micrograph(1), "b.tif": micrograph(2)},
+                       {f"{nfc}.tif": disc_mask(1)}, csv=f"image,pixel_size_nm\n{nfc}.tif,2.0\n")
+    index = FolderDataset(root).index().set_index("id")
+    assert index.loc[nfc, "labeled"] and index.loc[nfc, "pixel_size_nm"] == 2.0
+    assert not [p for p in check_folder(root).problems if "no image with the stem" in p.reason]
+
+
+def test_a_semicolon_separated_metadata_file_gets_a_hint(tmp_path):
+    root = make_folder(tmp_path / "s", {"a.tif": micrograph(1)}, csv="image;pixel_size_nm\na.tif;2.0\n")
+    reasons = [p.reason for p in check_folder(root).problems]
+    assert any("no 'image' column" in r and "separated by semicolons" in r for r in reasons), reasons
+    (tmp_path / "pred").mkdir()
+    result = invoke("evaluate", "--pred", str(tmp_path / "pred"), "--truth", str(root),
+                    "--metadata", str(root / "metadata.csv"))
+    assert result.exit_code == 2
+
+
+def test_a_symlink_loop_is_named_as_one(tmp_path):
+    root = make_folder(tmp_path / "l", {"a.tif": micrograph(1), "b.tif": micrograph(2)})
+    os.symlink(root / "images" / "loop.tif", root / "images" / "loop.tif")
+    problems = [p for p in check_folder(root).problems if p.file.endswith("loop.tif")]
+    assert problems and "symbolic link loop" in problems[0].reason and problems[0].severity == "warning"
+
+
+def test_a_missing_dataset_folder_is_not_called_an_unknown_dataset(tmp_path):
+    result = invoke("splits", "show", str(tmp_path / "nowhere"))
+    assert result.exit_code == 2 and "does not exist" in result.output and "unknown dataset" not in result.output
+
+
+def test_evaluate_names_the_stems_missing_on_both_sides(tmp_path):
+    for side, stems in (("pred", ("a", "p_only")), ("truth", ("a", "t_only"))):
+        (tmp_path / side).mkdir()
+        for stem in stems:
+            Image.fromarray(np.array([[0, 1], [1, 1]], dtype=np.uint8)).save(tmp_path / side / f"{stem}.png")
+    result = invoke("evaluate", "--pred", str(tmp_path / "pred"), "--truth", str(tmp_path / "truth"))
+    assert result.exit_code == 2 and "t_only" in result.output and "p_only" in result.output
+
+
+def test_a_sweep_checks_every_method_name_before_running_any(tmp_path):
+    result = invoke("sweep", "--methods", "none,no_such_method", "--budgets", "2", "--seeds", "0",
+                    "--profile", "smoke", "--quiet", "--out", str(tmp_path))
+    assert result.exit_code == 2 and "no_such_method" in result.output
+    assert not list(tmp_path.rglob("record.json"))
+
+
+def test_binary_masks_are_warned_about(tmp_path):
+    binary = (disc_mask(1) > 0).astype(np.uint8) * 255
+    root = make_folder(tmp_path / "b", {"a.tif": micrograph(1)}, {"a.tif": binary})
+    warnings = [p for p in check_folder(root).problems if "binary" in p.reason]
+    assert warnings and "8-connected" in warnings[0].reason and "masks/a.tif" in warnings[0].reason
+    tifffile.imwrite(root / "masks" / "a.tif", disc_mask(1))
+    assert not [p for p in check_folder(root).problems if "binary" in p.reason]
