@@ -133,6 +133,7 @@ class Context:
         # provenance of the code that runs, taken before any work (a commit made mid-sweep must not leak in)
         self.git = git_state()
         self._leaks_checked = False
+        self._folder_checked = False
 
     def store(self, ids: list[str], with_targets: bool, scale: float = 1.0) -> ImageStore:
         key = (tuple(ids), with_targets, scale)
@@ -150,6 +151,18 @@ class Context:
             self._scales[key] = (working_scale(diameter, s.scale_max_diameter_px, s.scale_target_diameter_px),
                                  diameter)
         return self._scales[key]
+
+    def check_folder(self, allow_leakage: bool, log, progress: bool = False) -> None:
+        """A folder dataset must pass the rules of ``harness data check`` (leaks included) to run."""
+        from harness.data.check import refusal_for_run
+        from harness.data.folder import FolderDataset
+
+        if not isinstance(self.dataset, FolderDataset) or self._folder_checked:
+            return
+        refusal = refusal_for_run(self.dataset, self.manifest.split_seed, allow_leakage, progress=progress, log=log)
+        if refusal:
+            raise HarnessError(refusal)
+        self._folder_checked = self._leaks_checked = True
 
     def check_leakage(self, allow: bool, log, progress: bool = False) -> None:
         if self._leaks_checked:
@@ -381,6 +394,7 @@ def run_one(request: RunRequest, ctx: Context | None = None, log=print) -> RunRe
     entry = get_method(request.method)
     method = entry.cls(request.method_config)
     ctx = ctx or Context(request)
+    ctx.check_folder(request.allow_leakage, log, request.progress)
     budget_ids = ctx.manifest.budget_ids(budget)
     if ctx.runtime.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(ctx.runtime.device)

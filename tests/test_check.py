@@ -45,7 +45,7 @@ def tree_digest(folder: Path) -> dict[str, str]:
     return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-def good_folder(root: Path, labeled: int = 6, unlabeled: int = 2) -> Path:
+def good_folder(root: Path, labeled: int = 15, unlabeled: int = 2) -> Path:
     (root / "images").mkdir(parents=True)
     (root / "masks").mkdir()
     for i in range(labeled + unlabeled):
@@ -110,12 +110,13 @@ def test_a_good_folder_is_usable_and_reported(tmp_path):
     root = good_folder(tmp_path / "good")
     report = check_folder(root)
     assert report.usable and not report.errors
-    assert report.pools["unlabeled"] == 2 and sum(report.pools.values()) == 8
-    assert report.without_masks == ["images/g6.tif", "images/g7.tif"]
-    assert [(p.source, p.images, p.min_nm, p.max_nm) for p in report.pixel_sizes] == [("metadata.csv", 8, 1.0, 20.0)]
+    assert report.pools == {"unlabeled": 2, "train": 9, "val": 3, "test": 3}
+    assert report.without_masks == ["images/g15.tif", "images/g16.tif"]
+    assert [(p.source, p.images, p.min_nm, p.max_nm) for p in report.pixel_sizes] == [("metadata.csv", 17, 1.0, 20.0)]
     bins = {b for pool in report.pool_bins.values() for b in pool}
     assert bins == {"high-mag", "mid-mag", "low-mag"}
-    assert all(i.loaded and i.particles == (10 if i.mask else 0) for i in report.images)
+    expected = {f"g{i}": len(np.unique(particles(i)[1])) - 1 for i in range(15)}
+    assert all(i.loaded and i.particles == (expected[i.id] if i.mask else 0) for i in report.images)
     text = report.to_text()
     assert "result: usable" in text and "metadata.csv" in text and "low-mag" in text
     assert check_folder(root).model_dump() == report.model_dump()  # deterministic
@@ -140,15 +141,19 @@ def test_every_bad_case_is_reported_with_file_and_reason(tmp_path):
         FolderDataset(root).index()
 
 
-def test_no_pixel_size_and_no_masks_are_warnings_not_errors(tmp_path):
+def test_no_pixel_size_is_a_warning_and_no_masks_an_error(tmp_path):
+    """A folder without masks cannot run (no train/val/test), so the check says so: the check and
+    `harness run` decide by one set of rules."""
     root = tmp_path / "plain"
     (root / "images").mkdir(parents=True)
     for i in range(3):
         tifffile.imwrite(root / "images" / f"u{i}.tif", particles(i)[0])
     report = check_folder(root)
-    assert report.usable
-    reasons = " ".join(p.reason for p in report.warnings)
-    assert "sizes are in px" in reasons and "unlabeled pretraining pool only" in reasons
+    assert not report.usable
+    assert "sizes are in px" in " ".join(p.reason for p in report.warnings)
+    assert [e.reason for e in report.errors] == [
+        "no image has a mask: a run needs labeled train, val and test images (the folder holds an unlabeled "
+        "pretraining pool only)"]
     assert report.pixel_sizes[0].source == "unknown"
 
 
@@ -333,7 +338,59 @@ def test_cli_export_then_check_with_an_embedded_dataset(tmp_path):
     pytest.importorskip("harness.data.synthetic", reason="the embedded synthetic dataset is not built yet")
     runner = CliRunner()
     out = tmp_path / "smoke"
-    exported = runner.invoke(main, ["data", "export", "synthetic-sem", "--split", "all", "--out", str(out), "--profile", "smoke", "--limit", "12"])
+    exported = runner.invoke(main, ["data", "export", "synthetic-sem", "--split", "all", "--out", str(out), "--profile", "smoke"])
     assert exported.exit_code == 0, exported.output
     checked = runner.invoke(main, ["data", "check", str(out)])
     assert checked.exit_code == 0, checked.output
+
+
+# ---- one set of rules: `harness run` refuses what `harness data check` calls unusable --------------
+
+
+def _run(root: Path, *extra: str):
+    return CliRunner().invoke(main, ["run", "--method", "none", "--budget", "1", "--profile", "smoke", "--quiet",
+                                     "--dataset", str(root), "--out", str(root.parent / "run"), *extra])
+
+
+def _nan_unlabeled(root: Path) -> str:
+    nan = particles(70)[0].astype(np.float32)
+    nan[3:9, 3:9] = np.nan
+    tifffile.imwrite(root / "images" / "nan.tif", nan)
+    return "nan.tif"
+
+
+def _copy_across_pools(root: Path) -> str:
+    (root / "images" / "copy.tif").write_bytes((root / "images" / "g0.tif").read_bytes())
+    return "copy.tif"
+
+
+def _no_masks(root: Path) -> str:
+    for mask in (root / "masks").iterdir():
+        mask.unlink()
+    return "no image has a mask"
+
+
+def _two_labelled(root: Path) -> str:
+    for mask in sorted((root / "masks").iterdir())[2:]:
+        mask.unlink()
+    return "pool(s) empty"
+
+
+@pytest.mark.parametrize("spoil", [_nan_unlabeled, _copy_across_pools, _no_masks, _two_labelled])
+def test_run_refuses_a_folder_the_check_calls_unusable_before_any_training(tmp_path, spoil):
+    root = good_folder(tmp_path / "f")
+    named = spoil(root)
+    assert not check_folder(root).usable
+    result = _run(root)
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert "is not usable" in result.output and named in result.output and "harness data check" in result.output
+    assert "fine-tune" not in result.output and not (tmp_path / "run" / "record.json").exists()
+
+
+def test_run_on_a_usable_folder_remembers_the_verdict(tmp_path):
+    from harness.data.cache import cache_root
+
+    root = good_folder(tmp_path / "f")
+    first = _run(root)
+    assert first.exit_code == 0, first.output
+    assert len(list((cache_root() / "folder-checks").glob(f"{FolderDataset(root).identity.key}-*.json"))) == 1

@@ -9,8 +9,11 @@ Nothing is written inside the folder.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +24,8 @@ from tqdm import tqdm
 
 from harness.data.base import Dataset, DatasetIdentity
 from harness.data.folder import FolderDataset, ImageRecord, Problem, index_frame, load_record
-from harness.data.io import METADATA_FILE
+from harness.data.cache import cache_root
+from harness.data.io import METADATA_FILE, write_text_atomic
 from harness.data.leakage import DEFAULT_MAX_DISTANCE, Fingerprint, fingerprint, leaks_from_fingerprints
 from harness.data.sample import Sample
 from harness.data.splits import DEFAULT_SPLIT_SEED, POOLS, SplitManifest, make_manifest
@@ -185,9 +189,8 @@ def _pool_warnings(manifest: SplitManifest, labeled: int) -> list[Problem]:
         return [
             Problem(
                 file="masks/",
-                reason="no image has a mask: the folder can serve as an unlabeled pretraining pool only; "
-                "the benchmark needs labeled train, val and test images",
-                severity="warning",
+                reason="no image has a mask: a run needs labeled train, val and test images (the folder "
+                "holds an unlabeled pretraining pool only)",
             )
         ]
     empty = [pool for pool in ("train", "val", "test") if not manifest.pools[pool]]
@@ -196,8 +199,7 @@ def _pool_warnings(manifest: SplitManifest, labeled: int) -> list[Problem]:
             Problem(
                 file="masks/",
                 reason=f"{labeled} labeled image(s) leave the {', '.join(empty)} pool(s) empty; "
-                "the benchmark needs at least one image in each",
-                severity="warning",
+                "a run needs at least one image in each",
             )
         ]
     return []
@@ -290,6 +292,7 @@ def check_folder(
                         f"the {entry.pretrain_pool} pool, the other in {entry.eval_pool}; a run refuses this leak "
                         "unless told otherwise"
                     ),
+                    code="leak",
                 )
             )
         problems += _pool_warnings(manifest, sum(1 for r in loaded if r.mask is not None))
@@ -337,3 +340,33 @@ def check_folder(
         leaks=leaks,
         problems=problems,
     )
+
+
+#: Bump when a rule of :func:`check_folder` changes, so remembered verdicts are made again.
+CHECK_RULES_VERSION = "1"
+
+
+def refusal_for_run(dataset: FolderDataset, split_seed: int, allow_leakage: bool, progress: bool = False,
+                    log: Callable[[str], None] = print) -> str | None:
+    """Why ``harness run`` must not use this folder, by the rules of ``harness data check`` (one
+    set of rules for both), or None. The verdict is remembered per dataset identity (content
+    digests), so it is computed once per folder version, not once per run."""
+    memo = cache_root() / "folder-checks" / f"{dataset.identity.key}-split{split_seed}-r{CHECK_RULES_VERSION}.json"
+    try:
+        errors = [Problem.model_validate(p) for p in json.loads(memo.read_text())]
+    except (OSError, ValueError):
+        report = check_folder(dataset.root, dataset.connectivity, dataset.crop_bottom, split_seed, progress=progress)
+        errors = report.errors
+        with contextlib.suppress(OSError):  # the memo only saves time
+            write_text_atomic(memo, json.dumps([e.model_dump(mode="json") for e in errors]))
+    leaks = [e for e in errors if e.code == "leak"]
+    if allow_leakage and leaks:
+        log(f"warning: {len(leaks)} pretraining image(s) are near-duplicates of validation/test images "
+            f"(e.g. {leaks[0].file}); running anyway (--allow-leakage)")
+        errors = [e for e in errors if e.code != "leak"]
+    if not errors:
+        return None
+    first = errors[0]
+    hint = " (or pass --allow-leakage)" if all(e.code == "leak" for e in errors) else ""
+    return (f"{dataset.root} is not usable: {len(errors)} error(s), the first {first.file}: {first.reason}; "
+            f"`harness data check {dataset.root}` lists them all{hint}")

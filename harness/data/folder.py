@@ -91,6 +91,7 @@ class Problem(BaseModel):
     file: str
     reason: str
     severity: Severity = "error"
+    code: str | None = None  # a kind some callers treat apart: "leak" (allowed by --allow-leakage)
 
     def line(self) -> str:
         return f"{self.severity:<8} {self.file}: {self.reason}"
