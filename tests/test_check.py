@@ -394,3 +394,33 @@ def test_run_on_a_usable_folder_remembers_the_verdict(tmp_path):
     first = _run(root)
     assert first.exit_code == 0, first.output
     assert len(list((cache_root() / "folder-checks").glob(f"{FolderDataset(root).identity.key}-*.json"))) == 1
+
+
+def test_a_78_percent_crop_beyond_the_hash_screen_is_found():
+    """A [0:100, 10:110] crop of a 128 px test image can sit 30 bits from it, past the 26-bit
+    screen of the crop search; the thumbnail screen still nominates it, the pixels confirm it."""
+    from harness.data.leakage import (
+        CROP_SCREEN_DISTANCE,
+        coarse_crop_score,
+        fingerprint,
+        leaks_from_fingerprints,
+    )
+    from harness.data.registry import open_dataset
+
+    dataset = open_dataset("synthetic-sem", profile="smoke")
+    manifest = make_manifest(dataset)
+    tests = manifest.pools["test"]
+    images = {i: dataset.load(i).image for i in tests}
+    far = [i for i in tests if images[i].shape == (128, 128)
+           and hamming(perceptual_hash(images[i]), perceptual_hash(images[i][0:100, 10:110])) > CROP_SCREEN_DISTANCE]
+    assert far, "no test image whose 78% crop moves the hash past the screen: the test would prove nothing"
+    victim = far[0]
+    crop = images[victim][0:100, 10:110].copy()
+    others = [dataset.load(i).image for i in manifest.pools["unlabeled"][:6]]
+    pixels = {**images, "crop": crop, **{f"other{k}": o for k, o in enumerate(others)}}
+    fingerprints = {i: fingerprint(p) for i, p in pixels.items()}
+    assert coarse_crop_score(fingerprints[victim], fingerprints["crop"]) > 0.9
+    pools = {"unlabeled": ["crop", *[f"other{k}" for k in range(len(others))]], "train": [], "val": [], "test": tests}
+    leaks = leaks_from_fingerprints(fingerprints, manifest.model_copy(update={"pools": pools}), load=pixels.__getitem__)
+    assert [(leak.pretrain_id, leak.eval_id) for leak in leaks] == [("crop", victim)]
+    assert leaks[0].distance <= 2 and leaks[0].correlation > 0.95

@@ -17,7 +17,10 @@ Two stages, both measured in bits of one perceptual hash:
    it so) and the whole-image hashes are not far apart, the smaller one is located inside the
    larger one by normalised cross-correlation (coarse on thumbnails, then exact in full
    resolution), and the distance becomes the one between the smaller image and the matching
-   window of the larger. A real crop then scores 0-2 bits.
+   window of the larger. A real crop then scores 0-2 bits. A large crop can move the hash
+   past that screen (a 78 % crop of a 128 px image: 30 bits), so a pair shaped like a crop
+   beyond it is nominated by its fingerprint thumbnails instead (:func:`coarse_crop_score`, a
+   cross-correlation of ~48 px block means, at :data:`MIN_SCREEN_CORRELATION`).
 
 3. **Pixels, the second opinion.** 64 bits cannot tell apart two micrographs of similar texture
    (a TEM of dark spheres and an SEM of bright cubes of EMPS sit 8 bits apart), so the hash only
@@ -58,6 +61,10 @@ CROP_SCREEN_DISTANCE = 26
 MIN_CROP_SHARE = 0.7
 #: Long side of the thumbnails for the coarse crop search.
 THUMB_SIDE = 128
+#: Long side of the fingerprint thumbnails of the coarse crop screen.
+SCREEN_SIDE = 48
+#: Coarse correlation at which a crop-shaped pair beyond the hash screen is searched in full.
+MIN_SCREEN_CORRELATION = 0.7
 #: Normalised cross-correlation that a crop location must reach.
 MIN_CORRELATION = 0.8
 #: Pixel correlation of a nominated pair on one grid that confirms the same micrograph.
@@ -83,6 +90,10 @@ class Fingerprint(NamedTuple):
 
     hash: int
     shape: tuple[int, int]  # rows above the data bar, columns
+    # a block-mean thumbnail (longest side about SCREEN_SIDE) and its block size: the cheap
+    # crop screen for pairs whose whole-image hashes are too far apart
+    thumb: np.ndarray | None = None
+    factor: int = 1
 
 
 def _without_bar(image: np.ndarray, databar_rows: int) -> np.ndarray:
@@ -114,7 +125,27 @@ def perceptual_hash(image: np.ndarray, databar_rows: int = 0) -> int:
 
 def fingerprint(image: np.ndarray, databar_rows: int = 0) -> Fingerprint:
     array = _without_bar(image, databar_rows)
-    return Fingerprint(_dct_hash(to_unit_float(array)), (int(array.shape[0]), int(array.shape[1])))
+    unit = to_unit_float(array)
+    factor = max(1, math.ceil(max(unit.shape) / SCREEN_SIDE))
+    return Fingerprint(_dct_hash(unit), (int(array.shape[0]), int(array.shape[1])),
+                       _block_mean(unit, factor).astype(np.float32), factor)
+
+
+def coarse_crop_score(large: Fingerprint, small: Fingerprint) -> float:
+    """Best normalised cross-correlation of ``small``'s thumbnail inside ``large``'s, on one scale:
+    high for a crop whatever its hash distance, near 0 for unrelated images. 0 without thumbnails."""
+    if large.thumb is None or small.thumb is None:
+        return 0.0
+    thumb = small.thumb
+    if small.factor != large.factor:  # bring the small one to the large one's block size
+        ratio = small.factor / large.factor
+        size = (max(1, round(thumb.shape[1] * ratio)), max(1, round(thumb.shape[0] * ratio)))
+        thumb = np.asarray(Image.fromarray(thumb).resize(size, Image.Resampling.BOX), dtype=np.float32)
+    if min(thumb.shape) < 4 or thumb.shape[0] > large.thumb.shape[0] or thumb.shape[1] > large.thumb.shape[1]:
+        return 0.0
+    if float(thumb.std()) == 0.0:
+        return 0.0
+    return float(match_template(large.thumb, thumb).max())
 
 
 def hamming(a: int, b: int) -> int:
@@ -198,6 +229,21 @@ def _may_be_crop(a: Fingerprint, b: Fingerprint) -> bool:
     return all(MIN_CROP_SHARE * big <= little <= big for big, little in zip(a.shape, b.shape))
 
 
+def _crop_shaped(shape: tuple[int, int], others: np.ndarray) -> np.ndarray:
+    """Which of ``others`` (rows of (height, width)) could be a crop of ``shape`` or the reverse:
+    :func:`_may_be_crop` for many pairs at once."""
+    mine = np.asarray(shape)
+    same = (others == mine).all(axis=1)
+    inside = ((MIN_CROP_SHARE * mine <= others) & (others <= mine)).all(axis=1)
+    around = ((MIN_CROP_SHARE * others <= mine) & (mine <= others)).all(axis=1)
+    return (inside | around) & ~same
+
+
+def _thumbs_match(a: Fingerprint, b: Fingerprint) -> bool:
+    large, small = (a, b) if a.shape[0] * a.shape[1] >= b.shape[0] * b.shape[1] else (b, a)
+    return coarse_crop_score(large, small) >= MIN_SCREEN_CORRELATION
+
+
 def leaks_from_fingerprints(
     fingerprints: Mapping[str, Fingerprint],
     manifest: SplitManifest,
@@ -220,6 +266,7 @@ def leaks_from_fingerprints(
     if not pretrain or not evaluate:
         return []
     eval_hashes = np.array([fingerprints[i].hash for i in evaluate], dtype=np.uint64)
+    eval_shapes = np.array([fingerprints[i].shape for i in evaluate], dtype=np.int64).reshape(-1, 2)
     loaded: dict[str, np.ndarray] = {}
 
     def pixels(sample_id: str) -> np.ndarray:
@@ -232,7 +279,12 @@ def leaks_from_fingerprints(
     for pretrain_id in pretrain:  # one row at a time keeps memory flat for 25k x 1k comparisons
         mine = fingerprints[pretrain_id]
         distances = np.bitwise_count(eval_hashes ^ np.uint64(mine.hash))
-        for j in np.flatnonzero(distances <= max(max_distance, CROP_SCREEN_DISTANCE)):
+        screened = distances <= max(max_distance, CROP_SCREEN_DISTANCE)
+        # a large crop can move the whole-image hash past the screen (30 bits for a 78 % crop):
+        # crop-shaped pairs beyond it are nominated by their thumbnails instead
+        beyond = np.flatnonzero(~screened & _crop_shaped(mine.shape, eval_shapes))
+        wide = [j for j in beyond if _thumbs_match(mine, fingerprints[evaluate[j]])]
+        for j in [*np.flatnonzero(screened), *wide]:
             eval_id, distance = evaluate[j], int(distances[j])
             theirs = fingerprints[eval_id]
             correlation: float | None = None
