@@ -92,6 +92,8 @@ class RunRequest(BaseModel):
     pretrain_steps: int | None = Field(None, ge=0, description="Pretraining steps instead of the profile's.")
     finetune_steps: int | None = Field(None, ge=1, description="Fine-tuning steps instead of the profile's "
                                        "budget-set schedule (exactly this many, unless early stopping ends it).")
+    threads: int | None = Field(None, ge=1, description="CPU threads for torch (default: torch's own choice); "
+                                "the count is part of the record's device, since it changes CPU numbers.")
     checkpoint_every: str = Field("10m", description="Checkpoint interval of pretraining and fine-tuning "
                                   "(10m, 90s, 500steps, off); never changes the numbers.")
     progress: bool = True
@@ -124,6 +126,8 @@ class Context:
         self.dataset: Dataset = open_dataset(request.dataset, profile=request.profile, seed=request.data_seed,
                                              connectivity=request.connectivity, crop_bottom=request.crop_bottom)
         self.manifest: SplitManifest = make_manifest(self.dataset, request.split_seed)
+        if request.threads is not None:
+            torch.set_num_threads(request.threads)
         self.runtime: Runtime = resolve_runtime(request.device)
         self.settings: TrainSettings = settings_for(request.profile, backbone=request.backbone,
                                                     **step_overrides(request.pretrain_steps, request.finetune_steps))

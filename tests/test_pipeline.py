@@ -118,3 +118,15 @@ def test_run_on_an_exported_folder_dataset(tmp_path):
     assert record["dataset"]["name"] == "folder" and record["dataset"]["version"] == "folder-1"
     # images exported without masks (the unlabeled pool) are the folder's pretraining pool
     assert record["dataset"]["pool_sizes"]["unlabeled"] == 24
+
+
+def test_threads_option_sets_and_records_the_thread_count(tmp_path):
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        result = run(tmp_path, "--method", "none", "--budget", "2", "--threads", "1", "--out", str(tmp_path / "t"))
+        assert result.exit_code == 0, result.output
+        assert read(tmp_path / "t")["device"]["name"].endswith("(1 threads)")
+    finally:
+        torch.set_num_threads(before)

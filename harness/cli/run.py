@@ -90,6 +90,9 @@ def common_run_options(func):
                      help="Folder datasets: pixel connectivity that turns binary masks into particles."),
         click.option("--crop-bottom", type=click.IntRange(min=0), default=None,
                      help="Folder datasets: rows of instrument data bar at the bottom of every image."),
+        click.option("--threads", type=click.IntRange(min=1), default=None,
+                     help="CPU threads for torch (default: torch's choice, the cores). On a machine shared with "
+                          "other work, 1 keeps a run from stalling; the count is recorded with the device."),
         click.option("--pretrain-steps", type=click.IntRange(min=0), default=None,
                      help="Pretraining steps instead of the profile's (stated in the record's settings, so such "
                           "records never share a table with the profile's)."),
@@ -115,8 +118,8 @@ def common_run_options(func):
               help="Run folder for record.json (default: runs/DATASET/...).")
 @common_run_options
 def run(method, budget, seed, out, dataset, backbone, profile, data_seed, split_seed, protocol, device,
-        config_items, allow_leakage, connectivity, crop_bottom, pretrain_steps, finetune_steps, checkpoint_every,
-        quiet) -> None:
+        config_items, allow_leakage, connectivity, crop_bottom, threads, pretrain_steps, finetune_steps,
+        checkpoint_every, quiet) -> None:
     """Pretrain METHOD on the unlabeled pool, fine-tune on BUDGET labels, evaluate on test.
 
     Example: harness run --method fcmae --budget 1%
@@ -128,7 +131,7 @@ def run(method, budget, seed, out, dataset, backbone, profile, data_seed, split_
                          split_seed=split_seed, data_seed=data_seed, profile=profile, protocol=protocol,
                          device=device, method_config=_parse_config(config_items), allow_leakage=allow_leakage,
                          connectivity=int(connectivity), crop_bottom=crop_bottom, out=out, progress=not quiet,
-                         pretrain_steps=pretrain_steps, finetune_steps=finetune_steps,
+                         pretrain_steps=pretrain_steps, finetune_steps=finetune_steps, threads=threads,
                          checkpoint_every=checkpoint_every)
     say = on_main_process(click.echo)
     record = run_one(request, log=say)
@@ -169,7 +172,7 @@ def _split_list(text: str, what: str) -> list[str]:
 @common_run_options
 def sweep(method_list, budgets, seeds, out, force, executor, partition, gpus_per_job, cpus_per_job, time_limit,
           wait, dataset, backbone, profile, data_seed, split_seed, protocol, device, config_items, allow_leakage,
-          connectivity, crop_bottom, pretrain_steps, finetune_steps, checkpoint_every, quiet) -> None:
+          connectivity, crop_bottom, threads, pretrain_steps, finetune_steps, checkpoint_every, quiet) -> None:
     """Run the grid methods x budgets x seeds, reusing each pretraining for every budget.
 
     A cell whose folder in OUT already holds a readable record is skipped (so a stopped sweep
@@ -212,7 +215,7 @@ def sweep(method_list, budgets, seeds, out, force, executor, partition, gpus_per
                    split_seed=split_seed, data_seed=data_seed, profile=profile, protocol=protocol, device=device,
                    method_config=config, allow_leakage=allow_leakage, connectivity=int(connectivity),
                    crop_bottom=crop_bottom, progress=not quiet and executor is None, pretrain_steps=pretrain_steps,
-                   finetune_steps=finetune_steps, checkpoint_every=checkpoint_every)
+                   finetune_steps=finetune_steps, threads=threads, checkpoint_every=checkpoint_every)
         for method_name in methods_ for seed in seeds_ for budget in budgets_
     ]
     say = on_main_process(click.echo)
