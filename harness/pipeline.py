@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shlex
 import sys
 import time
@@ -108,6 +109,19 @@ class RunRequest(BaseModel):
         return value
 
 
+#: An embedded dataset missing more images than this is rendered in parallel before the run.
+PARALLEL_GENERATION_FROM = 256
+
+
+def _generate_ahead(dataset: Dataset, progress: bool) -> None:
+    from harness.data.synthetic import SyntheticDataset
+
+    if isinstance(dataset, SyntheticDataset) and len(dataset.index()) > PARALLEL_GENERATION_FROM:
+        cached = sum(1 for _ in dataset.cache_dir.glob("*.npz")) if dataset.cache_dir.is_dir() else 0
+        if len(dataset.index()) - cached > PARALLEL_GENERATION_FROM:
+            dataset.generate(workers=os.cpu_count() or 1, progress=progress and is_main_process())
+
+
 def step_overrides(pretrain_steps: int | None, finetune_steps: int | None) -> dict[str, int]:
     """Settings for ``--pretrain-steps`` / ``--finetune-steps``. They land in the record's settings,
     so the leaderboard never pools such records with the profile's."""
@@ -126,6 +140,7 @@ class Context:
         self.dataset: Dataset = open_dataset(request.dataset, profile=request.profile, seed=request.data_seed,
                                              connectivity=request.connectivity, crop_bottom=request.crop_bottom)
         self.manifest: SplitManifest = make_manifest(self.dataset, request.split_seed)
+        _generate_ahead(self.dataset, request.progress)
         if request.threads is not None:
             torch.set_num_threads(request.threads)
         self.runtime: Runtime = resolve_runtime(request.device)

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import io
 import math
+import multiprocessing
 import warnings
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +26,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict
 from scipy import ndimage
 from skimage.draw import polygon as draw_polygon
+from tqdm import tqdm
 
 from harness.data.base import Dataset, DatasetIdentity, stable_hash
 from harness.data.cache import cache_root
@@ -424,17 +427,49 @@ class SyntheticDataset(Dataset):
     def cache_dir(self) -> Path:
         return cache_root() / "datasets" / self.identity.key
 
+    def generate(self, workers: int = 1, progress: bool = False) -> int:
+        """Render every image not yet cached, in ``workers`` processes; returns how many were made.
+
+        Each image comes from its own seeded stream (``render_image``), so the bytes do not depend
+        on the worker count or the order; the paper profile's 26,750 images need this."""
+        missing = [p for p in self._params if not (self.cache_dir / f"{self._id(p.index)}.npz").is_file()]
+        if not missing:
+            return 0
+        jobs = [(p, self.seed, self.cache_dir / f"{self._id(p.index)}.npz") for p in missing]
+        bar = tqdm(total=len(jobs), desc=f"generate {self.identity.name}", unit="img", disable=not progress)
+        if workers <= 1 or len(jobs) < 2 * workers:
+            for job in jobs:
+                _render_into_cache(job)
+                bar.update()
+        else:
+            context = multiprocessing.get_context("spawn")  # no fork of a process that may hold torch threads
+            with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+                for _ in pool.map(_render_cached_only, jobs, chunksize=max(1, len(jobs) // (8 * workers))):
+                    bar.update()
+        bar.close()
+        return len(jobs)
+
     def load(self, sample_id: str) -> Sample:
         p = self.params(sample_id)
         path = self.cache_dir / f"{sample_id}.npz"
         stored = _read_cached(path)
         if stored is None:
-            image, mask, table = render_image(p, self.seed)
-            _atomic_savez(path, image=image, mask=mask, **{f"p_{c}": table[c].to_numpy() for c in table.columns})
+            image, mask, table = _render_into_cache((p, self.seed, path))
         else:
             image, mask, table = stored
         return Sample(id=sample_id, image=image, mask=mask, pixel_size_nm=p.pixel_size_nm, modality=self.modality,
                       databar_rows=p.databar_rows, pixel_size_source="synthetic", particles=table)
+
+
+def _render_into_cache(job: tuple[ImageParams, int, Path]) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
+    p, seed, path = job
+    image, mask, table = render_image(p, seed)
+    _atomic_savez(path, image=image, mask=mask, **{f"p_{c}": table[c].to_numpy() for c in table.columns})
+    return image, mask, table
+
+
+def _render_cached_only(job: tuple[ImageParams, int, Path]) -> None:
+    _render_into_cache(job)  # the arrays stay in the worker: only the files matter
 
 
 def _read_cached(path: Path) -> tuple[np.ndarray, np.ndarray, pd.DataFrame] | None:
