@@ -153,3 +153,15 @@ def test_real_zeiss_image_loads_through_a_folder(tmp_path):
     assert sample.databar_rows == 77 and sample.valid_rows == 691
     # the palette (a grey ramp) is applied: the bar's white background stays 255
     assert sample.image[700, 5] == 255
+
+
+def test_real_zeiss_image_without_its_tags_reads_the_data_bar_text(tmp_path):
+    """Issue: real folders, item 4. The pixels alone (no CZ_SEM tag, no resolution tags): the
+    data bar prints "Width = 556.0 nm" over 1024 px, 0.54297 nm/px, against the tag's 0.543."""
+    (tmp_path / "images").mkdir()
+    tifffile.imwrite(tmp_path / "images" / "gold.tif", tifffile.imread(aquami_sample()))
+    with tifffile.TiffFile(tmp_path / "images" / "gold.tif") as tif:
+        assert "CZ_SEM" not in tif.pages.first.tags
+    sample = FolderDataset(tmp_path).load("gold")
+    assert sample.pixel_size_source == "data-bar text"
+    assert sample.pixel_size_nm == pytest.approx(556.0 / 1024) == pytest.approx(0.543, rel=0.01)
