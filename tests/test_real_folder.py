@@ -1,6 +1,7 @@
-"""The real-data road: a vendored subset of EMPS (published SEM/TEM figure crops with instance
-masks, MIT licence; see tests/data/emps-mini/README.md) goes through check, run and the working
-resolution as a lab's folder would."""
+"""The real-data road: vendored subsets of EMPS (published SEM/TEM figure crops with instance
+masks, MIT licence; see tests/data/emps-mini/README.md and tests/data/emps-real/README.md) go
+through check, run, the working resolution, leakage, data bars and scale bars as a lab's folder
+would."""
 
 from __future__ import annotations
 
@@ -84,3 +85,73 @@ def test_an_all_labelled_folder_pretrains_on_its_training_pool(tmp_path):
     assert "pretrains on the" in result.output and "labelled training pool" in result.output
     record = json.loads((out / "record.json").read_text())
     assert record["pretrain"]["pool"] == "train" and record["pretrain"]["steps"] > 0
+
+
+# ---- emps-real: 27 whole EMPS images (tests/data/emps-real/README.md) ------------------------------
+
+EMPS_REAL = Path(__file__).parent / "data" / "emps-real"
+INSTRUMENT_BARS = {"37ce835fb2": "Zeiss", "21308b3614": "JEOL", "96c772f28b": "Hitachi"}
+
+
+def _by_hand() -> dict[str, float]:
+    import csv
+
+    with open(EMPS_REAL / "scale_bars_by_hand.csv", encoding="utf-8") as handle:
+        return {Path(row["image"]).stem: float(row["nm_per_px"]) for row in csv.DictReader(handle)}
+
+
+def test_emps_real_scale_bars_read_within_5_percent_of_the_hand_measurements():
+    from harness.data.folder import FolderDataset
+
+    dataset = FolderDataset(EMPS_REAL)
+    hand = _by_hand()
+    assert len(hand) == 20
+    index = dataset.index().set_index("id")
+    read = {i: index.loc[i, "pixel_size_nm"] for i in hand}
+    off = {i: read[i] / hand[i] - 1 for i in hand if read[i] == read[i]}  # NaN: nothing read
+    assert len(off) == 20, f"no pixel size read for {sorted(set(hand) - set(off))}"
+    assert max(abs(v) for v in off.values()) <= 0.05, off
+    assert all(dataset.load(i).pixel_size_source == "scale bar" for i in list(hand)[:3])
+
+
+def test_emps_real_data_bars_only_on_the_instrument_images():
+    from harness.data.folder import FolderDataset
+
+    dataset = FolderDataset(EMPS_REAL)
+    rows = {i: dataset.load(i).databar_rows for i in dataset.index()["id"]}
+    assert all(rows[i] > 20 for i in INSTRUMENT_BARS), rows
+    assert {i: r for i, r in rows.items() if r and i not in INSTRUMENT_BARS} == {}  # no figure crop cut
+
+
+def test_emps_real_hash_similar_panels_are_not_leaks():
+    """Two pairs of different micrographs 6 bits apart by hash: put on opposite sides of the split,
+    the pixels overrule the hash (near-blank panels sharing a scale bar need the full-resolution grid)."""
+    from harness.data.folder import FolderDataset
+    from harness.data.leakage import find_leaks, hamming, perceptual_hash
+    from harness.data.splits import make_manifest
+
+    dataset = FolderDataset(EMPS_REAL)
+    pairs = [("50a4901372", "74ef917e76"), ("60c63e2383", "c61a50a061")]
+    for a, b in pairs:
+        assert hamming(perceptual_hash(dataset.load(a).image), perceptual_hash(dataset.load(b).image)) <= 10
+    manifest = make_manifest(dataset)
+    everything = list(dataset.index()["id"])
+    crossed = manifest.model_copy(update={"pools": {
+        "unlabeled": [a for a, _ in pairs], "train": [], "val": [],
+        "test": [i for i in everything if i not in {a for a, _ in pairs}]}})
+    assert find_leaks(dataset, crossed) == []
+
+
+def test_emps_real_is_usable_and_pretrains_on_its_training_pool():
+    from harness.data.check import check_folder
+    from harness.pipeline import pretraining_pool
+
+    report = check_folder(EMPS_REAL)
+    assert report.usable, [p.line() for p in report.errors]
+    assert not report.leaks and report.pools["unlabeled"] == 0
+    sources = {p.source: p.images for p in report.pixel_sizes}
+    assert sources.get("scale bar", 0) >= 20
+    from harness.data.folder import FolderDataset
+    from harness.data.splits import make_manifest
+
+    assert pretraining_pool(make_manifest(FolderDataset(EMPS_REAL))) == "train"
