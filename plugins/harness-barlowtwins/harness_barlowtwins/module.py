@@ -1,0 +1,54 @@
+"""The Barlow Twins network: encoder -> global average pool of the last stage -> projector."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from harness import augment
+from harness.compat import ensure_torchvision
+from harness.errors import HarnessError
+from harness.methods.base import PretrainModule
+from harness.models import encoder_width, pooled
+
+ensure_torchvision()  # lightly imports torchvision, which needs this next to a CPU torch
+
+from lightly.loss import BarlowTwinsLoss  # noqa: E402
+from lightly.models.modules import BarlowTwinsProjectionHead  # noqa: E402
+
+from harness_barlowtwins import BarlowTwinsConfig  # noqa: E402
+
+
+class BarlowTwinsModule(PretrainModule):
+    def __init__(self, backbone: nn.Module, config: BarlowTwinsConfig):
+        super().__init__(backbone)
+        self.config = config
+        self.projection_head = BarlowTwinsProjectionHead(
+            encoder_width(backbone), config.projection_hidden_dim, config.projection_dim
+        )
+        self.criterion = BarlowTwinsLoss(lambda_param=config.lambda_param)
+
+    def embed(self, views: torch.Tensor) -> torch.Tensor:
+        return self.projection_head(pooled(self.backbone, views))
+
+    def views(self, images: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Two independent EM views of every crop."""
+        size = self.config.view_size or images.shape[-1]
+        first = augment.em_views(images, size, self.config.crop_scale, generator)
+        second = augment.em_views(images, size, self.config.crop_scale, generator)
+        return first, second
+
+    def training_step(self, images: torch.Tensor, step: int, total_steps: int) -> torch.Tensor:
+        if images.ndim != 4 or images.shape[1] != 1:
+            raise HarnessError(
+                f"barlowtwins expects single-channel crops (B, 1, H, W), got shape {tuple(images.shape)}")
+        if images.shape[0] < 2:
+            raise HarnessError("barlowtwins needs at least 2 crops per batch: the cross-correlation is "
+                               f"normalised over the batch (got {images.shape[0]})")
+        first, second = self.views(images)
+        # each view's batch goes through on its own, as in the paper: the projector's BatchNorm
+        # (and the loss's normalisation) see one view's batch at a time
+        return self.criterion(self.embed(first).float(), self.embed(second).float())
+
+    def transfer_state(self) -> dict[str, torch.Tensor]:
+        return self.backbone.state_dict()

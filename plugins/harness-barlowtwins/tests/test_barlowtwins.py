@@ -1,0 +1,91 @@
+"""Barlow Twins plugin: config, registration, the loss against an independent computation, a
+falling loss on fixed views, the encoder that transfers."""
+
+from __future__ import annotations
+
+import math
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from harness.errors import HarnessError  # noqa: E402
+from harness.methods.registry import get_method  # noqa: E402
+from harness.models.backbones import create_backbone  # noqa: E402
+from harness.testing import assert_transfers_strictly, fit_fixed_batch, single_thread, smooth_batch  # noqa: E402
+from harness_barlowtwins import BarlowTwins, BarlowTwinsConfig  # noqa: E402
+
+BACKBONE = "test_convnext"
+SIZE = 48
+SMALL = {"projection_hidden_dim": 64, "projection_dim": 32}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    with single_thread():
+        yield
+
+
+def build(seed: int = 0, backbone: str = BACKBONE, **config) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return BarlowTwins({**SMALL, **config}).build(create_backbone(backbone, in_chans=1))
+
+
+def test_entry_point_registers_barlowtwins() -> None:
+    entry = get_method("barlowtwins")
+    assert entry.cls is BarlowTwins and entry.plugin.distribution == "harness-barlowtwins"
+
+
+def test_config_defaults_follow_the_paper() -> None:
+    config = BarlowTwins().config
+    assert isinstance(config, BarlowTwinsConfig)
+    assert (config.projection_hidden_dim, config.projection_dim, config.lambda_param) == (8192, 8192, 0.0051)
+
+
+@pytest.mark.parametrize(("bad", "field"), [({"lambda_param": 0}, "lambda_param"), ({"projection_dim": 0}, "projection_dim"),
+                                            ({"crop_scale": (0.5, 1.2)}, "crop_scale"), ({"queue": 3}, "queue")])
+def test_config_rejects_bad_values(bad: dict, field: str) -> None:
+    with pytest.raises(HarnessError, match=rf"'barlowtwins'.*{field}"):
+        BarlowTwins(bad)
+
+
+def test_the_loss_is_the_papers_formula() -> None:
+    """Independent computation: standardise each view over the batch, C = z_a^T z_b / N,
+    loss = sum_i (1 - C_ii)^2 + lambda * sum_{i != j} C_ij^2."""
+    module = build(lambda_param=0.01)
+    g = torch.Generator().manual_seed(5)
+    z0, z1 = torch.randn(16, 32, generator=g), torch.randn(16, 32, generator=g)
+    a = (z0 - z0.mean(0)) / z0.std(0, unbiased=False)
+    b = (z1 - z1.mean(0)) / z1.std(0, unbiased=False)
+    c = a.T @ b / 16
+    off = c - torch.diag(torch.diagonal(c))
+    expected = ((1 - torch.diagonal(c)) ** 2).sum() + 0.01 * (off**2).sum()
+    torch.testing.assert_close(module.criterion(z0, z1), expected, rtol=1e-4, atol=1e-4)
+    identical = module.criterion(z0, z0.clone())  # perfect invariance: only redundancy is left
+    assert float(identical) < float(module.criterion(z0, z1))
+
+
+def test_loss_falls_on_fixed_views() -> None:
+    losses = fit_fixed_batch(build(), smooth_batch(8, SIZE, 0, coarse=SIZE // 4), steps=6)
+    assert all(math.isfinite(v) and v >= 0 for v in losses)
+    assert losses[-1] < 0.9 * losses[0], losses
+
+
+@pytest.mark.parametrize("backbone", [BACKBONE, "test_resnet"])
+def test_the_encoder_transfers(backbone: str) -> None:
+    module = build(backbone=backbone)
+    fit_fixed_batch(module, smooth_batch(8, SIZE, 0, coarse=SIZE // 4), steps=2)
+    assert_transfers_strictly(module, backbone, source=module.backbone)
+
+
+def test_same_seed_same_loss() -> None:
+    images = smooth_batch(8, SIZE, 0, coarse=SIZE // 4)
+    assert fit_fixed_batch(build(seed=3), images, 2) == fit_fixed_batch(build(seed=3), images, 2)
+
+
+@pytest.mark.parametrize("shape", [(1, 1, SIZE, SIZE), (4, 3, SIZE, SIZE)])
+def test_bad_batches_are_explained(shape: tuple[int, ...]) -> None:
+    with pytest.raises(HarnessError, match="barlowtwins"):
+        build().training_step(torch.rand(shape), 0, 1)

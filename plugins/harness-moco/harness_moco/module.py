@@ -1,0 +1,70 @@
+"""The MoCo v2 networks: query (encoder, MLP head) and momentum key copy; the queue is the
+memory bank of lightly's NT-Xent loss (a buffer, so checkpoints carry it)."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from harness import augment
+from harness.compat import ensure_torchvision
+from harness.errors import HarnessError
+from harness.methods.base import PretrainModule
+from harness.models import encoder_width, pooled
+
+ensure_torchvision()  # lightly imports torchvision, which needs this next to a CPU torch
+
+from lightly.loss import NTXentLoss  # noqa: E402
+from lightly.models.modules import MoCoProjectionHead  # noqa: E402
+from lightly.models.utils import deactivate_requires_grad, update_momentum  # noqa: E402
+
+from harness_moco import MoCoConfig  # noqa: E402
+
+
+class MoCoModule(PretrainModule):
+    """``self.backbone`` is the query encoder; ``key_backbone`` its momentum copy."""
+
+    def __init__(self, backbone: nn.Module, config: MoCoConfig):
+        super().__init__(backbone)
+        self.config = config
+        width = encoder_width(backbone)
+        self.projection_head = MoCoProjectionHead(width, config.hidden_dim or width, config.output_dim)
+        self.key_backbone = copy.deepcopy(backbone)
+        self.key_projection_head = copy.deepcopy(self.projection_head)
+        deactivate_requires_grad(self.key_backbone)
+        deactivate_requires_grad(self.key_projection_head)
+        # InfoNCE of each query against its key and the queue; the loss enqueues the keys
+        self.criterion = NTXentLoss(temperature=config.temperature,
+                                    memory_bank_size=(config.queue_size, config.output_dim))
+        # lightly keeps the queue out of the state dict; a checkpoint must hold it, or a resumed
+        # run would contrast against a fresh random queue
+        bank = self.criterion.memory_bank
+        for name in ("bank", "bank_ptr"):
+            bank.register_buffer(name, getattr(bank, name), persistent=True)
+
+    def views(self, images: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        size = self.config.view_size or images.shape[-1]
+        query = augment.em_views(images, size, self.config.crop_scale, generator)
+        key = augment.em_views(images, size, self.config.crop_scale, generator)
+        return query, key
+
+    def training_step(self, images: torch.Tensor, step: int, total_steps: int) -> torch.Tensor:
+        if images.ndim != 4 or images.shape[1] != 1:
+            raise HarnessError(f"moco expects single-channel crops (B, 1, H, W), got shape {tuple(images.shape)}")
+        if images.shape[0] < 2:
+            raise HarnessError(f"moco needs at least 2 crops per batch (got {images.shape[0]})")
+        query_views, key_views = self.views(images)
+        queries = self.projection_head(pooled(self.backbone, query_views))
+        with torch.no_grad():
+            keys = self.key_projection_head(pooled(self.key_backbone, key_views))
+        return self.criterion(queries.float(), keys.float())
+
+    @torch.no_grad()
+    def after_optimizer_step(self, step: int, total_steps: int) -> None:
+        update_momentum(self.backbone, self.key_backbone, self.config.momentum)
+        update_momentum(self.projection_head, self.key_projection_head, self.config.momentum)
+
+    def transfer_state(self) -> dict[str, torch.Tensor]:
+        return self.backbone.state_dict()
