@@ -223,3 +223,10 @@ def multi_crop_views(
     views = [em_views(images, global_size, global_scale, generator) for _ in range(2)]
     views += [em_views(images, local_size, local_scale, generator) for _ in range(n_local)]
     return views
+
+
+def two_views(images: torch.Tensor, view_size: int | None, crop_scale: tuple[float, float],
+              generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two independent :func:`em_views` of every crop (``view_size`` None: the crops' own size)."""
+    size = view_size or images.shape[-1]
+    return (em_views(images, size, crop_scale, generator), em_views(images, size, crop_scale, generator))

@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, field_validator, ValidationError
 from torch import nn
 
 from harness.errors import HarnessError
@@ -34,6 +34,26 @@ class MethodConfig(BaseModel):
     weight_decay: float | None = Field(None, ge=0, description="AdamW weight decay.")
     betas: tuple[float, float] | None = Field(None, description="AdamW betas.")
     warmup_fraction: float | None = Field(None, ge=0, lt=1, description="Share of steps spent warming up.")
+
+
+class TwoViewConfig(MethodConfig):
+    """The view fields of a method that compares two EM views of each crop
+    (:func:`harness.augment.two_views`): their size and the area share they cover."""
+
+    view_size: int | None = Field(
+        None, ge=16, description="Side of each view in px; None: the size of the input crops."
+    )
+    crop_scale: tuple[float, float] = Field(
+        (0.25, 1.0), description="Area share of the input crop that each view covers (min, max)."
+    )
+
+    @field_validator("crop_scale")
+    @classmethod
+    def _scale_range(cls, value: tuple[float, float]) -> tuple[float, float]:
+        low, high = value
+        if not 0 < low <= high <= 1:
+            raise ValueError(f"crop_scale must satisfy 0 < min <= max <= 1, got {value}")
+        return value
 
 
 class PretrainModule(nn.Module):

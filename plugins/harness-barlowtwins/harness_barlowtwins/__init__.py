@@ -13,14 +13,14 @@ the network lives in :mod:`harness_barlowtwins.module`.
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator
+from pydantic import Field
 from torch import nn
 
-from harness.methods.base import MethodConfig, PretrainModule, SSLMethod
+from harness.methods.base import PretrainModule, SSLMethod, TwoViewConfig
 from harness.plugins.hookspecs import hookimpl
 
 
-class BarlowTwinsConfig(MethodConfig):
+class BarlowTwinsConfig(TwoViewConfig):
     """The paper's recipe: a 3-layer projector 8192-8192-8192 (BatchNorm and ReLU between) and
     the off-diagonal weight lambda = 0.0051.
 
@@ -32,20 +32,6 @@ class BarlowTwinsConfig(MethodConfig):
     projection_hidden_dim: int = Field(8192, ge=1, description="Projector hidden width (Barlow Twins: 8192).")
     projection_dim: int = Field(8192, ge=1, description="Projector output size (Barlow Twins: 8192).")
     lambda_param: float = Field(0.0051, gt=0, le=1, description="Weight of the off-diagonal (redundancy) term.")
-    view_size: int | None = Field(
-        None, ge=16, description="Side of each view in px; None: the size of the input crops."
-    )
-    crop_scale: tuple[float, float] = Field(
-        (0.25, 1.0), description="Area share of the input crop that each view covers (min, max)."
-    )
-
-    @field_validator("crop_scale")
-    @classmethod
-    def _scale_range(cls, value: tuple[float, float]) -> tuple[float, float]:
-        low, high = value
-        if not 0 < low <= high <= 1:
-            raise ValueError(f"crop_scale must satisfy 0 < min <= max <= 1, got {value}")
-        return value
 
 
 class BarlowTwins(SSLMethod):

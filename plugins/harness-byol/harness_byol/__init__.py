@@ -12,14 +12,14 @@ the network lives in :mod:`harness_byol.module`.
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 from torch import nn
 
-from harness.methods.base import MethodConfig, PretrainModule, SSLMethod
+from harness.methods.base import PretrainModule, SSLMethod, TwoViewConfig
 from harness.plugins.hookspecs import hookimpl
 
 
-class BYOLConfig(MethodConfig):
+class BYOLConfig(TwoViewConfig):
     """BYOL's recipe: 4096-wide MLPs to 256, target momentum rising along a cosine to 1.
 
     ``momentum_start`` is 0.99, the paper's base value for its shorter (300-epoch) runs, not
@@ -32,20 +32,6 @@ class BYOLConfig(MethodConfig):
     prediction_hidden_dim: int = Field(4096, ge=1, description="Prediction MLP width (BYOL: 4096).")
     momentum_start: float = Field(0.99, ge=0, le=1, description="Target EMA momentum at step 0.")
     momentum_end: float = Field(1.0, ge=0, le=1, description="Target EMA momentum at the last step.")
-    view_size: int | None = Field(
-        None, ge=16, description="Side of each view in px; None: the size of the input crops."
-    )
-    crop_scale: tuple[float, float] = Field(
-        (0.25, 1.0), description="Area share of the input crop that each view covers (min, max)."
-    )
-
-    @field_validator("crop_scale")
-    @classmethod
-    def _scale_range(cls, value: tuple[float, float]) -> tuple[float, float]:
-        low, high = value
-        if not 0 < low <= high <= 1:
-            raise ValueError(f"crop_scale must satisfy 0 < min <= max <= 1, got {value}")
-        return value
 
     @model_validator(mode="after")
     def _momentum_order(self) -> "BYOLConfig":

@@ -51,10 +51,7 @@ class BYOLModule(PretrainModule):
 
     def views(self, images: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Two independent EM views of every crop."""
-        size = self.config.view_size or images.shape[-1]
-        first = augment.em_views(images, size, self.config.crop_scale, generator)
-        second = augment.em_views(images, size, self.config.crop_scale, generator)
-        return first, second
+        return augment.two_views(images, self.config.view_size, self.config.crop_scale, generator)
 
     def training_step(self, images: torch.Tensor, step: int, total_steps: int) -> torch.Tensor:
         if images.ndim != 4 or images.shape[1] != 1:

@@ -13,14 +13,14 @@ the network lives in :mod:`harness_moco.module`.
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator
+from pydantic import Field
 from torch import nn
 
-from harness.methods.base import MethodConfig, PretrainModule, SSLMethod
+from harness.methods.base import PretrainModule, SSLMethod, TwoViewConfig
 from harness.plugins.hookspecs import hookimpl
 
 
-class MoCoConfig(MethodConfig):
+class MoCoConfig(TwoViewConfig):
     """MoCo v2's recipe: a 2-layer MLP head to 128, temperature 0.2, a queue of 65,536 keys and a
     key encoder following the query encoder with momentum 0.999.
 
@@ -37,20 +37,9 @@ class MoCoConfig(MethodConfig):
     temperature: float = Field(0.2, gt=0, le=10, description="InfoNCE temperature (MoCo v2: 0.2).")
     queue_size: int = Field(65536, ge=1, description="Keys kept as negatives (MoCo: 65,536).")
     momentum: float = Field(0.999, ge=0, le=1, description="Key encoder EMA momentum (MoCo: 0.999).")
-    view_size: int | None = Field(
-        None, ge=16, description="Side of each view in px; None: the size of the input crops."
-    )
     crop_scale: tuple[float, float] = Field(
         (0.2, 1.0), description="Area share of the input crop that each view covers (MoCo v2: 0.2-1)."
     )
-
-    @field_validator("crop_scale")
-    @classmethod
-    def _scale_range(cls, value: tuple[float, float]) -> tuple[float, float]:
-        low, high = value
-        if not 0 < low <= high <= 1:
-            raise ValueError(f"crop_scale must satisfy 0 < min <= max <= 1, got {value}")
-        return value
 
 
 class MoCo(SSLMethod):

@@ -45,10 +45,8 @@ class MoCoModule(PretrainModule):
             bank.register_buffer(name, getattr(bank, name), persistent=True)
 
     def views(self, images: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        size = self.config.view_size or images.shape[-1]
-        query = augment.em_views(images, size, self.config.crop_scale, generator)
-        key = augment.em_views(images, size, self.config.crop_scale, generator)
-        return query, key
+        """Two independent EM views of every crop."""
+        return augment.two_views(images, self.config.view_size, self.config.crop_scale, generator)
 
     def training_step(self, images: torch.Tensor, step: int, total_steps: int) -> torch.Tensor:
         if images.ndim != 4 or images.shape[1] != 1:

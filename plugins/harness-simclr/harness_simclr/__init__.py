@@ -11,14 +11,14 @@ lightly; the network lives in :mod:`harness_simclr.module`, imported by :meth:`S
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator
+from pydantic import Field
 from torch import nn
 
-from harness.methods.base import MethodConfig, PretrainModule, SSLMethod
+from harness.methods.base import PretrainModule, SSLMethod, TwoViewConfig
 from harness.plugins.hookspecs import hookimpl
 
 
-class SimCLRConfig(MethodConfig):
+class SimCLRConfig(TwoViewConfig):
     """SimCLR's recipe, scaled to the batch sizes a micrograph benchmark can afford.
 
     ``temperature`` defaults to 0.5, not ImageNet's 0.1: SimCLR reached 0.1 with batches of
@@ -33,20 +33,6 @@ class SimCLRConfig(MethodConfig):
     )
     output_dim: int = Field(128, ge=1, description="Projection output size (SimCLR: 128).")
     num_layers: int = Field(2, ge=2, le=4, description="Linear layers in the projection head (v1: 2, v2: 3).")
-    view_size: int | None = Field(
-        None, ge=16, description="Side of each view in px; None: the size of the input crops."
-    )
-    crop_scale: tuple[float, float] = Field(
-        (0.25, 1.0), description="Area share of the input crop that each view covers (min, max)."
-    )
-
-    @field_validator("crop_scale")
-    @classmethod
-    def _scale_range(cls, value: tuple[float, float]) -> tuple[float, float]:
-        low, high = value
-        if not 0 < low <= high <= 1:
-            raise ValueError(f"crop_scale must satisfy 0 < min <= max <= 1, got {value}")
-        return value
 
 
 class SimCLR(SSLMethod):
