@@ -194,7 +194,8 @@ def test_speedup_per_image(stack: np.ndarray) -> None:
     ratio = {k: theirs / v for k, v in t.items()}
     print(
         f"\ntwo {VIEW_SIZE} px views of a {IMAGE_SIZE} px grayscale image, per image (best of 10):\n"
-        f"  harness em_views, batched tensors, {threads} threads:      {t['ours'] * 1e3:7.3f} ms  ({ratio['ours']:.1f}x)\n"
+        f"  harness em_views, batched tensors, {threads} threads:      "
+        f"{t['ours'] * 1e3:7.3f} ms  ({ratio['ours']:.1f}x)\n"
         f"  harness em_views, batched tensors, 1 thread:       {t['ours_1'] * 1e3:7.3f} ms  ({ratio['ours_1']:.1f}x)\n"
         f"  harness, lightly's operations only, {threads} threads:   {t['matched'] * 1e3:7.3f} ms"
         f"  ({ratio['matched']:.1f}x)\n"

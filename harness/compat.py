@@ -67,7 +67,7 @@ def ensure_torchvision() -> None:
         if _has_op("nms"):
             _done = True
             return
-    _library = torch.library.Library("torchvision", "DEF")  # noqa: PLW0603
+    _library = torch.library.Library("torchvision", "DEF")
     _library.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
     _library.define(
         "qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor"

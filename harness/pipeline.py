@@ -18,7 +18,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Literal
 
-import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from safetensors.torch import load, save
@@ -26,8 +25,8 @@ from safetensors.torch import load, save
 from harness import __version__
 from harness.data.base import Dataset, stable_hash
 from harness.data.cache import cache_root
-from harness.data.registry import open_dataset
 from harness.data.io import write_bytes_atomic, write_text_atomic
+from harness.data.registry import open_dataset
 from harness.data.splits import MAX_SEED, Budget, SplitManifest, make_manifest
 from harness.errors import HarnessError
 from harness.evaluation.predict import score_predictions, score_split
@@ -36,6 +35,7 @@ from harness.evaluation.tuning import Tuning, tune_postprocessing
 from harness.methods.base import SSLMethod
 from harness.methods.registry import MethodEntry, get_method
 from harness.metrics import HEADLINE_METRIC, aggregate
+from harness.models import SegmentationNet
 from harness.numerics import NUMERICS_VERSION
 from harness.results.provenance import git_state, hardware, library_versions
 from harness.results.record import (
@@ -48,10 +48,9 @@ from harness.results.record import (
     Seeds,
     Selection,
 )
-from harness.training.batches import ImageStore
-from harness.models import SegmentationNet
 from harness.task import InstanceTask, get_task
 from harness.task.scale import median_diameter_px, working_scale
+from harness.training.batches import ImageStore
 from harness.training.checkpoint import Checkpointing, parse_interval
 from harness.training.loop import StageLog, finetune, pretrain
 from harness.training.runtime import (

@@ -34,8 +34,9 @@ DONE_STATUSES = ("ok", "done before")
 
 def cell_dir(out: Path, request: RunRequest) -> Path:
     budget = request.budget.replace("%", "pct")
-    steps = "".join(f"-{tag}{n}" for tag, n in (("pretrain", request.pretrain_steps), ("finetune", request.finetune_steps))
-                    if n is not None)  # cells with step overrides never skip over the profile's records
+    # cells with step overrides never skip over the profile's records
+    overrides = (("pretrain", request.pretrain_steps), ("finetune", request.finetune_steps))
+    steps = "".join(f"-{tag}{n}" for tag, n in overrides if n is not None)
     return out / Path(request.dataset).name / f"{request.method}-{budget}-{request.protocol}-seed{request.seed}{steps}"
 
 

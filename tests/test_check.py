@@ -42,7 +42,8 @@ def particles(seed: int, shape: tuple[int, int] = (96, 96), dtype=np.uint8) -> t
 
 
 def tree_digest(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def good_folder(root: Path, labeled: int = 15, unlabeled: int = 2) -> Path:
@@ -338,7 +339,8 @@ def test_cli_export_then_check_with_an_embedded_dataset(tmp_path):
     pytest.importorskip("harness.data.synthetic", reason="the embedded synthetic dataset is not built yet")
     runner = CliRunner()
     out = tmp_path / "smoke"
-    exported = runner.invoke(main, ["data", "export", "synthetic-sem", "--split", "all", "--out", str(out), "--profile", "smoke"])
+    exported = runner.invoke(main, ["data", "export", "synthetic-sem", "--split", "all", "--out", str(out),
+                                    "--profile", "smoke"])
     assert exported.exit_code == 0, exported.output
     checked = runner.invoke(main, ["data", "check", str(out)])
     assert checked.exit_code == 0, checked.output

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import struct
-
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +43,8 @@ def with_databar(image: np.ndarray, rows: int) -> np.ndarray:
     return out
 
 
-def make_folder(root: Path, images: dict[str, np.ndarray], masks: dict[str, np.ndarray] | None = None, csv: str | None = None) -> Path:
+def make_folder(root: Path, images: dict[str, np.ndarray], masks: dict[str, np.ndarray] | None = None,
+                csv: str | None = None) -> Path:
     (root / "images").mkdir(parents=True, exist_ok=True)
     for name, array in images.items():
         tifffile.imwrite(root / "images" / name, array)
@@ -125,7 +125,8 @@ def test_sixteen_bit_and_rgb_images(tmp_path):
     rgb = np.stack([micrograph(4), micrograph(5), micrograph(6)], axis=-1)
     gray_rgb = np.repeat(micrograph(7)[..., None], 3, axis=-1)
     root = make_folder(tmp_path / "rgb", {"deep.tif": deep, "rgb.tif": rgb, "grayrgb.tif": gray_rgb})
-    tifffile.imwrite(root / "images" / "planar.tif", np.moveaxis(rgb, -1, 0), photometric="rgb", planarconfig="separate")
+    tifffile.imwrite(root / "images" / "planar.tif", np.moveaxis(rgb, -1, 0), photometric="rgb",
+                     planarconfig="separate")
     Image.fromarray(rgb).save(root / "images" / "png.png")
     dataset = FolderDataset(root)
     loaded = dataset.load("deep")

@@ -265,7 +265,8 @@ def test_concurrent_adds_from_several_processes_lose_nothing(smoke_run, tmp_path
     filed = Leaderboard(root).records()
     assert len(filed) == 14
     for f in filed:  # nothing corrupted: every file is the canonical form of its source
-        assert f.per_image is not None and len(f.per_image_scores()) == f.record.metrics["groups"]["overall"]["n_images"]
+        assert f.per_image is not None
+        assert len(f.per_image_scores()) == f.record.metrics["groups"]["overall"]["n_images"]
         assert f.path.read_bytes() == canonical_bytes(f.record.model_dump(mode="json"))
     assert not [p for p in root.rglob("*") if p.name.endswith(".tmp")]
 
@@ -358,7 +359,8 @@ def test_higher_is_better_metrics_rank_the_other_way(smoke_run, tmp_path):
     board = Leaderboard(tmp_path / "lb")
     for method, f1 in (("low", [0.2, 0.21, 0.22]), ("high", [0.8, 0.82, 0.81])):
         for seed, v in enumerate(f1):
-            add_forged(board, variant(smoke_run, tmp_path / f"{method}{seed}", method=method, seed=seed, value=v, metric="f1"))
+            add_forged(board, variant(smoke_run, tmp_path / f"{method}{seed}", method=method, seed=seed, value=v,
+                                      metric="f1"))
     result = cli("show", "--root", str(tmp_path / "lb"), "--metric", "f1", "--format", "json", "--test", "seeds")
     rows = json.loads(result.output)["tables"][0]["data"]
     assert [r["entry"] for r in rows] == ["high", "low"] and rows[0]["significant"]

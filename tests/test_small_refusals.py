@@ -11,12 +11,11 @@ import numpy as np
 import tifffile
 from click.testing import CliRunner
 from PIL import Image
+from test_folder import disc_mask, make_folder, micrograph
 
 from harness.cli import main
 from harness.data.check import check_folder
 from harness.data.folder import FolderDataset
-
-from test_folder import disc_mask, make_folder, micrograph
 
 
 def invoke(*args: str):

@@ -59,7 +59,8 @@ def data() -> None:
 @profile_option
 @data_seed_option
 @split_seed_option
-def export(dataset: str, pool: str, out: Path, limit: int | None, profile: str, data_seed: int, split_seed: int) -> None:
+def export(dataset: str, pool: str, out: Path, limit: int | None, profile: str, data_seed: int,
+           split_seed: int) -> None:
     """Write one pool of DATASET as images/, masks/ and metadata.csv (the user folder format)."""
     from harness.data.export import export_pool
 
@@ -96,7 +97,8 @@ def generate(dataset: str, workers: int | None, profile: str, data_seed: int) ->
 @data.command("preview")
 @click.argument("dataset", nargs=-1, required=True)
 @click.option("--out", type=click.Path(path_type=Path, dir_okay=False), required=True, help="PNG file to write.")
-@click.option("--per-scale", type=click.IntRange(1, 8), default=2, show_default=True, help="Images per length-scale bin.")
+@click.option("--per-scale", type=click.IntRange(1, 8), default=2, show_default=True,
+              help="Images per length-scale bin.")
 @profile_option
 @data_seed_option
 def preview(dataset: tuple[str, ...], out: Path, per_scale: int, profile: str, data_seed: int) -> None:

@@ -66,7 +66,8 @@ def add(runs: tuple[Path, ...], root: Path | None) -> None:
 
     Every aggregate of the record (means, bootstrap CIs, pooled scores, each length-scale bin,
     the headline) is recomputed from its per_image.json; a record that disagrees is refused.
-    A digest file beside each filed record tells later readers whether it was edited. A duplicate (same run_id, same content, or the same grid cell and seed) or a malformed record
+    A digest file beside each filed record tells later readers whether it was edited. A duplicate
+    (same run_id, same content, or the same grid cell and seed) or a malformed record
     is refused with the reason; the other runs are still filed.
     """
     from harness.results.leaderboard import add_many

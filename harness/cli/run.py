@@ -76,7 +76,8 @@ def common_run_options(func):
     options = [
         click.option("--dataset", default="synthetic-sem", show_default=True,
                      help="Embedded dataset name (see `harness datasets`) or a folder path."),
-        click.option("--backbone", default=None, help="Encoder backbone, see `harness backbones` (default: convnextv2_atto)."),
+        click.option("--backbone", default=None,
+                     help="Encoder backbone, see `harness backbones` (default: convnextv2_atto)."),
         profile_option, data_seed_option, split_seed_option,
         click.option("--protocol", type=click.Choice(["finetune", "frozen"]), default="finetune", show_default=True,
                      help="finetune: the whole network trains; frozen: the pretrained encoder stays fixed."),
@@ -183,12 +184,11 @@ def sweep(method_list, budgets, seeds, out, force, executor, partition, gpus_per
     --executor slurm --partition gpu --gpus-per-job 1 --time-limit 12h
     """
     from harness.data.splits import MAX_SEED, Budget
+    from harness.methods.registry import get_method
     from harness.pipeline import RunRequest
     from harness.sweep import DONE_STATUSES, run_cells, submit
     from harness.training.checkpoint import parse_interval
     from harness.training.runtime import on_main_process
-
-    from harness.methods.registry import get_method
 
     methods_ = _split_list(method_list, "methods")
     for name in methods_:  # every name before the first cell runs, not when the sweep reaches it

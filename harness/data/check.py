@@ -23,8 +23,8 @@ from tabulate import tabulate
 from tqdm import tqdm
 
 from harness.data.base import Dataset, DatasetIdentity
-from harness.data.folder import FolderDataset, ImageRecord, Problem, index_frame, load_record
 from harness.data.cache import cache_root
+from harness.data.folder import FolderDataset, ImageRecord, Problem, index_frame, load_record
 from harness.data.io import METADATA_FILE, write_text_atomic
 from harness.data.leakage import DEFAULT_MAX_DISTANCE, Fingerprint, fingerprint, leaks_from_fingerprints
 from harness.data.sample import Sample

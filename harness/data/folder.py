@@ -49,6 +49,7 @@ from PIL import Image
 from pydantic import BaseModel, ConfigDict
 from skimage.measure import label as connected_components
 
+from harness.data import scalebar
 from harness.data.base import INDEX_COLUMNS, Dataset, DatasetIdentity, stable_hash
 from harness.data.cache import cache_root
 from harness.data.databar import resolve_databar
@@ -64,7 +65,6 @@ from harness.data.io import (
 from harness.data.sample import MODALITIES, Sample
 from harness.data.scales import SCALE_NAMES, UNKNOWN_SCALE, length_scale_of
 from harness.data.splits import POOLS
-from harness.data import scalebar
 from harness.data.tiffmeta import PLAUSIBLE_NM, UNKNOWN, PixelSize, pixel_size_from_tiff, vendor_of
 from harness.errors import HarnessError
 
@@ -243,7 +243,7 @@ def read_header(path: Path) -> Header:
             return Header((im.size[1], im.size[0]), dtype, png_layout, PixelSize(nm=None), None)
     except HarnessError:
         raise
-    except Exception as err:  # noqa: BLE001 - any decoder failure means the same to the user
+    except Exception as err:
         raise _fail(path, f"cannot be read as an image ({type(err).__name__}: {err})") from err
 
 
@@ -306,7 +306,7 @@ def read_gray(path: Path) -> np.ndarray:
                     data = rgb_to_gray(data)
     except HarnessError:
         raise
-    except Exception as err:  # noqa: BLE001
+    except Exception as err:
         raise _fail(path, f"pixels cannot be decoded ({type(err).__name__}: {err})") from err
     if data.ndim != 2:
         raise _fail(path, f"decodes to shape {data.shape}, not a 2-D image")
@@ -325,7 +325,7 @@ def read_mask_raw(path: Path) -> np.ndarray:
         else:
             with Image.open(path) as im:
                 data = np.asarray(im.convert("L") if im.mode == "1" else im)
-    except Exception as err:  # noqa: BLE001
+    except Exception as err:
         raise _fail(path, f"pixels cannot be decoded ({type(err).__name__}: {err})") from err
     if data.ndim != 2:
         raise _fail(path, f"mask has shape {data.shape}; expected a 2-D label image")

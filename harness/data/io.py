@@ -88,7 +88,8 @@ def check_declared_size(path: Path, height: int, width: int) -> None:
     """Refuse, before decoding, an image whose header declares more than :data:`MAX_IMAGE_PIXELS`."""
     if height * width > MAX_IMAGE_PIXELS:
         raise HarnessError(f"{path}: declares {width} x {height} pixels ({height * width / 1e6:.0f} Mpx), more than "
-                           f"the {MAX_IMAGE_PIXELS / 1e6:.0f} Mpx harness decodes from one file; split or downsample it")
+                           f"the {MAX_IMAGE_PIXELS / 1e6:.0f} Mpx harness decodes from one file; "
+                           "split or downsample it")
 
 
 def read_array(path: str | Path) -> np.ndarray:
@@ -109,7 +110,7 @@ def read_array(path: str | Path) -> np.ndarray:
             return np.asarray(im)
     except HarnessError:
         raise
-    except Exception as err:  # noqa: BLE001 - any decoder failure is the same problem for the user
+    except Exception as err:
         raise HarnessError(f"{path}: cannot be read as an image ({type(err).__name__}: {err})") from err
 
 

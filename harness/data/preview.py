@@ -7,14 +7,14 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from skimage.segmentation import find_boundaries  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from skimage.segmentation import find_boundaries
 
-from harness.data.base import Dataset  # noqa: E402
-from harness.data.intensity import to_unit_float  # noqa: E402
-from harness.data.scales import SCALE_NAMES, UNKNOWN_SCALE  # noqa: E402
-from harness.errors import HarnessError  # noqa: E402
+from harness.data.base import Dataset
+from harness.data.intensity import to_unit_float
+from harness.data.scales import SCALE_NAMES, UNKNOWN_SCALE
+from harness.errors import HarnessError
 
 OUTLINE_RGB = (1.0, 0.15, 0.1)
 

@@ -235,7 +235,10 @@ def rapid_ocr() -> Ocr:
     def read(image: np.ndarray, zoom: int = 1) -> list[Text]:
         array = np.asarray(image, dtype=np.float32)
         low, high = float(array.min()), float(array.max())
-        unit8 = np.zeros(array.shape, np.uint8) if high <= low else ((array - low) / (high - low) * 255).astype(np.uint8)
+        if high <= low:
+            unit8 = np.zeros(array.shape, np.uint8)
+        else:
+            unit8 = ((array - low) / (high - low) * 255).astype(np.uint8)
         # the text detector misses some small type near a window's edge: a border of edge pixels
         ready = np.pad(np.kron(unit8, np.ones((zoom, zoom), np.uint8)), OCR_PAD, mode="edge")
         result, _ = _engine()(np.stack([ready] * 3, axis=-1), use_cls=False)  # labels are upright

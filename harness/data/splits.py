@@ -36,7 +36,7 @@ class SplitManifest(BaseModel):
     length_scales: dict[str, str]  # sample id -> bin, for every id in the manifest
     hash: str
 
-    def budget_ids(self, budget: "Budget | str") -> list[str]:
+    def budget_ids(self, budget: Budget | str) -> list[str]:
         if isinstance(budget, str):
             budget = Budget.parse(budget)
         return self.budget_order[: budget.count(len(self.budget_order))]
@@ -62,7 +62,7 @@ class Budget(BaseModel):
     images: int | None = None
 
     @classmethod
-    def parse(cls, text: str) -> "Budget":
+    def parse(cls, text: str) -> Budget:
         raw = str(text).strip()
         if m := re.fullmatch(r"(\d+(?:\.\d+)?)\s*%", raw):
             percent = float(m.group(1))

@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, field_validator, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from torch import nn
 
 from harness.errors import HarnessError
@@ -70,7 +70,8 @@ class PretrainModule(nn.Module):
             return self.training_step(images, step, total_steps)
         return self.training_step(images, step, total_steps, targets=targets)  # type: ignore[call-arg]
 
-    def training_step(self, images: torch.Tensor, step: int, total_steps: int) -> torch.Tensor | dict[str, torch.Tensor]:
+    def training_step(self, images: torch.Tensor, step: int,
+                      total_steps: int) -> torch.Tensor | dict[str, torch.Tensor]:
         """Loss for one batch of crops ``images`` (B, 1, H, W), float in [0, 1].
 
         Return one loss, or a dict ``{group: loss}`` matching :meth:`optimizer_groups` when the

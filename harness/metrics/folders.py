@@ -135,7 +135,7 @@ def read_metadata(path: Path) -> dict[str, ImageMeta]:
         raise HarnessError(f"{path}: metadata file not found")
     try:
         table = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except Exception as err:  # noqa: BLE001 - any parser failure is the same problem for the user
+    except Exception as err:
         raise HarnessError(f"{path}: cannot be read as CSV ({type(err).__name__}: {err})") from err
     for column in ("image", "pixel_size_nm"):
         if column not in table.columns:

@@ -146,7 +146,8 @@ def _one_run(board: Board, store: Leaderboard, budget: str, metric: str, plot_di
         return []
     r = run.record
     lines = [f"### One run: {r.method.name}, budget {r.budget}, seed {r.seeds.train} (run `{r.run_id}`)", "",
-             f"The best entry at the largest budget by {metric}; record `{run.path.relative_to(store.root).as_posix()}`.",
+             f"The best entry at the largest budget by {metric}; "
+             f"record `{run.path.relative_to(store.root).as_posix()}`.",
              ""]
     per_image = run.per_image_scores()
     if per_image is None:

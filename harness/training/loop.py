@@ -55,7 +55,7 @@ class Optimisation:
         per_group: dict[str, dict],
         total_steps: int | None,
         warmup_fraction: float = 0.0,
-    ) -> "Optimisation":
+    ) -> Optimisation:
         """One AdamW per group (``per_group`` options override ``defaults``), with warm-up and
         cosine decay over ``total_steps``; ``total_steps=None`` keeps the learning rate constant."""
         optimizers = {

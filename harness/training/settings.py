@@ -62,7 +62,8 @@ PROFILE_SETTINGS: dict[str, TrainSettings] = {
     ),
     # the source work's scale: 640 px crops, long schedules; for GPU machines
     "paper": TrainSettings(
-        crop_size=640, pretrain_steps=100_000, pretrain_batch=64, pretrain_lr=1.5e-4 * 64 / 256,  # the FCMAE recipe's lr = 1.5e-4 * batch / 256
+        # the FCMAE recipe's lr = 1.5e-4 * batch / 256
+        crop_size=640, pretrain_steps=100_000, pretrain_batch=64, pretrain_lr=1.5e-4 * 64 / 256,
         pretrain_betas=(0.9, 0.95), finetune_steps=20_000, finetune_batch=16, finetune_lr=5e-4,
         val_every=500, patience=10, num_workers=8, memory_cache_mb=8192,
     ),

@@ -31,7 +31,8 @@ class BarlowTwinsModule(PretrainModule):
     def embed(self, views: torch.Tensor) -> torch.Tensor:
         return self.projection_head(pooled(self.backbone, views))
 
-    def views(self, images: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def views(self, images: torch.Tensor,
+              generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Two independent EM views of every crop."""
         return augment.two_views(images, self.config.view_size, self.config.crop_scale, generator)
 

@@ -8,14 +8,14 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
+import pytest
+import torch
+from harness_barlowtwins import BarlowTwins, BarlowTwinsConfig
 
-from harness.errors import HarnessError  # noqa: E402
-from harness.methods.registry import get_method  # noqa: E402
-from harness.models.backbones import create_backbone  # noqa: E402
-from harness.testing import assert_transfers_strictly, fit_fixed_batch, single_thread, smooth_batch  # noqa: E402
-from harness_barlowtwins import BarlowTwins, BarlowTwinsConfig  # noqa: E402
+from harness.errors import HarnessError
+from harness.methods.registry import get_method
+from harness.models.backbones import create_backbone
+from harness.testing import assert_transfers_strictly, fit_fixed_batch, single_thread, smooth_batch
 
 BACKBONE = "test_convnext"
 SIZE = 48
@@ -44,8 +44,10 @@ def test_config_defaults_follow_the_paper() -> None:
     assert (config.projection_hidden_dim, config.projection_dim, config.lambda_param) == (8192, 8192, 0.0051)
 
 
-@pytest.mark.parametrize(("bad", "field"), [({"lambda_param": 0}, "lambda_param"), ({"projection_dim": 0}, "projection_dim"),
-                                            ({"crop_scale": (0.5, 1.2)}, "crop_scale"), ({"queue": 3}, "queue")])
+@pytest.mark.parametrize(("bad", "field"), [
+    ({"lambda_param": 0}, "lambda_param"), ({"projection_dim": 0}, "projection_dim"),
+    ({"crop_scale": (0.5, 1.2)}, "crop_scale"), ({"queue": 3}, "queue"),
+])
 def test_config_rejects_bad_values(bad: dict, field: str) -> None:
     with pytest.raises(HarnessError, match=rf"'barlowtwins'.*{field}"):
         BarlowTwins(bad)

@@ -34,7 +34,7 @@ class BYOLConfig(TwoViewConfig):
     momentum_end: float = Field(1.0, ge=0, le=1, description="Target EMA momentum at the last step.")
 
     @model_validator(mode="after")
-    def _momentum_order(self) -> "BYOLConfig":
+    def _momentum_order(self) -> BYOLConfig:
         if self.momentum_start > self.momentum_end:
             raise ValueError(
                 f"momentum_start ({self.momentum_start}) must not exceed momentum_end ({self.momentum_end})"

@@ -24,8 +24,6 @@ from lightly.utils.scheduler import cosine_schedule  # noqa: E402
 from harness_byol import BYOLConfig  # noqa: E402
 
 
-
-
 class BYOLModule(PretrainModule):
     """``self.backbone`` is the online encoder; ``target_backbone`` its momentum copy."""
 
@@ -49,7 +47,8 @@ class BYOLModule(PretrainModule):
         """Target EMA momentum: lightly's cosine schedule from ``momentum_start`` to ``momentum_end``."""
         return cosine_schedule(step, total_steps, self.config.momentum_start, self.config.momentum_end)
 
-    def views(self, images: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def views(self, images: torch.Tensor,
+              generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Two independent EM views of every crop."""
         return augment.two_views(images, self.config.view_size, self.config.crop_scale, generator)
 

@@ -23,7 +23,7 @@ class DenoiseConfig(MethodConfig):
     loss: str = Field("l1", pattern="^(l1|mse)$", description="Restoration loss.")
 
     @model_validator(mode="after")
-    def _dose_order(self) -> "DenoiseConfig":
+    def _dose_order(self) -> DenoiseConfig:
         if self.dose_min > self.dose_max:
             raise ValueError("dose_min must not exceed dose_max")
         return self

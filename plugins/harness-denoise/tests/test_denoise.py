@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from harness_denoise import Denoise, DenoiseConfig
 
 from harness.errors import HarnessError
 from harness.methods.registry import get_method
 from harness.models import create_backbone
 from harness.testing import assert_transfers_strictly, fit_fixed_batch, single_thread, smooth_batch
-from harness_denoise import Denoise, DenoiseConfig
 
 BACKBONE = "convnextv2_atto"
 

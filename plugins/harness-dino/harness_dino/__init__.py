@@ -73,7 +73,7 @@ class DINOConfig(MethodConfig):
         return _check_scale(info.field_name, value)
 
     @model_validator(mode="after")
-    def _consistent(self) -> "DINOConfig":
+    def _consistent(self) -> DINOConfig:
         if self.momentum_start > self.momentum_end:
             raise ValueError(
                 f"momentum_start ({self.momentum_start}) must not exceed momentum_end ({self.momentum_end})"

@@ -8,21 +8,21 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
+import pytest
+import torch
+from harness_dino import DINO, DINOConfig
 
-from harness import augment  # noqa: E402
-from harness.errors import HarnessError  # noqa: E402
-from harness.methods.registry import get_method  # noqa: E402
-from harness.models.backbones import create_backbone  # noqa: E402
-from harness.testing import (  # noqa: E402
+from harness import augment
+from harness.errors import HarnessError
+from harness.methods.registry import get_method
+from harness.models.backbones import create_backbone
+from harness.testing import (
     assert_transfers_strictly,
     fit_fixed_batch,
     single_thread,
     smooth_batch,
     state_differs,
 )
-from harness_dino import DINO, DINOConfig  # noqa: E402
 
 BACKBONE = "test_convnext"  # the harness's tiny test backbone
 SIZE = 64

@@ -5,17 +5,17 @@ from __future__ import annotations
 
 import pytest
 import torch
+from harness_fcmae import FCMAE, FCMAEConfig
+from harness_fcmae.encoder import DenseMaskedEncoder
+from harness_fcmae.module import masked_patch_loss, patchify, random_patch_mask
+from timm.layers.grn import GlobalResponseNorm
+from timm.models.convnext import ConvNeXtBlock
 from torch import nn
 
 from harness.errors import HarnessError
 from harness.methods.registry import get_method
 from harness.models import create_backbone
 from harness.testing import assert_transfers_strictly, fit_fixed_batch, single_thread, smooth_batch
-from harness_fcmae import FCMAE, FCMAEConfig
-from harness_fcmae.encoder import DenseMaskedEncoder
-from harness_fcmae.module import masked_patch_loss, patchify, random_patch_mask
-from timm.layers.grn import GlobalResponseNorm
-from timm.models.convnext import ConvNeXtBlock
 
 BACKBONE = "convnextv2_atto"  # 1x1-conv MLP blocks (NCHW GRN)
 BACKBONE_NHWC = "convnextv2_tiny"  # linear MLP blocks (NHWC GRN)

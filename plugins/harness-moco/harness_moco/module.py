@@ -44,7 +44,8 @@ class MoCoModule(PretrainModule):
         for name in ("bank", "bank_ptr"):
             bank.register_buffer(name, getattr(bank, name), persistent=True)
 
-    def views(self, images: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def views(self, images: torch.Tensor,
+              generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Two independent EM views of every crop."""
         return augment.two_views(images, self.config.view_size, self.config.crop_scale, generator)
 

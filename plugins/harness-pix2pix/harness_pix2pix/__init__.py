@@ -68,7 +68,7 @@ class Pix2PixConfig(MethodConfig):
         return value
 
     @model_validator(mode="after")
-    def _dose_order(self) -> "Pix2PixConfig":
+    def _dose_order(self) -> Pix2PixConfig:
         if self.dose_min > self.dose_max:
             raise ValueError(f"dose_min ({self.dose_min}) must not exceed dose_max ({self.dose_max})")
         return self

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from harness_pix2pix import Pix2Pix, Pix2PixConfig
+from harness_pix2pix.module import PatchDiscriminator, min_input_size, patch_receptive_field
 
 from harness.errors import HarnessError
 from harness.methods.registry import get_method
 from harness.models import create_backbone
 from harness.testing import assert_transfers_strictly, fit_fixed_batch, single_thread, smooth_batch
-from harness_pix2pix import Pix2Pix, Pix2PixConfig
-from harness_pix2pix.module import PatchDiscriminator, min_input_size, patch_receptive_field
 
 BACKBONE = "convnextv2_atto"
 SMALL = {"disc_width": 16, "disc_layers": 2}  # a 34x34 PatchGAN for 64 px crops

@@ -19,8 +19,6 @@ from lightly.models.modules import SimCLRProjectionHead  # noqa: E402
 from harness_simclr import SimCLRConfig  # noqa: E402
 
 
-
-
 class SimCLRModule(PretrainModule):
     def __init__(self, backbone: nn.Module, config: SimCLRConfig):
         super().__init__(backbone)
@@ -38,7 +36,8 @@ class SimCLRModule(PretrainModule):
     def embed(self, views: torch.Tensor) -> torch.Tensor:
         return self.projection_head(pooled(self.backbone, views))
 
-    def views(self, images: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def views(self, images: torch.Tensor,
+              generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Two independent EM views of every crop, each one batched call (no copy of the input)."""
         return augment.two_views(images, self.config.view_size, self.config.crop_scale, generator)
 

@@ -6,13 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from harness_supervised import Supervised
 
 from harness.errors import HarnessError
 from harness.methods.registry import get_method
 from harness.models import create_backbone
 from harness.task import DEFAULT_TASK, get_task
 from harness.testing import assert_transfers_strictly, fit_fixed_batch, single_thread
-from harness_supervised import Supervised
 
 BACKBONE = "test_convnext"
 
