@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import matplotlib
@@ -13,6 +14,7 @@ from skimage.segmentation import find_boundaries
 
 from harness.data.base import Dataset
 from harness.data.intensity import to_unit_float
+from harness.data.io import write_bytes_atomic
 from harness.data.scales import SCALE_NAMES, UNKNOWN_SCALE
 from harness.errors import HarnessError
 
@@ -62,7 +64,7 @@ def render_preview(datasets: list[Dataset], out: Path, per_scale: int = 2) -> Pa
             plain.set_title(f"{name} {scale}\n{sample.id}, {pixel}", fontsize=7)
             outlined.set_title(f"{n} particles outlined", fontsize=7)
     fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format=out.suffix[1:] or "png", dpi=110)
     plt.close(fig)
-    return out
+    return write_bytes_atomic(out, buffer.getvalue())

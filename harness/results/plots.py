@@ -12,6 +12,7 @@ record). Figures carry no timestamps, so re-rendering unchanged records gives id
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from matplotlib import ticker
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from harness.data.io import write_bytes_atomic
 from harness.data.scales import SCALE_NAMES, length_scale_of
 from harness.metrics.aggregate import OVERALL
 from harness.results import stats
@@ -41,8 +43,11 @@ def save(fig: Figure, stem: Path) -> list[Path]:
     stem.parent.mkdir(parents=True, exist_ok=True)
     png, svg = stem.with_suffix(".png"), stem.with_suffix(".svg")
     with matplotlib.rc_context(_RC):
-        fig.savefig(png, dpi=120, metadata={"Software": None})
-        fig.savefig(svg, metadata={"Date": None, "Creator": None})
+        for path, options in ((png, {"dpi": 120, "metadata": {"Software": None}}),
+                              (svg, {"metadata": {"Date": None, "Creator": None}})):
+            buffer = io.BytesIO()
+            fig.savefig(buffer, format=path.suffix[1:], **options)
+            write_bytes_atomic(path, buffer.getvalue())
     return [png, svg]
 
 

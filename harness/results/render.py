@@ -11,6 +11,7 @@ import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from harness.data.io import write_text_atomic
 from harness.errors import HarnessError
 from harness.metrics.scores import COMPANION_METRIC, HEADLINE_METRIC
 from harness.results import plots, stats
@@ -128,8 +129,7 @@ def render_readme(
         lines += [_figure_links(paths, root, f"{headline} per length scale"), ""]
         lines += _one_run(board, board_store, largest, headline, plot_dir, name, overlay, overlay_image, log)
     path = root / README
-    path.write_text("\n".join(lines).rstrip("\n") + "\n", encoding="utf-8")
-    return path
+    return write_text_atomic(path, "\n".join(lines).rstrip("\n") + "\n")
 
 
 def _md(tables) -> str:
