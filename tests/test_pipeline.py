@@ -130,3 +130,16 @@ def test_threads_option_sets_and_records_the_thread_count(tmp_path):
         assert read(tmp_path / "t")["device"]["name"].endswith("(1 threads)")
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_busy_machine_gets_the_passive_openmp_wait_policy():
+    """Chosen before torch loads, only when the load is high and the user set nothing."""
+    import subprocess
+    import sys
+
+    script = ("import os, sys; os.getloadavg = lambda: ({load}, 0, 0); os.environ.pop('OMP_WAIT_POLICY', None)\n"
+              "from harness.cli import _wait_politely_on_a_busy_machine as f; f()\n"
+              "print(os.environ.get('OMP_WAIT_POLICY'), 'torch' in sys.modules)")
+    outputs = [subprocess.run([sys.executable, "-c", script.format(load=load)], capture_output=True, text=True,
+                              check=True).stdout.split() for load in (64.0, 0.0)]
+    assert outputs == [["PASSIVE", "False"], ["None", "False"]]

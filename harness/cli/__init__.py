@@ -7,6 +7,7 @@ never a traceback.
 
 from __future__ import annotations
 
+import os
 import sys
 import warnings
 
@@ -26,9 +27,22 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 _default_show_warning = warnings.showwarning
 
 
+def _wait_politely_on_a_busy_machine() -> None:
+    """OpenMP's default wait policy spins idle threads; beside one other busy process on 2 cores
+    that made fine-tuning 3.4x slower, against 1.5x with ``OMP_WAIT_POLICY=PASSIVE``, which costs
+    19% on an idle machine (benchmarks/bench_busy_machine.py). So the passive policy is chosen when
+    the machine is already busy as harness starts; the wait policy never changes a number. It is
+    read when torch loads, which the commands do lazily, after this."""
+    if "OMP_WAIT_POLICY" in os.environ or not hasattr(os, "getloadavg"):
+        return
+    if os.getloadavg()[0] >= 0.5 * (os.cpu_count() or 1) and "torch" not in sys.modules:
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+
+
 class _Group(click.Group):
     def invoke(self, ctx: click.Context):
         warnings.showwarning = _show_warning
+        _wait_politely_on_a_busy_machine()
         try:
             return super().invoke(ctx)
         except HarnessError as err:
