@@ -27,7 +27,7 @@ from harness.data.base import Dataset, stable_hash
 from harness.data.cache import cache_root
 from harness.data.io import write_bytes_atomic, write_text_atomic
 from harness.data.registry import open_dataset
-from harness.data.splits import MAX_SEED, Budget, SplitManifest, make_manifest
+from harness.data.splits import MAX_SEED, Budget, SplitManifest, budget_slug, make_manifest
 from harness.errors import HarnessError
 from harness.evaluation.predict import score_predictions, score_split
 from harness.evaluation.selection import CRITERIA, selection_score
@@ -115,10 +115,9 @@ PARALLEL_GENERATION_FROM = 256
 def _generate_ahead(dataset: Dataset, progress: bool) -> None:
     from harness.data.synthetic import SyntheticDataset
 
-    if isinstance(dataset, SyntheticDataset) and len(dataset.index()) > PARALLEL_GENERATION_FROM:
-        cached = sum(1 for _ in dataset.cache_dir.glob("*.npz")) if dataset.cache_dir.is_dir() else 0
-        if len(dataset.index()) - cached > PARALLEL_GENERATION_FROM:
-            dataset.generate(workers=os.cpu_count() or 1, progress=progress and is_main_process())
+    if (isinstance(dataset, SyntheticDataset) and len(dataset.index()) > PARALLEL_GENERATION_FROM
+            and len(dataset.missing()) > PARALLEL_GENERATION_FROM):
+        dataset.generate(workers=os.cpu_count() or 1, progress=progress and is_main_process())
 
 
 def step_overrides(pretrain_steps: int | None, finetune_steps: int | None) -> dict[str, int]:
@@ -491,6 +490,6 @@ def _ci(interval) -> str:
 
 
 def default_run_dir(record: RunRecord) -> Path:
-    budget = record.budget.replace("%", "pct")
+    budget = budget_slug(record.budget)
     name = f"{record.method.name}-{budget}-{record.protocol}-seed{record.seeds.train}-{record.run_id}"
     return Path("runs") / record.dataset.name / name

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.data.io import write_text_atomic
+from harness.data.splits import budget_slug
 from harness.errors import HarnessError
 from harness.pipeline import Context, RunRequest, run_one
 from harness.results.record import RECORD_FILE, read_record
@@ -33,7 +34,7 @@ DONE_STATUSES = ("ok", "done before")
 
 
 def cell_dir(out: Path, request: RunRequest) -> Path:
-    budget = request.budget.replace("%", "pct")
+    budget = budget_slug(request.budget)
     # cells with step overrides never skip over the profile's records
     overrides = (("pretrain", request.pretrain_steps), ("finetune", request.finetune_steps))
     steps = "".join(f"-{tag}{n}" for tag, n in overrides if n is not None)
@@ -47,7 +48,7 @@ def record_failure(out: Path, request: RunRequest, err: Exception) -> Path:
                "traceback": traceback.format_exc(), "when": stamp}
     # under torchrun every rank may fail, at the same second: one file each
     by_rank = f"-rank{rank()}" if world_size() > 1 else ""
-    name = f"{request.method}-{request.budget.replace('%', 'pct')}-seed{request.seed}-{stamp}{by_rank}.json"
+    name = f"{request.method}-{budget_slug(request.budget)}-seed{request.seed}-{stamp}{by_rank}.json"
     return write_text_atomic(directory / name, json.dumps(payload, indent=1))
 
 

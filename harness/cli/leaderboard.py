@@ -163,7 +163,9 @@ def plot(dataset, budget, protocol, metric, run, image, overlay, out, release, r
 
 
 def _safe(text: str) -> str:
-    return text.replace("%", "pct")
+    from harness.data.splits import budget_slug
+
+    return budget_slug(text)
 
 
 def _resolve_run(run: str, root: Path | None):

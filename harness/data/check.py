@@ -297,7 +297,7 @@ def check_folder(
             )
         problems += _pool_warnings(manifest, sum(1 for r in loaded if r.mask is not None))
 
-    binary = [r.mask or r.image for r in scan.records if reports.get(r.id) and reports[r.id].mask_kind == "binary"]
+    binary = [i.mask or i.image for i in reports.values() if i.mask_kind == "binary"]
     if binary:
         problems.append(
             Problem(

@@ -52,6 +52,11 @@ class SplitManifest(BaseModel):
         return table
 
 
+def budget_slug(text: str) -> str:
+    """A budget as it appears in file and folder names: ``10%`` -> ``10pct``."""
+    return text.replace("%", "pct")
+
+
 class Budget(BaseModel):
     """A label budget: a percentage of the training pool (``10%``) or an image count (``8``)."""
 

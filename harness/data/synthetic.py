@@ -427,12 +427,16 @@ class SyntheticDataset(Dataset):
     def cache_dir(self) -> Path:
         return cache_root() / "datasets" / self.identity.key
 
+    def missing(self) -> list[ImageParams]:
+        """The images not yet in the cache."""
+        return [p for p in self._params if not (self.cache_dir / f"{self._id(p.index)}.npz").is_file()]
+
     def generate(self, workers: int = 1, progress: bool = False) -> int:
         """Render every image not yet cached, in ``workers`` processes; returns how many were made.
 
         Each image comes from its own seeded stream (``render_image``), so the bytes do not depend
         on the worker count or the order; the paper profile's 26,750 images need this."""
-        missing = [p for p in self._params if not (self.cache_dir / f"{self._id(p.index)}.npz").is_file()]
+        missing = self.missing()
         if not missing:
             return 0
         jobs = [(p, self.seed, self.cache_dir / f"{self._id(p.index)}.npz") for p in missing]

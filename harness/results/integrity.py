@@ -105,8 +105,8 @@ def check_record(record: RunRecord, per_image: Sequence[dict[str, Any]] | None, 
 # ---- digests of filed files ---------------------------------------------------------------------
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def digest_path(record_path: Path) -> Path:
@@ -115,7 +115,7 @@ def digest_path(record_path: Path) -> Path:
 
 def digest_text(files: Sequence[Path]) -> str:
     """``sha256sum`` lines for ``files`` (names relative to their folder)."""
-    return "".join(f"{_sha256(p)}  {p.name}\n" for p in files)
+    return "".join(f"{sha256_of(p)}  {p.name}\n" for p in files)
 
 
 def digest_problem(record_path: Path, files: Sequence[Path]) -> str | None:
@@ -130,7 +130,7 @@ def digest_problem(record_path: Path, files: Sequence[Path]) -> str | None:
     for file in files:
         if file.name not in stated:
             return f"{file.name} is not in {path.name}"
-        if _sha256(file) != stated[file.name]:
+        if sha256_of(file) != stated[file.name]:
             return f"{file.name} was changed after filing (its sha256 differs from {path.name})"
     missing = sorted(set(stated) - {f.name for f in files})
     if missing:

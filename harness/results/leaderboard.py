@@ -15,7 +15,6 @@ A reader therefore sees a record completely or not at all, and nothing filed is 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import re
@@ -29,7 +28,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from harness.errors import HarnessError
-from harness.results.integrity import check_record, digest_path, digest_problem, digest_text
+from harness.results.integrity import check_record, digest_path, digest_problem, digest_text, sha256_of
 from harness.results.record import PER_IMAGE_FILE, RECORD_FILE, SCHEMA_VERSION, RunRecord, migrate
 
 try:  # advisory locks exist on POSIX; elsewhere the hard-link step alone still prevents overwrites
@@ -54,10 +53,6 @@ def default_root() -> Path:
 def canonical_bytes(data: Any) -> bytes:
     """The one serialisation of a filed JSON document (sorted keys, 2-space indent, final newline)."""
     return (json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
-
-
-def sha256_of(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def validation_reason(err: ValidationError) -> str:
