@@ -9,11 +9,15 @@ import numpy as np
 import pytest
 import torch
 
+from harness.data.registry import open_dataset
+from harness.data.splits import make_manifest
 from harness.errors import HarnessError
 from harness.evaluation.selection import CRITERIA, count_penalty, selection_score
 from harness.metrics import score_image
 from harness.task import get_task
-from harness.training.loop import build_segmentation_net, finetune_optimisation, warmup_cosine
+from harness.training.batches import ImageStore
+from harness.training.loop import build_segmentation_net, finetune, finetune_optimisation, warmup_cosine
+from harness.training.runtime import resolve_runtime
 from harness.training.settings import TrainSettings, settings_for
 
 
@@ -88,3 +92,22 @@ def test_a_factor_of_one_updates_exactly_as_one_group_would():
         optimizer.step()
     for a, b in zip(net.parameters(), twin.parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_early_stopping_never_ends_a_run_before_the_budgets_fewest_steps():
+    """A score that never improves after the first check stops a run at once, but not before
+    finetune_min_steps: one image plateaus early and stopping there kept a first-check state."""
+    dataset = open_dataset("synthetic-sem", profile="smoke", seed=0)
+    manifest = make_manifest(dataset, 0)
+    base = settings_for("smoke").model_copy(update={"finetune_steps": 12, "val_every": 1, "patience": 1})
+    task = get_task(base.task)
+    store = ImageStore(dataset, manifest.pools["train"][:1], task=task)
+    runs = {}
+    for floor in (1, 8):  # the scores only fall: every check after the first is without gain
+        scores = iter(range(0, -100, -1))
+        settings = base.model_copy(update={"finetune_min_steps": floor})
+        _, log = finetune(None, store, lambda _net, s=scores: float(next(s)), settings,
+                          resolve_runtime("cpu"), seed=0, progress=False)
+        runs[floor] = log
+    assert runs[1].stopped_early and len(runs[1].losses) == 2 and runs[1].best_step == 1
+    assert runs[8].stopped_early and len(runs[8].losses) == 8 and runs[8].best_step == 1

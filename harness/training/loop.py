@@ -232,7 +232,7 @@ def finetune_steps(settings: TrainSettings, store: ImageStore) -> int:
     (each image counts as many crops as tile it), within [finetune_min_steps, finetune_steps].
 
     More labels get more steps, so error can fall with the budget; early stopping on validation
-    ends a run that has stopped improving before the cap."""
+    ends a run that has stopped improving before the cap, never before ``finetune_min_steps``."""
     crops = 0
     for sample_id in store.ids:
         image, _ = store.get(sample_id)
@@ -333,7 +333,10 @@ def finetune(
                 else:
                     checks_without_gain += 1
                 bar.set_postfix(loss=f"{value:.4f}", val=f"{score:.3f}", best=f"{log.best_score:.3f}")
-                if checks_without_gain >= settings.patience and not last:
+                # never before the budget's fewest steps: a run on one or ten images plateaus
+                # early, and stopping there kept a state from the first checks (issue 12 pilot)
+                if (checks_without_gain >= settings.patience and not last
+                        and step + 1 >= settings.finetune_min_steps):
                     log.stopped_early = True
                     break
             if checkpoint and not last and checkpoint.due(step + 1):
