@@ -98,7 +98,7 @@ def common_run_options(func):
                      help="Pretraining steps instead of the profile's (stated in the record's settings, so such "
                           "records never share a table with the profile's)."),
         click.option("--finetune-steps", type=click.IntRange(min=1), default=None,
-                     help="Exactly this many fine-tuning steps (early stopping still applies) instead of the "
+                     help="Exactly this many fine-tuning steps (no early stop before them) instead of the "
                           "profile's budget-set schedule; stated in the record's settings likewise."),
         click.option("--checkpoint-every", default="10m", show_default=True, metavar="INTERVAL",
                      callback=_check_interval,
