@@ -91,7 +91,7 @@ class RunRequest(BaseModel):
     overwrite: bool = Field(False, description="Replace a record already in `out` (else refused).")
     pretrain_steps: int | None = Field(None, ge=0, description="Pretraining steps instead of the profile's.")
     finetune_steps: int | None = Field(None, ge=1, description="Fine-tuning steps instead of the profile's "
-                                       "budget-set schedule: exactly this many (no early stop before the floor, which it sets).")
+                                       "budget-set schedule: exactly this many (it sets the floor of early stopping).")
     threads: int | None = Field(None, ge=1, description="CPU threads for torch (default: torch's own choice); "
                                 "the count is part of the record's device, since it changes CPU numbers.")
     checkpoint_every: str = Field("10m", description="Checkpoint interval of pretraining and fine-tuning "

@@ -155,3 +155,50 @@ def test_emps_real_is_usable_and_pretrains_on_its_training_pool():
     from harness.data.splits import make_manifest
 
     assert pretraining_pool(make_manifest(FolderDataset(EMPS_REAL))) == "train"
+
+
+def test_a_check_shared_out_to_processes_reports_exactly_what_one_process_does(tmp_path, monkeypatch):
+    """The check's decoding, scale-bar reading and leak search go to worker processes on a big
+    folder; forced here onto 27 real images (plus a planted leak: a test image re-saved into the
+    training pool), the report must not change by a byte, leak included."""
+    import shutil
+
+    import imageio.v3 as iio
+
+    import harness.data.check as check
+    import harness.data.folder as folder
+    import harness.data.leakage as leakage
+    import harness.data.parallel as parallel
+
+    root = tmp_path / "emps"
+    shutil.copytree(EMPS_REAL, root)
+    meta = (root / "metadata.csv").read_text().splitlines()
+    header, rows = meta[0], meta[1:]
+    original = next(r.split(",")[0] for r in rows if r.endswith(",test"))
+    image = iio.imread(root / "images" / original)
+    iio.imwrite(root / "images" / "copy.png", image)
+    shutil.copy(root / "masks" / original, root / "masks" / "copy.png")
+    (root / "metadata.csv").write_text("\n".join([header, *rows, "copy.png,,train"]) + "\n")
+
+    def report(cache: str) -> str:
+        monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path / cache))  # cold: every scale bar is read
+        found = check.check_folder(root)
+        return found.model_dump_json().replace(str(tmp_path / cache), "CACHE")
+
+    alone = report("alone")
+    pools: list[int] = []
+
+    class CountedPool(parallel.ProcessPoolExecutor):
+        def __init__(self, max_workers: int, **kwargs):
+            pools.append(max_workers)
+            super().__init__(max_workers=max_workers, **kwargs)
+
+    monkeypatch.setattr(parallel, "ProcessPoolExecutor", CountedPool)
+    monkeypatch.setattr(parallel, "cpus", lambda: 2)
+    for module, name in ((check, "FILES_PER_WORKER"), (leakage, "ROWS_PER_WORKER"), (folder, "READINGS_PER_WORKER")):
+        monkeypatch.setattr(module, name, 1)
+    shared = report("shared")
+    assert pools == [2, 2, 2]  # scale-bar reading, decoding and the leak search each went to 2 processes
+    assert shared == alone
+    leaks = json.loads(alone)["leaks"]
+    assert [(leak["pretrain_id"], leak["eval_id"]) for leak in leaks] == [("copy", original.removesuffix(".png"))]

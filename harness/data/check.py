@@ -14,19 +14,20 @@ import hashlib
 import json
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel
 from tabulate import tabulate
-from tqdm import tqdm
 
 from harness.data.base import Dataset, DatasetIdentity
 from harness.data.cache import cache_root
 from harness.data.folder import FolderDataset, ImageRecord, Problem, index_frame, load_record
 from harness.data.io import METADATA_FILE, write_text_atomic
 from harness.data.leakage import DEFAULT_MAX_DISTANCE, Fingerprint, fingerprint, leaks_from_fingerprints
+from harness.data.parallel import map_in_processes
 from harness.data.sample import Sample
 from harness.data.splits import DEFAULT_SPLIT_SEED, POOLS, SplitManifest, make_manifest
 from harness.errors import HarnessError
@@ -160,6 +161,54 @@ class _Loaded(Dataset):
         raise HarnessError("the check's record view holds no pixels")
 
 
+@dataclass
+class _Inspected:
+    """What the check keeps of one loaded file: everything but its pixels (they stay in the worker)."""
+
+    problems: list[Problem]
+    loaded: bool
+    databar_source: str
+    mask_kind: str | None
+    particles: int
+    dtype: str | None = None
+    databar_rows: int | None = None
+    fingerprint: Fingerprint | None = None
+    digest: str | None = None
+
+
+def _inspect(job: tuple[ImageRecord, Path, int]) -> _Inspected | None:
+    """Decode one record (only clean ones: header-level errors were found by the scan), fingerprint
+    and digest its pixels; picklable, so the files can be shared out to worker processes."""
+    record, root, connectivity = job
+    if not record.ok:
+        return None
+    result = load_record(record, root, connectivity)
+    sample = result.sample  # None whenever loading found an error
+    if sample is None:
+        return _Inspected(result.problems, False, result.databar_source, result.mask_kind, result.particles)
+    return _Inspected(result.problems, True, result.databar_source, result.mask_kind, result.particles,
+                      str(sample.image.dtype), sample.databar_rows,
+                      fingerprint(sample.image, sample.databar_rows), _pixel_digest(sample))
+
+
+@dataclass
+class _RecordPixels:
+    """An image above its data bar, by id: the leak search's loader (picklable for its workers)."""
+
+    records: dict[str, ImageRecord]
+    root: Path
+    connectivity: int
+
+    def __call__(self, sample_id: str) -> np.ndarray:
+        sample = load_record(self.records[sample_id], self.root, self.connectivity).sample
+        assert sample is not None  # it loaded a moment ago
+        return sample.image[: sample.valid_rows]
+
+
+#: Files per worker process below which the check decodes in one process.
+FILES_PER_WORKER = 64
+
+
 def _pixel_digest(sample: Sample) -> str:
     digest = hashlib.sha256(f"{sample.image.dtype}{sample.image.shape}".encode())
     digest.update(np.ascontiguousarray(sample.image).tobytes())
@@ -223,33 +272,34 @@ def check_folder(
     fingerprints: dict[str, Fingerprint] = {}
     digests: dict[str, list[str]] = {}
     bar_sources: Counter[str] = Counter()
-    for record in tqdm(scan.records, desc="check", unit="img", disable=not progress):
-        # header-level errors were found by the scan; only clean records are decoded
-        result = load_record(record, root, connectivity) if record.ok else None
-        problems += result.problems if result is not None else []
-        sample = result.sample if result is not None else None  # None whenever loading found an error
-        if result is not None and sample is not None:
+    jobs = [(record, root, connectivity) for record in scan.records]
+    inspected = map_in_processes(_inspect, jobs, FILES_PER_WORKER, desc="check", progress=progress)
+    for record, found in zip(scan.records, inspected, strict=True):
+        problems += found.problems if found is not None else []
+        shown = found if found is not None and found.loaded else None  # what the pixels said
+        if shown is not None:
+            assert shown.fingerprint is not None and shown.digest is not None
             loaded.append(record)
-            fingerprints[record.id] = fingerprint(sample.image, sample.databar_rows)
-            digests.setdefault(_pixel_digest(sample), []).append(record.image)
-            bar_sources[result.databar_source] += 1
+            fingerprints[record.id] = shown.fingerprint
+            digests.setdefault(shown.digest, []).append(record.image)
+            bar_sources[shown.databar_source] += 1
         reports[record.id] = ImageReport(
             id=record.id,
             image=record.image,
             mask=record.mask,
             pool=None,
             shape=record.shape,
-            dtype=str(sample.image.dtype) if sample is not None else record.dtype,
+            dtype=shown.dtype or record.dtype if shown is not None else record.dtype,
             layout=record.layout,
             pixel_size_nm=record.pixel_size_nm,
             pixel_size_source=record.pixel_size_source,
             length_scale=record.length_scale,
             modality=record.modality,
-            databar_rows=sample.databar_rows if sample is not None else record.databar_rows,
-            databar_source=result.databar_source if sample is not None else record.databar_source,
-            mask_kind=result.mask_kind if result is not None else None,
-            particles=result.particles if result is not None else 0,
-            loaded=sample is not None,
+            databar_rows=shown.databar_rows if shown is not None else record.databar_rows,
+            databar_source=shown.databar_source if shown is not None else record.databar_source,
+            mask_kind=found.mask_kind if found is not None else None,
+            particles=found.particles if found is not None else 0,
+            loaded=shown is not None,
         )
     for files in digests.values():
         for duplicate in files[1:]:
@@ -269,13 +319,8 @@ def check_folder(
         for sample_id, report in reports.items():
             reports[sample_id] = report.model_copy(update={"pool": pool_of.get(sample_id)})
         records = {r.id: r for r in loaded}
-
-        def pixels(sample_id: str) -> np.ndarray:
-            sample = load_record(records[sample_id], root, connectivity).sample
-            assert sample is not None  # it loaded a moment ago
-            return sample.image[: sample.valid_rows]
-
-        for leak in leaks_from_fingerprints(fingerprints, manifest, max_leak_distance, load=pixels):
+        pixels = _RecordPixels(records, root, connectivity)
+        for leak in leaks_from_fingerprints(fingerprints, manifest, max_leak_distance, load=pixels, workers=None):
             entry = LeakReport(
                 pretrain_id=leak.pretrain_id,
                 pretrain_pool=pool_of[leak.pretrain_id],

@@ -62,6 +62,7 @@ from harness.data.io import (
     stem_key,
     write_text_atomic,
 )
+from harness.data.parallel import map_in_processes
 from harness.data.sample import MODALITIES, Sample
 from harness.data.scales import SCALE_NAMES, UNKNOWN_SCALE, length_scale_of
 from harness.data.splits import POOLS
@@ -574,16 +575,35 @@ def scan_folder(root: str | Path, crop_bottom: int | None = None) -> FolderScan:
         )
     metadata, found = read_metadata(root, [p.name for p in images.values()])
     problems += found
-    records = [
-        _record(stem, path, masks.get(stem), metadata.get(path.name), crop_bottom)
-        for stem, path in sorted(images.items())
-    ]
+    jobs: list[_RecordJob] = [(stem, path, masks.get(stem), metadata.get(path.name), crop_bottom)
+                              for stem, path in sorted(images.items())]
+    # headers and remembered readings first, in this process; the images whose printed pixel size
+    # must still be read (decode + OCR, ~0.15 s each) are then shared out to worker processes
+    found_now = [_record(*job, read_printed=False) for job in jobs]
+    unread = [job for job, record in zip(jobs, found_now, strict=True) if record is None]
+    read = iter(map_in_processes(_record_job, unread, READINGS_PER_WORKER))
+    records = [record if record is not None else next(read) for record in found_now]
     return FolderScan(root=str(root), records=records, problems=problems)
 
 
+#: Images whose printed pixel size must be read, per worker process, below which one process reads.
+READINGS_PER_WORKER = 16
+
+_RecordJob = tuple[str, Path, Path | None, _MetaRow | None, int | None]
+
+
+def _record_job(job: _RecordJob) -> ImageRecord:
+    record = _record(*job)
+    assert record is not None  # read_printed: always a record
+    return record
+
+
 def _record(
-    stem: str, path: Path, mask_path: Path | None, meta: _MetaRow | None, crop_bottom: int | None
-) -> ImageRecord:
+    stem: str, path: Path, mask_path: Path | None, meta: _MetaRow | None, crop_bottom: int | None,
+    read_printed: bool = True,
+) -> ImageRecord | None:
+    """The record of one image from its header and metadata row. Without ``read_printed``, None
+    where the pixel size printed on the image would have to be read (not yet remembered)."""
     rel = f"{IMAGES_DIR}/{path.name}"
     mask_rel = f"{MASKS_DIR}/{mask_path.name}" if mask_path is not None else None
     problems: list[Problem] = list(meta.problems) if meta is not None else []
@@ -630,7 +650,10 @@ def _record(
             Problem(file=rel, reason=f"data bar of {bar} rows ({bar_source}) leaves none of its {header.shape[0]} rows")
         )
     elif header is not None and size.nm is None:  # no number anywhere: read the one printed on the image
-        size, found = _printed_pixel_size(path, rel, bar)
+        printed = _printed_pixel_size(path, rel, bar, read=read_printed)
+        if printed is None:
+            return None
+        size, found = printed
         problems += found
         scale = length_scale_of(size.nm) if size.nm is not None else scale
     return ImageRecord(
@@ -652,9 +675,11 @@ def _record(
     )
 
 
-def _printed_pixel_size(path: Path, rel: str, databar_rows: int | None) -> tuple[PixelSize, list[Problem]]:
+def _printed_pixel_size(path: Path, rel: str, databar_rows: int | None,
+                        read: bool = True) -> tuple[PixelSize, list[Problem]] | None:
     """The pixel size printed on the image (:mod:`~harness.data.scalebar`), cached by file content:
-    reading it decodes the image and runs an OCR, so each file is read once per content."""
+    reading it decodes the image and runs an OCR, so each file is read once per content. Without
+    ``read``, None where it is not remembered."""
     digest = hashlib.sha256(path.read_bytes()).hexdigest()[:32]
     memo = cache_root() / "printed-pixel-sizes" / f"{digest}-{databar_rows}-{scalebar.READER_VERSION}.json"
     reading = None
@@ -663,6 +688,8 @@ def _printed_pixel_size(path: Path, rel: str, databar_rows: int | None) -> tuple
             reading = scalebar.Reading(**json.loads(memo.read_text()))
         except (ValueError, TypeError):  # a damaged memo is read again
             reading = None
+    if reading is None and not read:
+        return None
     if reading is None:
         try:
             image = read_gray(path)

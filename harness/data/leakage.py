@@ -38,6 +38,7 @@ A pair leaks when its distance is at most ``max_distance`` (default
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from typing import NamedTuple
 
@@ -49,6 +50,7 @@ from tqdm import tqdm
 
 from harness.data.base import Dataset
 from harness.data.intensity import to_unit_float
+from harness.data.parallel import map_in_processes, workers_for
 from harness.data.splits import SplitManifest
 from harness.errors import HarnessError
 
@@ -195,16 +197,20 @@ def locate_crop(large: np.ndarray, small: np.ndarray) -> tuple[int, int] | None:
     return int(top), int(left)
 
 
-def crop_match(large: np.ndarray, small: np.ndarray) -> tuple[int, float] | None:
+def crop_match(large: np.ndarray, small: np.ndarray, large_unit: np.ndarray | None = None,
+               small_unit: np.ndarray | None = None, small_hash: int | None = None) -> tuple[int, float] | None:
     """Hash distance and pixel correlation between ``small`` and the window of ``large`` it was
-    cropped from, if one is found."""
-    large_unit, small_unit = to_unit_float(large), to_unit_float(small)
+    cropped from, if one is found. ``large_unit``, ``small_unit`` (their :func:`to_unit_float`)
+    and ``small_hash`` (its :func:`perceptual_hash`) may be given when already computed."""
+    large_unit = to_unit_float(large) if large_unit is None else large_unit
+    small_unit = to_unit_float(small) if small_unit is None else small_unit
     corner = locate_crop(large_unit, small_unit)
     if corner is None:
         return None
     top, left = corner
     window = large[top : top + small.shape[0], left : left + small.shape[1]]
-    return hamming(perceptual_hash(window), perceptual_hash(small)), pixel_correlation(window, small)
+    small_hash = perceptual_hash(small) if small_hash is None else small_hash
+    return hamming(perceptual_hash(window), small_hash), pixel_correlation(window, small)
 
 
 def pixel_correlation(a: np.ndarray, b: np.ndarray) -> float:
@@ -246,39 +252,68 @@ def _thumbs_match(a: Fingerprint, b: Fingerprint) -> bool:
     return coarse_crop_score(large, small) >= MIN_SCREEN_CORRELATION
 
 
-def leaks_from_fingerprints(
-    fingerprints: Mapping[str, Fingerprint],
-    manifest: SplitManifest,
-    max_distance: int = DEFAULT_MAX_DISTANCE,
-    load: Callable[[str], np.ndarray] | None = None,
-    pretrain_pools: Iterable[str] = PRETRAIN_POOLS,
-    eval_pools: Iterable[str] = EVAL_POOLS,
-    progress: bool = False,
-) -> list[Leak]:
-    """Near-duplicate pairs between pools from precomputed fingerprints.
+class _Pixels:
+    """The images a leak search compares, with their unit-float scaling and hash, loaded once:
+    an evaluation image is compared with many pretraining images (EMPS: 5,431 loads of 465
+    images without this). Least recently used images go when :data:`PIXEL_MEMORY` is full."""
 
-    ``load(id)`` returns an image without its data bar; it is called only for the few pairs that
-    need the crop search or the pixel comparison (without it, the hashes alone decide). Ids
-    without a fingerprint (unreadable images) are skipped.
-    """
-    if not 0 <= max_distance <= HASH_BITS:
-        raise HarnessError(f"max_distance must be between 0 and {HASH_BITS} bits, got {max_distance}")
-    pretrain = [i for pool in pretrain_pools for i in manifest.pools.get(pool, []) if i in fingerprints]
-    evaluate = [i for pool in eval_pools for i in manifest.pools.get(pool, []) if i in fingerprints]
-    if not pretrain or not evaluate:
-        return []
+    def __init__(self, load: Callable[[str], np.ndarray], memory: int):
+        self._load, self._memory, self._used = load, memory, 0
+        self._kept: OrderedDict[str, tuple[np.ndarray, np.ndarray, int]] = OrderedDict()
+
+    def __call__(self, sample_id: str) -> tuple[np.ndarray, np.ndarray, int]:
+        if sample_id in self._kept:
+            self._kept.move_to_end(sample_id)
+            return self._kept[sample_id]
+        image = self._load(sample_id)
+        unit = to_unit_float(image)
+        item = (image, unit, _dct_hash(unit))
+        self._kept[sample_id] = item
+        self._used += image.nbytes + unit.nbytes
+        while self._used > self._memory and len(self._kept) > 1:
+            _, (old, old_unit, _) = self._kept.popitem(last=False)
+            self._used -= old.nbytes + old_unit.nbytes
+        return item
+
+
+#: Bytes of images (and their unit-float copies) a leak search keeps in memory per process.
+PIXEL_MEMORY = 1 << 30
+#: Pretraining images per worker process below which a leak search stays in one process.
+ROWS_PER_WORKER = 64
+
+
+def _compare(mine_id: str, mine: Fingerprint, eval_id: str, theirs: Fingerprint, distance: int,
+             max_distance: int, pixels: _Pixels) -> Leak | None:
+    """The verdict on one nominated pair: the crop search where the shapes call for it, the pixel
+    comparison as the second opinion."""
+    correlation: float | None = None
+    found = None
+    if distance > max_distance or mine.shape != theirs.shape:
+        if _may_be_crop(mine, theirs):
+            (large, large_unit, _), (small, small_unit, small_hash) = pixels(mine_id), pixels(eval_id)
+            found = crop_match(large, small, large_unit, small_unit, small_hash)
+        elif _may_be_crop(theirs, mine):
+            (large, large_unit, _), (small, small_unit, small_hash) = pixels(eval_id), pixels(mine_id)
+            found = crop_match(large, small, large_unit, small_unit, small_hash)
+    if found is not None and found[0] <= max(distance, max_distance):
+        distance, correlation = min(distance, found[0]), found[1]
+    elif distance <= max_distance:  # whole images, rescaled or not: the second opinion
+        correlation = pixel_correlation(pixels(mine_id)[0], pixels(eval_id)[0])
+    if correlation is not None and correlation < MIN_PIXEL_CORRELATION:
+        return None
+    return Leak(mine_id, eval_id, distance, correlation) if distance <= max_distance else None
+
+
+def _leaks_of_rows(job: tuple[list[str], list[str], Mapping[str, Fingerprint], int,
+                              Callable[[str], np.ndarray] | None]) -> list[Leak]:
+    """The leaks of some pretraining images (rows) against every evaluation image; picklable, so
+    rows can go to worker processes."""
+    rows, evaluate, fingerprints, max_distance, load = job
     eval_hashes = np.array([fingerprints[i].hash for i in evaluate], dtype=np.uint64)
     eval_shapes = np.array([fingerprints[i].shape for i in evaluate], dtype=np.int64).reshape(-1, 2)
-    loaded: dict[str, np.ndarray] = {}
-
-    def pixels(sample_id: str) -> np.ndarray:
-        if sample_id not in loaded:
-            assert load is not None
-            loaded[sample_id] = load(sample_id)
-        return loaded[sample_id]
-
+    pixels = _Pixels(load, PIXEL_MEMORY) if load is not None else None
     leaks: list[Leak] = []
-    for pretrain_id in pretrain:  # one row at a time keeps memory flat for 25k x 1k comparisons
+    for pretrain_id in rows:  # one row at a time keeps memory flat for 25k x 1k comparisons
         mine = fingerprints[pretrain_id]
         distances = np.bitwise_count(eval_hashes ^ np.uint64(mine.hash))
         screened = distances <= max(max_distance, CROP_SCREEN_DISTANCE)
@@ -288,24 +323,45 @@ def leaks_from_fingerprints(
         wide = [j for j in beyond if _thumbs_match(mine, fingerprints[evaluate[j]])]
         for j in [*np.flatnonzero(screened), *wide]:
             eval_id, distance = evaluate[j], int(distances[j])
-            theirs = fingerprints[eval_id]
-            correlation: float | None = None
-            if load is not None:
-                found = None
-                if distance > max_distance or mine.shape != theirs.shape:
-                    if _may_be_crop(mine, theirs):
-                        found = crop_match(pixels(pretrain_id), pixels(eval_id))
-                    elif _may_be_crop(theirs, mine):
-                        found = crop_match(pixels(eval_id), pixels(pretrain_id))
-                if found is not None and found[0] <= max(distance, max_distance):
-                    distance, correlation = min(distance, found[0]), found[1]
-                elif distance <= max_distance:  # whole images, rescaled or not: the second opinion
-                    correlation = pixel_correlation(pixels(pretrain_id), pixels(eval_id))
-                if correlation is not None and correlation < MIN_PIXEL_CORRELATION:
-                    continue
-            if distance <= max_distance:
-                leaks.append(Leak(pretrain_id, eval_id, distance, correlation))
-        loaded.clear()  # the pretraining image is done; eval images are reloaded rarely
+            if pixels is None:  # the hashes alone decide
+                if distance <= max_distance:
+                    leaks.append(Leak(pretrain_id, eval_id, distance))
+                continue
+            leak = _compare(pretrain_id, mine, eval_id, fingerprints[eval_id], distance, max_distance, pixels)
+            if leak is not None:
+                leaks.append(leak)
+    return leaks
+
+
+def leaks_from_fingerprints(
+    fingerprints: Mapping[str, Fingerprint],
+    manifest: SplitManifest,
+    max_distance: int = DEFAULT_MAX_DISTANCE,
+    load: Callable[[str], np.ndarray] | None = None,
+    pretrain_pools: Iterable[str] = PRETRAIN_POOLS,
+    eval_pools: Iterable[str] = EVAL_POOLS,
+    workers: int | None = 1,
+) -> list[Leak]:
+    """Near-duplicate pairs between pools from precomputed fingerprints.
+
+    ``load(id)`` returns an image without its data bar; it is called only for the few pairs that
+    need the crop search or the pixel comparison (without it, the hashes alone decide). Ids
+    without a fingerprint (unreadable images) are skipped. With ``workers`` > 1 or None (as many
+    as the cores; ``load`` must then pickle), the pretraining images are shared out to spawned
+    processes when there are enough of them; the result is the same.
+    """
+    if not 0 <= max_distance <= HASH_BITS:
+        raise HarnessError(f"max_distance must be between 0 and {HASH_BITS} bits, got {max_distance}")
+    pretrain = [i for pool in pretrain_pools for i in manifest.pools.get(pool, []) if i in fingerprints]
+    evaluate = [i for pool in eval_pools for i in manifest.pools.get(pool, []) if i in fingerprints]
+    if not pretrain or not evaluate:
+        return []
+    count = workers_for(len(pretrain), ROWS_PER_WORKER, workers)
+    # one interleaved share of rows per process: each loads an evaluation image at most once
+    mine = {i: fingerprints[i] for i in {*pretrain, *evaluate}}
+    jobs = [(pretrain[k::count], evaluate, mine, max_distance, load) for k in range(count)]
+    leaks = [leak for found in map_in_processes(_leaks_of_rows, jobs, per_worker=1, workers=count)
+             for leak in found]
     return sorted(leaks, key=lambda leak: (leak.distance, leak.pretrain_id, leak.eval_id))
 
 

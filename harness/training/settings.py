@@ -30,7 +30,8 @@ class TrainSettings(BaseModel):
     # fine-tuning (the downstream task: identical for every method)
     finetune_steps: int = Field(gt=0, description="The most fine-tuning steps any budget gets.")
     finetune_epochs: float = Field(40.0, gt=0, description="Passes over the budget's crops (see finetune_steps()).")
-    finetune_min_steps: int = Field(1, gt=0, description="The fewest steps, however small the budget; no early stop before them.")
+    finetune_min_steps: int = Field(
+        1, gt=0, description="The fewest steps, however small the budget; no early stop before them.")
     finetune_batch: int = Field(gt=0)
     finetune_lr: float = Field(gt=0)
     finetune_weight_decay: float = 1e-4
@@ -43,7 +44,8 @@ class TrainSettings(BaseModel):
     scale_max_diameter_px: float = Field(48.0, gt=0)
     scale_target_diameter_px: float = Field(32.0, gt=0)
     val_every: int = Field(gt=0)
-    patience: int = Field(4, gt=0, description="Validation checks without improvement before stopping (after finetune_min_steps).")
+    patience: int = Field(
+        4, gt=0, description="Validation checks without improvement before stopping (after finetune_min_steps).")
     num_workers: int = Field(0, ge=0)
     memory_cache_mb: int = Field(2048, ge=0, description="Decoded images kept in memory.")
 
