@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import io
 import math
-import multiprocessing
 import warnings
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,11 +24,11 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict
 from scipy import ndimage
 from skimage.draw import polygon as draw_polygon
-from tqdm import tqdm
 
 from harness.data.base import Dataset, DatasetIdentity, stable_hash
 from harness.data.cache import cache_root
 from harness.data.io import write_bytes_atomic
+from harness.data.parallel import map_in_processes
 from harness.data.sample import Sample
 from harness.data.scales import LENGTH_SCALES, length_scale_of
 from harness.errors import HarnessError, HarnessWarning
@@ -440,17 +438,9 @@ class SyntheticDataset(Dataset):
         if not missing:
             return 0
         jobs = [(p, self.seed, self.cache_dir / f"{self._id(p.index)}.npz") for p in missing]
-        bar = tqdm(total=len(jobs), desc=f"generate {self.identity.name}", unit="img", disable=not progress)
-        if workers <= 1 or len(jobs) < 2 * workers:
-            for job in jobs:
-                _render_into_cache(job)
-                bar.update()
-        else:
-            context = multiprocessing.get_context("spawn")  # no fork of a process that may hold torch threads
-            with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-                for _ in pool.map(_render_cached_only, jobs, chunksize=max(1, len(jobs) // (8 * workers))):
-                    bar.update()
-        bar.close()
+        for _ in map_in_processes(_render_cached_only, jobs, per_worker=2, workers=workers,
+                                  desc=f"generate {self.identity.name}", progress=progress):
+            pass
         return len(jobs)
 
     def load(self, sample_id: str) -> Sample:
