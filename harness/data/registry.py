@@ -9,10 +9,11 @@ from harness.errors import HarnessError
 from harness.profiles import DEFAULT_PROFILE, PROFILES
 
 SYNTHETIC = {"synthetic-sem": "SEM", "synthetic-tem": "TEM"}
+NANOWIRE = "synthetic-nanowire"
 
 
 def dataset_names() -> list[str]:
-    return sorted(SYNTHETIC)
+    return sorted([*SYNTHETIC, NANOWIRE])
 
 
 def open_dataset(
@@ -34,6 +35,10 @@ def open_dataset(
         from harness.data.synthetic import SyntheticDataset
 
         return SyntheticDataset(modality=SYNTHETIC[name], profile=profile, seed=seed)
+    if name == NANOWIRE:
+        from harness.data.nanowire import NanowireDataset
+
+        return NanowireDataset(profile=profile, seed=seed)
     path = Path(name)
     if path.is_dir():
         from harness.data.folder import FolderDataset

@@ -30,6 +30,7 @@ class Sample:
     databar_rows: int = 0
     pixel_size_source: str = "unknown"
     particles: pd.DataFrame | None = field(default=None, repr=False)
+    category: str | None = None  # the image's class where a dataset has one (synthetic-nanowire: its morphology)
 
     @property
     def length_scale(self) -> str:

@@ -16,8 +16,10 @@ from __future__ import annotations
 import io
 import math
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -401,6 +403,10 @@ class SyntheticDataset(Dataset):
         self._params = [draw_params(seed, modality, i, self.size) for i in range(self.profile.n_images)]
         self._by_id = {self._id(p.index): p for p in self._params}
 
+    #: ``(params, seed) -> (image, mask, particle table)``; a module-level function, so that
+    #: generation jobs pickle to worker processes. Another family of images swaps it.
+    renderer = staticmethod(render_image)
+
     def _id(self, index: int) -> str:
         return f"{self.modality.lower()}-{index:06d}"
 
@@ -416,7 +422,7 @@ class SyntheticDataset(Dataset):
             }
         )
 
-    def params(self, sample_id: str) -> ImageParams:
+    def params(self, sample_id: str) -> Any:
         if sample_id not in self._by_id:
             raise HarnessError(f"{self.identity.name} has no sample {sample_id!r}")
         return self._by_id[sample_id]
@@ -437,7 +443,7 @@ class SyntheticDataset(Dataset):
         missing = self.missing()
         if not missing:
             return 0
-        jobs = [(p, self.seed, self.cache_dir / f"{self._id(p.index)}.npz") for p in missing]
+        jobs = [(self.renderer, p, self.seed, self.cache_dir / f"{self._id(p.index)}.npz") for p in missing]
         for _ in map_in_processes(_render_cached_only, jobs, per_worker=2, workers=workers,
                                   desc=f"generate {self.identity.name}", progress=progress):
             pass
@@ -448,21 +454,29 @@ class SyntheticDataset(Dataset):
         path = self.cache_dir / f"{sample_id}.npz"
         stored = _read_cached(path)
         if stored is None:
-            image, mask, table = _render_into_cache((p, self.seed, path))
+            image, mask, table = _render_into_cache((self.renderer, p, self.seed, path))
         else:
             image, mask, table = stored
+        return self._sample(sample_id, image, mask, table)
+
+    def _sample(self, sample_id: str, image: np.ndarray, mask: np.ndarray, table: pd.DataFrame) -> Sample:
+        p = self.params(sample_id)
         return Sample(id=sample_id, image=image, mask=mask, pixel_size_nm=p.pixel_size_nm, modality=self.modality,
                       databar_rows=p.databar_rows, pixel_size_source="synthetic", particles=table)
 
 
-def _render_into_cache(job: tuple[ImageParams, int, Path]) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
-    p, seed, path = job
-    image, mask, table = render_image(p, seed)
+Renderer = Callable[[Any, int], tuple[np.ndarray, np.ndarray, pd.DataFrame]]
+RenderJob = tuple[Renderer, Any, int, Path]
+
+
+def _render_into_cache(job: RenderJob) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
+    render, p, seed, path = job
+    image, mask, table = render(p, seed)
     _atomic_savez(path, image=image, mask=mask, **{f"p_{c}": table[c].to_numpy() for c in table.columns})
     return image, mask, table
 
 
-def _render_cached_only(job: tuple[ImageParams, int, Path]) -> None:
+def _render_cached_only(job: RenderJob) -> None:
     _render_into_cache(job)  # the arrays stay in the worker: only the files matter
 
 
