@@ -16,14 +16,14 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from safetensors.torch import load, save
 
 from harness import __version__
-from harness.data.base import Dataset, stable_hash
+from harness.data.base import Dataset, image_classes, stable_hash
 from harness.data.cache import cache_root
 from harness.data.io import write_bytes_atomic, write_text_atomic
 from harness.data.registry import open_dataset
@@ -34,7 +34,7 @@ from harness.evaluation.selection import CRITERIA, selection_score
 from harness.evaluation.tuning import Tuning, tune_postprocessing
 from harness.methods.base import SSLMethod
 from harness.methods.registry import MethodEntry, get_method
-from harness.metrics import HEADLINE_METRIC, aggregate
+from harness.metrics import aggregate
 from harness.models import SegmentationNet
 from harness.numerics import NUMERICS_VERSION
 from harness.results.provenance import git_state, hardware, library_versions
@@ -81,6 +81,9 @@ class RunRequest(BaseModel):
     split_seed: int = Field(0, ge=0, le=MAX_SEED)
     data_seed: int = Field(0, ge=0, le=MAX_SEED)
     profile: Literal["smoke", "quick", "paper"] = "quick"
+    task: Literal["segment", "classify"] = Field("segment", description="segment: particle instance segmentation; "
+                                                 "classify: one class per image (harness.classify).")
+    # when not given (None): finetune to segment, frozen to classify (see _protocol_of_task)
     protocol: Literal["finetune", "frozen"] = "finetune"
     device: str = "auto"
     method_config: dict = Field(default_factory=dict)
@@ -97,6 +100,15 @@ class RunRequest(BaseModel):
     checkpoint_every: str = Field("10m", description="Checkpoint interval of pretraining and fine-tuning "
                                   "(10m, 90s, 500steps, off); never changes the numbers.")
     progress: bool = True
+
+    @model_validator(mode="before")
+    @classmethod
+    def _protocol_of_task(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("protocol") is None:
+            data = {**data, "protocol": "frozen" if data.get("task") == "classify" else "finetune"}
+        if isinstance(data, dict) and data.get("task") == "classify" and data["protocol"] != "frozen":
+            raise HarnessError("the classify task reads a frozen encoder: --protocol finetune does not apply to it")
+        return data
 
     @field_validator("checkpoint_every")
     @classmethod
@@ -151,6 +163,10 @@ class Context:
         self.git = git_state()
         self._leaks_checked = False
         self._folder_checked = False
+
+    def budget_ids(self, budget: Budget) -> list[str]:
+        """The budget's training images (per class from the dataset's image classes, if it has them)."""
+        return self.manifest.budget_ids(budget, image_classes(self.dataset) if budget.per_class else None)
 
     def store(self, ids: list[str], with_targets: bool, scale: float = 1.0) -> ImageStore:
         key = (tuple(ids), with_targets, scale)
@@ -355,7 +371,7 @@ class Fitted:
 def fit(request: RunRequest, ctx: Context, entry: MethodEntry, method: SSLMethod, log) -> Fitted:
     """Pretrain (or reuse the cached encoder), fine-tune on the budget with model selection on
     validation, and tune the post-processing on validation. The test split is not touched."""
-    budget_ids = ctx.manifest.budget_ids(Budget.parse(request.budget))
+    budget_ids = ctx.budget_ids(Budget.parse(request.budget))
     if method.pretrains:
         ctx.check_leakage(request.allow_leakage, log, request.progress)
     encoder_state, pretrain_info, pretrain_s = obtain_encoder(entry, method, ctx, request.seed, request.progress, log,
@@ -412,7 +428,11 @@ def run_one(request: RunRequest, ctx: Context | None = None, log=print) -> RunRe
     method = entry.cls(request.method_config)
     ctx = ctx or Context(request)
     ctx.check_folder(request.allow_leakage, log, request.progress)
-    budget_ids = ctx.manifest.budget_ids(budget)
+    if request.task == "classify":
+        from harness.classify import run_classify
+
+        return run_classify(request, ctx, entry, method, budget, log)
+    budget_ids = ctx.budget_ids(budget)
     if ctx.runtime.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(ctx.runtime.device)
     if method.role == "reference":
@@ -429,25 +449,8 @@ def run_one(request: RunRequest, ctx: Context | None = None, log=print) -> RunRe
     evaluate_s = time.perf_counter() - start
     stage = fitted.stage if fitted else StageLog()
 
-    config = method.config.model_dump(mode="json")
-    identity = ctx.dataset.identity
-    created = _now()
-    run_id = stable_hash({"request": request.model_dump(mode="json", exclude={"out", "progress", "overwrite"}),
-                          "created": created}, length=12)
     record = RunRecord(
-        run_id=run_id,
-        created=created,
-        method=MethodInfo(name=entry.name, plugin=entry.plugin.name, distribution=entry.plugin.distribution,
-                          version=entry.plugin.version, config=config, config_hash=stable_hash(config),
-                          transfers=method.transfers, role=method.role),
-        backbone=ctx.settings.backbone,
-        dataset=DatasetInfo(name=identity.name, version=identity.version, params_hash=identity.params_hash,
-                            key=identity.key, profile=request.profile, manifest_hash=ctx.manifest.hash,
-                            pool_sizes={k: len(v) for k, v in ctx.manifest.pools.items()}),
-        budget=budget.text,
-        budget_images=len(budget_ids),
-        protocol=request.protocol,
-        seeds=Seeds(split=request.split_seed, data=request.data_seed, train=request.seed),
+        **common_record_fields(request, ctx, entry, method, budget, budget_ids),
         settings=record_settings(ctx.settings, method.pretrains),
         pretrain=fitted.pretrain if fitted else PretrainInfo(cache_key=None, reused_cache=False, steps=0,
                                                              final_loss=None),
@@ -460,25 +463,55 @@ def run_one(request: RunRequest, ctx: Context | None = None, log=print) -> RunRe
         test_length_scales=list(scales),
         headline=report.headline(),
         timings_s={**(fitted.timings_s if fitted else {}), "evaluate": round(evaluate_s, 3)},
-        peak_memory_mb=round(peak_memory_mb(ctx.runtime), 1),
-        device=ctx.runtime.describe(),
-        hardware=hardware(),
-        versions={"harness": __version__, **library_versions()},
-        git=ctx.git,
-        numerics=NUMERICS_VERSION,
-        command=shlex.join(["harness", *sys.argv[1:]]) if sys.argv and "harness" in sys.argv[0] else "",
     )
+    write_run(request, record, [s.model_dump(mode="json") for s in per_image], log)
+    return record
+
+
+def common_record_fields(request: RunRequest, ctx: Context, entry: MethodEntry, method: SSLMethod, budget: Budget,
+                         budget_ids: list[str]) -> dict[str, Any]:
+    """The fields every task's record fills alike: identity, method, data, seeds, machine, provenance."""
+    config = method.config.model_dump(mode="json")
+    identity = ctx.dataset.identity
+    created = _now()
+    run_id = stable_hash({"request": request.model_dump(mode="json", exclude={"out", "progress", "overwrite"}),
+                          "created": created}, length=12)
+    return {
+        "run_id": run_id,
+        "created": created,
+        "method": MethodInfo(name=entry.name, plugin=entry.plugin.name, distribution=entry.plugin.distribution,
+                             version=entry.plugin.version, config=config, config_hash=stable_hash(config),
+                             transfers=method.transfers, role=method.role),
+        "backbone": ctx.settings.backbone,
+        "dataset": DatasetInfo(name=identity.name, version=identity.version, params_hash=identity.params_hash,
+                               key=identity.key, profile=request.profile, manifest_hash=ctx.manifest.hash,
+                               pool_sizes={k: len(v) for k, v in ctx.manifest.pools.items()}),
+        "budget": budget.text,
+        "budget_images": len(budget_ids),
+        "protocol": request.protocol,
+        "seeds": Seeds(split=request.split_seed, data=request.data_seed, train=request.seed),
+        "peak_memory_mb": round(peak_memory_mb(ctx.runtime), 1),
+        "device": ctx.runtime.describe(),
+        "hardware": hardware(),
+        "versions": {"harness": __version__, **library_versions()},
+        "git": ctx.git,
+        "numerics": NUMERICS_VERSION,
+        "command": shlex.join(["harness", *sys.argv[1:]]) if sys.argv and "harness" in sys.argv[0] else "",
+    }
+
+
+def write_run(request: RunRequest, record: RunRecord, per_image: list[dict], log) -> Path:
+    """Write a run folder (per-image rows, then the record) and say where; returns the folder."""
     out = request.out or default_run_dir(record)
     if is_main_process():  # per-image scores first: a record.json is never left without its per_image.json
-        write_text_atomic(out / PER_IMAGE_FILE, json.dumps([s.model_dump(mode="json") for s in per_image],
-                                                           indent=1) + "\n")
+        write_text_atomic(out / PER_IMAGE_FILE, json.dumps(per_image, indent=1) + "\n")
         record.write(out)
     head = record.headline
-    log(f"test headline: {HEADLINE_METRIC} = {_num(head['value'])} {_ci(head['ci95'])}, "
+    log(f"test headline: {head['metric']} = {_num(head['value'])} {_ci(head['ci95'])}, "
         f"{head['companion_metric']} = {_num(head['companion_value'])} {_ci(head['companion_ci95'])} "
         f"over {head['n_images']} images")
     log(f"record written to {out / 'record.json'}")
-    return record
+    return out
 
 
 def _num(value) -> str:

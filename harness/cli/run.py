@@ -79,8 +79,13 @@ def common_run_options(func):
         click.option("--backbone", default=None,
                      help="Encoder backbone, see `harness backbones` (default: convnextv2_atto)."),
         profile_option, data_seed_option, split_seed_option,
-        click.option("--protocol", type=click.Choice(["finetune", "frozen"]), default="finetune", show_default=True,
-                     help="finetune: the whole network trains; frozen: the pretrained encoder stays fixed."),
+        click.option("--task", type=click.Choice(["segment", "classify"]), default="segment", show_default=True,
+                     help="segment: particle instance segmentation (the benchmark's task); classify: one class per "
+                          "image from the frozen encoder, a linear probe and kNN (datasets with image classes: "
+                          "synthetic-nanowire; budgets like 4/class)."),
+        click.option("--protocol", type=click.Choice(["finetune", "frozen"]), default=None,
+                     help="finetune (segment's default): the whole network trains; frozen: the pretrained encoder "
+                          "stays fixed (classify is always frozen)."),
         click.option("--device", default="auto", show_default=True,
                      help="auto (GPU with bf16 + channels_last when present), cpu or cuda[:N]."),
         click.option("--config", "config_items", multiple=True, metavar="KEY=VALUE",
@@ -113,12 +118,13 @@ def common_run_options(func):
 
 @click.command("run")
 @click.option("--method", required=True, help="SSL method (see `harness methods`); `none` = no pretraining.")
-@click.option("--budget", required=True, help="Label budget: 1%, 10%, 100% or an image count like 8.")
+@click.option("--budget", required=True,
+              help="Label budget: 1%, 10%, 100%, an image count like 8, or per class like 4/class.")
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Training seed.")
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Run folder for record.json (default: runs/DATASET/...).")
 @common_run_options
-def run(method, budget, seed, out, dataset, backbone, profile, data_seed, split_seed, protocol, device,
+def run(method, budget, seed, out, dataset, backbone, profile, data_seed, split_seed, task, protocol, device,
         config_items, allow_leakage, connectivity, crop_bottom, threads, pretrain_steps, finetune_steps,
         checkpoint_every, quiet) -> None:
     """Pretrain METHOD on the unlabeled pool, fine-tune on BUDGET labels, evaluate on test.
@@ -129,7 +135,7 @@ def run(method, budget, seed, out, dataset, backbone, profile, data_seed, split_
     from harness.training.runtime import on_main_process
 
     request = RunRequest(method=method, budget=budget, dataset=dataset, backbone=backbone, seed=seed,
-                         split_seed=split_seed, data_seed=data_seed, profile=profile, protocol=protocol,
+                         split_seed=split_seed, data_seed=data_seed, profile=profile, task=task, protocol=protocol,
                          device=device, method_config=_parse_config(config_items), allow_leakage=allow_leakage,
                          connectivity=int(connectivity), crop_bottom=crop_bottom, out=out, progress=not quiet,
                          pretrain_steps=pretrain_steps, finetune_steps=finetune_steps, threads=threads,
@@ -142,7 +148,12 @@ def run(method, budget, seed, out, dataset, backbone, profile, data_seed, split_
 
 def _report_table(metrics: dict) -> str:
     from harness.metrics import MetricsReport
+    from harness.metrics.classification import CLASSIFY_TASK
 
+    if metrics.get("task") == CLASSIFY_TASK:
+        from harness.classify import scores_table
+
+        return scores_table(metrics)
     return MetricsReport.model_validate(metrics).table()
 
 
@@ -172,7 +183,7 @@ def _split_list(text: str, what: str) -> list[str]:
               help="With --executor: wait for the jobs and print the table (default: wait for local, not for slurm).")
 @common_run_options
 def sweep(method_list, budgets, seeds, out, force, executor, partition, gpus_per_job, cpus_per_job, time_limit,
-          wait, dataset, backbone, profile, data_seed, split_seed, protocol, device, config_items, allow_leakage,
+          wait, dataset, backbone, profile, data_seed, split_seed, task, protocol, device, config_items, allow_leakage,
           connectivity, crop_bottom, threads, pretrain_steps, finetune_steps, checkpoint_every, quiet) -> None:
     """Run the grid methods x budgets x seeds, reusing each pretraining for every budget.
 
@@ -212,7 +223,8 @@ def sweep(method_list, budgets, seeds, out, force, executor, partition, gpus_per
     config = _parse_config(config_items)
     requests = [
         RunRequest(method=method_name, budget=budget, dataset=dataset, backbone=backbone, seed=seed,
-                   split_seed=split_seed, data_seed=data_seed, profile=profile, protocol=protocol, device=device,
+                   split_seed=split_seed, data_seed=data_seed, profile=profile, task=task, protocol=protocol,
+                   device=device,
                    method_config=config, allow_leakage=allow_leakage, connectivity=int(connectivity),
                    crop_bottom=crop_bottom, progress=not quiet and executor is None, pretrain_steps=pretrain_steps,
                    finetune_steps=finetune_steps, threads=threads, checkpoint_every=checkpoint_every)

@@ -13,6 +13,8 @@ from pydantic import BaseModel, ConfigDict
 from harness.data.sample import Sample
 
 INDEX_COLUMNS = ("id", "labeled", "pixel_size_nm", "length_scale", "modality", "split")
+#: An optional index column: each image's class, where a dataset has classes (synthetic-nanowire).
+CATEGORY_COLUMN = "category"
 
 
 def stable_hash(payload: Any, length: int = 16) -> str:
@@ -66,3 +68,11 @@ class Dataset(ABC):
                 f"{k}:{v}" for k, v in index["length_scale"].value_counts().sort_index().items()
             ),
         }
+
+
+def image_classes(dataset: Dataset) -> dict[str, str] | None:
+    """Sample id -> class, from the index's :data:`CATEGORY_COLUMN`; None without classes."""
+    index = dataset.index()
+    if CATEGORY_COLUMN not in index.columns:
+        return None
+    return {str(i): str(c) for i, c in zip(index["id"], index[CATEGORY_COLUMN], strict=True) if c is not None}

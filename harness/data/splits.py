@@ -11,12 +11,13 @@ hash goes into every result.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
-from harness.data.base import Dataset, DatasetIdentity, stable_hash
+from harness.data.base import CATEGORY_COLUMN, Dataset, DatasetIdentity, stable_hash
 from harness.errors import HarnessError
 
 POOLS = ("unlabeled", "train", "val", "test")
@@ -36,10 +37,26 @@ class SplitManifest(BaseModel):
     length_scales: dict[str, str]  # sample id -> bin, for every id in the manifest
     hash: str
 
-    def budget_ids(self, budget: Budget | str) -> list[str]:
+    def budget_ids(self, budget: Budget | str, categories: Mapping[str, str] | None = None) -> list[str]:
+        """The training images of a budget: a prefix of :attr:`budget_order`, so budgets nest. A
+        per-class budget (``4/class``) takes the first images of each class in that order, from
+        ``categories`` (id -> class: the dataset index's ``category`` column)."""
         if isinstance(budget, str):
             budget = Budget.parse(budget)
-        return self.budget_order[: budget.count(len(self.budget_order))]
+        if budget.per_class is None:
+            return self.budget_order[: budget.count(len(self.budget_order))]
+        if categories is None:
+            raise HarnessError(f"label budget {budget.text} counts images per class, and this dataset has no "
+                               "image classes (a 'category' column: synthetic-nanowire has one)")
+        by_class: dict[str, list[str]] = {}
+        for sample_id in self.budget_order:
+            by_class.setdefault(categories[sample_id], []).append(sample_id)
+        short = {c: len(ids) for c, ids in sorted(by_class.items()) if len(ids) < budget.per_class}
+        if short:
+            raise HarnessError(f"label budget {budget.text} asks for more images than the training pool holds "
+                               f"for class(es) " + ", ".join(f"{c} ({n})" for c, n in short.items()))
+        chosen = {i for ids in by_class.values() for i in ids[: budget.per_class]}
+        return [i for i in self.budget_order if i in chosen]
 
     def pool_counts(self) -> pd.DataFrame:
         """Rows: pools; columns: length-scale bins and total."""
@@ -53,22 +70,28 @@ class SplitManifest(BaseModel):
 
 
 def budget_slug(text: str) -> str:
-    """A budget as it appears in file and folder names: ``10%`` -> ``10pct``."""
-    return text.replace("%", "pct")
+    """A budget as it appears in file and folder names: ``10%`` -> ``10pct``, ``4/class`` -> ``4perclass``."""
+    return text.replace("%", "pct").replace("/class", "perclass")
 
 
 class Budget(BaseModel):
-    """A label budget: a percentage of the training pool (``10%``) or an image count (``8``)."""
+    """A label budget: a percentage of the training pool (``10%``), an image count (``8``) or a
+    count per image class (``4/class``, for datasets whose images have classes)."""
 
     model_config = ConfigDict(frozen=True)
 
     text: str
     percent: float | None = None
     images: int | None = None
+    per_class: int | None = None
 
     @classmethod
     def parse(cls, text: str) -> Budget:
         raw = str(text).strip()
+        if m := re.fullmatch(r"(\d+)\s*/\s*class", raw):
+            if int(m.group(1)) < 1:
+                raise HarnessError(f"label budget {raw!r} is empty: give at least 1 image per class")
+            return cls(text=f"{int(m.group(1))}/class", per_class=int(m.group(1)))
         if m := re.fullmatch(r"(\d+(?:\.\d+)?)\s*%", raw):
             percent = float(m.group(1))
             if not 0 < percent <= 100:
@@ -82,11 +105,15 @@ class Budget(BaseModel):
                 raise HarnessError(f"label budget {raw!r} is empty: give at least 1 image")
             return cls(text=raw, images=images)
         raise HarnessError(
-            f"label budget {raw!r} is not understood: use a percentage like 10% or an image count like 8"
+            f"label budget {raw!r} is not understood: use a percentage like 10%, an image count like 8 or a count "
+            "per class like 4/class"
         )
 
     def count(self, pool_size: int) -> int:
-        """Number of training images this budget selects from a pool of ``pool_size``; never 0."""
+        """Number of training images this budget selects from a pool of ``pool_size``; never 0
+        (a per-class budget is counted by :meth:`SplitManifest.budget_ids`)."""
+        if self.per_class is not None:
+            raise HarnessError(f"label budget {self.text} counts images per class: it needs the images' classes")
         if pool_size < 1:
             raise HarnessError("the labeled training pool is empty: no label budget can be drawn")
         if self.images is not None:
@@ -126,6 +153,18 @@ def _stratified_order(ids_by_scale: dict[str, list[str]]) -> list[str]:
     return order
 
 
+def _pool_sequence(total: int, fractions: dict[str, float]) -> list[str]:
+    """``total`` pool names in an order whose every prefix is as proportional to ``fractions`` as possible."""
+    counts = _largest_remainder(total, [fractions[p] for p in POOLS])
+    slots = {pool: [pool] * n for pool, n in zip(POOLS, counts) if n}
+    return _stratified_order(slots)
+
+
+def _stratum(length_scale: str, category: str | None) -> str:
+    # classes first: strata draw pools in sorted turn, and each class must meet every pool
+    return length_scale if category is None else f"{category}/{length_scale}"
+
+
 def make_manifest(dataset: Dataset, split_seed: int = DEFAULT_SPLIT_SEED) -> SplitManifest:
     """Assign every sample of ``dataset`` to a pool, deterministically from ``split_seed``."""
     index = dataset.index()
@@ -143,10 +182,24 @@ def make_manifest(dataset: Dataset, split_seed: int = DEFAULT_SPLIT_SEED) -> Spl
     free = index[~fixed]
     pools["unlabeled"].extend(free.loc[~free["labeled"], "id"])
     labeled = free[free["labeled"]]
+    # the strata: length-scale bins, and within them image classes where the dataset has them
+    # (so that per-class budgets can be drawn); without classes a stratum is a bin, as always
+    has_classes = CATEGORY_COLUMN in index.columns
+    stratum_of = {row.id: _stratum(row.length_scale, getattr(row, CATEGORY_COLUMN) if has_classes else None)
+                  for row in index.itertuples()}
+    labeled = labeled.assign(stratum=[stratum_of[i] for i in labeled["id"]])
     rng = np.random.default_rng(split_seed)
-    for scale in sorted(labeled["length_scale"].unique()):
-        ids = sorted(labeled.loc[labeled["length_scale"] == scale, "id"])
+    # with classes the strata are small (smoke: 4 images), and rounding each alone would give
+    # every one the same pools (none a test image): they draw in turn from one sequence of pools
+    # whose every prefix is proportional; without classes each bin rounds alone, as always
+    turns = iter(_pool_sequence(len(labeled), fractions)) if has_classes else None
+    for scale in sorted(labeled["stratum"].unique()):
+        ids = sorted(labeled.loc[labeled["stratum"] == scale, "id"])
         ids = [ids[i] for i in rng.permutation(len(ids))]
+        if turns is not None:
+            for sample_id in ids:
+                pools[next(turns)].append(sample_id)
+            continue
         counts = _largest_remainder(len(ids), [fractions[p] for p in POOLS])
         start = 0
         for pool, n in zip(POOLS, counts):
@@ -156,7 +209,7 @@ def make_manifest(dataset: Dataset, split_seed: int = DEFAULT_SPLIT_SEED) -> Spl
     scale_of = dict(zip(index["id"], index["length_scale"]))
     train_by_scale: dict[str, list[str]] = {}
     for sample_id in pools["train"]:
-        train_by_scale.setdefault(scale_of[sample_id], []).append(sample_id)
+        train_by_scale.setdefault(stratum_of[sample_id], []).append(sample_id)
     for scale, ids in train_by_scale.items():
         order_rng = np.random.default_rng([split_seed, sum(scale.encode())])
         train_by_scale[scale] = [ids[i] for i in order_rng.permutation(len(ids))]

@@ -1,0 +1,82 @@
+"""Classification scores of the ``classify`` task: accuracy and macro-F1, overall and per
+length-scale bin, each with a 95 % bootstrap confidence interval over test images.
+
+Accuracy is the mean of per-image correctness, so its interval is the same bootstrap as every
+particle metric's (:func:`harness.metrics.aggregate.summarise`). Macro-F1 is the unweighted mean
+over classes of 2 TP / (2 TP + FP + FN); a class neither present nor predicted in a group is left
+out of that group's mean. Its interval resamples images with their (truth, prediction) pairs
+(percentile bootstrap: the statistic is not smooth in the data).
+"""
+
+from __future__ import annotations
+
+import warnings
+import zlib
+from collections.abc import Sequence
+
+import numpy as np
+from pydantic import BaseModel
+from scipy.stats import bootstrap
+
+from harness.data.scales import SCALE_NAMES, UNKNOWN_SCALE
+from harness.metrics.aggregate import CONFIDENCE_LEVEL, N_RESAMPLES, OVERALL, MetricSummary, summarise
+
+#: The classification task's version (harness.task.classify); here, where torch-free readers of
+#: records (the leaderboard) can see it.
+CLASSIFY_TASK = "classify-v1"
+ACCURACY = "accuracy"
+MACRO_F1 = "macro_f1"
+
+
+def macro_f1(truth: np.ndarray, predicted: np.ndarray, classes: int) -> float:
+    """Unweighted mean over the classes present in ``truth`` or ``predicted`` of their F1."""
+    scores = []
+    for c in range(classes):
+        tp = int(np.sum((truth == c) & (predicted == c)))
+        fp = int(np.sum((truth != c) & (predicted == c)))
+        fn = int(np.sum((truth == c) & (predicted != c)))
+        if tp + fp + fn:
+            scores.append(2 * tp / (2 * tp + fp + fn))
+    return float(np.mean(scores)) if scores else 0.0
+
+
+def _macro_f1_interval(truth: np.ndarray, predicted: np.ndarray, classes: int, seed: int,
+                       group: str) -> tuple[float | None, float | None]:
+    if truth.size < 2:
+        return None, None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a degenerate resample distribution warns; the interval is still right
+        result = bootstrap((truth, predicted), lambda t, p: macro_f1(t, p, classes), paired=True, vectorized=False,
+                           confidence_level=CONFIDENCE_LEVEL, n_resamples=N_RESAMPLES // 5, method="percentile",
+                           rng=np.random.default_rng([seed, zlib.crc32(f"{group}/{MACRO_F1}".encode())]))
+    low, high = float(result.confidence_interval.low), float(result.confidence_interval.high)
+    return (low, high) if np.isfinite(low) and np.isfinite(high) else (None, None)
+
+
+class ClassScores(BaseModel):
+    """One reader's test scores in one group of images."""
+
+    n_images: int
+    accuracy: MetricSummary
+    macro_f1: MetricSummary
+
+
+def class_scores(truth: Sequence[int], predicted: Sequence[int], length_scales: Sequence[str], classes: int,
+                 seed: int = 0) -> dict[str, ClassScores]:
+    """Scores per length-scale bin present and :data:`~harness.metrics.aggregate.OVERALL`."""
+    t, p, scales = np.asarray(truth), np.asarray(predicted), np.asarray(length_scales)
+    groups: dict[str, ClassScores] = {}
+    for group in (*SCALE_NAMES, UNKNOWN_SCALE, OVERALL):
+        chosen = np.ones(t.size, bool) if group == OVERALL else scales == group
+        if not chosen.any():
+            continue
+        gt, gp = t[chosen], p[chosen]
+        correct = [float(v) for v in (gt == gp)]
+        f1 = macro_f1(gt, gp, classes)
+        low, high = _macro_f1_interval(gt, gp, classes, seed, group)
+        groups[group] = ClassScores(
+            n_images=int(chosen.sum()),
+            accuracy=summarise(correct, seed, group, ACCURACY),
+            macro_f1=MetricSummary(mean=f1, ci_low=low, ci_high=high, n=int(chosen.sum()), n_undefined=0),
+        )
+    return groups
