@@ -19,18 +19,11 @@ from harness.data.splits import Budget
 from harness.errors import HarnessError
 from harness.methods.base import SSLMethod
 from harness.methods.registry import MethodEntry
-from harness.metrics.aggregate import OVERALL, MetricSummary
-from harness.metrics.classification import ACCURACY, MACRO_F1, class_scores
+from harness.metrics.classification import ACCURACY, MACRO_F1, READERS, classification_report
 from harness.models import create_backbone
 from harness.pipeline import Context, RunRequest, common_record_fields, obtain_encoder, record_settings, write_run
-from harness.results.record import PretrainInfo, RunRecord, Selection
+from harness.results.record import RunRecord, Selection
 from harness.task.classify import CLASSIFY_TASK, Reader, class_indices, image_features, knn, linear_probe
-
-READERS = ("probe", "knn")  # the probe is the headline
-
-
-def _interval(summary: MetricSummary) -> list[float | None]:
-    return [summary.ci_low, summary.ci_high]
 
 
 def run_classify(request: RunRequest, ctx: Context, entry: MethodEntry, method: SSLMethod, budget: Budget,
@@ -77,43 +70,32 @@ def run_classify(request: RunRequest, ctx: Context, entry: MethodEntry, method: 
 
     start = time.perf_counter()  # the test split, once
     test_x = features(test_ids)
-    test_y = class_indices([classes_of[i] for i in test_ids], classes)
-    scales = [ctx.manifest.length_scales[i] for i in test_ids]
     predicted = {name: reader.predict(test_x) for name, reader in readers.items()}
-    scores = {name: class_scores(test_y, predicted[name], scales, len(classes), seed=request.split_seed)
-              for name in READERS}
+    per_image = []
+    for k, sample_id in enumerate(test_ids):
+        row = {"id": sample_id, "length_scale": ctx.manifest.length_scales[sample_id],
+               "pixel_size_nm": ctx.dataset.load(sample_id).pixel_size_nm, "truth": classes_of[sample_id],
+               **{name: classes[int(predicted[name][k])] for name in READERS}}
+        per_image.append({**row, ACCURACY: float(row["truth"] == row[READERS[0]])})
+    class_indices([r["truth"] for r in per_image], classes)  # a test class the budget lacks is refused
+    metrics, headline = classification_report(per_image, classes, seed=request.split_seed)
     evaluate_s = time.perf_counter() - start
 
-    probe = scores["probe"]
-    headline = {
-        "metric": ACCURACY, "value": probe[OVERALL].accuracy.mean, "ci95": _interval(probe[OVERALL].accuracy),
-        "companion_metric": MACRO_F1, "companion_value": probe[OVERALL].macro_f1.mean,
-        "companion_ci95": _interval(probe[OVERALL].macro_f1), "n_images": len(test_ids), "reader": "probe",
-        "per_length_scale": {g: {"value": s.accuracy.mean, "ci95": _interval(s.accuracy), "n_images": s.n_images,
-                                 "companion_value": s.macro_f1.mean, "companion_ci95": _interval(s.macro_f1)}
-                             for g, s in probe.items() if g != OVERALL},
-    }
     settings = {**record_settings(ctx.settings, method.pretrains), "task": CLASSIFY_TASK}
     record = RunRecord(
         **common_record_fields(request, ctx, entry, method, budget, budget_ids),
         settings=settings,
-        pretrain=pretrain_info if method.pretrains else PretrainInfo(cache_key=None, reused_cache=False, steps=0,
-                                                                    final_loss=None),
+        pretrain=pretrain_info,
         postprocess={"task": CLASSIFY_TASK, "params": {"probe_l2": readers["probe"].param,
                                                        "knn_k": int(readers["knn"].param)},
                      "val_accuracy": {name: r.val_accuracy for name, r in readers.items()}},
         selection=Selection(criterion="validation accuracy (the probe's L2 strength, kNN's k)", best_step=None,
                             best_score=readers["probe"].val_accuracy, stopped_early=False, finetune_steps_run=0),
-        metrics={"task": CLASSIFY_TASK, "classes": classes,
-                 "readers": {name: {g: s.model_dump(mode="json") for g, s in groups.items()}
-                             for name, groups in scores.items()}},
-        test_length_scales=scales,
+        metrics=metrics,
+        test_length_scales=[r["length_scale"] for r in per_image],
         headline=headline,
         timings_s={"pretrain": round(pretrain_s, 3), "fit": round(fit_s, 3), "evaluate": round(evaluate_s, 3)},
     )
-    per_image = [{"id": i, "length_scale": s, "truth": classes[t], **{n: classes[int(predicted[n][k])]
-                                                                      for n in READERS}}
-                 for k, (i, s, t) in enumerate(zip(test_ids, scales, test_y, strict=True))]
     write_run(request, record, per_image, log)
     return record
 

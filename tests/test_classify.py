@@ -106,8 +106,29 @@ def test_a_classify_run_writes_a_record_whose_headline_the_per_image_rows_recomp
     assert record["headline"]["value"] == pytest.approx(np.mean([r["probe"] == r["truth"] for r in rows]))
     knn_accuracy = record["metrics"]["readers"]["knn"]["overall"]["accuracy"]["mean"]
     assert knn_accuracy == pytest.approx(np.mean([r["knn"] == r["truth"] for r in rows]))
-    refused = CliRunner().invoke(main, ["leaderboard", "add", str(out), "--root", str(tmp_path / "lb")])
-    assert refused.exit_code != 0 and "classification record" in refused.output
+
+    # filed (every number recomputed from the rows), shown and rendered in a section of its own
+    second = tmp_path / "run-seed1"
+    assert CliRunner().invoke(main, ["run", "--task", "classify", "--method", "none", "--budget", "2/class",
+                                     "--seed", "1", "--profile", "smoke", "--dataset", "synthetic-nanowire",
+                                     "--quiet", "--out", str(second)]).exit_code == 0
+    root = str(tmp_path / "lb")
+    filed = CliRunner().invoke(main, ["leaderboard", "add", str(out), str(second), "--root", root])
+    assert filed.exit_code == 0, filed.output
+    shown = CliRunner().invoke(main, ["leaderboard", "show", "--root", root])
+    assert shown.exit_code == 0 and "task classify-v1" in shown.output and "accuracy" in shown.output, shown.output
+    assert "none" in shown.output and "| 2 " in shown.output  # two seeds in the cell
+    rendered = CliRunner().invoke(main, ["leaderboard", "render", "--root", root])
+    assert rendered.exit_code == 0, rendered.output
+    readme = (tmp_path / "lb" / "README.md").read_text()
+    assert "task classify-v1" in readme and "macro-F1" in readme and "rel. count error" not in readme
+
+    # an edited number is caught by the recomputation
+    tampered = json.loads((out / "record.json").read_text())
+    tampered["headline"]["value"] = 0.99
+    (out / "record.json").write_text(json.dumps(tampered))
+    refused = CliRunner().invoke(main, ["leaderboard", "add", str(out), "--root", str(tmp_path / "other")])
+    assert refused.exit_code != 0 and "disagrees with its per-image rows" in refused.output
 
 
 @pytest.mark.parametrize(("arguments", "reason"), [

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from harness.errors import HarnessError
+from harness.metrics.classification import CLASSIFICATION_METRICS
 from harness.metrics.scores import HEADLINE_METRIC, METRIC_NAMES
 
 
@@ -29,8 +30,12 @@ def _release_option(func):
                         help="Use only the records frozen in this release (hashes are checked).")(func)
 
 
-_metric_option = click.option("--metric", type=click.Choice(METRIC_NAMES), default=HEADLINE_METRIC,
-                              show_default=True, help="Metric to rank by (its direction comes from harness.metrics).")
+#: Every metric a table can rank by: the particle metrics and the classification scores.
+TABLE_METRICS = (*METRIC_NAMES, *CLASSIFICATION_METRICS)
+_metric_option = click.option(
+    "--metric", type=click.Choice(TABLE_METRICS), default=HEADLINE_METRIC, show_default=True,
+    help="Metric to rank by (its direction comes from harness.metrics); a section of the other task shows its "
+         "own headline (classification: accuracy).")
 _test_option = click.option(
     "--test", "test", type=click.Choice(["auto", "seeds", "images"]), default="auto", show_default=True,
     help="Significance test of best vs runner-up: paired t over seeds, Wilcoxon over test images, "
@@ -204,7 +209,7 @@ def _plot_run(run: str, image: int, overlay: bool, out: Path, root: Path | None)
 
 
 @leaderboard.command("render")
-@click.option("--metric", "metrics", multiple=True, type=click.Choice(METRIC_NAMES),
+@click.option("--metric", "metrics", multiple=True, type=click.Choice(TABLE_METRICS),
               help="Metrics to publish, repeatable; the first is ranked per budget "
                    "(default: count_rel_error, mean_diameter_rel_error, f1).")
 @click.option("--overlay", default=None, metavar="RUN_ID|best",

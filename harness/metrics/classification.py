@@ -13,6 +13,7 @@ from __future__ import annotations
 import warnings
 import zlib
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from pydantic import BaseModel
@@ -20,12 +21,18 @@ from scipy.stats import bootstrap
 
 from harness.data.scales import SCALE_NAMES, UNKNOWN_SCALE
 from harness.metrics.aggregate import CONFIDENCE_LEVEL, N_RESAMPLES, OVERALL, MetricSummary, summarise
+from harness.metrics.scores import MetricInfo
 
 #: The classification task's version (harness.task.classify); here, where torch-free readers of
 #: records (the leaderboard) can see it.
 CLASSIFY_TASK = "classify-v1"
 ACCURACY = "accuracy"
 MACRO_F1 = "macro_f1"
+#: The classification scores as the tables know metrics (the headline first).
+CLASSIFICATION_METRICS: dict[str, MetricInfo] = {
+    ACCURACY: MetricInfo("accuracy", "higher", "share of test images whose class the probe gets right"),
+    MACRO_F1: MetricInfo("macro-F1", "higher", "mean over classes of 2 TP / (2 TP + FP + FN)"),
+}
 
 
 def macro_f1(truth: np.ndarray, predicted: np.ndarray, classes: int) -> float:
@@ -80,3 +87,58 @@ def class_scores(truth: Sequence[int], predicted: Sequence[int], length_scales: 
             macro_f1=MetricSummary(mean=f1, ci_low=low, ci_high=high, n=int(chosen.sum()), n_undefined=0),
         )
     return groups
+
+
+#: The readers of a classification record; the first is the headline's.
+READERS = ("probe", "knn")
+
+
+def _interval(summary: MetricSummary) -> list[float | None]:
+    return [summary.ci_low, summary.ci_high]
+
+
+def classification_report(rows: Sequence[dict[str, Any]], classes: Sequence[str],
+                          seed: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The metrics and headline of a classification record from its per-image rows (``truth``,
+    each reader's prediction, ``length_scale``): what a run writes and what the leaderboard
+    recomputes. ``groups`` holds the headline reader's scores in the shape the tables read."""
+    position = {c: i for i, c in enumerate(classes)}
+    truth = [position[r["truth"]] for r in rows]
+    scales = [r["length_scale"] for r in rows]
+    readers = {name: class_scores(truth, [position[r[name]] for r in rows], scales, len(classes), seed)
+               for name in READERS}
+    head = readers[READERS[0]]
+    metrics = {
+        "task": CLASSIFY_TASK, "classes": list(classes), "seed": seed, "reader": READERS[0],
+        "groups": {g: {"n_images": s.n_images, "per_image": {ACCURACY: s.accuracy.model_dump(mode="json"),
+                                                             MACRO_F1: s.macro_f1.model_dump(mode="json")}}
+                   for g, s in head.items()},
+        "readers": {name: {g: s.model_dump(mode="json") for g, s in groups.items()}
+                    for name, groups in readers.items()},
+    }
+    overall = head[OVERALL]
+    headline = {
+        "metric": ACCURACY, "value": overall.accuracy.mean, "ci95": _interval(overall.accuracy),
+        "companion_metric": MACRO_F1, "companion_value": overall.macro_f1.mean,
+        "companion_ci95": _interval(overall.macro_f1), "n_images": overall.n_images, "reader": READERS[0],
+        "per_length_scale": {g: {"value": s.accuracy.mean, "ci95": _interval(s.accuracy), "n_images": s.n_images,
+                                 "companion_value": s.macro_f1.mean, "companion_ci95": _interval(s.macro_f1)}
+                             for g, s in head.items() if g != OVERALL},
+    }
+    return metrics, headline
+
+
+def check_rows(rows: Any, classes: Sequence[str]) -> list[dict[str, Any]]:
+    """Per-image rows of a classification record, or ValueError naming what is wrong."""
+    if not isinstance(rows, list):
+        raise ValueError("not a list of per-image rows")
+    needed = ("id", "length_scale", "truth", *READERS, ACCURACY)
+    for k, row in enumerate(rows):
+        if not isinstance(row, dict) or any(key not in row for key in needed):
+            raise ValueError(f"row {k} lacks one of {', '.join(needed)}")
+        unknown = [row[key] for key in ("truth", *READERS) if row[key] not in classes]
+        if unknown:
+            raise ValueError(f"row {k}: class {unknown[0]!r} is not one of {', '.join(classes)}")
+        if row[ACCURACY] != float(row["truth"] == row[READERS[0]]):
+            raise ValueError(f"row {k}: accuracy {row[ACCURACY]} disagrees with its truth and prediction")
+    return rows

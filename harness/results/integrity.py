@@ -21,6 +21,7 @@ from harness.data.scales import UNKNOWN_SCALE, length_scale_of
 from harness.errors import HarnessError
 from harness.metrics import ImageScores, aggregate
 from harness.metrics.aggregate import pooled_scores
+from harness.metrics.classification import CLASSIFY_TASK, classification_report
 from harness.metrics.scores import METRIC_NAMES
 from harness.results.record import RunRecord
 
@@ -85,6 +86,15 @@ def check_record(record: RunRecord, per_image: Sequence[dict[str, Any]] | None, 
     if per_image is None:
         raise HarnessError(f"{source}: no per_image.json beside the record, so its numbers cannot be checked; "
                            "only runs that kept their per-image scores are filed")
+    if record.settings.get("task") == CLASSIFY_TASK:
+        metrics, headline = classification_report(per_image, record.metrics.get("classes", []),
+                                                  seed=record.metrics.get("seed", record.seeds.split))
+        problems = differences(record.metrics, metrics, "metrics")
+        problems += differences(record.headline, headline, "headline")
+        if problems:
+            raise HarnessError(f"{source}: the record disagrees with its per-image rows: "
+                               + "; ".join(problems[:_SHOWN]))
+        return
     scores = [ImageScores.model_validate(s) for s in per_image]
     problems = [p for i, s in enumerate(scores) for p in _image_problems(i, s)]
     if not problems:

@@ -28,7 +28,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from harness.errors import HarnessError
-from harness.metrics.classification import CLASSIFY_TASK
+from harness.metrics.classification import CLASSIFY_TASK, check_rows
 from harness.results.integrity import check_record, digest_path, digest_problem, digest_text, sha256_of
 from harness.results.record import PER_IMAGE_FILE, RECORD_FILE, SCHEMA_VERSION, RunRecord, migrate
 
@@ -160,6 +160,11 @@ def _check_per_image(data: Any, record: RunRecord, source: Path) -> list[dict[st
 
     from harness.metrics import OVERALL, ImageScores
 
+    if record.settings.get("task") == CLASSIFY_TASK:  # rows of truth and predictions, not particle scores
+        try:
+            return check_rows(data, record.metrics.get("classes", []))
+        except ValueError as err:
+            raise HarnessError(f"{source}: not the per-image rows of a classification record: {err}") from None
     try:
         scores = TypeAdapter(list[ImageScores]).validate_python(data)
     except ValidationError as err:
@@ -199,10 +204,6 @@ def read_run(source: Path) -> tuple[RunRecord, int, list[dict[str, Any]] | None,
     record_path, per_image_path = locate_record(source)
     raw = _load_json(record_path)
     record, stored = parse_record(raw, record_path)
-    if record.settings.get("task") == CLASSIFY_TASK:
-        raise HarnessError(f"{record_path}: a classification record (task {CLASSIFY_TASK}); the leaderboard files "
-                           "segmentation records only so far (its tables and its recomputation read particle "
-                           "scores): keep the run folder, its record.json holds every number")
     per_image = None
     if per_image_path is not None:
         per_image = _check_per_image(_load_json(per_image_path), record, per_image_path)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from harness.data.io import write_text_atomic
 from harness.errors import HarnessError
+from harness.metrics.classification import CLASSIFY_TASK
 from harness.metrics.scores import COMPANION_METRIC, HEADLINE_METRIC
 from harness.results import plots, stats
 from harness.results.leaderboard import Filed, Leaderboard
@@ -21,6 +22,7 @@ from harness.results.tables import (
     MARK,
     Board,
     TestChoice,
+    board_metrics,
     build_boards,
     efficiency_table,
     entry_summary,
@@ -108,7 +110,10 @@ def render_readme(
         "(each table's footer names the test and its p-value).",
         "",
     ]
+    asked = metrics
     for board in boards:
+        metrics = board_metrics(board, asked)  # a classification board shows accuracy and macro-F1
+        headline = metrics[0]
         name = slug(board)
         lines += [f"## {board.key.title}", "", *provenance_lines(board), ""]
         largest = board.budgets[-1][0]
@@ -127,7 +132,8 @@ def render_readme(
             lines.append(_md([scales_table(board, largest, metric)]))
         paths = plots.scale_bars(board, largest, headline, plot_dir / f"{name}-{headline}-per-scale")
         lines += [_figure_links(paths, root, f"{headline} per length scale"), ""]
-        lines += _one_run(board, board_store, largest, headline, plot_dir, name, overlay, overlay_image, log)
+        if board.key.task != CLASSIFY_TASK:  # the one-run view shows particle sizes and outlines
+            lines += _one_run(board, board_store, largest, headline, plot_dir, name, overlay, overlay_image, log)
     path = root / README
     return write_text_atomic(path, "\n".join(lines).rstrip("\n") + "\n")
 

@@ -122,6 +122,7 @@ def device_problem(record: RunRecord) -> str | None:
 def request_for(record: RunRecord, dataset: str | None = None, allow_leakage: bool = False,
                 out: Path | None = None):
     """The :class:`~harness.pipeline.RunRequest` that produced ``record``."""
+    from harness.metrics.classification import CLASSIFY_TASK
     from harness.pipeline import RunRequest
     from harness.training.settings import settings_for
 
@@ -139,6 +140,7 @@ def request_for(record: RunRecord, dataset: str | None = None, allow_leakage: bo
         data_seed=record.seeds.data, profile=record.dataset.profile, protocol=record.protocol,
         device=record.device.get("type", "cpu"), method_config=dict(record.method.config),
         allow_leakage=allow_leakage, out=out, progress=False,
+        task="classify" if stated.get("task") == CLASSIFY_TASK else "segment",
     )
 
 

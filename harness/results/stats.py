@@ -26,7 +26,8 @@ import numpy as np
 from scipy import stats as sps
 
 from harness.errors import HarnessError
-from harness.metrics.scores import METRIC_NAMES, METRICS
+from harness.metrics.classification import CLASSIFICATION_METRICS
+from harness.metrics.scores import METRICS
 
 ALPHA = 0.05
 Direction = Literal["lower", "higher", "zero"]
@@ -41,9 +42,10 @@ TEST_DESCRIPTIONS: dict[str, str] = {
 
 def direction(metric: str) -> Direction:
     """Which way is better for ``metric``, from the metric definitions in :mod:`harness.metrics`."""
-    if metric not in METRICS:
-        raise HarnessError(f"unknown metric {metric!r}; known: {', '.join(METRIC_NAMES)}")
-    return METRICS[metric].better
+    known = {**METRICS, **CLASSIFICATION_METRICS}
+    if metric not in known:
+        raise HarnessError(f"unknown metric {metric!r}; known: {', '.join(known)}")
+    return known[metric].better
 
 
 def badness(value: float, better: Direction) -> float:

@@ -27,7 +27,8 @@ from harness.data.base import stable_hash
 from harness.data.scales import length_scale_of
 from harness.errors import HarnessError
 from harness.metrics.aggregate import GROUP_ORDER, OVERALL
-from harness.metrics.scores import METRICS
+from harness.metrics.classification import ACCURACY, CLASSIFICATION_METRICS, CLASSIFY_TASK
+from harness.metrics.scores import HEADLINE_METRIC, METRICS
 from harness.numerics import LEGACY_NUMERICS
 from harness.results import stats
 from harness.results.leaderboard import Filed
@@ -244,7 +245,23 @@ def _cell(summary: stats.Summary, show_n: bool = False) -> str:
 
 
 def metric_label(metric: str) -> str:
-    return METRICS[metric].label
+    return {**METRICS, **CLASSIFICATION_METRICS}[metric].label
+
+
+def board_metric(board: Board, metric: str) -> str:
+    """``metric`` where the board's task has it, else that task's headline: a classification board
+    asked for a particle metric shows accuracy, a segmentation board asked for accuracy its count error."""
+    if board.key.task == CLASSIFY_TASK:
+        return metric if metric in CLASSIFICATION_METRICS else ACCURACY
+    return metric if metric in METRICS else HEADLINE_METRIC
+
+
+def board_metrics(board: Board, metrics: Sequence[str]) -> list[str]:
+    """Those of ``metrics`` that the board's task has; none of them: the task's own (classification:
+    accuracy and macro-F1; segmentation: the headline)."""
+    classify = board.key.task == CLASSIFY_TASK
+    kept = [m for m in metrics if m in (CLASSIFICATION_METRICS if classify else METRICS)]
+    return kept or (list(CLASSIFICATION_METRICS) if classify else [HEADLINE_METRIC])
 
 
 # ---- tables -------------------------------------------------------------------------------------
@@ -470,7 +487,9 @@ def build_tables(boards: Sequence[Board], metric: str, by: Literal["budget", "le
     """The ``show`` views: per board, a ranking per budget and the label-efficiency table, or per-bin tables."""
     stats.direction(metric)  # refuses unknown metrics early
     tables: list[Table] = []
+    asked = metric
     for board in boards:
+        metric = board_metric(board, asked)
         budgets = [b for b, _ in board.budgets if budget is None or b == budget]
         if by == "length-scale":
             tables.extend(scales_table(board, b, metric) for b in budgets)
