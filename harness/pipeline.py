@@ -13,11 +13,13 @@ import os
 import shlex
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from safetensors.torch import load, save
@@ -27,6 +29,7 @@ from harness.data.base import Dataset, image_classes, stable_hash
 from harness.data.cache import cache_root
 from harness.data.io import write_bytes_atomic, write_text_atomic
 from harness.data.registry import open_dataset
+from harness.data.sample import Sample
 from harness.data.splits import MAX_SEED, Budget, SplitManifest, budget_slug, make_manifest
 from harness.errors import HarnessError
 from harness.evaluation.predict import score_predictions, score_split
@@ -37,6 +40,7 @@ from harness.methods.registry import MethodEntry, get_method
 from harness.metrics import aggregate
 from harness.models import SegmentationNet
 from harness.numerics import NUMERICS_VERSION
+from harness.results.artifacts import INPUT_SCALING, Predictions, write_model
 from harness.results.provenance import git_state, hardware, library_versions
 from harness.results.record import (
     PER_IMAGE_FILE,
@@ -410,11 +414,12 @@ def fit(request: RunRequest, ctx: Context, entry: MethodEntry, method: SSLMethod
                              "tune": round(time.perf_counter() - start, 3)})
 
 
-def score_reference(method: SSLMethod, ctx: Context, progress: bool) -> tuple[list, list[str]]:
+def score_reference(method: SSLMethod, ctx: Context, progress: bool,
+                    keep: Callable[[Sample, np.ndarray], None] | None = None) -> tuple[list, list[str]]:
     """A reference row (oracle, classical): the method labels each test image itself, no training."""
     return score_predictions(ctx.dataset, ctx.manifest.pools["test"],
                              lambda sample: method.predict(sample, ctx.task),  # type: ignore[attr-defined]
-                             desc=f"test ({method.name})", progress=progress and is_main_process())
+                             desc=f"test ({method.name})", progress=progress and is_main_process(), keep=keep)
 
 
 def run_one(request: RunRequest, ctx: Context | None = None, log=print) -> RunRecord:
@@ -435,16 +440,17 @@ def run_one(request: RunRequest, ctx: Context | None = None, log=print) -> RunRe
     budget_ids = ctx.budget_ids(budget)
     if ctx.runtime.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(ctx.runtime.device)
+    predictions = Predictions()
     if method.role == "reference":
         fitted = None
         start = time.perf_counter()
-        per_image, scales = score_reference(method, ctx, request.progress)
+        per_image, scales = score_reference(method, ctx, request.progress, keep=predictions.keep)
     else:
         fitted = fit(request, ctx, entry, method, log)
         start = time.perf_counter()
         per_image, scales = score_split(fitted.net, ctx.dataset, ctx.manifest.pools["test"], ctx.runtime,
                                         ctx.task, fitted.tuning.params, fitted.tuning.working_scale, desc="test",
-                                        progress=request.progress)
+                                        progress=request.progress, keep=predictions.keep)
     report = aggregate(per_image, scales, seed=request.split_seed)
     evaluate_s = time.perf_counter() - start
     stage = fitted.stage if fitted else StageLog()
@@ -464,7 +470,18 @@ def run_one(request: RunRequest, ctx: Context | None = None, log=print) -> RunRe
         headline=report.headline(),
         timings_s={**(fitted.timings_s if fitted else {}), "evaluate": round(evaluate_s, 3)},
     )
-    write_run(request, record, [s.model_dump(mode="json") for s in per_image], log)
+
+    def keep_for_people(out: Path) -> None:
+        predictions.write(out)
+        if fitted is not None:
+            write_model(out, fitted.net.state_dict(), {
+                "task": ctx.task.version, "backbone": ctx.settings.backbone, "method": entry.name,
+                "record": record.run_id, "protocol": request.protocol, "num_outputs": ctx.task.num_outputs,
+                "in_chans": 1, "input_scaling": INPUT_SCALING, "working_scale": fitted.tuning.working_scale,
+                "postprocess": dict(fitted.tuning.params), "harness": __version__, "numerics": NUMERICS_VERSION,
+                "dataset": record.dataset.key})
+
+    write_run(request, record, [s.model_dump(mode="json") for s in per_image], log, extras=keep_for_people)
     return record
 
 
@@ -500,10 +517,14 @@ def common_record_fields(request: RunRequest, ctx: Context, entry: MethodEntry, 
     }
 
 
-def write_run(request: RunRequest, record: RunRecord, per_image: list[dict], log) -> Path:
-    """Write a run folder (per-image rows, then the record) and say where; returns the folder."""
+def write_run(request: RunRequest, record: RunRecord, per_image: list[dict], log,
+              extras: Callable[[Path], None] | None = None) -> Path:
+    """Write a run folder (``extras(out)``: predictions and model; the per-image rows; the record last)
+    and say where; returns the folder."""
     out = request.out or default_run_dir(record)
-    if is_main_process():  # per-image scores first: a record.json is never left without its per_image.json
+    if is_main_process():  # record.json last: it never stands without its per_image.json and the rest
+        if extras is not None:
+            extras(out)
         write_text_atomic(out / PER_IMAGE_FILE, json.dumps(per_image, indent=1) + "\n")
         record.write(out)
     head = record.headline

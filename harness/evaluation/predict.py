@@ -59,20 +59,26 @@ def score_split(
     scale: float = 1.0,
     desc: str = "evaluate",
     progress: bool = True,
+    keep: Callable[[Sample, np.ndarray], None] | None = None,
 ) -> tuple[list[ImageScores], list[str]]:
     """Predict and score every image in ``ids``; returns per-image scores and their length scales."""
     net.eval()
     return score_predictions(dataset, ids, lambda sample: predict_instances(net, sample, runtime, task, params, scale),
-                             desc, progress)
+                             desc, progress, keep)
 
 
 def score_predictions(dataset: Dataset, ids: list[str], predict: Callable[[Sample], np.ndarray],
-                      desc: str = "evaluate", progress: bool = True) -> tuple[list[ImageScores], list[str]]:
+                      desc: str = "evaluate", progress: bool = True,
+                      keep: Callable[[Sample, np.ndarray], None] | None = None) -> tuple[list[ImageScores], list[str]]:
     """Score ``predict(sample)`` (instance labels) on every image in ``ids``, with their length scales:
-    the one scoring loop of trained networks and of the reference rows."""
+    the one scoring loop of trained networks and of the reference rows. ``keep(sample, labels)``
+    sees each prediction (the run folder keeps them)."""
     scores, scales = [], []
     for sample_id in tqdm(ids, desc=desc, unit="img", disable=not progress, leave=False):
         sample = dataset.load(sample_id)
-        scores.append(score_image(predict(sample), sample.mask, sample.pixel_size_nm, sample.databar_rows))
+        labels = predict(sample)
+        scores.append(score_image(labels, sample.mask, sample.pixel_size_nm, sample.databar_rows))
         scales.append(sample.length_scale)
+        if keep is not None:
+            keep(sample, labels)
     return scores, scales

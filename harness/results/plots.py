@@ -171,13 +171,11 @@ def size_histogram(per_image: Sequence[dict[str, Any]], stem: Path, title: str) 
     return save(fig, stem)
 
 
-def overlay(image: np.ndarray, true_labels: np.ndarray | None, pred_labels: np.ndarray, stem: Path,
-            title: str) -> list[Path]:
-    """Predicted particle outlines (and true ones, when known) over the grayscale image."""
+def _outlines(ax: Any, image: np.ndarray, true_labels: np.ndarray | None, pred_labels: np.ndarray,
+              title: str) -> None:
+    """One panel: the grayscale image, predicted outlines in orange, true ones (when known) in blue."""
     from skimage.segmentation import find_boundaries
 
-    fig = _figure(5.0, 5.0 * image.shape[0] / max(image.shape[1], 1) + 0.4)
-    ax = fig.add_subplot()
     ax.imshow(image, cmap="gray", interpolation="nearest")
     rgba = np.zeros((*image.shape[:2], 4))
     if true_labels is not None:
@@ -188,8 +186,28 @@ def overlay(image: np.ndarray, true_labels: np.ndarray | None, pred_labels: np.n
     legend = f"orange: predicted ({_count(pred_labels)})"
     if true_labels is not None:
         legend += f"; blue: true ({_count(true_labels)})"
-    ax.set_title(f"{title}\n{legend}", fontsize=8)
+    ax.set_title(f"{title}\n{legend}", fontsize=7)
+
+
+def overlay(image: np.ndarray, true_labels: np.ndarray | None, pred_labels: np.ndarray, stem: Path,
+            title: str) -> list[Path]:
+    """Predicted particle outlines (and true ones, when known) over the grayscale image."""
+    fig = _figure(5.0, 5.0 * image.shape[0] / max(image.shape[1], 1) + 0.4)
+    _outlines(fig.add_subplot(), image, true_labels, pred_labels, title)
     return save(fig, stem)
+
+
+def overlay_montage(panels: Sequence[tuple[np.ndarray, np.ndarray | None, np.ndarray, str]], path: Path,
+                    columns: int = 3) -> Path:
+    """Several outline panels (image, true labels or None, predicted labels, title) in one PNG."""
+    rows = max(1, -(-len(panels) // columns))
+    fig = _figure(3.2 * columns, 3.5 * rows)
+    for k, (image, true_labels, pred_labels, title) in enumerate(panels):
+        _outlines(fig.add_subplot(rows, columns, k + 1), image, true_labels, pred_labels, title)
+    buffer = io.BytesIO()
+    with matplotlib.rc_context(_RC):
+        fig.savefig(buffer, format="png", dpi=100, metadata={"Software": None})
+    return write_bytes_atomic(path, buffer.getvalue())
 
 
 def _count(labels: np.ndarray) -> int:
