@@ -62,9 +62,9 @@ def main() -> None:
 
 
 def _add_commands() -> None:
-    from harness.cli import data, evaluate, leaderboard, run
+    from harness.cli import data, evaluate, leaderboard, predict, run
 
-    for module in (data, evaluate, leaderboard, run):
+    for module in (data, evaluate, leaderboard, predict, run):
         for command in module.COMMANDS:
             main.add_command(command)
 

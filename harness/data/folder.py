@@ -549,20 +549,25 @@ def _pixel_size(header: Header, meta: _MetaRow | None, rel: str) -> tuple[PixelS
     return from_tag, problems
 
 
-def scan_folder(root: str | Path, crop_bottom: int | None = None) -> FolderScan:
-    """Read a folder's listing, metadata.csv and every file header; collect every problem."""
+def scan_folder(root: str | Path, crop_bottom: int | None = None, flat: bool = False) -> FolderScan:
+    """Read a folder's listing, metadata.csv and every file header; collect every problem.
+
+    ``flat``: the micrographs lie in ``root`` itself, without masks (what ``harness predict``
+    reads); metadata.csv, when there, lies beside them."""
     root = Path(root)
     problems: list[Problem] = []
     if not root.is_dir():
         raise HarnessError(f"{root}: not a folder")
-    images_dir = root / IMAGES_DIR
+    images_dir = root if flat else root / IMAGES_DIR
     if not images_dir.is_dir():
         problems.append(Problem(file=f"{IMAGES_DIR}/", reason="folder is missing; put the micrographs there"))
         return FolderScan(root=str(root), records=[], problems=problems)
     images, found = _listing(images_dir, "image")
     problems += found
-    masks, found = _listing(root / MASKS_DIR, "mask")
-    problems += found
+    masks: dict[str, Path] = {}
+    if not flat:
+        masks, found = _listing(root / MASKS_DIR, "mask")
+        problems += found
     if not images:
         problems.append(Problem(file=f"{IMAGES_DIR}/", reason="holds no readable image files"))
     for stem in sorted(set(masks) - set(images)):
@@ -575,8 +580,8 @@ def scan_folder(root: str | Path, crop_bottom: int | None = None) -> FolderScan:
         )
     metadata, found = read_metadata(root, [p.name for p in images.values()])
     problems += found
-    jobs: list[_RecordJob] = [(stem, path, masks.get(stem), metadata.get(path.name), crop_bottom)
-                              for stem, path in sorted(images.items())]
+    jobs: list[_RecordJob] = [(stem, path, path.relative_to(root).as_posix(), masks.get(stem),
+                               metadata.get(path.name), crop_bottom) for stem, path in sorted(images.items())]
     # headers and remembered readings first, in this process; the images whose printed pixel size
     # must still be read (decode + OCR, ~0.15 s each) are then shared out to worker processes
     found_now = [_record(*job, read_printed=False) for job in jobs]
@@ -589,7 +594,7 @@ def scan_folder(root: str | Path, crop_bottom: int | None = None) -> FolderScan:
 #: Images whose printed pixel size must be read, per worker process, below which one process reads.
 READINGS_PER_WORKER = 16
 
-_RecordJob = tuple[str, Path, Path | None, _MetaRow | None, int | None]
+_RecordJob = tuple[str, Path, str, Path | None, _MetaRow | None, int | None]
 
 
 def _record_job(job: _RecordJob) -> ImageRecord:
@@ -599,12 +604,12 @@ def _record_job(job: _RecordJob) -> ImageRecord:
 
 
 def _record(
-    stem: str, path: Path, mask_path: Path | None, meta: _MetaRow | None, crop_bottom: int | None,
+    stem: str, path: Path, rel: str, mask_path: Path | None, meta: _MetaRow | None, crop_bottom: int | None,
     read_printed: bool = True,
 ) -> ImageRecord | None:
-    """The record of one image from its header and metadata row. Without ``read_printed``, None
-    where the pixel size printed on the image would have to be read (not yet remembered)."""
-    rel = f"{IMAGES_DIR}/{path.name}"
+    """The record of one image (``rel``: its path in the folder) from its header and metadata row.
+    Without ``read_printed``, None where the pixel size printed on the image would have to be read
+    (not yet remembered)."""
     mask_rel = f"{MASKS_DIR}/{mask_path.name}" if mask_path is not None else None
     problems: list[Problem] = list(meta.problems) if meta is not None else []
     try:
@@ -861,8 +866,10 @@ def content_digests(root: Path) -> list[tuple[str, int, str]]:
 class FolderDataset(Dataset):
     """A folder in the folder format (see the module docstring), usable as ``--dataset DIR``."""
 
-    def __init__(self, path: str | Path, connectivity: int = 8, crop_bottom: int | None = None) -> None:
+    def __init__(self, path: str | Path, connectivity: int = 8, crop_bottom: int | None = None,
+                 flat: bool = False) -> None:
         self.root = Path(path)
+        self.flat = flat  # micrographs directly in the folder, no masks (scan_folder)
         if not self.root.is_dir():
             raise HarnessError(f"{self.root}: not a folder")
         if connectivity not in CONNECTIVITIES:
@@ -890,7 +897,7 @@ class FolderDataset(Dataset):
     def scan(self) -> FolderScan:
         """Headers and metadata of every file (read once, then kept)."""
         if self._scan is None:
-            self._scan = scan_folder(self.root, self.crop_bottom)
+            self._scan = scan_folder(self.root, self.crop_bottom, flat=self.flat)
         return self._scan
 
     def records(self) -> dict[str, ImageRecord]:

@@ -1,0 +1,36 @@
+"""``harness predict``: apply a run's fine-tuned network to a folder of micrographs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command("predict")
+@click.option("--run", "run_dir", required=True, type=click.Path(path_type=Path, file_okay=False, exists=True),
+              help="Run folder holding model.safetensors and model.json (every `harness run` writes them).")
+@click.option("--images", required=True, type=click.Path(path_type=Path, file_okay=False, exists=True),
+              help="Folder of micrographs: plain, or in the folder format (images/, optional metadata.csv).")
+@click.option("--out", required=True, type=click.Path(path_type=Path, file_okay=False),
+              help="Output folder (outside the image folder): masks/, overlays/, particles.csv, histograms.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:N].")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def predict(run_dir: Path, images: Path, out: Path, device: str, quiet: bool) -> None:
+    """Segment every image of IMAGES with the model of RUN and measure its particles.
+
+    Pixel sizes come from metadata.csv, the image's tags or its printed scale bar, as in
+    `harness data check`; where none is found, sizes are in px only. Writes OUT/masks/<id>.png
+    (16-bit instance masks), OUT/overlays/<id>.png, OUT/particles.csv (image, particle, area,
+    equivalent diameter in px and nm, border flag), OUT/histograms/<id>.png and OUT/histogram.png.
+
+    Example: harness predict --run runs/synthetic-sem/fcmae-1pct-... --images my_micrographs --out predicted
+    """
+    from harness.predict import predict_folder
+
+    summary = predict_folder(run_dir, images, out, device=device, progress=not quiet)
+    click.echo(f"{summary.images} image(s), {summary.particles} particle(s); pixel size known for "
+               f"{summary.with_pixel_size}; wrote {summary.out}/particles.csv, masks/, overlays/, histograms/")
+
+
+COMMANDS = [predict]

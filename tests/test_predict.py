@@ -1,0 +1,105 @@
+"""`harness predict` (issue: see and use the results, item 2): a run's model applied to an
+exported embedded folder and to a plain folder; particle diameters in nm that agree with
+`harness evaluate` on the same masks and with scikit-image's own measurement; bad input refused
+by name."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from skimage.measure import regionprops
+
+from harness.cli import main
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    mp = pytest.MonkeyPatch()
+    mp.setenv("HARNESS_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+    root = tmp_path_factory.mktemp("predict")
+    runner = CliRunner()
+    run = root / "run"
+    assert runner.invoke(main, ["run", "--method", "none", "--budget", "4", "--profile", "smoke", "--quiet",
+                                "--out", str(run)]).exit_code == 0
+    images = root / "test-images"
+    assert runner.invoke(main, ["data", "export", "synthetic-sem", "--split", "test", "--profile", "smoke",
+                                "--out", str(images)]).exit_code == 0
+    out = root / "predicted"
+    result = runner.invoke(main, ["predict", "--run", str(run), "--images", str(images), "--out", str(out),
+                                  "--quiet"])
+    assert result.exit_code == 0, result.output
+    yield run, images, out
+    mp.undo()
+
+
+def _rows(out):
+    with (out / "particles.csv").open() as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_it_writes_masks_overlays_particles_and_histograms(exported):
+    _, images, out = exported
+    stems = sorted(p.stem for p in (images / "images").iterdir())
+    assert sorted(p.stem for p in (out / "masks").glob("*.png")) == stems
+    assert sorted(p.stem for p in (out / "overlays").glob("*.png")) == stems
+    assert sorted(p.stem for p in (out / "histograms").glob("*.png")) == stems
+    assert (out / "histogram.png").is_file()
+    rows = _rows(out)
+    assert rows and all(r["diameter_nm"] for r in rows)  # every exported image states its pixel size
+    assert {r["pixel_size_source"] for r in rows} == {"metadata.csv"}
+
+
+def test_diameters_agree_with_evaluate_and_with_scikit_image(exported, tmp_path):
+    _, images, out = exported
+    rows = _rows(out)
+    report = tmp_path / "scores.json"
+    result = CliRunner().invoke(main, ["evaluate", "--pred", str(out / "masks"), "--truth", str(images),
+                                       "--json", str(report)])
+    assert result.exit_code == 0, result.output
+    for image in json.loads(report.read_text())["images"]:
+        mine = sorted(float(r["diameter_nm"]) for r in rows if r["image"] == image["stem"]
+                      and r["touches_border"] == "False")
+        assert mine == pytest.approx(sorted(image["scores"]["pred_diameters"]), rel=1e-9), image["stem"]
+        labels = iio.imread(out / "masks" / f"{image['stem']}.png")
+        pixel = image["pixel_size_nm"]
+        theirs = sorted(r.equivalent_diameter_area * pixel for r in regionprops(labels.astype(np.int32)))
+        assert sorted(float(r["diameter_nm"]) for r in rows if r["image"] == image["stem"]) == pytest.approx(
+            theirs, rel=1e-9)
+
+
+def test_a_plain_folder_without_pixel_sizes_gets_sizes_in_px(exported, tmp_path):
+    run, images, _ = exported
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    first = sorted((images / "images").iterdir())[0]
+    (plain / first.name).write_bytes(first.read_bytes())
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["predict", "--run", str(run), "--images", str(plain), "--out", str(out),
+                                       "--quiet"])
+    assert result.exit_code == 0, result.output
+    rows = _rows(out)
+    # an exported TIFF alone, without its metadata.csv, states no pixel size: sizes in px only, never a guess
+    assert rows and all(float(r["diameter_px"]) > 0 for r in rows)
+    assert {(r["diameter_nm"], r["pixel_size_source"]) for r in rows} == {("", "unknown")}
+    assert "pixel size known for 0" in result.output
+
+
+def test_bad_inputs_are_refused_by_name(exported, tmp_path):
+    run, images, _ = exported
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "broken.png").write_bytes(b"not an image")
+    result = CliRunner().invoke(main, ["predict", "--run", str(run), "--images", str(bad), "--out",
+                                       str(tmp_path / "o")])
+    assert result.exit_code != 0 and "broken.png" in result.output and "Traceback" not in result.output
+    inside = CliRunner().invoke(main, ["predict", "--run", str(run), "--images", str(images), "--out",
+                                       str(images / "predicted")])
+    assert inside.exit_code != 0 and "inside the image folder" in inside.output
+    no_model = CliRunner().invoke(main, ["predict", "--run", str(images), "--images", str(images), "--out",
+                                         str(tmp_path / "p")])
+    assert no_model.exit_code != 0 and "no model.safetensors" in no_model.output
