@@ -215,14 +215,25 @@ def _plot_run(run: str, image: int, overlay: bool, out: Path, root: Path | None)
 @click.option("--overlay", default=None, metavar="RUN_ID|best",
               help="Also rebuild this run (or the best one) to draw predicted outlines (re-trains it).")
 @click.option("--image", type=int, default=0, show_default=True, help="Test image index for --overlay.")
+@click.option("--site", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Also write a static web site to this folder: index.html with every table and plot, each "
+                   "record's JSON and overlay; no server, no external assets.")
 @_test_option
 @_release_option
 @_root_option
-def render_cmd(metrics, overlay, image, test, release, root) -> None:
+def render_cmd(metrics, overlay, image, site, test, release, root) -> None:
     """Write ROOT/README.md and ROOT/plots/ from the filed records (or a release); nothing by hand."""
     from harness.results.render import DEFAULT_METRICS, render_readme
 
     board = _board(root)
+    if site is not None:
+        from harness.results.site import render_site
+
+        command = shlex.join(["harness", "leaderboard", "render", "--root", str(board.root), "--site", str(site),
+                              *(["--release", release] if release else [])])
+        index = render_site(board, site, command, release=release, metrics=metrics or DEFAULT_METRICS, test=test,
+                            log=click.echo)
+        click.echo(f"wrote {index}")
     args = ["harness", "leaderboard", "render", "--root", str(board.root)]
     for metric in metrics:
         args += ["--metric", metric]

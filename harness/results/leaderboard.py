@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from harness.errors import HarnessError
 from harness.metrics.classification import CLASSIFY_TASK, check_rows
+from harness.results.artifacts import OVERLAY_FILE
 from harness.results.integrity import check_record, digest_path, digest_problem, digest_text, sha256_of
 from harness.results.record import PER_IMAGE_FILE, RECORD_FILE, SCHEMA_VERSION, RunRecord, migrate
 
@@ -41,6 +42,9 @@ ROOT_ENV = "HARNESS_LEADERBOARD_DIR"
 RECORDS_DIR = "records"
 RELEASES_DIR = "releases"
 PER_IMAGE_SUFFIX = ".per_image.json"
+#: The run folder's overlay montage, filed beside its record when the run has one (a picture for
+#: readers: not part of the digest, which vouches for numbers)
+OVERLAY_SUFFIX = ".overlay.png"
 LOCK_FILE = ".lock"
 RELEASE_NAME = re.compile(r"^v[0-9]+$")
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -310,6 +314,12 @@ class Leaderboard:
                     side.unlink()  # an orphan left by an interrupted add (no record claims it)
                 create_exclusive(side, canonical_bytes(per_image))
                 files.append(side)
+            picture = source / OVERLAY_FILE if Path(source).is_dir() else Path(source).with_name(OVERLAY_FILE)
+            if picture.is_file():
+                overlay = directory / f"{record.run_id}{OVERLAY_SUFFIX}"
+                with contextlib.suppress(FileNotFoundError):
+                    overlay.unlink()  # an orphan of an interrupted add, as above
+                create_exclusive(overlay, picture.read_bytes())
             digest = digest_path(target)
             with contextlib.suppress(FileNotFoundError):
                 digest.unlink()  # likewise an orphan: the record it names is not filed

@@ -77,9 +77,25 @@ def render_readme(
     ``overlay``: a run_id (or ``best``) whose model is rebuilt to draw predicted outlines on test
     image ``overlay_image``; it re-trains that run, so it is opt-in.
     """
+    text = render_page(board_store, command, board_store.root, release, metrics, test, overlay, overlay_image, log)
+    return write_text_atomic(board_store.root / README, text)
+
+
+def render_page(
+    board_store: Leaderboard,
+    command: str,
+    root: Path,
+    release: str | None = None,
+    metrics: Sequence[str] = DEFAULT_METRICS,
+    test: TestChoice = "auto",
+    overlay: str | None = None,
+    overlay_image: int = 0,
+    log: Callable[[str], None] = print,
+) -> str:
+    """The leaderboard page as Markdown, its figures written under ``root``/plots/ and linked
+    relative to ``root`` (the leaderboard's README, or the static site)."""
     for metric in metrics:
         stats.direction(metric)
-    root = board_store.root
     filed = board_store.select(release)
     boards = build_boards(filed)
     plot_dir = root / PLOTS_DIR
@@ -133,16 +149,16 @@ def render_readme(
         paths = plots.scale_bars(board, largest, headline, plot_dir / f"{name}-{headline}-per-scale")
         lines += [_figure_links(paths, root, f"{headline} per length scale"), ""]
         if board.key.task != CLASSIFY_TASK:  # the one-run view shows particle sizes and outlines
-            lines += _one_run(board, board_store, largest, headline, plot_dir, name, overlay, overlay_image, log)
-    path = root / README
-    return write_text_atomic(path, "\n".join(lines).rstrip("\n") + "\n")
+            lines += _one_run(board, board_store, root, largest, headline, plot_dir, name, overlay, overlay_image,
+                              log)
+    return "\n".join(lines).rstrip("\n") + "\n"
 
 
 def _md(tables) -> str:
     return render_markdown(tables, heading_level=3, board_headings=False)
 
 
-def _one_run(board: Board, store: Leaderboard, budget: str, metric: str, plot_dir: Path, name: str,
+def _one_run(board: Board, store: Leaderboard, root: Path, budget: str, metric: str, plot_dir: Path, name: str,
              overlay: str | None, image: int, log: Callable[[str], None]) -> list[str]:
     run = best_run(board, budget, metric)
     if overlay not in (None, "best"):
@@ -162,7 +178,7 @@ def _one_run(board: Board, store: Leaderboard, budget: str, metric: str, plot_di
         paths = plots.size_histogram(per_image, plot_dir / f"{name}-{r.run_id}-sizes",
                                      f"{r.method.name} · budget {r.budget} · seed {r.seeds.train}: particle sizes "
                                      "on the test split")
-        lines += [_figure_links(paths, store.root, "predicted vs true particle sizes"), ""]
+        lines += [_figure_links(paths, root, "predicted vs true particle sizes"), ""]
     wanted = overlay is not None and (overlay == "best" or overlay == r.run_id)
     if wanted:
         log(f"rebuilding run {r.run_id} for the outline overlay (re-trains it)")
@@ -175,7 +191,7 @@ def _one_run(board: Board, store: Leaderboard, budget: str, metric: str, plot_di
                               f"{r.method.name} · budget {r.budget} · seed {r.seeds.train} · test image {image} "
                               f"({rebuilt.sample_id})")
         f1 = rebuilt.scores.get("f1")
-        lines += [_figure_links(paths, store.root, "predicted outlines on a test image"), "",
+        lines += [_figure_links(paths, root, "predicted outlines on a test image"), "",
                   f"Test image {image} (`{rebuilt.sample_id}`): {rebuilt.scores['n_pred']} predicted / "
                   f"{rebuilt.scores['n_true']} true particles, F1 {f1:.3f}; the model was rebuilt from the record "
                   "and its scores on this image equal the recorded ones.", ""]
