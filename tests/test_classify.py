@@ -20,11 +20,8 @@ from harness.task.classify import knn, linear_probe
 
 
 @pytest.fixture(scope="module")
-def nanowire(tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    mp.setenv("HARNESS_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
-    yield open_dataset("synthetic-nanowire", profile="smoke")
-    mp.undo()
+def nanowire():
+    return open_dataset("synthetic-nanowire", profile="smoke")
 
 
 def test_per_class_budgets_parse_nest_and_name_their_folders():

@@ -16,11 +16,8 @@ from harness.data.registry import dataset_names, open_dataset
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    mp.setenv("HARNESS_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
-    yield open_dataset("synthetic-nanowire", profile="smoke")
-    mp.undo()
+def dataset():
+    return open_dataset("synthetic-nanowire", profile="smoke")
 
 
 def _touching(mask: np.ndarray) -> set[tuple[int, int]]:

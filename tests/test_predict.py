@@ -19,8 +19,6 @@ from harness.cli import main
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    mp.setenv("HARNESS_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
     root = tmp_path_factory.mktemp("predict")
     runner = CliRunner()
     run = root / "run"
@@ -33,8 +31,7 @@ def exported(tmp_path_factory):
     result = runner.invoke(main, ["predict", "--run", str(run), "--images", str(images), "--out", str(out),
                                   "--quiet"])
     assert result.exit_code == 0, result.output
-    yield run, images, out
-    mp.undo()
+    return run, images, out
 
 
 def _rows(out):

@@ -24,14 +24,11 @@ from harness.training.runtime import resolve_runtime
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    mp.setenv("HARNESS_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
     out = tmp_path_factory.mktemp("runs") / "run"
     result = CliRunner().invoke(main, ["run", "--method", "none", "--budget", "4", "--profile", "smoke", "--quiet",
                                        "--out", str(out)])
     assert result.exit_code == 0, result.output
-    yield out
-    mp.undo()
+    return out
 
 
 def test_the_kept_predictions_rescore_to_the_recorded_numbers(run_dir):

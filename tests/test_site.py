@@ -19,8 +19,6 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shuti
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    mp.setenv("HARNESS_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
     root = tmp_path_factory.mktemp("site")
     runner = CliRunner()
     for seed in (0, 1):
@@ -33,8 +31,7 @@ def site(tmp_path_factory):
     out = root / "www"
     result = runner.invoke(main, ["leaderboard", "render", "--root", str(board), "--site", str(out)])
     assert result.exit_code == 0, result.output
-    yield out
-    mp.undo()
+    return out
 
 
 def test_the_site_holds_its_tables_plots_records_and_overlays_and_nothing_external(site):

@@ -30,12 +30,11 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict
 from scipy import ndimage
 
-from harness.data.base import DatasetIdentity, stable_hash
+from harness.data.base import CATEGORY_COLUMN, DatasetIdentity, stable_hash
 from harness.data.sample import Sample
-from harness.data.scales import LENGTH_SCALES, length_scale_of
+from harness.data.scales import LENGTH_SCALES
 from harness.data.synthetic import (
     PIXEL_SIZE_RANGE_NM,
-    PROFILES,
     ImageParams,
     SyntheticDataset,
     _large_enough,
@@ -43,7 +42,6 @@ from harness.data.synthetic import (
     _relabel,
     _render,
 )
-from harness.errors import HarnessError
 
 GENERATOR_VERSION = "1"
 NAME = "synthetic-nanowire"
@@ -270,16 +268,8 @@ class NanowireDataset(SyntheticDataset):
     renderer = staticmethod(render_wires)
 
     def __init__(self, profile: str = "quick", seed: int = 0, image_size: int | None = None):
-        if profile not in PROFILES:
-            raise HarnessError(f"unknown profile {profile!r}: choose one of {', '.join(PROFILES)}")
         self.modality = "TEM"
-        self.profile = PROFILES[profile]
-        self.profile_name = profile
-        self.seed = seed
-        self.size = image_size or self.profile.image_size
-        if self.size < 64:
-            raise HarnessError(f"image size {self.size} is too small: use at least 64 px")
-        self.split_fractions = dict(self.profile.fractions)
+        self._sized(profile, seed, image_size)
         params = {
             "generator": GENERATOR_VERSION, "seed": seed, "size": self.size, "profile": self.profile.model_dump(),
             "materials": [m.__dict__ for m in WIRE_MATERIALS], "morphologies": MORPHOLOGIES,
@@ -294,17 +284,8 @@ class NanowireDataset(SyntheticDataset):
         return f"nanowire-{index:06d}"
 
     def index(self) -> pd.DataFrame:
-        index = pd.DataFrame(
-            {
-                "id": list(self._by_id),
-                "labeled": True,
-                "pixel_size_nm": [p.pixel_size_nm for p in self._params],
-                "length_scale": [length_scale_of(p.pixel_size_nm) for p in self._params],
-                "modality": self.modality,
-                "split": None,
-            }
-        )
-        index["category"] = [p.morphology for p in self._params]
+        index = super().index()
+        index[CATEGORY_COLUMN] = [p.morphology for p in self._params]
         return index
 
     def _sample(self, sample_id: str, image: np.ndarray, mask: np.ndarray, table: pd.DataFrame) -> Sample:

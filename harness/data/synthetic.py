@@ -381,16 +381,8 @@ class SyntheticDataset(Dataset):
     def __init__(self, modality: str = "SEM", profile: str = "quick", seed: int = 0, image_size: int | None = None):
         if modality not in MODALITY_CODE:
             raise HarnessError(f"unknown modality {modality!r}: use SEM or TEM")
-        if profile not in PROFILES:
-            raise HarnessError(f"unknown profile {profile!r}: choose one of {', '.join(PROFILES)}")
         self.modality = modality
-        self.profile = PROFILES[profile]
-        self.profile_name = profile
-        self.seed = seed
-        self.size = image_size or self.profile.image_size
-        if self.size < 64:
-            raise HarnessError(f"image size {self.size} is too small: use at least 64 px")
-        self.split_fractions = dict(self.profile.fractions)
+        self._sized(profile, seed, image_size)
         # everything that changes the bytes: a change here gives a new cache key, never stale data
         params = {
             "generator": GENERATOR_VERSION, "modality": modality, "seed": seed, "size": self.size,
@@ -402,6 +394,18 @@ class SyntheticDataset(Dataset):
                                         params_hash=stable_hash(params))
         self._params = [draw_params(seed, modality, i, self.size) for i in range(self.profile.n_images)]
         self._by_id = {self._id(p.index): p for p in self._params}
+
+    def _sized(self, profile: str, seed: int, image_size: int | None) -> None:
+        """Profile, seed, image size and pool fractions: what every family of synthetic images sets."""
+        if profile not in PROFILES:
+            raise HarnessError(f"unknown profile {profile!r}: choose one of {', '.join(PROFILES)}")
+        self.profile = PROFILES[profile]
+        self.profile_name = profile
+        self.seed = seed
+        self.size = image_size or self.profile.image_size
+        if self.size < 64:
+            raise HarnessError(f"image size {self.size} is too small: use at least 64 px")
+        self.split_fractions = dict(self.profile.fractions)
 
     #: ``(params, seed) -> (image, mask, particle table)``; a module-level function, so that
     #: generation jobs pickle to worker processes. Another family of images swaps it.
