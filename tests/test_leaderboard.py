@@ -419,8 +419,11 @@ def test_per_length_scale_table_and_output_formats(smoke_run, tmp_path):
     assert set(csv["entry"]) == {"a", "b"} and set(csv["n"]) == {2}
     nothing = cli("show", "--root", str(root), "--budget", "99%")
     assert nothing.exit_code == 2 and "no records match --budget 99%" in nothing.output
-    unknown = cli("show", "--root", str(root), "--metric", "accuracy")
+    unknown = cli("show", "--root", str(root), "--metric", "no_such_metric")
     assert unknown.exit_code == 2
+    # a classification score asked of segmentation records: each section shows its own task's headline
+    other_task = cli("show", "--root", str(root), "--metric", "accuracy")
+    assert other_task.exit_code == 0 and "rel. count error" in other_task.output and "accuracy" not in other_task.output
 
 
 # ---- plots and the rendered README ----------------------------------------------------------------
