@@ -71,10 +71,13 @@ def run_classify(request: RunRequest, ctx: Context, entry: MethodEntry, method: 
     start = time.perf_counter()  # the test split, once
     test_x = features(test_ids)
     predicted = {name: reader.predict(test_x) for name, reader in readers.items()}
+    index = ctx.dataset.index()  # the pixel sizes, without decoding the test images a second time
+    pixel_sizes = {i: None if v is None or v != v else float(v)  # NaN: unknown
+                   for i, v in zip(index["id"], index["pixel_size_nm"], strict=True)}
     per_image = []
     for k, sample_id in enumerate(test_ids):
         row = {"id": sample_id, "length_scale": ctx.manifest.length_scales[sample_id],
-               "pixel_size_nm": ctx.dataset.load(sample_id).pixel_size_nm, "truth": classes_of[sample_id],
+               "pixel_size_nm": pixel_sizes[sample_id], "truth": classes_of[sample_id],
                **{name: classes[int(predicted[name][k])] for name in READERS}}
         per_image.append({**row, ACCURACY: float(row["truth"] == row[READERS[0]])})
     class_indices([r["truth"] for r in per_image], classes)  # a test class the budget lacks is refused

@@ -27,6 +27,7 @@ from harness.data.io import write_bytes_atomic, write_text_atomic
 from harness.errors import HarnessError
 from harness.evaluation.predict import predict_instances
 from harness.metrics import measure_particles
+from harness.metrics.measure import diameters_from_areas
 from harness.results.artifacts import encode_labels, load_model
 from harness.task import get_task
 from harness.training.runtime import resolve_runtime
@@ -97,7 +98,7 @@ def predict_folder(run_dir: Path, images: Path, out: Path, device: str = "auto",
         write_bytes_atomic(out / "overlays" / f"{sample_id}.png",
                            _outline_png(to_unit_float(sample.image), labels))
         particles = measure_particles(labels, sample.pixel_size_nm, sample.databar_rows)
-        in_px = measure_particles(labels, None, sample.databar_rows).diameters
+        in_px = diameters_from_areas(particles.areas_px, None)
         in_nm = particles.diameters if sample.pixel_size_nm is not None else None
         known += sample.pixel_size_nm is not None
         for k, particle in enumerate(particles.ids):
@@ -115,7 +116,7 @@ def predict_folder(run_dir: Path, images: Path, out: Path, device: str = "auto",
     writer.writeheader()
     writer.writerows(rows)
     write_text_atomic(out / PARTICLES_FILE, buffer.getvalue())
-    unit = "nm" if pooled["nm"] and not pooled["px"] else "px" if not pooled["nm"] else "nm"
+    unit = "nm" if pooled["nm"] else "px"
     if pooled["nm"] and pooled["px"]:  # never pool nm with px: the pooled histogram shows the nm images
         title = f"pooled over the {known} images with a pixel size"
     else:

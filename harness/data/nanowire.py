@@ -153,13 +153,11 @@ def _wire_pixels(wire: _Wire, size: int) -> tuple[np.ndarray, np.ndarray]:
     return ys[inside], xs[inside]
 
 
-def _new_wire(material: WireMaterial, p: ImageParams, aspect: tuple[float, float], start: tuple[float, float],
-              heading: float, rng: np.random.Generator, bend: float | None = None,
-              wiggle: float | None = None, length_nm: float | None = None) -> _Wire:
+def _new_wire(material: WireMaterial, p: ImageParams, start: tuple[float, float], heading: float,
+              rng: np.random.Generator, length_nm: float, bend: float | None = None,
+              wiggle: float | None = None) -> _Wire:
     diameter_nm = float(material.diameter_nm * np.exp(rng.normal(0, material.sigma)))
     radius = max(1.2, diameter_nm / p.pixel_size_nm / 2)
-    if length_nm is None:
-        length_nm = diameter_nm * float(rng.uniform(*aspect))
     length = length_nm / p.pixel_size_nm
     bend = float(rng.normal(0, 0.004)) if bend is None else bend
     wiggle = float(rng.uniform(0.005, 0.02)) if wiggle is None else wiggle
@@ -184,7 +182,7 @@ def _wires(p: WireParams, rng: np.random.Generator) -> list[_Wire]:
         length_nm = imaging.pixel_size_nm * size * float(rng.uniform(0.6, 1.4))
         centre = tuple(rng.uniform(0.35 * size, 0.65 * size, 2))
         half = length_nm / imaging.pixel_size_nm / 2
-        wires.append(_new_wire(material, imaging, (1, 1), _through(centre, heading, half), heading, rng,
+        wires.append(_new_wire(material, imaging, _through(centre, heading, half), heading, rng,
                                length_nm=length_nm))
     elif p.morphology == "dispersed":
         wanted = int(rng.integers(5, 13))
@@ -194,7 +192,7 @@ def _wires(p: WireParams, rng: np.random.Generator) -> list[_Wire]:
                 break
             heading = float(rng.uniform(0, 2 * math.pi))
             length_nm = imaging.pixel_size_nm * size * float(rng.uniform(0.12, 0.3))
-            wire = _new_wire(material, imaging, (1, 1), tuple(rng.uniform(0, size, 2)), heading, rng,
+            wire = _new_wire(material, imaging, tuple(rng.uniform(0, size, 2)), heading, rng,
                              length_nm=length_nm)
             rr, cc = _wire_pixels(wire, size)
             if rr.size < 4 * width:  # mostly outside the field
@@ -220,7 +218,7 @@ def _wires(p: WireParams, rng: np.random.Generator) -> list[_Wire]:
             wire_centre = centre + (offset - 0.5 * (count - 1) * width) * across
             wire_centre = wire_centre + float(rng.uniform(-0.15, 0.15)) * size * along  # staggered
             half = length_nm / imaging.pixel_size_nm / 2
-            wires.append(_new_wire(material, imaging, (1, 1), _through(tuple(wire_centre), heading, half), heading,
+            wires.append(_new_wire(material, imaging, _through(tuple(wire_centre), heading, half), heading,
                                    rng, bend=bend, wiggle=wiggle, length_nm=length_nm * float(rng.uniform(0.7, 1.0))))
             offset += width * float(rng.uniform(0.85, 1.0))  # touching neighbours
     else:  # network
@@ -230,7 +228,7 @@ def _wires(p: WireParams, rng: np.random.Generator) -> list[_Wire]:
             length_nm = imaging.pixel_size_nm * size * float(rng.uniform(0.8, 1.6))
             centre = tuple(rng.uniform(0, size, 2))
             half = length_nm / imaging.pixel_size_nm / 2
-            wires.append(_new_wire(material, imaging, (1, 1), _through(centre, heading, half), heading, rng,
+            wires.append(_new_wire(material, imaging, _through(centre, heading, half), heading, rng,
                                    length_nm=length_nm))
     return wires
 

@@ -103,7 +103,6 @@ def render_page(
         for old in plot_dir.iterdir():
             if old.suffix in (".png", ".svg"):
                 old.unlink()
-    headline = metrics[0]
     source = (f"the records frozen in release `{release}` (`releases/{release}.json`, every file checked "
               "against its sha256)") if release else "the record files under `records/`"
     lines = [
