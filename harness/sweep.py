@@ -13,6 +13,7 @@ requeued by submitit and resumes from the cells' checkpoints
 from __future__ import annotations
 
 import json
+import signal
 import traceback
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -25,7 +26,7 @@ from harness.data.splits import budget_slug
 from harness.errors import HarnessError
 from harness.pipeline import Context, RunRequest, run_one
 from harness.results.record import RECORD_FILE, read_record
-from harness.training.checkpoint import StopRequested
+from harness.training.checkpoint import StopRequested, preemption_signal
 from harness.training.runtime import rank, world_size
 
 Log = Callable[[str], None]
@@ -95,11 +96,23 @@ def job_groups(requests: list[RunRequest]) -> list[list[RunRequest]]:
 class SweepJob:
     """What one submitit job runs: the cells of one (method, seed). Requeued on preemption or
     timeout (submitit's Checkpointable protocol), it skips the cells already done and resumes
-    the current one from its checkpoint."""
+    the current one from its checkpoint.
+
+    The preemption signal that submitit would handle at once (checkpoint the job, requeue, exit)
+    first reaches the training stage, which saves its own checkpoint at the end of the step; then
+    the job raises the signal again for submitit, whose handler is back in place by then. So a
+    requeued job loses at most one step, whatever ``--checkpoint-every`` says."""
 
     def __call__(self, requests: list[dict[str, Any]], out: str, force: bool) -> list[dict[str, Any]]:
         cells = [RunRequest.model_validate(r) for r in requests]
-        return run_cells(cells, Path(out), force, log=print, warn=print)
+        try:
+            return run_cells(cells, Path(out), force, log=print, warn=print)
+        except StopRequested as stop:
+            if stop.signum != preemption_signal() or not callable(signal.getsignal(stop.signum)):
+                raise
+            print(f"{stop}; handing the preemption on to submitit to requeue the job", flush=True)
+            signal.raise_signal(stop.signum)  # submitit's handler requeues and exits the process
+            raise  # reached on ranks other than 0, which submitit leaves to the job's end
 
     def checkpoint(self, requests: list[dict[str, Any]], out: str, force: bool):
         import submitit

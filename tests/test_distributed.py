@@ -92,3 +92,71 @@ def test_fine_tuning_under_torchrun_equals_one_process(tmp_path):
     assert ddp["device"]["world_size"] == "2" and "world_size" not in one["device"]
     assert ddp["settings"] == one["settings"]  # nothing was pretrained: the same recipe, the same cell
     assert ddp["metrics"] == one["metrics"] and ddp["selection"] == one["selection"]
+
+
+# Under torchrun: after the first pretraining checkpoint every rank has written (a barrier makes
+# sure), each rank kills itself with SIGKILL, as a cluster ending the job would.
+_KILL_AFTER_SAVE = """
+import os, signal, sys
+import torch.distributed as dist
+import harness.training.checkpoint as checkpoint
+from harness.cli import main
+
+save = checkpoint.Checkpointing.save
+
+def save_then_die(self, *args, **kwargs):
+    save(self, *args, **kwargs)
+    if not self.path.name.startswith("finetune-"):
+        dist.barrier()
+        os.kill(os.getpid(), signal.SIGKILL)
+
+if sys.argv[1] == "kill":
+    checkpoint.Checkpointing.save = save_then_die
+sys.argv = ["harness", *sys.argv[2:]]
+main()
+"""
+
+
+def test_a_killed_torchrun_pretraining_resumes_on_every_rank_with_the_same_numbers(tmp_path):
+    """kill -9 of every rank after a checkpoint; the same torchrun command resumes all ranks from it
+    and files the numbers of a run never stopped. If one rank's file is of another step (or gone),
+    no rank resumes: they all start again, since ranks at different steps would deadlock."""
+    script = tmp_path / "wrapper.py"
+    script.write_text(_KILL_AFTER_SAVE)
+    args = ["run", "--method", "simclr", "--budget", "1", "--seed", "2", "--profile", "smoke", "--device", "cpu",
+            "--quiet", "--checkpoint-every", "2steps"]
+
+    def launch(fault: str, out: str, cache: str) -> subprocess.CompletedProcess:
+        env = {**os.environ, "HARNESS_CACHE_DIR": str(tmp_path / cache), "OMP_NUM_THREADS": "1"}
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                   str(script), fault, *args, "--out", str(tmp_path / out)]
+        return subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+
+    def numbers(out: str) -> dict:
+        record = json.loads((tmp_path / out / "record.json").read_text())
+        return {k: record[k] for k in ("metrics", "selection", "postprocess", "settings")} | {
+            "loss": record["pretrain"]["final_loss"]}
+
+    whole = launch("none", "whole", "cache-whole")
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    expected = numbers("whole")
+
+    killed = launch("kill", "run", "cache")
+    assert killed.returncode != 0 and not (tmp_path / "run" / "record.json").exists()
+    saved = sorted((tmp_path / "cache" / "pretrained").glob("*/checkpoint-rank*.pt"))
+    assert [p.name for p in saved] == ["checkpoint-rank0.pt", "checkpoint-rank1.pt"]
+    resumed = launch("none", "run", "cache")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert resumed.stdout.count("pretraining: resuming from step 2 of 4") == 1, resumed.stdout  # rank 0 speaks
+    assert numbers("run") == expected
+    assert not list((tmp_path / "cache").rglob("checkpoint-rank*.pt"))
+
+    killed = launch("kill", "again", "cache-again")
+    assert killed.returncode != 0
+    (rank1,) = (tmp_path / "cache-again" / "pretrained").glob("*/checkpoint-rank1.pt")
+    rank1.unlink()  # as if rank 1 had died before its first checkpoint
+    restarted = launch("none", "again", "cache-again")
+    assert restarted.returncode == 0, restarted.stderr[-3000:]
+    assert "checkpoints disagree (from none to step 2); every rank starts from step 0" in restarted.stdout
+    assert "resuming" not in restarted.stdout
+    assert numbers("again") == expected

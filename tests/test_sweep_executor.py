@@ -4,12 +4,19 @@ through the same road a SLURM sweep takes (issue: nothing lost, "SLURM through s
 from __future__ import annotations
 
 import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 from click.testing import CliRunner
 
 from harness.cli import main
 from harness.pipeline import RunRequest
-from harness.sweep import job_groups
+from harness.sweep import SweepJob, job_groups
 
 
 def test_a_two_cell_grid_runs_as_local_submitit_jobs_and_a_rerun_skips_it(tmp_path):
@@ -39,3 +46,55 @@ def test_executor_options_without_an_executor_are_refused():
     assert result.exit_code == 2 and "need --executor" in result.output
     result = CliRunner().invoke(main, ["sweep", "--methods", "none", "--executor", "local", "--partition", "gpu"])
     assert result.exit_code == 2 and "--executor slurm" in result.output
+
+
+def _pretraining_step_reached(job) -> int:
+    """The last pretraining step the job's progress bar has printed to its stderr log (0 before)."""
+    path = Path(job.paths.stderr)
+    text = path.read_text(errors="replace") if path.is_file() else ""
+    steps = re.findall(r"pretrain denoise:[^\r\n]*?\| *(\d+)/\d+", text)
+    return int(steps[-1]) if steps else 0
+
+
+def test_a_preempted_job_saves_its_stage_requeues_and_resumes_with_the_same_numbers(tmp_path, monkeypatch):
+    """Submitit's preemption signal (USR2) reaches the pretraining stage first: it saves at the end of
+    its step (checkpoints are otherwise off here), the job hands the signal on to submitit, which
+    requeues it; the requeued job resumes that step and files the numbers of a run never stopped."""
+    import submitit
+
+    cell = ["--method", "denoise", "--budget", "2", "--seed", "3", "--profile", "smoke", "--pretrain-steps", "200",
+            "--threads", "1", "--checkpoint-every", "off"]
+    env = {**os.environ, "HARNESS_CACHE_DIR": str(tmp_path / "cache-whole"), "OMP_NUM_THREADS": "1"}
+    whole = subprocess.run([sys.executable, "-m", "harness", "run", *cell, "--quiet", "--out", str(tmp_path / "whole")],
+                           env=env, capture_output=True, text=True, timeout=600)
+    assert whole.returncode == 0, whole.stderr[-3000:]
+
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path / "cache-job"))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    request = RunRequest(method="denoise", budget="2", seed=3, profile="smoke", pretrain_steps=200, threads=1,
+                         checkpoint_every="off")
+    executor = submitit.AutoExecutor(folder=tmp_path / "submitit", cluster="local")
+    executor.update_parameters(timeout_min=10)
+    job = executor.submit(SweepJob(), [request.model_dump(mode="json")], str(tmp_path / "sweep"), False)
+    deadline = time.monotonic() + 300
+    while _pretraining_step_reached(job) < 20:
+        assert job.state not in ("FINISHED", "FAILED") and time.monotonic() < deadline, job.stderr()
+        time.sleep(0.2)
+    # what SLURM's --signal does before a preemption or the time limit: the signal to the job's task
+    # (submitit's local controller, the parent, would relay it only at its own time limit)
+    controller = job._process.pid
+    tasks = Path(f"/proc/{controller}/task/{controller}/children").read_text().split()
+    assert len(tasks) == 1, tasks
+    os.kill(int(tasks[0]), signal.SIGUSR2)
+    rows = job.result()
+    assert [r["status"] for r in rows] == ["ok"]
+    log = job.stdout() or ""
+    stopped = re.search(r"stopped by signal SIGUSR2 after step (\d+)", log)
+    assert stopped and "handing the preemption on to submitit" in log, log[-3000:]
+    assert f"resuming from step {stopped.group(1)} of 200" in log, log[-3000:]
+    assert 20 <= int(stopped.group(1)) < 200
+    resumed = json.loads(next((tmp_path / "sweep").glob("*/*/record.json")).read_text())
+    expected = json.loads((tmp_path / "whole" / "record.json").read_text())
+    for key in ("metrics", "selection", "postprocess", "settings"):
+        assert resumed[key] == expected[key], key
+    assert resumed["pretrain"]["final_loss"] == expected["pretrain"]["final_loss"]

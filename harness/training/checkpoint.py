@@ -5,7 +5,8 @@ every RNG state (torch CPU and CUDA, numpy, Python), the step reached and the st
 are drawn from (seed, step), so resuming at step k gives the same numbers as never stopping.
 
 It is written every ``every_s`` seconds (default 10 minutes) or every ``every_steps`` steps, and
-when the process receives SIGTERM or SIGINT (a cluster preempting the job, Ctrl-C), atomically
+when the process receives SIGTERM, SIGINT or submitit's preemption signal (a cluster preempting
+or timing out the job, Ctrl-C), atomically
 (:func:`harness.data.io.write_bytes_atomic`). It is read with ``torch.load(weights_only=True)``:
 tensors and plain containers only, never arbitrary pickled objects. Under torchrun every rank
 writes its own file (its RNG states differ) at the same step, agreed on by an all-reduce, and
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import random
 import signal
 import threading
@@ -36,8 +38,26 @@ DEFAULT_EVERY_S = 600.0
 
 
 class StopRequested(HarnessError):
-    """The stage saved its checkpoint after SIGTERM/SIGINT and stopped; a sweep stops too."""
+    """The stage saved its checkpoint after a stop signal and stopped; a sweep stops too."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.signum = signum
+
+
 FORMAT = 1
+
+
+def preemption_signal() -> signal.Signals:
+    """The signal submitit (and SLURM's ``--signal``) sends before preempting or timing out a job:
+    ``SUBMITIT_PREEMPT_SIGNAL``, USR2 by default. A stage saves on it like on SIGTERM; a sweep
+    job then hands it on to submitit, which requeues the job."""
+    name = os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2").upper()
+    return getattr(signal, name if name.startswith("SIG") else f"SIG{name}", signal.SIGUSR2)
+
+
+def stop_signals() -> tuple[signal.Signals, ...]:
+    return tuple(dict.fromkeys((signal.SIGTERM, signal.SIGINT, preemption_signal())))
 
 
 def parse_interval(text: str) -> tuple[float | None, int | None]:
@@ -116,7 +136,26 @@ class Checkpointing:
 
     def load(self) -> dict[str, Any] | None:
         """The saved state of this stage, or None (none there, another identity, or unreadable:
-        then the stage starts from step 0 and says why)."""
+        then the stage starts from step 0 and says why). Under torchrun the ranks resume only
+        together: if their files are of different steps (a rank killed while writing keeps its
+        older file), every rank starts from step 0, since ranks at different steps would wait on
+        each other for ever."""
+        state = self._read()
+        if world_size() > 1 and torch.distributed.is_initialized():
+            steps = int(state["steps_done"]) if state is not None else -1
+            bounds = torch.tensor([steps, -steps])  # max, -min in one all-reduce
+            if torch.distributed.get_backend() == "nccl":
+                bounds = bounds.cuda()
+            torch.distributed.all_reduce(bounds, op=torch.distributed.ReduceOp.MAX)
+            highest, lowest = int(bounds[0]), -int(bounds[1])
+            if highest != lowest:
+                held = "none" if lowest < 0 else f"step {lowest}"
+                self.log(f"the ranks' checkpoints disagree (from {held} to step {highest}); every rank starts "
+                         "from step 0")
+                return None
+        return state
+
+    def _read(self) -> dict[str, Any] | None:
         if not self.file.is_file():
             return None
         try:
@@ -138,13 +177,14 @@ class Checkpointing:
         if self.every_s is not None and time.monotonic() - self._last >= self.every_s:
             wanted = True
         if world_size() > 1 and torch.distributed.is_initialized():
-            flag = torch.tensor([int(wanted), int(bool(self._stop))])
+            # the second entry carries the signal, so every rank stops for the reason one rank got
+            flag = torch.tensor([int(wanted), int(self._stop[0]) if self._stop else 0])
             if torch.distributed.get_backend() == "nccl":
                 flag = flag.cuda()
             torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
             wanted = bool(flag[0])
-            if flag[1] and not self._stop:
-                self._stop.append(signal.SIGTERM)
+            if int(flag[1]) and not self._stop:
+                self._stop.append(int(flag[1]))
         return wanted
 
     def save(self, steps_done: int, state: dict[str, Any]) -> None:
@@ -155,14 +195,16 @@ class Checkpointing:
         self._last = time.monotonic()
         if self._stop:
             raise StopRequested(f"stopped by signal {signal.Signals(self._stop[0]).name} after step {steps_done}; "
-                               f"checkpoint saved ({self.file}): run the same command again to resume")
+                                f"checkpoint saved ({self.file}): run the same command again to resume",
+                                self._stop[0])
 
     def clear(self) -> None:
         self.file.unlink(missing_ok=True)
 
     @contextlib.contextmanager
     def stop_requests(self) -> Iterator[None]:
-        """SIGTERM and SIGINT ask the stage to save at the end of its current step and stop."""
+        """SIGTERM, SIGINT and the preemption signal ask the stage to save at the end of its current
+        step and stop; the handlers there before come back when the stage ends."""
         if threading.current_thread() is not threading.main_thread():
             yield  # signal handlers can only be set from the main thread
             return
@@ -173,7 +215,7 @@ class Checkpointing:
             self._stop.append(signum)
             self.log(f"{signal.Signals(signum).name}: saving a checkpoint after this step, then stopping")
 
-        previous = {s: signal.signal(s, request) for s in (signal.SIGTERM, signal.SIGINT)}
+        previous = {s: signal.signal(s, request) for s in stop_signals()}
         try:
             yield
         finally:
