@@ -426,3 +426,31 @@ def test_a_78_percent_crop_beyond_the_hash_screen_is_found():
     leaks = leaks_from_fingerprints(fingerprints, manifest.model_copy(update={"pools": pools}), load=pixels.__getitem__)
     assert [(leak.pretrain_id, leak.eval_id) for leak in leaks] == [("crop", victim)]
     assert leaks[0].distance <= 2 and leaks[0].correlation > 0.95
+
+
+def test_the_leak_search_correlation_equals_skimages_match_template():
+    """The leak search computes its normalised cross-correlation itself (faster on its small
+    arrays); skimage's match_template is the independent reference, flat regions included."""
+    from skimage.feature import match_template as reference
+
+    from harness.data.leakage import match_template
+
+    rng = np.random.default_rng(7)
+    for trial in range(60):
+        rows, cols = rng.integers(12, 90, 2)
+        image = rng.random((rows, cols)).astype(np.float32)
+        if trial % 3 == 0:
+            image[: rows // 2] = 0.4  # windows without variance score 0 in both
+        h, w = rng.integers(4, rows + 1), rng.integers(4, cols + 1)
+        y, x = rng.integers(0, rows - h + 1), rng.integers(0, cols - w + 1)
+        template = image[y : y + h, x : x + w] + rng.normal(0, 0.05 * (trial % 2), (h, w)).astype(np.float32)
+        if float(template.std()) < 0.01:
+            continue  # a flat template has no correlation (callers never search with one)
+        ours, theirs = match_template(image, template), reference(image, template)
+        assert ours.shape == theirs.shape
+        # a flat window has no correlation: 0 here; skimage's float32 sums leave ~1e-3 of rounding there
+        flat = np.lib.stride_tricks.sliding_window_view(image, (h, w)).std(axis=(2, 3)) < 1e-4
+        np.testing.assert_allclose(ours[~flat], theirs[~flat], atol=2e-4)
+        assert np.abs(ours[flat]).max(initial=0) < 1e-6
+        if trial % 2 == 0:  # an exact crop: both find it where it was cut
+            assert np.unravel_index(np.argmax(ours), ours.shape) == (y, x)
