@@ -80,7 +80,7 @@ def run_classify(request: RunRequest, ctx: Context, entry: MethodEntry, method: 
                "pixel_size_nm": pixel_sizes[sample_id], "truth": classes_of[sample_id],
                **{name: classes[int(predicted[name][k])] for name in READERS}}
         per_image.append({**row, ACCURACY: float(row["truth"] == row[READERS[0]])})
-    class_indices([r["truth"] for r in per_image], classes)  # a test class the budget lacks is refused
+    class_indices([str(r["truth"]) for r in per_image], classes)  # a test class the budget lacks is refused
     metrics, headline = classification_report(per_image, classes, seed=request.split_seed)
     evaluate_s = time.perf_counter() - start
 

@@ -183,7 +183,7 @@ class Context:
         """The resampling factor of the task for this budget, from the budget's own masks only."""
         key = tuple(budget_ids)
         if key not in self._scales:  # it reads every mask of the budget: once per sweep, not per seed
-            diameter = median_diameter_px(self.dataset.load(i).mask for i in budget_ids)
+            diameter = median_diameter_px(self.dataset.load(i).truth for i in budget_ids)
             s = self.settings
             self._scales[key] = (working_scale(diameter, s.scale_max_diameter_px, s.scale_target_diameter_px),
                                  diameter)

@@ -134,7 +134,7 @@ def show(dataset: str, budget: str | None, profile: str, data_seed: int, split_s
     click.echo(tabulate(manifest.pool_counts(), headers="keys"))
     if parsed is not None:
         ids = manifest.budget_ids(parsed)
-        counts = {}
+        counts: dict[str, int] = {}
         for sample_id in ids:
             scale = manifest.length_scales[sample_id]
             counts[scale] = counts.get(scale, 0) + 1

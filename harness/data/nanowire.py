@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -210,12 +211,12 @@ def _wires(p: WireParams, rng: np.random.Generator) -> list[_Wire]:
         bend = float(rng.normal(0, 0.003))
         wiggle = float(rng.uniform(0.002, 0.006))
         length_nm = imaging.pixel_size_nm * size * float(rng.uniform(0.7, 1.3))
-        centre = np.array(rng.uniform(0.35 * size, 0.65 * size, 2))
+        middle = np.array(rng.uniform(0.35 * size, 0.65 * size, 2))
         across = np.array([math.cos(heading), -math.sin(heading)])  # (dy, dx) perpendicular to the heading
         along = np.array([math.sin(heading), math.cos(heading)])
         offset = 0.0
         for _ in range(count):
-            wire_centre = centre + (offset - 0.5 * (count - 1) * width) * across
+            wire_centre = middle + (offset - 0.5 * (count - 1) * width) * across
             wire_centre = wire_centre + float(rng.uniform(-0.15, 0.15)) * size * along  # staggered
             half = length_nm / imaging.pixel_size_nm / 2
             wires.append(_new_wire(material, imaging, _through(tuple(wire_centre), heading, half), heading,
@@ -239,7 +240,7 @@ def render_wires(p: WireParams, seed: int) -> tuple[np.ndarray, np.ndarray, pd.D
     size = p.imaging.size
     labels = np.zeros((size, size), dtype=np.int32)
     wires = _wires(p, rng)
-    records = []
+    records: list[dict[str, Any]] = []
     for label, wire in enumerate(wires, start=1):
         rr, cc = _wire_pixels(wire, size)
         labels[rr, cc] = label  # the later wire lies on top

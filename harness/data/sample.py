@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from harness.data.scales import length_scale_of
+from harness.errors import HarnessError
 
 MODALITIES = ("SEM", "TEM", "unknown")
 
@@ -40,3 +41,11 @@ class Sample:
     def valid_rows(self) -> int:
         """Number of rows above the data bar."""
         return self.image.shape[0] - self.databar_rows
+
+    @property
+    def truth(self) -> np.ndarray:
+        """The instance mask of a sample that must have one (scoring, budgets): refused in one line
+        naming the sample otherwise."""
+        if self.mask is None:
+            raise HarnessError(f"{self.id} has no mask: it cannot be scored or trained on")
+        return self.mask

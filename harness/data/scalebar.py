@@ -150,10 +150,12 @@ def label_of(bar: Bar, texts: Sequence[Text]) -> float | None:
     for i, text in enumerate(ordered):
         nm = parse_length_nm(text.text)
         box = text
-        if nm is None and _NUMBER_ONLY.match(text.text) and i + 1 < len(ordered):
+        number = _NUMBER_ONLY.match(text.text)
+        if nm is None and number and i + 1 < len(ordered):
             unit = ordered[i + 1]
-            if _UNIT_ONLY.match(unit.text) and abs(unit.top - text.top) < 0.6 * (text.bottom - text.top):
-                nm = _to_nm(_NUMBER_ONLY.match(text.text).group(1), _UNIT_ONLY.match(unit.text).group(1))
+            unit_text = _UNIT_ONLY.match(unit.text)
+            if unit_text and abs(unit.top - text.top) < 0.6 * (text.bottom - text.top):
+                nm = _to_nm(number.group(1), unit_text.group(1))
                 box = Text("", min(text.top, unit.top), text.left, max(text.bottom, unit.bottom), unit.right)
         if nm is None or not _next_to(bar, box):
             continue

@@ -378,6 +378,10 @@ def _particle_table(labels: np.ndarray, records: list[dict], mapping: np.ndarray
 class SyntheticDataset(Dataset):
     """``synthetic-sem`` / ``synthetic-tem`` at a profile's size, generated from ``seed``."""
 
+    # one parameter record per image: ImageParams here, another family's own (e.g. WireParams)
+    _params: list[Any]
+    _by_id: dict[str, Any]
+
     def __init__(self, modality: str = "SEM", profile: str = "quick", seed: int = 0, image_size: int | None = None):
         if modality not in MODALITY_CODE:
             raise HarnessError(f"unknown modality {modality!r}: use SEM or TEM")
@@ -409,7 +413,7 @@ class SyntheticDataset(Dataset):
 
     #: ``(params, seed) -> (image, mask, particle table)``; a module-level function, so that
     #: generation jobs pickle to worker processes. Another family of images swaps it.
-    renderer = staticmethod(render_image)
+    renderer: Callable[[Any, int], tuple[np.ndarray, np.ndarray, pd.DataFrame]] = staticmethod(render_image)
 
     def _id(self, index: int) -> str:
         return f"{self.modality.lower()}-{index:06d}"
@@ -502,5 +506,5 @@ def _read_cached(path: Path) -> tuple[np.ndarray, np.ndarray, pd.DataFrame] | No
 
 def _atomic_savez(path: Path, **arrays: np.ndarray) -> None:
     buffer = io.BytesIO()
-    np.savez(buffer, **{k: (v.astype(str) if v.dtype == object else v) for k, v in arrays.items()})
+    np.savez(buffer, **{k: (v.astype(str) if v.dtype == object else v) for k, v in arrays.items()})  # type: ignore[arg-type]
     write_bytes_atomic(path, buffer.getvalue())

@@ -77,7 +77,7 @@ def score_predictions(dataset: Dataset, ids: list[str], predict: Callable[[Sampl
     for sample_id in tqdm(ids, desc=desc, unit="img", disable=not progress, leave=False):
         sample = dataset.load(sample_id)
         labels = predict(sample)
-        scores.append(score_image(labels, sample.mask, sample.pixel_size_nm, sample.databar_rows))
+        scores.append(score_image(labels, sample.truth, sample.pixel_size_nm, sample.databar_rows))
         scales.append(sample.length_scale)
         if keep is not None:
             keep(sample, labels)

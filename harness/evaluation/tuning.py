@@ -47,7 +47,7 @@ def tune_postprocessing(net: SegmentationNet, dataset: Dataset, ids: list[str], 
     candidates = task.candidates()
     results = []
     for params in candidates:
-        scores = [score_image(labels_from_maps(m, s, task, params), s.mask, s.pixel_size_nm, s.databar_rows)
+        scores = [score_image(labels_from_maps(m, s, task, params), s.truth, s.pixel_size_nm, s.databar_rows)
                   for m, s in zip(maps, samples, strict=True)]
         results.append(selection_score(scores, criterion))
     best = int(np.argmax(results))  # the first maximum: the defaults come first

@@ -121,7 +121,8 @@ class SSLMethod:
             self.config = config
             return
         try:
-            self.config = self.Config(**(config or {}))
+            values = config.model_dump() if isinstance(config, MethodConfig) else (config or {})
+            self.config = self.Config(**values)
         except ValidationError as err:
             problems = "; ".join(
                 f"{'.'.join(str(p) for p in e['loc']) or 'config'}: {e['msg']}" for e in err.errors()

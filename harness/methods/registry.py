@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 from harness.errors import HarnessError
 from harness.methods.base import SSLMethod
@@ -24,7 +25,8 @@ def available_methods() -> dict[str, MethodEntry]:
     for impl in reversed(state.manager.hook.harness_methods.get_hookimpls()):
         plugin_name = impl.plugin_name
         info = state.plugins[plugin_name]
-        for cls in impl.function() or []:
+        contributed = cast("list[type] | None", impl.function())  # harness_methods' declared return
+        for cls in contributed or []:
             if not (isinstance(cls, type) and issubclass(cls, SSLMethod)):
                 raise HarnessError(f"plugin {plugin_name!r} returned {cls!r}, which is not an SSLMethod subclass")
             if cls.name in methods:

@@ -46,7 +46,7 @@ def contributed_backbones() -> list[tuple[str, str, str]]:
     ``harness_backbones``, in registration order; a malformed answer is an error naming the plugin."""
     from harness.plugins.manager import plugin_state
 
-    found = []
+    found: list[tuple[str, str, str]] = []
     for impl in reversed(plugin_state().manager.hook.harness_backbones.get_hookimpls()):
         extra = impl.function() or {}
         if not isinstance(extra, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in extra.items()):
@@ -90,8 +90,9 @@ class Backbone(nn.Module):
         self.name = name
         self.in_chans = in_chans
         self.body = body
-        self.channels: list[int] = list(body.feature_info.channels())
-        self.reductions: list[int] = list(body.feature_info.reduction())
+        info = body.feature_info  # timm's FeatureInfo of a features_only model
+        self.channels: list[int] = list(info.channels())  # type: ignore[union-attr, operator]
+        self.reductions: list[int] = list(info.reduction())  # type: ignore[union-attr, operator]
 
     @property
     def total_stride(self) -> int:

@@ -25,8 +25,10 @@ def harness_methods() -> list[type]:
 
     Each is a subclass of :class:`harness.methods.base.SSLMethod` with a unique ``name``.
     """
+    raise NotImplementedError  # a specification: plugins implement it
 
 
 @hookspec
 def harness_backbones() -> dict[str, str]:
     """Return extra backbones: harness name -> timm model name (1 input channel is forced)."""
+    raise NotImplementedError  # a specification: plugins implement it

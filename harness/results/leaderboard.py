@@ -156,7 +156,7 @@ def parse_record(data: Any, source: Path) -> tuple[RunRecord, int]:
     for what, value in (("dataset key", record.dataset.key), ("run_id", record.run_id)):
         if not _SAFE_NAME.match(value):
             raise HarnessError(f"{source}: {what} {value!r} is not a safe file name ([A-Za-z0-9._-])")
-    return record, int(stored)
+    return record, int(stored)  # type: ignore[arg-type]  # migrate() accepted it: a known version
 
 
 def _check_per_image(data: Any, record: RunRecord, source: Path) -> list[dict[str, Any]]:
@@ -465,7 +465,7 @@ class Leaderboard:
 
 def add_many(board: Leaderboard, sources: Sequence[Path]) -> list[tuple[Path, Path | None, str]]:
     """File several runs; returns (source, filed path or None, message) for each, refusals included."""
-    outcomes = []
+    outcomes: list[tuple[Path, Path | None, str]] = []
     for source in sources:
         try:
             target = board.add(source)

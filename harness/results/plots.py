@@ -29,7 +29,7 @@ from harness.metrics.aggregate import OVERALL
 from harness.results import stats
 from harness.results.tables import Board, EntryKey, entry_summary, metric_label
 
-_RC = {"svg.hashsalt": "harness-leaderboard", "svg.fonttype": "path", "font.size": 9}
+_RC: dict[Any, Any] = {"svg.hashsalt": "harness-leaderboard", "svg.fonttype": "path", "font.size": 9}
 
 
 def _figure(width: float, height: float) -> Figure:
@@ -113,7 +113,8 @@ def scale_bars(board: Board, budget: str, metric: str, stem: Path) -> list[Path]
     width = 0.8 / max(len(entries), 1)
     x = np.arange(len(scales))
     for i, (color, entry) in enumerate(zip(_colors(len(entries)), entries, strict=True)):
-        means, errs = [], [[], []]
+        means: list[float] = []
+        errs: list[list[float]] = [[], []]
         for scale in scales:
             s = entry_summary(board, entry, budget, metric, scale)
             band = interval(board, entry, budget, metric, scale) if s.mean is not None else None

@@ -261,7 +261,7 @@ def compare_records(original: RunRecord, new: RunRecord, per_image_then: list | 
     ]
     if per_image_then is not None and per_image_now is not None:
         parts.append(("per_image", per_image_then, per_image_now))
-    total, out = 0, []
+    total, out = 0, []  # type: tuple[int, list[str]]
     for name, then, now in parts:
         c, d = differences(then, now, name)
         total, out = total + c, out + d

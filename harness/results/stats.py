@@ -20,7 +20,7 @@ import math
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from scipy import stats as sps
@@ -138,7 +138,7 @@ def seed_test(best: Mapping[object, float | None], other: Mapping[object, float 
     return PairedResult("seeds", len(keys), paired_t(a, b))
 
 
-def image_test(best: Mapping[object, Sequence[float | None]], other: Mapping[object, Sequence[float | None]],
+def image_test(best: Mapping[Any, Sequence[float | None]], other: Mapping[Any, Sequence[float | None]],
                better: Direction) -> PairedResult:
     """Wilcoxon over test images: per image, the mean over the seeds both entries share.
 

@@ -224,10 +224,10 @@ def compare(board: Board, best: EntryKey, other: EntryKey, budget: str, metric: 
                               {k: run_value(f, metric, scale) for k, f in b_runs.items()}, better)
     if test == "seeds" or (test == "auto" and by_seed.n_pairs >= 2):
         return by_seed
-    a_img = {k: image_values(f, metric, scale) for k, f in a_runs.items()}
-    b_img = {k: image_values(f, metric, scale) for k, f in b_runs.items()}
-    a_img = {k: v for k, v in a_img.items() if v is not None}
-    b_img = {k: v for k, v in b_img.items() if v is not None}
+    a_all = {k: image_values(f, metric, scale) for k, f in a_runs.items()}
+    b_all = {k: image_values(f, metric, scale) for k, f in b_runs.items()}
+    a_img = {k: v for k, v in a_all.items() if v is not None}
+    b_img = {k: v for k, v in b_all.items() if v is not None}
     if not a_img or not b_img:
         return by_seed if test == "auto" else stats.PairedResult("images", 0, None)
     return stats.image_test(a_img, b_img, better)
@@ -342,11 +342,12 @@ def ranking_table(board: Board, budget: str, metric: str, scale: str = OVERALL,
     better = stats.direction(metric)
     entries = [e for e in board.entries if board.seeds(e, budget)]
     summaries = {e: entry_summary(board, e, budget, metric, scale) for e in entries}
-    bad = {e: None if summaries[e].mean is None else stats.badness(summaries[e].mean, better) for e in entries}
+    means = {e: summaries[e].mean for e in entries}
+    bad = {e: None if mean is None else stats.badness(mean, better) for e, mean in means.items()}
     order, ranks = _order(board, entries, bad)
     result, runner_up = None, None
     leaders = [e for e in order if ranks[e] == 1]
-    seconds = [e for e in order if ranks[e] is not None and ranks[e] > 1]
+    seconds = [e for e in order if (ranks[e] or 0) > 1]
     if len(leaders) == 1 and seconds:
         runner_up = seconds[0]
         result = compare(board, leaders[0], runner_up, budget, metric, scale, test)
@@ -370,7 +371,7 @@ def ranking_table(board: Board, budget: str, metric: str, scale: str = OVERALL,
               "Ranked by mean; tied means share a rank; controls and reference rows are shown, never ranked. "
               "p vs none: each entry against none, paired over seeds where both share >= 2, else Wilcoxon over "
               "test images (as for the mark)."]
-    if result is None:
+    if result is None or runner_up is None:
         why = "one entry, nothing to compare" if len(order) < 2 else "the best mean is tied or undefined"
         footer.append(f"No {MARK} mark: {why}.")
     else:

@@ -10,6 +10,7 @@ Only the region above an instrument data bar is ever cropped.
 from __future__ import annotations
 
 from collections import OrderedDict
+from typing import Literal
 
 import numpy as np
 import torch
@@ -47,7 +48,7 @@ class ImageStore:
         rows = sample.valid_rows
         image = to_unit_float(sample.image, sample.databar_rows)[:rows]
         target = None
-        if self.with_targets:
+        if self.task is not None:
             if sample.mask is None:
                 raise ValueError(f"sample {sample_id} has no mask but is used for fine-tuning")
             if self.scale == 1.0:
@@ -66,20 +67,24 @@ class ImageStore:
         return item
 
 
-def _crop_box(rng: np.random.Generator, height: int, width: int, size: int) -> tuple[int, int]:
+def _crop_box(rng: np.random.Generator, shape: tuple[int, ...], size: int) -> tuple[int, int]:
+    height, width = shape[:2]
     top = int(rng.integers(0, max(height - size, 0) + 1))
     left = int(rng.integers(0, max(width - size, 0) + 1))
     return top, left
 
 
-def _crop(array: np.ndarray, top: int, left: int, size: int, pad_mode: str, pad_value: float = 0) -> np.ndarray:
+def _crop(array: np.ndarray, top: int, left: int, size: int, pad_mode: Literal["reflect", "constant"],
+          pad_value: float = 0) -> np.ndarray:
     """A size x size window of the first two axes (a target may carry channels last), padded."""
     patch = array[top : top + size, left : left + size]
     pad_h, pad_w = size - patch.shape[0], size - patch.shape[1]
     if pad_h or pad_w:  # images smaller than the crop
-        kwargs = {"constant_values": pad_value} if pad_mode == "constant" else {}
         widths = ((0, pad_h), (0, pad_w)) + ((0, 0),) * (patch.ndim - 2)
-        patch = np.pad(patch, widths, mode=pad_mode, **kwargs)
+        if pad_mode == "constant":
+            patch = np.pad(patch, widths, mode="constant", constant_values=pad_value)
+        else:
+            patch = np.pad(patch, widths, mode=pad_mode)
     return patch
 
 
@@ -99,7 +104,7 @@ class PretrainBatches(torch.utils.data.Dataset):
         crops, target_crops = [], []
         for index in rng.integers(0, len(self.store), size=self.batch):
             image, target = self.store.get(self.store.ids[index])
-            top, left = _crop_box(rng, *image.shape, self.crop)
+            top, left = _crop_box(rng, image.shape, self.crop)
             crops.append(_crop(image, top, left, self.crop, "reflect"))
             if target is not None and self.store.task is not None:
                 target_crops.append(_crop(target, top, left, self.crop, "constant", self.store.task.pad_value))
@@ -124,7 +129,9 @@ class FinetuneBatches(torch.utils.data.Dataset):
         images, targets = [], []
         for index in rng.integers(0, len(self.store), size=self.batch):
             image, target = self.store.get(self.store.ids[index])
-            top, left = _crop_box(rng, *image.shape, self.crop)
+            if target is None:
+                raise ValueError("fine-tuning batches need a store with targets (ImageStore(task=...))")
+            top, left = _crop_box(rng, image.shape, self.crop)
             image = _crop(image, top, left, self.crop, "reflect")
             target = _crop(target, top, left, self.crop, "constant", self.pad_value)
             quarter, flip = int(rng.integers(0, 4)), bool(rng.integers(0, 2))

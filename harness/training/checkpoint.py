@@ -65,17 +65,17 @@ def parse_interval(text: str) -> tuple[float | None, int | None]:
     value = text.strip().lower()
     if value in ("off", "never", "none"):
         return None, None
-    units = {"steps": None, "step": None, "s": 1.0, "m": 60.0, "h": 3600.0}
-    for unit in units:  # longest suffixes first
+    units: dict[str, float | None] = {"steps": None, "step": None, "s": 1.0, "m": 60.0, "h": 3600.0}
+    for unit, seconds in units.items():  # longest suffixes first
         if value.endswith(unit):
             number = value[: -len(unit)].strip()
             try:
-                amount = float(number) if units[unit] else int(number)
+                amount = float(number) if seconds else int(number)
             except ValueError:
                 break
             if amount <= 0:
                 break
-            return (amount * units[unit], None) if units[unit] else (None, int(amount))
+            return (amount * seconds, None) if seconds else (None, int(amount))
     raise HarnessError(f"checkpoint interval {text!r} is not understood: use e.g. 10m, 90s, 2h, 500steps or off")
 
 

@@ -58,7 +58,7 @@ class Optimisation:
     ) -> Optimisation:
         """One AdamW per group (``per_group`` options override ``defaults``), with warm-up and
         cosine decay over ``total_steps``; ``total_steps=None`` keeps the learning rate constant."""
-        optimizers = {
+        optimizers: dict[str, torch.optim.Optimizer] = {
             name: torch.optim.AdamW(params, **{**defaults, **per_group.get(name, {})})
             for name, params in groups.items()
         }

@@ -12,10 +12,13 @@ import platform
 import resource
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import torch
 
 from harness.errors import HarnessError
+
+ModuleT = TypeVar("ModuleT", bound=torch.nn.Module)
 
 
 def rank() -> int:
@@ -34,7 +37,7 @@ def is_main_process() -> bool:
     return rank() == 0
 
 
-def on_main_process(say: Callable[..., object]) -> Callable[..., object]:
+def on_main_process(say: Callable[..., Any]) -> Callable[..., None]:
     """``say`` on rank 0 and a no-op on the other ranks: under ``torchrun`` every rank runs the
     same code, and one voice is enough. Errors are not routed through it; every rank raises its own."""
     return say if is_main_process() else (lambda *args, **kwargs: None)
@@ -51,10 +54,10 @@ class Runtime:
             return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    def prepare(self, module: torch.nn.Module) -> torch.nn.Module:
+    def prepare(self, module: ModuleT) -> ModuleT:
         module = module.to(self.device)
         if self.channels_last:
-            module = module.to(memory_format=torch.channels_last)
+            module = module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         return module
 
     def batch(self, tensor: torch.Tensor) -> torch.Tensor:
