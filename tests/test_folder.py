@@ -358,3 +358,30 @@ def test_a_header_claiming_a_huge_image_is_refused_before_decoding(tmp_path):
     _tiff_claiming(root / "images" / "huge.tif", 100_000, 100_000)
     with pytest.raises(HarnessError, match="huge.tif: declares 100000 x 100000"):
         FolderDataset(root).index()
+
+
+@pytest.mark.parametrize("kind", ["0-1", "0-255", "0-7", "bool", "instance"])
+def test_one_mask_rule_for_training_data_check_and_evaluate(tmp_path, kind):
+    """The same mask gives the same particles through the three roads that read masks: the folder
+    dataset (training targets), `harness data check` and `harness evaluate` (issue: one home per
+    concept). Three squares, two of them touching at a corner: 8-connected, a foreground mask
+    holds 2 particles; an instance mask keeps its 3 ids."""
+    from harness.data.check import check_folder
+    from harness.metrics.folders import evaluate_folders
+
+    mask = np.zeros((SIZE, SIZE), np.uint8)
+    squares = [(slice(5, 10), slice(5, 10)), (slice(10, 15), slice(10, 15)), (slice(30, 40), slice(30, 40))]
+    for k, box in enumerate(squares, start=1):
+        mask[box] = {"0-1": 1, "0-255": 255, "0-7": 7, "bool": 1, "instance": 10 * k}[kind]
+    stored = mask.astype(bool) if kind == "bool" else mask
+    expected = 3 if kind == "instance" else 2
+    images = {f"m{i}.tif": micrograph(i) for i in range(4)}
+    root = make_folder(tmp_path / kind, images, {name: stored for name in images})
+
+    trained = FolderDataset(root).load("m0").mask
+    assert len(np.unique(trained[trained > 0])) == expected
+    report = check_folder(root)
+    assert {r.particles for r in report.images} == {expected}
+    scored = evaluate_folders(root, root)
+    assert {(r.scores.n_true, r.scores.n_pred) for r in scored.images} == {(expected, expected)}
+    assert {r.truth_was_binary for r in scored.images} == {kind != "instance"}

@@ -8,9 +8,10 @@ from pathlib import Path
 import click
 
 from harness.data.io import write_text_atomic
+from harness.data.masks import CONNECTIVITIES
 from harness.data.splits import MAX_SEED
 from harness.errors import HarnessError
-from harness.metrics.masks import CONNECTIVITIES, MASK_TYPES
+from harness.metrics.masks import MASK_TYPES
 from harness.metrics.match import DEFAULT_IOU_THRESHOLD
 
 

@@ -47,7 +47,6 @@ import pandas as pd
 import tifffile
 from PIL import Image
 from pydantic import BaseModel, ConfigDict
-from skimage.measure import label as connected_components
 
 from harness.data import scalebar
 from harness.data.base import INDEX_COLUMNS, Dataset, DatasetIdentity, stable_hash
@@ -62,6 +61,7 @@ from harness.data.io import (
     stem_key,
     write_text_atomic,
 )
+from harness.data.masks import CONNECTIVITIES, binary_to_instances, is_binary_mask
 from harness.data.parallel import map_in_processes
 from harness.data.sample import MODALITIES, Sample
 from harness.data.scales import SCALE_NAMES, UNKNOWN_SCALE, length_scale_of
@@ -73,7 +73,6 @@ IMAGES_DIR = "images"
 MASKS_DIR = "masks"
 FOLDER_VERSION = "folder-1"
 SPLIT_FRACTIONS = {"unlabeled": 0.0, "train": 0.6, "val": 0.2, "test": 0.2}
-CONNECTIVITIES = (4, 8)
 LUMA = np.array([0.299, 0.587, 0.114])
 #: metadata.csv and tag pixel sizes further apart than this share are reported.
 PIXEL_SIZE_TOLERANCE = 0.02
@@ -350,12 +349,10 @@ def mask_to_instances(raw: np.ndarray, connectivity: int, path: Path) -> tuple[n
         raise _fail(path, f"mask has negative labels (minimum {low})")
     if high > np.iinfo(np.int32).max:
         raise _fail(path, f"mask label {high} does not fit in 32 bits")
-    nonzero = np.unique(values[values != 0])
-    if nonzero.size == 0:
+    if not values.any():
         return np.zeros(values.shape, dtype=np.int32), "empty"
-    if nonzero.size == 1:
-        labels = connected_components(values != 0, connectivity=1 if connectivity == 4 else 2)
-        return labels.astype(np.int32), "binary"
+    if is_binary_mask(values):  # the one rule of harness.data.masks
+        return binary_to_instances(values, connectivity), "binary"
     return values.astype(np.int32), "instance"
 
 

@@ -11,17 +11,13 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
-from scipy import ndimage
 
+from harness.data.masks import binary_to_instances, is_binary_mask
 from harness.errors import HarnessError
 
 Connectivity = Literal[4, 8]
 MaskType = Literal["auto", "instance", "binary"]
-CONNECTIVITIES: tuple[int, ...] = (4, 8)
 MASK_TYPES: tuple[str, ...] = ("auto", "instance", "binary")
-
-#: Value sets that mark a mask as binary (foreground/background) rather than instance labels.
-BINARY_VALUE_SETS: tuple[frozenset[int], ...] = (frozenset({0, 1}), frozenset({0, 255}))
 
 
 def check_labels(array: np.ndarray, name: str) -> np.ndarray:
@@ -50,28 +46,9 @@ def check_labels(array: np.ndarray, name: str) -> np.ndarray:
 
 
 def is_binary(labels: np.ndarray) -> bool:
-    """True when every value lies in {0, 1} or in {0, 255} (a foreground mask, not instances)."""
-    labels = np.asarray(labels)
-    if labels.dtype == bool:
-        return True
-    top = int(labels.max(initial=0))
-    if top > 255 or int(labels.min(initial=0)) < 0:
-        return False
-    present = frozenset(np.flatnonzero(np.bincount(labels.ravel().astype(np.intp), minlength=1)).tolist())
-    return any(present <= allowed for allowed in BINARY_VALUE_SETS)
-
-
-def binary_to_instances(mask: np.ndarray, connectivity: Connectivity = 8) -> np.ndarray:
-    """Instance labels (int32, 1..N) of the connected foreground regions of ``mask``.
-
-    ``connectivity`` 4 joins pixels sharing an edge; 8 also joins diagonal neighbours (as ImageJ
-    and scikit-image do). Touching particles merge into one instance either way.
-    """
-    if connectivity not in CONNECTIVITIES:
-        raise HarnessError(f"connectivity must be 4 or 8, got {connectivity!r}")
-    structure = ndimage.generate_binary_structure(2, 1 if connectivity == 4 else 2)
-    labels, _ = ndimage.label(np.asarray(mask) > 0, structure=structure)
-    return labels.astype(np.int32, copy=False)
+    """True for a foreground mask: exactly one non-zero value (:mod:`harness.data.masks`, the rule
+    training and ``data check`` use too)."""
+    return is_binary_mask(labels)
 
 
 def prepare_labels(
@@ -79,9 +56,8 @@ def prepare_labels(
 ) -> tuple[np.ndarray, bool]:
     """Checked instance labels from a mask file's pixels, and whether they came from a binary mask.
 
-    ``mask_type`` "auto" treats a mask whose values lie in {0, 1} or {0, 255} as binary; note that
-    an instance mask holding a single particle with id 1 (or 255) then passes through connected
-    components too, which changes nothing unless that particle is split into pieces.
+    ``mask_type`` "auto" treats a mask with exactly one non-zero value as binary, as training and
+    ``data check`` do (:mod:`harness.data.masks`); "binary" and "instance" force either reading.
     """
     if mask_type not in MASK_TYPES:
         raise HarnessError(f"mask type must be one of {', '.join(MASK_TYPES)}, got {mask_type!r}")
