@@ -152,7 +152,8 @@ def _bad(tmp_path: Path, case: str) -> tuple[list[str], str]:
         return ["--pred", str(tmp_path / "nope"), "--truth", str(truth)], "pred folder .*nope: not found"
     if case == "bad-pixel-size":
         (truth / "metadata.csv").write_text("image,pixel_size_nm\na.tif,-2\n")
-        return args, "metadata.csv, line 2: pixel_size_nm '-2' must be a positive number"
+        # the folder format's own message (one reader of metadata.csv: harness.data.folder)
+        return args, "metadata.csv: line 2 \\(a.tif\\): pixel_size_nm must be a positive number, got '-2'"
     if case == "bad-databar":
         (truth / "metadata.csv").write_text("image,pixel_size_nm,databar_rows\na.tif,1,40\n")
         return args, "databar_rows 40 for 'a' is not smaller than the mask height 32"
@@ -182,3 +183,19 @@ def test_bad_input_gives_one_line_and_exit_2(tmp_path: Path, case: str):
 
 def test_command_is_exported_for_the_main_group():
     assert COMMANDS == [evaluate] and evaluate.name == "evaluate"
+
+
+def test_evaluate_reads_metadata_csv_as_the_folder_format_does(tmp_path: Path):
+    """One reader of metadata.csv: column names are trimmed and case-insensitive for `harness
+    evaluate` too (it was case-sensitive and stricter than training), and bad values give the
+    folder format's own message."""
+    from harness.data.folder import read_metadata as folder_metadata
+
+    pred, truth = make_folders(tmp_path)
+    (truth / "metadata.csv").write_text(" Image , Pixel_Size_nm ,DATABAR_ROWS\na.tif, 2.5 ,3\nb.tif,,\n")
+    result = run("--pred", str(pred), "--truth", str(truth), "--json", str(tmp_path / "scores.json"))
+    assert result.exit_code == 0, result.output
+    scored = {r["stem"]: r["pixel_size_nm"] for r in json.loads((tmp_path / "scores.json").read_text())["images"]}
+    assert scored["a"] == 2.5 and scored["b"] is None
+    rows, problems = folder_metadata(truth, ["a.tif", "b.tif"])
+    assert not problems and rows["a.tif"].pixel_size_nm == 2.5 and rows["a.tif"].databar_rows == 3

@@ -381,7 +381,9 @@ def _positive_float(text: str, column: str, where: str) -> tuple[float | None, P
     return value, None
 
 
-def _parse_meta_row(row: dict[str, str], line: int, name: str) -> _MetaRow:
+def parse_metadata_row(row: dict[str, str], line: int, name: str) -> _MetaRow:
+    """One row of a ``metadata.csv`` (line ``line``, describing image ``name``): its values, each
+    checked, and one problem per bad value."""
     where = f"line {line} ({name})"
     parsed = _MetaRow(line=line)
 
@@ -431,34 +433,57 @@ def _parse_meta_row(row: dict[str, str], line: int, name: str) -> _MetaRow:
     return parsed
 
 
-def read_metadata(root: Path, image_names: list[str]) -> tuple[dict[str, _MetaRow], list[Problem]]:
-    """Parse metadata.csv: per image file name, its parsed row; plus folder-level problems."""
-    path = root / METADATA_FILE
+@dataclass
+class MetadataTable:
+    """A ``metadata.csv`` as written: its (trimmed, lower-case) columns, every row with the line it
+    came from and its image name as given (parse it with :func:`parse_metadata_row`), and the
+    file's own problems."""
+
+    columns: list[str] = field(default_factory=list)
+    rows: list[tuple[int, str, dict[str, str]]] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+
+def read_metadata_table(path: Path) -> MetadataTable:
+    """Parse a ``metadata.csv``: the one reader of the format (the folder dataset, ``data check``
+    and ``harness evaluate`` all read it here). A missing file is an empty table."""
     if not path.exists():
-        return {}, []
+        return MetadataTable()
     if path.stat().st_size == 0:
-        return {}, [Problem(file=METADATA_FILE, reason="file is empty (0 bytes); it is ignored", severity="warning")]
+        return MetadataTable(problems=[Problem(file=METADATA_FILE, reason="file is empty (0 bytes); it is ignored",
+                                               severity="warning")])
     try:
         table = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
     except Exception as err:  # noqa: BLE001 - pandas raises several types for malformed CSV
-        return {}, [Problem(file=METADATA_FILE, reason=f"cannot be parsed as CSV ({type(err).__name__}: {err})")]
-    table.columns = [str(c).strip().lower() for c in table.columns]
-    if "image" not in table.columns:
-        found = ", ".join(table.columns) or "none"
-        return {}, [Problem(file=METADATA_FILE, reason=f"has no 'image' column (columns: {found})"
-                            + separator_hint(list(table.columns)))]
+        return MetadataTable(problems=[Problem(file=METADATA_FILE,
+                                               reason=f"cannot be parsed as CSV ({type(err).__name__}: {err})")])
+    columns = [str(c).strip().lower() for c in table.columns]
+    table.columns = columns
+    if "image" not in columns:
+        found = ", ".join(columns) or "none"
+        return MetadataTable(columns, problems=[Problem(file=METADATA_FILE, reason=f"has no 'image' column "
+                                                        f"(columns: {found})" + separator_hint(columns))])
+    parsed = MetadataTable(columns)
+    for position, record in enumerate(table.to_dict(orient="records")):
+        line = position + 2  # header is line 1
+        given = str(record["image"]).strip()
+        if not given:
+            parsed.problems.append(Problem(file=METADATA_FILE, reason=f"line {line}: the image column is empty"))
+            continue
+        parsed.rows.append((line, given, record))
+    return parsed
+
+
+def read_metadata(root: Path, image_names: list[str]) -> tuple[dict[str, _MetaRow], list[Problem]]:
+    """Parse metadata.csv: per image file name, its parsed row; plus folder-level problems."""
+    table = read_metadata_table(root / METADATA_FILE)
     by_name = {unicodedata.normalize("NFC", n): n for n in image_names}
     stems: dict[str, list[str]] = {}
     for n in image_names:
         stems.setdefault(stem_key(n), []).append(n)
     rows: dict[str, _MetaRow] = {}
-    problems: list[Problem] = []
-    for position, record in enumerate(table.to_dict(orient="records")):
-        line = position + 2  # header is line 1
-        given = str(record["image"]).strip()
-        if not given:
-            problems.append(Problem(file=METADATA_FILE, reason=f"line {line}: the image column is empty"))
-            continue
+    problems = list(table.problems)
+    for line, given, record in table.rows:
         name = unicodedata.normalize("NFC", Path(given.replace("\\", "/")).name)
         match = by_name.get(name) or (stems[name][0] if len(stems.get(name, [])) == 1 else None)
         if match is None:
@@ -478,7 +503,7 @@ def read_metadata(root: Path, image_names: list[str]) -> tuple[dict[str, _MetaRo
                 )
             )
             continue
-        rows[match] = _parse_meta_row(record, line, match)
+        rows[match] = parse_metadata_row(record, line, match)
     return rows, problems
 
 

@@ -14,11 +14,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
-import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
+from harness.data.folder import parse_metadata_row, read_metadata_table
 from harness.data.io import IMAGE_SUFFIXES, METADATA_FILE, read_array, separator_hint, stem_key
-from harness.data.scales import SCALE_NAMES, UNKNOWN_SCALE, length_scale_of
+from harness.data.scales import UNKNOWN_SCALE, length_scale_of
 from harness.errors import HarnessError
 from harness.metrics.aggregate import MetricsReport, aggregate
 from harness.metrics.masks import Connectivity, MaskType, prepare_labels
@@ -124,70 +124,31 @@ def find_metadata(truth_dir: Path) -> Path | None:
     return next((c for c in candidates if c.is_file()), None)
 
 
-def _cell(value: object) -> str:
-    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value).strip()
-
-
 def read_metadata(path: Path) -> dict[str, ImageMeta]:
-    """Per-stem pixel size, data-bar height and length-scale name from a ``metadata.csv``."""
+    """Per-stem pixel size, data-bar height and length-scale name from a ``metadata.csv``, read by
+    the folder format's own reader (:func:`harness.data.folder.read_metadata_table`); here every
+    problem is an error, since a score with a wrong pixel size is worse than none."""
     path = Path(path)
     if not path.is_file():
         raise HarnessError(f"{path}: metadata file not found")
-    try:
-        table = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except Exception as err:
-        raise HarnessError(f"{path}: cannot be read as CSV ({type(err).__name__}: {err})") from err
-    for column in ("image", "pixel_size_nm"):
-        if column not in table.columns:
-            raise HarnessError(f"{path}: missing column {column!r} (has: {', '.join(table.columns)})"
-                               + separator_hint(list(table.columns)))
+    table = read_metadata_table(path)
+    errors = [p for p in table.problems if p.severity == "error"]
+    if errors:
+        raise HarnessError(f"{path}: {errors[0].reason}")
+    if "pixel_size_nm" not in table.columns:
+        raise HarnessError(f"{path}: missing column 'pixel_size_nm' (has: {', '.join(table.columns)})"
+                           + separator_hint(table.columns))
     meta: dict[str, ImageMeta] = {}
-    for line, row in enumerate(table.to_dict("records"), start=2):
-        name = _cell(row["image"])
-        if not name:
-            raise HarnessError(f"{path}, line {line}: empty 'image' value")
-        stem = stem_key(name)
+    for line, given, record in table.rows:
+        row = parse_metadata_row(record, line, given)
+        if row.problems:
+            raise HarnessError(f"{path}: {row.problems[0].reason}")
+        stem = stem_key(given)
         if stem in meta:
             raise HarnessError(f"{path}, line {line}: image stem {stem!r} appears twice")
-        meta[stem] = ImageMeta(
-            pixel_size_nm=_pixel_size(path, line, _cell(row["pixel_size_nm"])),
-            databar_rows=_databar(path, line, _cell(row.get("databar_rows"))),
-            length_scale=_scale(path, line, _cell(row.get("length_scale"))),
-        )
+        meta[stem] = ImageMeta(pixel_size_nm=row.pixel_size_nm, databar_rows=row.databar_rows or 0,
+                               length_scale=row.length_scale)
     return meta
-
-
-def _pixel_size(path: Path, line: int, text: str) -> float | None:
-    if not text:
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        raise HarnessError(f"{path}, line {line}: pixel_size_nm {text!r} is not a number") from None
-    if not math.isfinite(value) or value <= 0:
-        raise HarnessError(f"{path}, line {line}: pixel_size_nm {text!r} must be a positive number (empty = unknown)")
-    return value
-
-
-def _databar(path: Path, line: int, text: str) -> int:
-    if not text:
-        return 0
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not value.is_integer() or value < 0:
-        raise HarnessError(f"{path}, line {line}: databar_rows {text!r} must be a whole number >= 0")
-    return int(value)
-
-
-def _scale(path: Path, line: int, text: str) -> str | None:
-    if not text:
-        return None
-    known = (*SCALE_NAMES, UNKNOWN_SCALE)
-    if text not in known:
-        raise HarnessError(f"{path}, line {line}: length_scale {text!r} is not one of {', '.join(known)}")
-    return text
 
 
 def evaluate_folders(
