@@ -464,8 +464,8 @@ def test_outline_overlay_plot(tmp_path):
 
 
 def test_one_run_figures_from_a_rebuilt_model(smoke_run, tiny_pipeline, tmp_path):
+    from harness.reproduce import rebuild_prediction
     from harness.results import plots
-    from harness.results.reproduce import rebuild_prediction
 
     result = cli("plot", "--run", str(smoke_run), "--no-overlay", "--out", str(tmp_path / "figs"))
     assert result.exit_code == 0, result.output
@@ -487,7 +487,7 @@ def test_one_run_figures_from_a_rebuilt_model(smoke_run, tiny_pipeline, tmp_path
 
 
 def test_reproduce_matches_a_smoke_record_to_the_last_digit(smoke_run, tiny_pipeline):
-    from harness.results.reproduce import compare_records, reproduce
+    from harness.reproduce import compare_records, reproduce
 
     record = read_record(smoke_run / RECORD_FILE)
     per_image = json.loads((smoke_run / "per_image.json").read_text())
@@ -513,8 +513,8 @@ def test_reproduce_refuses_another_device(smoke_run, tmp_path):
 
 
 def test_reproduce_warns_when_the_cpu_instruction_set_differs(smoke_run):
+    from harness.reproduce import provenance_warnings
     from harness.results.provenance import hardware
-    from harness.results.reproduce import provenance_warnings
 
     record = read_record(smoke_run / RECORD_FILE)
     assert record.hardware["cpu_capability"] == hardware()["cpu_capability"] and record.hardware["cpu_model"]

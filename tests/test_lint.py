@@ -35,3 +35,33 @@ def test_mypy_passes_on_harness(tmp_path):
 
 def test_the_package_declares_its_types():
     assert (ROOT / "harness" / "py.typed").is_file()  # PEP 561: type checkers read harness's hints
+
+
+# The layers, bottom to top (README, "Layout"); a module may import only from its own layer or below.
+ORCHESTRATION = ("harness.pipeline", "harness.sweep", "harness.reproduce", "harness.predict", "harness.classify",
+                 "harness.cli")
+
+
+def _imports(path: Path) -> set[str]:
+    import ast
+
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+    return found
+
+
+@pytest.mark.parametrize("package", ["data", "metrics", "models", "task", "training", "evaluation", "results"])
+def test_no_layer_imports_the_orchestration_above_it(package):
+    """Results, and every layer under them, never reach up into the pipeline, sweeps, reproduction
+    or the CLI (lazy imports inside functions included): orchestration has one home."""
+    upward = {
+        f"{path.relative_to(ROOT)}: {module}"
+        for path in sorted((ROOT / "harness" / package).rglob("*.py"))
+        for module in _imports(path)
+        if any(module == top or module.startswith(top + ".") for top in ORCHESTRATION)
+    }
+    assert not upward, sorted(upward)

@@ -98,9 +98,9 @@ def test_step_overrides_are_stated_in_the_record_and_kept_apart(tmp_path):
     assert b["settings"]["pretrain_steps"] == 2 and b["pretrain"]["steps"] == 2
     assert b["settings"]["finetune_steps"] == 3 and b["selection"]["finetune_steps_run"] == 3
     assert a["settings"]["pretrain_steps"] == 4 and a["settings"] != b["settings"]
+    from harness.reproduce import request_for
     from harness.results.leaderboard import Leaderboard
     from harness.results.record import read_record
-    from harness.results.reproduce import request_for
 
     board = Leaderboard(tmp_path / "lb")
     board.add(default.parent)

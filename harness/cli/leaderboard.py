@@ -186,8 +186,8 @@ def _resolve_run(run: str, root: Path | None):
 
 
 def _plot_run(run: str, image: int, overlay: bool, out: Path, root: Path | None) -> list[Path]:
+    from harness.reproduce import rebuild_prediction
     from harness.results import plots
-    from harness.results.reproduce import rebuild_prediction
 
     record, per_image = _resolve_run(run, root)
     title = f"{record.method.name} · budget {record.budget} · seed {record.seeds.train} (run {record.run_id})"
@@ -223,7 +223,8 @@ def _plot_run(run: str, image: int, overlay: bool, out: Path, root: Path | None)
 @_root_option
 def render_cmd(metrics, overlay, image, site, test, release, root) -> None:
     """Write ROOT/README.md and ROOT/plots/ from the filed records (or a release); nothing by hand."""
-    from harness.results.render import DEFAULT_METRICS, render_readme
+    from harness.reproduce import rebuild_prediction
+    from harness.results.render import DEFAULT_METRICS, OverlayRequest, render_readme
 
     board = _board(root)
     if site is not None:
@@ -243,8 +244,9 @@ def render_cmd(metrics, overlay, image, site, test, release, root) -> None:
         args += ["--test", test]
     if release:
         args += ["--release", release]
+    wanted = OverlayRequest(overlay, image, rebuild_prediction) if overlay else None
     path = render_readme(board, shlex.join(args), release=release, metrics=metrics or DEFAULT_METRICS, test=test,
-                         overlay=overlay, overlay_image=image, log=click.echo)
+                         overlay=wanted, log=click.echo)
     click.echo(f"wrote {path}")
 
 
@@ -264,7 +266,7 @@ def reproduce_cmd(record, dataset, fresh, force, allow_leakage, threads, keep, r
 
     RECORD is a run folder, a record file, or a filed run_id. Exit 0 on a match, 1 on a mismatch.
     """
-    from harness.results.reproduce import reproduce
+    from harness.reproduce import reproduce
 
     if threads is not None:
         import torch

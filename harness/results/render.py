@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from harness.data.io import write_text_atomic
 from harness.errors import HarnessError
@@ -17,7 +19,6 @@ from harness.metrics.classification import CLASSIFY_TASK
 from harness.metrics.scores import COMPANION_METRIC, HEADLINE_METRIC
 from harness.results import plots, stats
 from harness.results.leaderboard import Filed, Leaderboard
-from harness.results.reproduce import rebuild_prediction
 from harness.results.tables import (
     MARK,
     Board,
@@ -62,22 +63,28 @@ def _figure_links(paths: Sequence[Path], root: Path, alt: str) -> str:
     return f"![{alt}]({png})\n\n[{Path(svg).name}]({svg})"
 
 
+@dataclass(frozen=True)
+class OverlayRequest:
+    """Predicted outlines on test image ``image`` of run ``run`` (a run_id, or ``best``). Its model
+    is re-trained by ``rebuild`` (:func:`harness.reproduce.rebuild_prediction`, which the CLI
+    passes in: re-training belongs to the orchestration layer above results), so it is opt-in."""
+
+    run: str
+    image: int
+    rebuild: Callable[..., Any]
+
+
 def render_readme(
     board_store: Leaderboard,
     command: str,
     release: str | None = None,
     metrics: Sequence[str] = DEFAULT_METRICS,
     test: TestChoice = "auto",
-    overlay: str | None = None,
-    overlay_image: int = 0,
+    overlay: OverlayRequest | None = None,
     log: Callable[[str], None] = print,
 ) -> Path:
-    """Write README.md and its figures under the leaderboard root; returns the README path.
-
-    ``overlay``: a run_id (or ``best``) whose model is rebuilt to draw predicted outlines on test
-    image ``overlay_image``; it re-trains that run, so it is opt-in.
-    """
-    text = render_page(board_store, command, board_store.root, release, metrics, test, overlay, overlay_image, log)
+    """Write README.md and its figures under the leaderboard root; returns the README path."""
+    text = render_page(board_store, command, board_store.root, release, metrics, test, overlay, log)
     return write_text_atomic(board_store.root / README, text)
 
 
@@ -88,8 +95,7 @@ def render_page(
     release: str | None = None,
     metrics: Sequence[str] = DEFAULT_METRICS,
     test: TestChoice = "auto",
-    overlay: str | None = None,
-    overlay_image: int = 0,
+    overlay: OverlayRequest | None = None,
     log: Callable[[str], None] = print,
 ) -> str:
     """The leaderboard page as Markdown, its figures written under ``root``/plots/ and linked
@@ -148,8 +154,7 @@ def render_page(
         paths = plots.scale_bars(board, largest, headline, plot_dir / f"{name}-{headline}-per-scale")
         lines += [_figure_links(paths, root, f"{headline} per length scale"), ""]
         if board.key.task != CLASSIFY_TASK:  # the one-run view shows particle sizes and outlines
-            lines += _one_run(board, board_store, root, largest, headline, plot_dir, name, overlay, overlay_image,
-                              log)
+            lines += _one_run(board, board_store, root, largest, headline, plot_dir, name, overlay, log)
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
@@ -158,10 +163,10 @@ def _md(tables) -> str:
 
 
 def _one_run(board: Board, store: Leaderboard, root: Path, budget: str, metric: str, plot_dir: Path, name: str,
-             overlay: str | None, image: int, log: Callable[[str], None]) -> list[str]:
+             overlay: OverlayRequest | None, log: Callable[[str], None]) -> list[str]:
     run = best_run(board, budget, metric)
-    if overlay not in (None, "best"):
-        matches = [f for f in board.all_filed() if f.record.run_id == overlay]
+    if overlay is not None and overlay.run != "best":
+        matches = [f for f in board.all_filed() if f.record.run_id == overlay.run]
         run = matches[0] if matches else run
     if run is None:
         return []
@@ -178,10 +183,10 @@ def _one_run(board: Board, store: Leaderboard, root: Path, budget: str, metric: 
                                      f"{r.method.name} · budget {r.budget} · seed {r.seeds.train}: particle sizes "
                                      "on the test split")
         lines += [_figure_links(paths, root, "predicted vs true particle sizes"), ""]
-    wanted = overlay is not None and (overlay == "best" or overlay == r.run_id)
-    if wanted:
+    if overlay is not None and overlay.run in ("best", r.run_id):
+        image = overlay.image
         log(f"rebuilding run {r.run_id} for the outline overlay (re-trains it)")
-        rebuilt = rebuild_prediction(r, image, per_image, log=log)
+        rebuilt = overlay.rebuild(r, image, per_image, log=log)
         if rebuilt.matches_record is False:
             raise HarnessError(f"the rebuilt model of run {r.run_id} does not reproduce its recorded scores on test "
                                f"image {image}; not publishing an overlay from a different model")
