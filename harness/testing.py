@@ -9,6 +9,7 @@ test that passes here exercises the code path a real run takes. See CONTRIBUTING
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -16,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.methods.base import PretrainModule
+from harness.methods.base import PretrainModule, SSLMethod
 from harness.models import create_backbone
 from harness.training.loop import Optimisation
 
@@ -94,3 +95,88 @@ def assert_transfers_strictly(module: PretrainModule, backbone: str, source: nn.
 def state_differs(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
     """Whether any tensor of two state dicts (same keys) differs."""
     return any(not torch.equal(a[k], b[k]) for k in a)
+
+
+class MethodContract:
+    """The tests every method plugin ships, to inherit: pytest collects them in a subclass named
+    ``Test...`` (see CONTRIBUTING.md, "Tests every method ships")::
+
+        class TestContract(MethodContract):
+            method = MyMethod                       # the SSLMethod subclass
+            distribution = "harness-mymethod"       # the package that registers it
+            small_config = {"width": 4}             # a config small enough for the test backbones
+            bad_configs = [({"width": 0}, "width")] # (config, field the refusal must name)
+
+    They check: the entry point finds the method; bad configs are refused naming their field; a
+    few steps on a fixed batch lower the loss; the same seed gives the same losses; the
+    transferred weights load strictly into a fresh backbone (each of ``backbones``); a batch of
+    the wrong shape is refused naming the method. Override :meth:`build` or :meth:`batch` where a
+    method needs more (a control's task, its own crop size).
+    """
+
+    method: type[SSLMethod]
+    distribution: str
+    small_config: dict[str, Any] = {}
+    bad_configs: list[tuple[dict[str, Any], str]] = []
+    backbones: tuple[str, ...] = ("test_convnext", "test_resnet")  # LayerNorm; BatchNorm buffers
+    crop_size: int = 48
+    steps: int = 6
+    min_loss_drop: float = 0.0  # how much the loss must fall over ``steps`` steps
+    bad_batch_shapes: tuple[tuple[int, ...], ...] = ((4, 3, 48, 48),)  # three channels: EM is grey
+
+    def build(self, seed: int = 0, backbone: str = "test_convnext", **config: Any) -> PretrainModule:
+        torch.manual_seed(seed)
+        return self.method({**self.small_config, **config}).build(create_backbone(backbone, in_chans=1))
+
+    def batch(self) -> torch.Tensor:
+        return smooth_batch(8, self.crop_size, 0, coarse=self.crop_size // 4)
+
+    def fit(self, module: PretrainModule, steps: int) -> list[float]:
+        with single_thread():
+            return fit_fixed_batch(module, self.batch(), steps)
+
+    def test_the_entry_point_registers_the_method(self) -> None:
+        from harness.methods.registry import get_method
+
+        entry = get_method(self.method.name)
+        assert entry.cls is self.method
+        assert entry.plugin.distribution == self.distribution
+
+    def test_bad_configs_are_refused_naming_the_field(self) -> None:
+        from harness.errors import HarnessError
+
+        assert self.bad_configs, "list at least one bad config with the field its refusal names"
+        for bad, name in self.bad_configs:
+            try:
+                self.method(bad)
+            except HarnessError as err:
+                assert repr(self.method.name) in str(err) and name in str(err), (bad, str(err))
+            else:
+                raise AssertionError(f"config {bad} was accepted")
+
+    def test_a_few_steps_on_a_fixed_batch_lower_the_loss(self) -> None:
+        losses = self.fit(self.build(), self.steps)
+        assert all(math.isfinite(v) for v in losses), losses
+        assert losses[-1] < losses[0] - self.min_loss_drop, losses
+
+    def test_the_same_seed_gives_the_same_losses(self) -> None:
+        assert self.fit(self.build(seed=3), 2) == self.fit(self.build(seed=3), 2)
+
+    def test_the_encoder_transfers_strictly(self) -> None:
+        for backbone in self.backbones:
+            module = self.build(backbone=backbone)
+            self.fit(module, 1)
+            assert_transfers_strictly(module, backbone)
+
+    def test_bad_batches_are_refused_naming_the_method(self) -> None:
+        from harness.errors import HarnessError
+
+        module = self.build()
+        for shape in self.bad_batch_shapes:
+            try:
+                with single_thread():
+                    module.training_step(torch.rand(shape), 0, 1)
+            except HarnessError as err:
+                assert self.method.name in str(err), str(err)
+            else:
+                raise AssertionError(f"a batch of shape {shape} was accepted")

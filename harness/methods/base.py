@@ -16,6 +16,7 @@ optimisers (a GAN).
 
 from __future__ import annotations
 
+import importlib
 from typing import Any, ClassVar
 
 import torch
@@ -54,6 +55,16 @@ class TwoViewConfig(MethodConfig):
         if not 0 < low <= high <= 1:
             raise ValueError(f"crop_scale must satisfy 0 < min <= max <= 1, got {value}")
         return value
+
+
+def check_crops(images: torch.Tensor, method: str, min_batch: int = 1) -> None:
+    """Refuse, naming ``method``, a batch that is not (B, 1, H, W) single-channel crops with at
+    least ``min_batch`` of them (contrastive losses need 2): the first line of a training_step."""
+    if images.ndim != 4 or images.shape[1] != 1:
+        raise HarnessError(f"{method} expects single-channel crops (B, 1, H, W), got shape {tuple(images.shape)}")
+    if images.shape[0] < min_batch:
+        raise HarnessError(f"{method} needs at least {min_batch} crops per batch (got {images.shape[0]}): "
+                           "raise the batch size")
 
 
 class PretrainModule(nn.Module):
@@ -97,7 +108,8 @@ class PretrainModule(nn.Module):
 
 
 class SSLMethod:
-    """A pretraining method. Subclass, set the class attributes, implement :meth:`build`."""
+    """A pretraining method. Subclass, set the class attributes, and either name the
+    :class:`PretrainModule` in ``module`` or implement :meth:`build`."""
 
     name: ClassVar[str]
     description: ClassVar[str]
@@ -115,6 +127,10 @@ class SSLMethod:
     # a control may pretrain for a multiple of the profile's steps, so that it converges: it is a
     # ceiling, not a competitor (refused for methods; stated in the record's pretrain.steps)
     pretrain_steps_factor: ClassVar[int] = 1
+    # "package.module:ClassName" of the PretrainModule, built as ClassName(backbone, config): the
+    # light/heavy split. The method's own module (imported by `harness methods`, `--help`) needs
+    # only pydantic; torch, lightly and the module's code load when a run builds it
+    module: ClassVar[str | None] = None
 
     def __init__(self, config: MethodConfig | dict[str, Any] | None = None):
         if isinstance(config, self.Config):
@@ -130,4 +146,14 @@ class SSLMethod:
             raise HarnessError(f"invalid config for method {self.name!r}: {problems}") from None
 
     def build(self, backbone: nn.Module) -> PretrainModule:
-        raise NotImplementedError(f"{type(self).__name__} must implement build")
+        """The module to pretrain around ``backbone``: ``module``'s class, imported now."""
+        if self.module is None:
+            raise NotImplementedError(f"{type(self).__name__} must set `module` or implement build")
+        path, _, name = self.module.partition(":")
+        if not name:
+            raise HarnessError(f"method {self.name!r}: module {self.module!r} must read 'package.module:ClassName'")
+        built = getattr(importlib.import_module(path), name)(backbone, self.config)
+        if not isinstance(built, PretrainModule):
+            raise HarnessError(f"method {self.name!r}: {self.module} built a {type(built).__name__}, "
+                               "not a PretrainModule")
+        return built

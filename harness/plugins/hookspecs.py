@@ -10,6 +10,8 @@ fewer arguments than the spec, so a plugin written against an older version keep
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pluggy
 
 PROJECT = "harness"
@@ -32,3 +34,16 @@ def harness_methods() -> list[type]:
 def harness_backbones() -> dict[str, str]:
     """Return extra backbones: harness name -> timm model name (1 input channel is forced)."""
     raise NotImplementedError  # a specification: plugins implement it
+
+
+def provides_methods(*methods: type) -> Callable[[], list[type]]:
+    """The ``harness_methods`` hook of a plugin that contributes ``methods``; in the plugin's module::
+
+        harness_methods = provides_methods(MyMethod)
+    """
+
+    @hookimpl
+    def harness_methods() -> list[type]:
+        return list(methods)
+
+    return harness_methods

@@ -14,10 +14,9 @@ the network lives in :mod:`harness_barlowtwins.module`.
 from __future__ import annotations
 
 from pydantic import Field
-from torch import nn
 
-from harness.methods.base import PretrainModule, SSLMethod, TwoViewConfig
-from harness.plugins.hookspecs import hookimpl
+from harness.methods.base import SSLMethod, TwoViewConfig
+from harness.plugins.hookspecs import provides_methods
 
 
 class BarlowTwinsConfig(TwoViewConfig):
@@ -40,15 +39,10 @@ class BarlowTwins(SSLMethod):
     Config = BarlowTwinsConfig
     transfers = "the encoder shared by both views"
 
-    def build(self, backbone: nn.Module) -> PretrainModule:
-        from harness_barlowtwins.module import BarlowTwinsModule
-
-        return BarlowTwinsModule(backbone, self.config)
+    module = "harness_barlowtwins.module:BarlowTwinsModule"  # built lazily: importing this module stays light
 
 
-@hookimpl
-def harness_methods() -> list[type]:
-    return [BarlowTwins]
+harness_methods = provides_methods(BarlowTwins)
 
 
 __all__ = ["BarlowTwins", "BarlowTwinsConfig", "harness_methods"]

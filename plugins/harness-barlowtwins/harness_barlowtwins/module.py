@@ -7,8 +7,7 @@ from torch import nn
 
 from harness import augment
 from harness.compat import ensure_torchvision
-from harness.errors import HarnessError
-from harness.methods.base import PretrainModule
+from harness.methods.base import PretrainModule, check_crops
 from harness.models import encoder_width, pooled
 
 ensure_torchvision()  # lightly imports torchvision, which needs this next to a CPU torch
@@ -37,12 +36,7 @@ class BarlowTwinsModule(PretrainModule):
         return augment.two_views(images, self.config.view_size, self.config.crop_scale, generator)
 
     def training_step(self, images: torch.Tensor, step: int, total_steps: int) -> torch.Tensor:
-        if images.ndim != 4 or images.shape[1] != 1:
-            raise HarnessError(
-                f"barlowtwins expects single-channel crops (B, 1, H, W), got shape {tuple(images.shape)}")
-        if images.shape[0] < 2:
-            raise HarnessError("barlowtwins needs at least 2 crops per batch: the cross-correlation is "
-                               f"normalised over the batch (got {images.shape[0]})")
+        check_crops(images, "barlowtwins", min_batch=2)  # the cross-correlation is normalised over the batch
         first, second = self.views(images)
         # each view's batch goes through on its own, as in the paper: the projector's BatchNorm
         # (and the loss's normalisation) see one view's batch at a time

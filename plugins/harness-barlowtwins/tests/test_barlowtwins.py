@@ -12,10 +12,8 @@ import pytest
 import torch
 from harness_barlowtwins import BarlowTwins, BarlowTwinsConfig
 
-from harness.errors import HarnessError
-from harness.methods.registry import get_method
 from harness.models.backbones import create_backbone
-from harness.testing import assert_transfers_strictly, fit_fixed_batch, single_thread, smooth_batch
+from harness.testing import MethodContract, assert_transfers_strictly, fit_fixed_batch, single_thread, smooth_batch
 
 BACKBONE = "test_convnext"
 SIZE = 48
@@ -33,24 +31,10 @@ def build(seed: int = 0, backbone: str = BACKBONE, **config) -> torch.nn.Module:
     return BarlowTwins({**SMALL, **config}).build(create_backbone(backbone, in_chans=1))
 
 
-def test_entry_point_registers_barlowtwins() -> None:
-    entry = get_method("barlowtwins")
-    assert entry.cls is BarlowTwins and entry.plugin.distribution == "harness-barlowtwins"
-
-
 def test_config_defaults_follow_the_paper() -> None:
     config = BarlowTwins().config
     assert isinstance(config, BarlowTwinsConfig)
     assert (config.projection_hidden_dim, config.projection_dim, config.lambda_param) == (8192, 8192, 0.0051)
-
-
-@pytest.mark.parametrize(("bad", "field"), [
-    ({"lambda_param": 0}, "lambda_param"), ({"projection_dim": 0}, "projection_dim"),
-    ({"crop_scale": (0.5, 1.2)}, "crop_scale"), ({"queue": 3}, "queue"),
-])
-def test_config_rejects_bad_values(bad: dict, field: str) -> None:
-    with pytest.raises(HarnessError, match=rf"'barlowtwins'.*{field}"):
-        BarlowTwins(bad)
 
 
 def test_the_loss_is_the_papers_formula() -> None:
@@ -82,12 +66,11 @@ def test_the_encoder_transfers(backbone: str) -> None:
     assert_transfers_strictly(module, backbone, source=module.backbone)
 
 
-def test_same_seed_same_loss() -> None:
-    images = smooth_batch(8, SIZE, 0, coarse=SIZE // 4)
-    assert fit_fixed_batch(build(seed=3), images, 2) == fit_fixed_batch(build(seed=3), images, 2)
-
-
-@pytest.mark.parametrize("shape", [(1, 1, SIZE, SIZE), (4, 3, SIZE, SIZE)])
-def test_bad_batches_are_explained(shape: tuple[int, ...]) -> None:
-    with pytest.raises(HarnessError, match="barlowtwins"):
-        build().training_step(torch.rand(shape), 0, 1)
+class TestContract(MethodContract):
+    method = BarlowTwins
+    distribution = "harness-barlowtwins"
+    small_config = SMALL
+    bad_configs = [({"lambda_param": 0}, "lambda_param"), ({"projection_dim": 0}, "projection_dim"),
+                   ({"crop_scale": (0.5, 1.2)}, "crop_scale"), ({"queue": 3}, "queue")]
+    min_loss_drop = 0.0
+    bad_batch_shapes = ((1, 1, SIZE, SIZE), (4, 3, SIZE, SIZE))

@@ -13,10 +13,9 @@ the network lives in :mod:`harness_byol.module`.
 from __future__ import annotations
 
 from pydantic import Field, model_validator
-from torch import nn
 
-from harness.methods.base import PretrainModule, SSLMethod, TwoViewConfig
-from harness.plugins.hookspecs import hookimpl
+from harness.methods.base import SSLMethod, TwoViewConfig
+from harness.plugins.hookspecs import provides_methods
 
 
 class BYOLConfig(TwoViewConfig):
@@ -48,15 +47,10 @@ class BYOL(SSLMethod):
     Config = BYOLConfig
     transfers = "the online encoder (not the momentum target)"
 
-    def build(self, backbone: nn.Module) -> PretrainModule:
-        from harness_byol.module import BYOLModule
-
-        return BYOLModule(backbone, self.config)
+    module = "harness_byol.module:BYOLModule"  # built lazily: importing this module stays light
 
 
-@hookimpl
-def harness_methods() -> list[type]:
-    return [BYOL]
+harness_methods = provides_methods(BYOL)
 
 
 __all__ = ["BYOL", "BYOLConfig", "harness_methods"]

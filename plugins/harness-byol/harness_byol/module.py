@@ -10,8 +10,7 @@ from torch import nn
 
 from harness import augment
 from harness.compat import ensure_torchvision
-from harness.errors import HarnessError
-from harness.methods.base import PretrainModule
+from harness.methods.base import PretrainModule, check_crops
 from harness.models import encoder_width, pooled
 
 ensure_torchvision()  # lightly imports torchvision, which needs this next to a CPU torch
@@ -53,10 +52,7 @@ class BYOLModule(PretrainModule):
         return augment.two_views(images, self.config.view_size, self.config.crop_scale, generator)
 
     def training_step(self, images: torch.Tensor, step: int, total_steps: int) -> torch.Tensor:
-        if images.ndim != 4 or images.shape[1] != 1:
-            raise HarnessError(f"byol expects single-channel crops (B, 1, H, W), got shape {tuple(images.shape)}")
-        if images.shape[0] < 2:
-            raise HarnessError(f"byol needs at least 2 crops per batch for its BatchNorm heads (got {images.shape[0]})")
+        check_crops(images, "byol", min_batch=2)  # its heads hold BatchNorm
         b = images.shape[0]
         first, second = self.views(images)
         both = torch.cat([first, second])

@@ -12,10 +12,9 @@ import pytest
 import torch
 from harness_byol import BYOL, BYOLConfig
 
-from harness.errors import HarnessError
-from harness.methods.registry import get_method
 from harness.models.backbones import create_backbone
 from harness.testing import (
+    MethodContract,
     assert_transfers_strictly,
     fit_fixed_batch,
     single_thread,
@@ -43,33 +42,11 @@ def build(seed: int = 0, backbone: str = BACKBONE, **config) -> torch.nn.Module:
     return BYOL({**SMALL, **config}).build(create_backbone(backbone, in_chans=1))
 
 
-def test_entry_point_registers_byol() -> None:
-    entry = get_method("byol")
-    assert entry.cls is BYOL
-    assert entry.plugin.distribution == "harness-byol"
-
-
 def test_config_defaults_follow_recipe() -> None:
     config = BYOL().config
     assert isinstance(config, BYOLConfig)
     assert (config.projection_hidden_dim, config.projection_dim, config.prediction_hidden_dim) == (4096, 256, 4096)
     assert (config.momentum_start, config.momentum_end) == (0.99, 1.0)
-
-
-@pytest.mark.parametrize(
-    ("bad", "field"),
-    [
-        ({"momentum_start": 1.5}, "momentum_start"),
-        ({"momentum_end": -0.1}, "momentum_end"),
-        ({"momentum_start": 0.999, "momentum_end": 0.99}, "momentum_start"),
-        ({"projection_dim": 0}, "projection_dim"),
-        ({"crop_scale": (0.5, 1.2)}, "crop_scale"),
-        ({"target_decay": 0.99}, "target_decay"),  # extra fields are forbidden
-    ],
-)
-def test_config_rejects_bad_values(bad: dict, field: str) -> None:
-    with pytest.raises(HarnessError, match=rf"'byol'.*{field}"):
-        BYOL(bad)
 
 
 def test_momentum_follows_cosine_schedule() -> None:
@@ -122,12 +99,17 @@ def test_online_encoder_transfers_not_target(backbone: str) -> None:
     assert_transfers_strictly(module, backbone, source=module.backbone)
 
 
-def test_same_seed_same_loss() -> None:
-    images = crops()
-    assert fit_fixed_batch(build(seed=3), images, 2) == fit_fixed_batch(build(seed=3), images, 2)
-
-
-@pytest.mark.parametrize("shape", [(1, 1, SIZE, SIZE), (4, 3, SIZE, SIZE)])
-def test_bad_batches_are_explained(shape: tuple[int, ...]) -> None:
-    with pytest.raises(HarnessError, match="byol"):
-        build().training_step(torch.rand(shape), 0, 1)
+class TestContract(MethodContract):
+    method = BYOL
+    distribution = "harness-byol"
+    small_config = SMALL
+    bad_configs = [
+        ({"momentum_start": 1.5}, "momentum_start"),
+        ({"momentum_end": -0.1}, "momentum_end"),
+        ({"momentum_start": 0.999, "momentum_end": 0.99}, "momentum_start"),
+        ({"projection_dim": 0}, "projection_dim"),
+        ({"crop_scale": (0.5, 1.2)}, "crop_scale"),
+        ({"target_decay": 0.99}, "target_decay"),  # extra fields are forbidden
+    ]
+    min_loss_drop = 0.05
+    bad_batch_shapes = ((1, 1, SIZE, SIZE), (4, 3, SIZE, SIZE))

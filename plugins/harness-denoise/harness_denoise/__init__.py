@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from pydantic import Field, model_validator
 
 from harness import augment
-from harness.methods.base import MethodConfig, PretrainModule, SSLMethod
+from harness.methods.base import MethodConfig, PretrainModule, SSLMethod, check_crops
 from harness.models import SegmentationNet
 from harness.plugins.hookspecs import hookimpl
 
@@ -39,6 +39,7 @@ class DenoiseModule(PretrainModule):
         return torch.sigmoid(self.net(noisy))
 
     def training_step(self, images: torch.Tensor, step: int, total_steps: int) -> torch.Tensor:
+        check_crops(images, "denoise")
         clean = augment.random_geometry(images, images.shape[-1], scale=(0.5, 1.0))
         noisy = augment.poisson_noise(clean, (self.config.dose_min, self.config.dose_max))
         restored = self.restore(noisy).float()

@@ -6,10 +6,8 @@ import pytest
 import torch
 from harness_denoise import Denoise, DenoiseConfig
 
-from harness.errors import HarnessError
-from harness.methods.registry import get_method
 from harness.models import create_backbone
-from harness.testing import assert_transfers_strictly, fit_fixed_batch, single_thread, smooth_batch
+from harness.testing import MethodContract, assert_transfers_strictly, fit_fixed_batch, single_thread, smooth_batch
 
 BACKBONE = "convnextv2_atto"
 
@@ -34,17 +32,13 @@ def test_the_encoder_transfers_without_missing_or_unexpected_keys():
     assert_transfers_strictly(module, BACKBONE, source=module.net.encoder)
 
 
-@pytest.mark.parametrize("bad", [{"dose_min": 0}, {"dose_min": 60.0}, {"loss": "huber"}, {"colour": 1}])
-def test_bad_configs_are_refused(bad):
-    with pytest.raises(HarnessError, match="invalid config for method 'denoise'"):
-        Denoise(bad)
-
-
 def test_defaults_follow_the_source_work():
     config = DenoiseConfig()
     assert config.dose_min < config.dose_max and config.loss == "l1"
 
 
-def test_entry_point_registers_the_method():
-    entry = get_method("denoise")
-    assert entry.cls is Denoise and entry.plugin.distribution == "harness-denoise"
+class TestContract(MethodContract):
+    method = Denoise
+    distribution = "harness-denoise"
+    bad_configs = [({"dose_min": 0}, "dose_min"), ({"dose_min": 60.0}, "dose_min"), ({"loss": "huber"}, "loss"),
+                   ({"colour": 1}, "colour")]

@@ -14,10 +14,9 @@ the network lives in :mod:`harness_dino.module`.
 from __future__ import annotations
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
-from torch import nn
 
-from harness.methods.base import MethodConfig, PretrainModule, SSLMethod
-from harness.plugins.hookspecs import hookimpl
+from harness.methods.base import MethodConfig, SSLMethod
+from harness.plugins.hookspecs import provides_methods
 
 
 def _check_scale(name: str, value: tuple[float, float]) -> tuple[float, float]:
@@ -89,15 +88,10 @@ class DINO(SSLMethod):
     Config = DINOConfig
     transfers = "the teacher encoder (momentum average of the student)"
 
-    def build(self, backbone: nn.Module) -> PretrainModule:
-        from harness_dino.module import DINOModule
-
-        return DINOModule(backbone, self.config)
+    module = "harness_dino.module:DINOModule"  # built lazily: importing this module stays light
 
 
-@hookimpl
-def harness_methods() -> list[type]:
-    return [DINO]
+harness_methods = provides_methods(DINO)
 
 
 __all__ = ["DINO", "DINOConfig", "harness_methods"]

@@ -13,7 +13,7 @@ from torch.func import functional_call
 from harness import augment
 from harness.compat import ensure_torchvision
 from harness.errors import HarnessError
-from harness.methods.base import PretrainModule
+from harness.methods.base import PretrainModule, check_crops
 from harness.models import encoder_width, pooled
 
 ensure_torchvision()  # lightly imports torchvision, which needs this next to a CPU torch
@@ -116,11 +116,8 @@ class DINOModule(PretrainModule):
         return functional_call(head.last_layer, detached, (bottleneck,))
 
     def training_step(self, images: torch.Tensor, step: int, total_steps: int) -> torch.Tensor:
-        if images.ndim != 4 or images.shape[1] != 1:
-            raise HarnessError(f"dino expects single-channel crops (B, 1, H, W), got shape {tuple(images.shape)}")
+        check_crops(images, "dino", min_batch=2 if self.config.batch_norm_head else 1)  # BatchNorm in the head
         b = images.shape[0]
-        if self.config.batch_norm_head and b < 2:
-            raise HarnessError(f"dino with batch_norm_head needs at least 2 crops per batch (got {b})")
         views = self.views(images)
         global_views = torch.cat(views[:2])
         with torch.no_grad():

@@ -14,9 +14,9 @@ from harness_dino import DINO, DINOConfig
 
 from harness import augment
 from harness.errors import HarnessError
-from harness.methods.registry import get_method
 from harness.models.backbones import create_backbone
 from harness.testing import (
+    MethodContract,
     assert_transfers_strictly,
     fit_fixed_batch,
     single_thread,
@@ -44,12 +44,6 @@ def build(seed: int = 0, backbone: str = BACKBONE, **config) -> torch.nn.Module:
     return DINO({**SMALL, **config}).build(create_backbone(backbone, in_chans=1))
 
 
-def test_entry_point_registers_dino() -> None:
-    entry = get_method("dino")
-    assert entry.cls is DINO
-    assert entry.plugin.distribution == "harness-dino"
-
-
 def test_config_defaults_follow_recipe() -> None:
     c = DINO().config
     assert isinstance(c, DINOConfig)
@@ -57,25 +51,6 @@ def test_config_defaults_follow_recipe() -> None:
     assert (c.warmup_teacher_temp, c.teacher_temp) == (0.04, 0.07)
     assert (c.momentum_start, c.momentum_end) == (0.996, 1.0)
     assert c.n_local_crops == 6 and c.global_scale == (0.4, 1.0) and c.local_scale == (0.05, 0.4)
-
-
-@pytest.mark.parametrize(
-    ("bad", "field"),
-    [
-        ({"n_local_crops": -1}, "n_local_crops"),
-        ({"teacher_temp": 0.0}, "teacher_temp"),
-        ({"student_temp": 2.0}, "student_temp"),
-        ({"center_momentum": 1.0}, "center_momentum"),
-        ({"momentum_start": 1.0, "momentum_end": 0.9}, "momentum_start"),
-        ({"global_size": 32, "local_size": 48}, "local_size"),
-        ({"local_scale": (0.4, 0.05)}, "local_scale"),
-        ({"output_dim": 1}, "output_dim"),
-        ({"use_teacher": False}, "use_teacher"),  # extra fields are forbidden
-    ],
-)
-def test_config_rejects_bad_values(bad: dict, field: str) -> None:
-    with pytest.raises(HarnessError, match=rf"'dino'.*{field}"):
-        DINO(bad)
 
 
 def test_multi_crop_views() -> None:
@@ -170,13 +145,27 @@ def test_teacher_encoder_transfers_not_student(backbone: str) -> None:
     assert_transfers_strictly(module, backbone, source=module.teacher_backbone)
 
 
-def test_same_seed_same_loss() -> None:
-    images = crops()
-    assert fit_fixed_batch(build(seed=3), images, 2) == fit_fixed_batch(build(seed=3), images, 2)
-
-
-def test_bad_batches_are_explained() -> None:
-    with pytest.raises(HarnessError, match="dino"):
-        build().training_step(torch.rand(2, 3, SIZE, SIZE), 0, 1)
+def test_local_views_larger_than_the_crop_are_explained() -> None:
     with pytest.raises(HarnessError, match="local views"):
         build(local_size=96).training_step(crops(2), 0, 1)
+
+
+class TestContract(MethodContract):
+    method = DINO
+    distribution = "harness-dino"
+    small_config = SMALL
+    crop_size = SIZE
+    bad_configs = [
+        ({"n_local_crops": -1}, "n_local_crops"),
+        ({"teacher_temp": 0.0}, "teacher_temp"),
+        ({"student_temp": 2.0}, "student_temp"),
+        ({"center_momentum": 1.0}, "center_momentum"),
+        ({"momentum_start": 1.0, "momentum_end": 0.9}, "momentum_start"),
+        ({"global_size": 32, "local_size": 48}, "local_size"),
+        ({"local_scale": (0.4, 0.05)}, "local_scale"),
+        ({"output_dim": 1}, "output_dim"),
+        ({"use_teacher": False}, "use_teacher"),  # extra fields are forbidden
+    ]
+    bad_batch_shapes = ((2, 3, SIZE, SIZE),)
+    # DINO's loss is a moving target by design: test_loss_falls_on_fixed_views holds it still
+    test_a_few_steps_on_a_fixed_batch_lower_the_loss = None  # type: ignore[assignment]

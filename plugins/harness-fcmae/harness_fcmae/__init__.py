@@ -10,16 +10,15 @@ encoder runs densely and re-applies the mask wherever a sparse network would ski
 what the sparse encoder computes. The encoder transfers.
 
 This module holds the config and the registration only, so that listing methods stays fast; the
-network lives in :mod:`harness_fcmae.module`, imported by :meth:`FCMAE.build`.
+network lives in :mod:`harness_fcmae.module`, built from ``FCMAE.module`` when a run needs it.
 """
 
 from __future__ import annotations
 
 from pydantic import Field, field_validator
-from torch import nn
 
-from harness.methods.base import MethodConfig, PretrainModule, SSLMethod
-from harness.plugins.hookspecs import hookimpl
+from harness.methods.base import MethodConfig, SSLMethod
+from harness.plugins.hookspecs import provides_methods
 
 
 class FCMAEConfig(MethodConfig):
@@ -62,15 +61,10 @@ class FCMAE(SSLMethod):
     Config = FCMAEConfig
     transfers = "the masked ConvNeXt encoder (run unmasked downstream)"
 
-    def build(self, backbone: nn.Module) -> PretrainModule:
-        from harness_fcmae.module import FCMAEModule
-
-        return FCMAEModule(backbone, self.config)
+    module = "harness_fcmae.module:FCMAEModule"  # built lazily: importing this module stays light
 
 
-@hookimpl
-def harness_methods() -> list[type]:
-    return [FCMAE]
+harness_methods = provides_methods(FCMAE)
 
 
 __all__ = ["FCMAE", "FCMAEConfig"]

@@ -7,7 +7,7 @@ from torch import nn
 
 from harness.compat import ensure_torchvision
 from harness.errors import HarnessError
-from harness.methods.base import PretrainModule
+from harness.methods.base import PretrainModule, check_crops
 from harness_fcmae import FCMAEConfig
 from harness_fcmae.encoder import DenseMaskedEncoder
 
@@ -125,6 +125,7 @@ class FCMAEModule(PretrainModule):
         return masked_patch_loss(prediction, images, mask, self.patch, self.config.norm_pix_loss)
 
     def training_step(self, images: torch.Tensor, step: int, total_steps: int) -> torch.Tensor:
+        check_crops(images, "fcmae")
         views = self._views(images)
         b, _, h, w = views.shape
         mask = random_patch_mask(b, h // self.patch, w // self.patch, self.config.mask_ratio, views.device)

@@ -13,9 +13,8 @@ from timm.models.convnext import ConvNeXtBlock
 from torch import nn
 
 from harness.errors import HarnessError
-from harness.methods.registry import get_method
 from harness.models import create_backbone
-from harness.testing import assert_transfers_strictly, fit_fixed_batch, single_thread, smooth_batch
+from harness.testing import MethodContract, assert_transfers_strictly, fit_fixed_batch, single_thread, smooth_batch
 
 BACKBONE = "convnextv2_atto"  # 1x1-conv MLP blocks (NCHW GRN)
 BACKBONE_NHWC = "convnextv2_tiny"  # linear MLP blocks (NHWC GRN)
@@ -251,16 +250,6 @@ def test_non_convnext_backbones_are_refused_by_name():
         FCMAE(SMALL).build(create_backbone("resnet18", in_chans=1))
 
 
-@pytest.mark.parametrize(
-    "bad",
-    [{"mask_ratio": 0.0}, {"mask_ratio": 1.0}, {"decoder_dim": 0}, {"decoder_depth": 0},
-     {"betas": (0.9, 1.5)}, {"weight_decay": -1}, {"patch_size": 16}],
-)
-def test_bad_configs_are_refused(bad):
-    with pytest.raises(HarnessError, match="invalid config for method 'fcmae'"):
-        FCMAE(bad)
-
-
 def test_defaults_follow_the_source_recipe():
     config = FCMAEConfig()
     assert config.mask_ratio == 0.6 and config.decoder_dim == 512 and config.decoder_depth == 1
@@ -268,6 +257,14 @@ def test_defaults_follow_the_source_recipe():
     assert not config.norm_pix_loss and config.flip
 
 
-def test_entry_point_registers_the_method():
-    entry = get_method("fcmae")
-    assert entry.cls is FCMAE and entry.plugin.distribution == "harness-fcmae"
+class TestContract(MethodContract):
+    method = FCMAE
+    distribution = "harness-fcmae"
+    small_config = SMALL
+    backbones = ("test_convnext",)  # ConvNeXt only (test_non_convnext_backbones_are_refused_by_name)
+    crop_size = 64  # whole 32 px patches
+    bad_configs = [({"mask_ratio": 0.0}, "mask_ratio"), ({"mask_ratio": 1.0}, "mask_ratio"),
+                   ({"decoder_dim": 0}, "decoder_dim"), ({"decoder_depth": 0}, "decoder_depth"),
+                   ({"betas": (0.9, 1.5)}, "betas"), ({"weight_decay": -1}, "weight_decay"),
+                   ({"patch_size": 16}, "patch_size")]
+    bad_batch_shapes = ((4, 3, 64, 64),)

@@ -14,10 +14,9 @@ the network lives in :mod:`harness_moco.module`.
 from __future__ import annotations
 
 from pydantic import Field
-from torch import nn
 
-from harness.methods.base import PretrainModule, SSLMethod, TwoViewConfig
-from harness.plugins.hookspecs import hookimpl
+from harness.methods.base import SSLMethod, TwoViewConfig
+from harness.plugins.hookspecs import provides_methods
 
 
 class MoCoConfig(TwoViewConfig):
@@ -48,15 +47,10 @@ class MoCo(SSLMethod):
     Config = MoCoConfig
     transfers = "the query encoder (not the momentum key encoder)"
 
-    def build(self, backbone: nn.Module) -> PretrainModule:
-        from harness_moco.module import MoCoModule
-
-        return MoCoModule(backbone, self.config)
+    module = "harness_moco.module:MoCoModule"  # built lazily: importing this module stays light
 
 
-@hookimpl
-def harness_methods() -> list[type]:
-    return [MoCo]
+harness_methods = provides_methods(MoCo)
 
 
 __all__ = ["MoCo", "MoCoConfig", "harness_methods"]

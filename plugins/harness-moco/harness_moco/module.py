@@ -10,8 +10,7 @@ from torch import nn
 
 from harness import augment
 from harness.compat import ensure_torchvision
-from harness.errors import HarnessError
-from harness.methods.base import PretrainModule
+from harness.methods.base import PretrainModule, check_crops
 from harness.models import encoder_width, pooled
 
 ensure_torchvision()  # lightly imports torchvision, which needs this next to a CPU torch
@@ -50,10 +49,7 @@ class MoCoModule(PretrainModule):
         return augment.two_views(images, self.config.view_size, self.config.crop_scale, generator)
 
     def training_step(self, images: torch.Tensor, step: int, total_steps: int) -> torch.Tensor:
-        if images.ndim != 4 or images.shape[1] != 1:
-            raise HarnessError(f"moco expects single-channel crops (B, 1, H, W), got shape {tuple(images.shape)}")
-        if images.shape[0] < 2:
-            raise HarnessError(f"moco needs at least 2 crops per batch (got {images.shape[0]})")
+        check_crops(images, "moco", min_batch=2)
         query_views, key_views = self.views(images)
         queries = self.projection_head(pooled(self.backbone, query_views))
         with torch.no_grad():

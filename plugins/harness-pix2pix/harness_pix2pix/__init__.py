@@ -10,7 +10,7 @@ discriminator have their own optimisers (Adam, lr 2e-4, betas (0.5, 0.999), as i
 harness computes each group's gradients from its own loss only.
 
 This module holds the config and the registration only; the networks live in
-:mod:`harness_pix2pix.module`, imported by :meth:`Pix2Pix.build`.
+:mod:`harness_pix2pix.module`, built from ``Pix2Pix.module`` when a run needs it.
 """
 
 from __future__ import annotations
@@ -18,10 +18,9 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
-from torch import nn
 
-from harness.methods.base import MethodConfig, PretrainModule, SSLMethod
-from harness.plugins.hookspecs import hookimpl
+from harness.methods.base import MethodConfig, SSLMethod
+from harness.plugins.hookspecs import provides_methods
 
 
 class Pix2PixConfig(MethodConfig):
@@ -83,15 +82,10 @@ class Pix2Pix(SSLMethod):
     Config = Pix2PixConfig
     transfers = "the encoder of the generator (U-Net)"
 
-    def build(self, backbone: nn.Module) -> PretrainModule:
-        from harness_pix2pix.module import Pix2PixModule
-
-        return Pix2PixModule(backbone, self.config)
+    module = "harness_pix2pix.module:Pix2PixModule"  # built lazily: importing this module stays light
 
 
-@hookimpl
-def harness_methods() -> list[type]:
-    return [Pix2Pix]
+harness_methods = provides_methods(Pix2Pix)
 
 
 __all__ = ["Pix2Pix", "Pix2PixConfig"]

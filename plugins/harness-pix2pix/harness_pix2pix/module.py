@@ -10,7 +10,7 @@ from torch import nn
 
 from harness import augment
 from harness.errors import HarnessError
-from harness.methods.base import PretrainModule
+from harness.methods.base import PretrainModule, check_crops
 from harness.models import SegmentationNet
 from harness_pix2pix import Pix2PixConfig
 
@@ -116,6 +116,7 @@ class Pix2PixModule(PretrainModule):
         return {"discriminator": d_loss, "generator": g_loss}
 
     def training_step(self, images: torch.Tensor, step: int, total_steps: int) -> dict[str, torch.Tensor]:
+        check_crops(images, "pix2pix")
         return self.losses(*self.views(images))
 
     def optimizer_groups(self) -> dict[str, list[nn.Parameter]]:

@@ -9,9 +9,8 @@ from harness_pix2pix import Pix2Pix, Pix2PixConfig
 from harness_pix2pix.module import PatchDiscriminator, min_input_size, patch_receptive_field
 
 from harness.errors import HarnessError
-from harness.methods.registry import get_method
 from harness.models import create_backbone
-from harness.testing import assert_transfers_strictly, fit_fixed_batch, single_thread, smooth_batch
+from harness.testing import MethodContract, assert_transfers_strictly, fit_fixed_batch, single_thread, smooth_batch
 
 BACKBONE = "convnextv2_atto"
 SMALL = {"disc_width": 16, "disc_layers": 2}  # a 34x34 PatchGAN for 64 px crops
@@ -97,22 +96,19 @@ def test_crops_too_small_for_the_discriminator_are_refused():
         module(torch.rand(2, 1, 16, 16), 0, 1)
 
 
-@pytest.mark.parametrize(
-    "bad",
-    [{"dose_min": 0}, {"dose_min": 60.0}, {"l1_weight": -1}, {"disc_layers": 0}, {"disc_norm": "group"},
-     {"betas": (1.0, 0.9)}, {"crop_scale": (0.0, 1.0)}, {"discriminator_lr": 0}, {"colour": 1}],
-)
-def test_bad_configs_are_refused(bad):
-    with pytest.raises(HarnessError, match="invalid config for method 'pix2pix'"):
-        Pix2Pix(bad)
-
-
 def test_defaults_follow_pix2pix():
     config = Pix2PixConfig()
     assert config.l1_weight == 100 and config.lr == 2e-4 and config.betas == (0.5, 0.999)
     assert config.weight_decay == 0 and config.disc_layers == 3 and patch_receptive_field(3) == 70
 
 
-def test_entry_point_registers_the_method():
-    entry = get_method("pix2pix")
-    assert entry.cls is Pix2Pix and entry.plugin.distribution == "harness-pix2pix"
+class TestContract(MethodContract):
+    method = Pix2Pix
+    distribution = "harness-pix2pix"
+    small_config = SMALL
+    crop_size = 64
+    bad_configs = [({"dose_min": 0}, "dose_min"), ({"dose_min": 60.0}, "dose_min"), ({"l1_weight": -1}, "l1_weight"),
+                   ({"disc_layers": 0}, "disc_layers"), ({"disc_norm": "group"}, "disc_norm"),
+                   ({"betas": (1.0, 0.9)}, "betas"), ({"crop_scale": (0.0, 1.0)}, "crop_scale"),
+                   ({"discriminator_lr": 0}, "discriminator_lr"), ({"colour": 1}, "colour")]
+    bad_batch_shapes = ((4, 3, 64, 64),)

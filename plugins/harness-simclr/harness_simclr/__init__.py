@@ -6,16 +6,15 @@ single-channel :func:`harness.augment.em_views` (crop, flip, 90-degree and small
 brightness/contrast, blur, detector noise; no colour jitter). The encoder transfers.
 
 This module stays light (config and registration only) so that listing methods does not import
-lightly; the network lives in :mod:`harness_simclr.module`, imported by :meth:`SimCLR.build`.
+lightly; the network lives in :mod:`harness_simclr.module`, built from ``SimCLR.module``.
 """
 
 from __future__ import annotations
 
 from pydantic import Field
-from torch import nn
 
-from harness.methods.base import PretrainModule, SSLMethod, TwoViewConfig
-from harness.plugins.hookspecs import hookimpl
+from harness.methods.base import SSLMethod, TwoViewConfig
+from harness.plugins.hookspecs import provides_methods
 
 
 class SimCLRConfig(TwoViewConfig):
@@ -41,15 +40,10 @@ class SimCLR(SSLMethod):
     Config = SimCLRConfig
     transfers = "the encoder shared by both views"
 
-    def build(self, backbone: nn.Module) -> PretrainModule:
-        from harness_simclr.module import SimCLRModule
-
-        return SimCLRModule(backbone, self.config)
+    module = "harness_simclr.module:SimCLRModule"  # built lazily: importing this module stays light
 
 
-@hookimpl
-def harness_methods() -> list[type]:
-    return [SimCLR]
+harness_methods = provides_methods(SimCLR)
 
 
 __all__ = ["SimCLR", "SimCLRConfig", "harness_methods"]

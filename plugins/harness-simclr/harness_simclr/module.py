@@ -7,8 +7,7 @@ from torch import nn
 
 from harness import augment
 from harness.compat import ensure_torchvision
-from harness.errors import HarnessError
-from harness.methods.base import PretrainModule
+from harness.methods.base import PretrainModule, check_crops
 from harness.models import encoder_width, pooled
 
 ensure_torchvision()  # lightly imports torchvision, which needs this next to a CPU torch
@@ -42,11 +41,8 @@ class SimCLRModule(PretrainModule):
         return augment.two_views(images, self.config.view_size, self.config.crop_scale, generator)
 
     def training_step(self, images: torch.Tensor, step: int, total_steps: int) -> torch.Tensor:
-        if images.ndim != 4 or images.shape[1] != 1:
-            raise HarnessError(f"simclr expects single-channel crops (B, 1, H, W), got shape {tuple(images.shape)}")
-        if images.shape[0] < 2:
-            # the other crops of the batch are the negatives, and the head's BatchNorm needs two
-            raise HarnessError(f"simclr needs at least 2 crops per batch (got {images.shape[0]}): raise the batch size")
+        # the other crops of the batch are the negatives, and the head's BatchNorm needs two
+        check_crops(images, "simclr", min_batch=2)
         first, second = self.views(images)
         # one encoder pass over both views: BatchNorm in the head sees the whole 2B batch
         z = self.embed(torch.cat([first, second]))
