@@ -4,31 +4,29 @@ falling loss on fixed views, the encoder that transfers."""
 from __future__ import annotations
 
 import math
-import os
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import pytest
 import torch
 from harness_barlowtwins import BarlowTwins, BarlowTwinsConfig
 
-from harness.models.backbones import create_backbone
-from harness.testing import MethodContract, assert_transfers_strictly, fit_fixed_batch, single_thread, smooth_batch
+from harness.testing import MethodContract, assert_transfers_strictly, fit_fixed_batch, smooth_batch
 
 BACKBONE = "test_convnext"
 SIZE = 48
 SMALL = {"projection_hidden_dim": 64, "projection_dim": 32}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    with single_thread():
-        yield
+class TestContract(MethodContract):
+    method = BarlowTwins
+    distribution = "harness-barlowtwins"
+    small_config = SMALL
+    bad_configs = [({"lambda_param": 0}, "lambda_param"), ({"projection_dim": 0}, "projection_dim"),
+                   ({"crop_scale": (0.5, 1.2)}, "crop_scale"), ({"queue": 3}, "queue")]
+    min_loss_drop = 0.0
+    bad_batch_shapes = ((1, 1, SIZE, SIZE), (4, 3, SIZE, SIZE))
 
 
-def build(seed: int = 0, backbone: str = BACKBONE, **config) -> torch.nn.Module:
-    torch.manual_seed(seed)
-    return BarlowTwins({**SMALL, **config}).build(create_backbone(backbone, in_chans=1))
+build = TestContract().build  # the kit's: seeded, the small config, a test backbone
 
 
 def test_config_defaults_follow_the_paper() -> None:
@@ -64,13 +62,3 @@ def test_the_encoder_transfers(backbone: str) -> None:
     module = build(backbone=backbone)
     fit_fixed_batch(module, smooth_batch(8, SIZE, 0, coarse=SIZE // 4), steps=2)
     assert_transfers_strictly(module, backbone, source=module.backbone)
-
-
-class TestContract(MethodContract):
-    method = BarlowTwins
-    distribution = "harness-barlowtwins"
-    small_config = SMALL
-    bad_configs = [({"lambda_param": 0}, "lambda_param"), ({"projection_dim": 0}, "projection_dim"),
-                   ({"crop_scale": (0.5, 1.2)}, "crop_scale"), ({"queue": 3}, "queue")]
-    min_loss_drop = 0.0
-    bad_batch_shapes = ((1, 1, SIZE, SIZE), (4, 3, SIZE, SIZE))

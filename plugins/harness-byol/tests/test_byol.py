@@ -4,20 +4,15 @@ and that the ONLINE encoder is the one that transfers."""
 from __future__ import annotations
 
 import math
-import os
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import pytest
 import torch
 from harness_byol import BYOL, BYOLConfig
 
-from harness.models.backbones import create_backbone
 from harness.testing import (
     MethodContract,
     assert_transfers_strictly,
     fit_fixed_batch,
-    single_thread,
     smooth_batch,
     state_differs,
 )
@@ -27,19 +22,27 @@ SIZE = 48
 SMALL = {"projection_hidden_dim": 64, "projection_dim": 32, "prediction_hidden_dim": 64}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    with single_thread():
-        yield
-
-
 def crops(n: int = 8, size: int = SIZE, seed: int = 0) -> torch.Tensor:
     return smooth_batch(n, size, seed, coarse=size // 4)
 
 
-def build(seed: int = 0, backbone: str = BACKBONE, **config) -> torch.nn.Module:
-    torch.manual_seed(seed)
-    return BYOL({**SMALL, **config}).build(create_backbone(backbone, in_chans=1))
+class TestContract(MethodContract):
+    method = BYOL
+    distribution = "harness-byol"
+    small_config = SMALL
+    bad_configs = [
+        ({"momentum_start": 1.5}, "momentum_start"),
+        ({"momentum_end": -0.1}, "momentum_end"),
+        ({"momentum_start": 0.999, "momentum_end": 0.99}, "momentum_start"),
+        ({"projection_dim": 0}, "projection_dim"),
+        ({"crop_scale": (0.5, 1.2)}, "crop_scale"),
+        ({"target_decay": 0.99}, "target_decay"),  # extra fields are forbidden
+    ]
+    min_loss_drop = 0.05
+    bad_batch_shapes = ((1, 1, SIZE, SIZE), (4, 3, SIZE, SIZE))
+
+
+build = TestContract().build  # the kit's: seeded, the small config, a test backbone
 
 
 def test_config_defaults_follow_recipe() -> None:
@@ -97,19 +100,3 @@ def test_online_encoder_transfers_not_target(backbone: str) -> None:
     assert not state_differs(state, online)
     assert state_differs(state, target)
     assert_transfers_strictly(module, backbone, source=module.backbone)
-
-
-class TestContract(MethodContract):
-    method = BYOL
-    distribution = "harness-byol"
-    small_config = SMALL
-    bad_configs = [
-        ({"momentum_start": 1.5}, "momentum_start"),
-        ({"momentum_end": -0.1}, "momentum_end"),
-        ({"momentum_start": 0.999, "momentum_end": 0.99}, "momentum_start"),
-        ({"projection_dim": 0}, "projection_dim"),
-        ({"crop_scale": (0.5, 1.2)}, "crop_scale"),
-        ({"target_decay": 0.99}, "target_decay"),  # extra fields are forbidden
-    ]
-    min_loss_drop = 0.05
-    bad_batch_shapes = ((1, 1, SIZE, SIZE), (4, 3, SIZE, SIZE))

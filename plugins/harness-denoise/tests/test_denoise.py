@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-import pytest
 import torch
 from harness_denoise import Denoise, DenoiseConfig
 
 from harness.models import create_backbone
-from harness.testing import MethodContract, assert_transfers_strictly, fit_fixed_batch, single_thread, smooth_batch
+from harness.testing import MethodContract, assert_transfers_strictly, fit_fixed_batch, smooth_batch
 
 BACKBONE = "convnextv2_atto"
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    with single_thread():
-        yield
 
 
 def test_a_few_steps_on_a_fixed_batch_lower_the_loss():

@@ -14,19 +14,13 @@ from torch import nn
 
 from harness.errors import HarnessError
 from harness.models import create_backbone
-from harness.testing import MethodContract, assert_transfers_strictly, fit_fixed_batch, single_thread, smooth_batch
+from harness.testing import MethodContract, assert_transfers_strictly, fit_fixed_batch, smooth_batch
 
 BACKBONE = "convnextv2_atto"  # 1x1-conv MLP blocks (NCHW GRN)
 BACKBONE_NHWC = "convnextv2_tiny"  # linear MLP blocks (NHWC GRN)
 SMALL = {"decoder_dim": 32}
 # one fixed mask on the 2x2 patch grid of a 64 px crop: 1 = hidden
 HIDDEN = torch.tensor([[0.0, 1.0, 1.0, 0.0], [1.0, 0.0, 1.0, 1.0]])
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    with single_thread():
-        yield
 
 
 def smooth_images(seed: int = 0, batch: int = 2, size: int = 64) -> torch.Tensor:

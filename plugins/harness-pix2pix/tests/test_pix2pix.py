@@ -10,16 +10,10 @@ from harness_pix2pix.module import PatchDiscriminator, min_input_size, patch_rec
 
 from harness.errors import HarnessError
 from harness.models import create_backbone
-from harness.testing import MethodContract, assert_transfers_strictly, fit_fixed_batch, single_thread, smooth_batch
+from harness.testing import MethodContract, assert_transfers_strictly, fit_fixed_batch, smooth_batch
 
 BACKBONE = "convnextv2_atto"
 SMALL = {"disc_width": 16, "disc_layers": 2}  # a 34x34 PatchGAN for 64 px crops
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    with single_thread():
-        yield
 
 
 def test_the_groups_split_the_parameters_and_follow_pix2pix():

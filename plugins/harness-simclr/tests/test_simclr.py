@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
 import pytest
 import torch
 from harness_simclr import SimCLR, SimCLRConfig
@@ -15,7 +11,6 @@ from harness.testing import (
     MethodContract,
     assert_transfers_strictly,
     fit_fixed_batch,
-    single_thread,
     smooth_batch,
     state_differs,
 )
@@ -25,19 +20,29 @@ SIZE = 48
 SMALL = {"hidden_dim": 64, "output_dim": 32}  # small heads keep the test fast
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    with single_thread():
-        yield
-
-
 def crops(n: int = 8, size: int = SIZE, seed: int = 0) -> torch.Tensor:
     return smooth_batch(n, size, seed, coarse=size // 4)
 
 
-def build(seed: int = 0, backbone: str = BACKBONE, **config) -> torch.nn.Module:
-    torch.manual_seed(seed)
-    return SimCLR({**SMALL, **config}).build(create_backbone(backbone, in_chans=1))
+class TestContract(MethodContract):
+    method = SimCLR
+    distribution = "harness-simclr"
+    small_config = SMALL
+    bad_configs = [
+        ({"temperature": 0.0}, "temperature"),
+        ({"temperature": -0.1}, "temperature"),
+        ({"output_dim": 0}, "output_dim"),
+        ({"num_layers": 1}, "num_layers"),
+        ({"view_size": 4}, "view_size"),
+        ({"crop_scale": (0.6, 0.3)}, "crop_scale"),
+        ({"crop_scale": (0.0, 1.0)}, "crop_scale"),
+        ({"colour_jitter": 0.4}, "colour_jitter"),  # extra fields are forbidden
+    ]
+    min_loss_drop = 0.05
+    bad_batch_shapes = ((1, 1, SIZE, SIZE), (4, 3, SIZE, SIZE))
+
+
+build = TestContract().build  # the kit's: seeded, the small config, a test backbone
 
 
 def test_config_defaults_follow_recipe() -> None:
@@ -74,21 +79,3 @@ def test_transfer_state_loads_strictly_into_fresh_backbone(backbone: str) -> Non
     fit_fixed_batch(module, crops(), steps=2)
     assert_transfers_strictly(module, backbone, source=module.backbone)
     assert state_differs(before, module.transfer_state())  # it is the trained encoder
-
-
-class TestContract(MethodContract):
-    method = SimCLR
-    distribution = "harness-simclr"
-    small_config = SMALL
-    bad_configs = [
-        ({"temperature": 0.0}, "temperature"),
-        ({"temperature": -0.1}, "temperature"),
-        ({"output_dim": 0}, "output_dim"),
-        ({"num_layers": 1}, "num_layers"),
-        ({"view_size": 4}, "view_size"),
-        ({"crop_scale": (0.6, 0.3)}, "crop_scale"),
-        ({"crop_scale": (0.0, 1.0)}, "crop_scale"),
-        ({"colour_jitter": 0.4}, "colour_jitter"),  # extra fields are forbidden
-    ]
-    min_loss_drop = 0.05
-    bad_batch_shapes = ((1, 1, SIZE, SIZE), (4, 3, SIZE, SIZE))

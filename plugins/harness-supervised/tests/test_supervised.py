@@ -12,15 +12,9 @@ from harness.errors import HarnessError
 from harness.methods.registry import get_method
 from harness.models import create_backbone
 from harness.task import DEFAULT_TASK, get_task
-from harness.testing import assert_transfers_strictly, fit_fixed_batch, single_thread
+from harness.testing import assert_transfers_strictly, fit_fixed_batch
 
 BACKBONE = "test_convnext"
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    with single_thread():
-        yield
 
 
 def _batch(n: int = 4, size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
