@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -13,50 +14,31 @@ import pytest
 
 HARNESS = [sys.executable, "-m", "harness"]
 
-TOY_METHOD = '''
-"""A toy method: reconstruct the crop from the deepest features (a real, if weak, pretext)."""
-import torch
-import torch.nn.functional as F
-from pydantic import Field
+ROOT = Path(__file__).resolve().parents[1]
 
-from harness.methods.base import MethodConfig, PretrainModule, SSLMethod
+# The backbones hook, added to the toy of CONTRIBUTING.md: a new name, and an attempt to redefine
+# a built-in one (which must be ignored)
+TOY_BACKBONES = """
+
 from harness.plugins.hookspecs import hookimpl
-
-
-class ToyConfig(MethodConfig):
-    width: int = Field(8, gt=0)
-
-
-class ToyModule(PretrainModule):
-    def __init__(self, backbone, config):
-        super().__init__(backbone)
-        self.head = torch.nn.Conv2d(backbone.channels[-1], 1, 1)
-
-    def training_step(self, images, step, total_steps):
-        deepest = self.backbone(images)[-1]
-        restored = F.interpolate(self.head(deepest), size=images.shape[-2:], mode="bilinear")
-        return F.mse_loss(restored.float(), images.float())
-
-
-class Toy(SSLMethod):
-    name = "toy"
-    description = "Toy plugin used by the harness test suite."
-    Config = ToyConfig
-
-    def build(self, backbone):
-        return ToyModule(backbone, self.config)
-
-
-@hookimpl
-def harness_methods():
-    return [Toy]
 
 
 @hookimpl
 def harness_backbones():
-    # a new name, and an attempt to redefine a built-in one (which must be ignored)
     return {"toy_resnet": "resnet10t", "convnextv2_atto": "resnet18"}
-'''
+"""
+
+
+def contributing_files() -> dict[str, str]:
+    """The plugin example of CONTRIBUTING.md: every fenced block whose first line is a comment
+    naming a file under harness-toy/."""
+    text = (ROOT / "CONTRIBUTING.md").read_text()
+    files = {}
+    for block in re.findall(r"```(?:toml|python)\n(.*?)```", text, flags=re.S):
+        first, _, body = block.partition("\n")
+        if first.startswith("# harness-toy/"):
+            files[first[2:].strip()] = body
+    return files
 
 
 def _package(root: Path, name: str, module_source: str, entry_name: str) -> Path:
@@ -78,20 +60,44 @@ def _package(root: Path, name: str, module_source: str, entry_name: str) -> Path
     return folder
 
 
+def test_contributing_holds_the_whole_example_plugin():
+    assert sorted(contributing_files()) == ["harness-toy/harness_toy/__init__.py", "harness-toy/harness_toy/module.py",
+                                            "harness-toy/pyproject.toml", "harness-toy/tests/test_toy.py"]
+
+
 @pytest.fixture(scope="module")
-def plugin_site(tmp_path_factory) -> Path:
+def toy_source(tmp_path_factory) -> Path:
+    """CONTRIBUTING.md's toy plugin written out as its files (plus the backbones hook)."""
+    root = tmp_path_factory.mktemp("contributing")
+    for name, body in contributing_files().items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(body + (TOY_BACKBONES if name.endswith("harness_toy/__init__.py") else ""))
+    return root / "harness-toy"
+
+
+@pytest.fixture(scope="module")
+def plugin_site(tmp_path_factory, toy_source) -> Path:
     """A folder with the toy and the broken plugin pip-installed into it (no network, no deps)."""
     root = tmp_path_factory.mktemp("plugins")
     site = root / "site"
-    toy = _package(root, "toy_harness_plugin", TOY_METHOD, "toy")
     broken = _package(root, "broken_harness_plugin", "raise ImportError('this plugin is broken on purpose')\n",
                       "broken")
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--no-index",
-         "--target", str(site), str(toy), str(broken)],
+         "--target", str(site), str(toy_source), str(broken)],
         check=True, capture_output=True,
     )
     return site
+
+
+def test_the_documented_plugin_passes_its_contract_tests(plugin_site, toy_source):
+    """The third-party road: the kit's tests run from the plugin's own folder, outside this repo."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(plugin_site), os.environ.get("PYTHONPATH", "")]),
+           "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"],
+                          cwd=toy_source, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert "6 passed" in done.stdout, done.stdout[-2000:]
 
 
 def _harness(site: Path, *args: str, env_extra: dict | None = None, cwd: Path | None = None):
@@ -103,7 +109,7 @@ def _harness(site: Path, *args: str, env_extra: dict | None = None, cwd: Path | 
 def test_installed_plugin_is_listed_and_broken_one_is_reported(plugin_site):
     result = _harness(plugin_site, "methods")
     assert result.returncode == 0, result.stderr
-    assert "toy" in result.stdout and "toy-harness-plugin" in result.stdout and "0.0.7" in result.stdout
+    assert "toy" in result.stdout and "harness-toy" in result.stdout and "0.1.0" in result.stdout
     assert "none" in result.stdout  # built-ins keep working next to a broken plugin
     assert "plugin 'broken' failed to load" in result.stderr and "broken on purpose" in result.stderr
 
@@ -111,7 +117,7 @@ def test_installed_plugin_is_listed_and_broken_one_is_reported(plugin_site):
 def test_plugins_can_be_blocked_by_name(plugin_site):
     result = _harness(plugin_site, "methods", env_extra={"HARNESS_DISABLE_PLUGINS": "toy,broken"})
     assert result.returncode == 0, result.stderr
-    assert "toy-harness-plugin" not in result.stdout
+    assert "harness-toy" not in result.stdout
     assert "failed to load" not in result.stderr
     assert "blocked by HARNESS_DISABLE_PLUGINS: broken, toy" in result.stderr
 
@@ -133,7 +139,7 @@ def test_installed_plugin_runs_end_to_end_on_its_own_backbone(plugin_site, tmp_p
     assert result.returncode == 0, result.stderr[-3000:]
     record = json.loads((out / "record.json").read_text())
     assert record["backbone"] == "toy_resnet"
-    assert record["method"]["distribution"] == "toy-harness-plugin"
+    assert record["method"]["distribution"] == "harness-toy"
     assert record["method"]["config"]["width"] == 4
     assert record["pretrain"]["steps"] > 0
 
