@@ -166,7 +166,7 @@ def test_a_check_shared_out_to_processes_reports_exactly_what_one_process_does(t
     import imageio.v3 as iio
 
     import harness.data.check as check
-    import harness.data.folder as folder
+    import harness.data.folder.scan as scan
     import harness.data.leakage as leakage
     import harness.data.parallel as parallel
 
@@ -195,7 +195,7 @@ def test_a_check_shared_out_to_processes_reports_exactly_what_one_process_does(t
 
     monkeypatch.setattr(parallel, "ProcessPoolExecutor", CountedPool)
     monkeypatch.setattr(parallel, "cpus", lambda: 2)
-    for module, name in ((check, "FILES_PER_WORKER"), (leakage, "ROWS_PER_WORKER"), (folder, "READINGS_PER_WORKER")):
+    for module, name in ((check, "FILES_PER_WORKER"), (leakage, "ROWS_PER_WORKER"), (scan, "READINGS_PER_WORKER")):
         monkeypatch.setattr(module, name, 1)
     shared = report("shared")
     assert pools == [2, 2, 2]  # scale-bar reading, decoding and the leak search each went to 2 processes

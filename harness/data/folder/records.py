@@ -1,0 +1,75 @@
+"""The folder format's constants and what a scan reports: problems, image records, the scan."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+IMAGES_DIR = "images"
+MASKS_DIR = "masks"
+FOLDER_VERSION = "folder-1"
+SPLIT_FRACTIONS = {"unlabeled": 0.0, "train": 0.6, "val": 0.2, "test": 0.2}
+LUMA = np.array([0.299, 0.587, 0.114])
+#: metadata.csv and tag pixel sizes further apart than this share are reported.
+PIXEL_SIZE_TOLERANCE = 0.02
+PIL_DTYPES = {"I;16": "uint16", "I;16B": "uint16", "I;16L": "uint16", "I": "int32", "F": "float32"}
+RGB_MASK = "mask is RGB; save instance labels or a binary mask as a single-channel image"
+
+Severity = Literal["error", "warning"]
+Layout = Literal["gray", "rgb", "palette"]
+
+
+class Problem(BaseModel):
+    """One thing wrong with a folder: the file (relative to the folder) and why."""
+
+    model_config = ConfigDict(frozen=True)
+
+    file: str
+    reason: str
+    severity: Severity = "error"
+    code: str | None = None  # a kind some callers treat apart: "leak" (allowed by --allow-leakage)
+
+    def line(self) -> str:
+        return f"{self.severity:<8} {self.file}: {self.reason}"
+
+
+class ImageRecord(BaseModel):
+    """What the headers and metadata.csv say about one image (no pixels read)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    image: str  # path relative to the folder
+    mask: str | None
+    shape: tuple[int, int]
+    dtype: str
+    layout: Layout
+    pixel_size_nm: float | None
+    pixel_size_source: str
+    modality: str
+    length_scale: str
+    split: str | None
+    databar_rows: int | None  # None: detect when loading
+    databar_source: str | None
+    magnification: float | None = None
+    problems: tuple[Problem, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return not any(p.severity == "error" for p in self.problems)
+
+
+class FolderScan(BaseModel):
+    """The result of reading a folder's listing, metadata.csv and file headers."""
+
+    root: str
+    records: list[ImageRecord]
+    problems: list[Problem]  # folder-level problems (listing, metadata.csv, stray masks)
+
+    def all_problems(self) -> list[Problem]:
+        return [*self.problems, *(p for r in self.records for p in r.problems)]
+
+    def errors(self) -> list[Problem]:
+        return [p for p in self.all_problems() if p.severity == "error"]
