@@ -121,7 +121,7 @@ def device_problem(record: RunRecord) -> str | None:
 
 def request_for(record: RunRecord, dataset: str | None = None, allow_leakage: bool = False,
                 out: Path | None = None):
-    """The :class:`~harness.pipeline.RunRequest` that produced ``record``."""
+    """The :class:`~harness.context.RunRequest` that produced ``record``."""
     from harness.metrics.classification import CLASSIFY_TASK
     from harness.pipeline import RunRequest
     from harness.training.settings import settings_for

@@ -1,6 +1,6 @@
 """Sweeps: the grid of cells (method x seed x budget), run here or as jobs through submitit.
 
-A cell is one :class:`~harness.pipeline.RunRequest` with its own folder under the sweep's
+A cell is one :class:`~harness.context.RunRequest` with its own folder under the sweep's
 ``out``. A cell whose folder holds a readable record is skipped, so a stopped sweep resumes where
 it was; a failing cell is written to ``out/failures/`` and the sweep goes on. The cells of one
 (method, seed) share a pretraining, so they stay together: in one process here, or in one job

@@ -22,9 +22,10 @@ from click.testing import CliRunner
 from harness.cli import main
 from harness.errors import HarnessError
 from harness.results import stats
+from harness.results.boards import build_boards
 from harness.results.leaderboard import Leaderboard, canonical_bytes
 from harness.results.record import RECORD_FILE, RunRecord, read_record
-from harness.results.tables import MARK, build_boards, build_tables, render
+from harness.results.tables import MARK, build_tables, render
 
 METRIC = "count_rel_error"  # lower is better
 
@@ -41,9 +42,10 @@ def tiny_pipeline():
     """
     import torch
 
+    import harness.context as context
     import harness.pipeline as pipeline
 
-    original = pipeline.settings_for
+    original = context.settings_for
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
 
@@ -52,7 +54,7 @@ def tiny_pipeline():
                                                                  "crop_size": 32})
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(pipeline, "settings_for", tiny)
+        mp.setattr(context, "settings_for", tiny)  # where a run's Context reads its settings
         yield pipeline
     torch.set_num_threads(threads)
 

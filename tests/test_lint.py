@@ -38,7 +38,7 @@ def test_the_package_declares_its_types():
 
 
 # The layers, bottom to top (README, "Layout"); a module may import only from its own layer or below.
-ORCHESTRATION = ("harness.pipeline", "harness.sweep", "harness.reproduce", "harness.predict", "harness.classify",
+ORCHESTRATION = ("harness.context", "harness.pipeline", "harness.sweep", "harness.reproduce", "harness.predict", "harness.classify",
                  "harness.cli")
 
 

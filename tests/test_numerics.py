@@ -13,10 +13,10 @@ import torch
 from harness.errors import HarnessError
 from harness.numerics import NUMERICS_VERSION
 from harness.reproduce import reproduce
+from harness.results.boards import build_boards
 from harness.results.leaderboard import Leaderboard
 from harness.results.provenance import hardware
 from harness.results.record import RunRecord, read_record
-from harness.results.tables import build_boards
 
 REFERENCE = Path(__file__).parent / "data" / "reference-run"
 

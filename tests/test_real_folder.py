@@ -55,15 +55,16 @@ def test_a_run_on_real_figure_crops_writes_an_honest_record(tmp_path):
 
 
 def test_a_budget_of_large_particles_is_resampled_and_scored_in_original_pixels(tmp_path, monkeypatch):
+    import harness.context as context
     import harness.pipeline as pipeline
 
-    original = pipeline.settings_for
+    original = context.settings_for
 
     def small_view(profile: str, **overrides):  # as if the network's view held 20 px particles at most
         return original(profile, **overrides).model_copy(update={"scale_max_diameter_px": 20.0,
                                                                  "scale_target_diameter_px": 16.0})
 
-    monkeypatch.setattr(pipeline, "settings_for", small_view)
+    monkeypatch.setattr(context, "settings_for", small_view)
     record = pipeline.run_one(pipeline.RunRequest(method="none", budget="100%", profile="smoke", dataset=str(EMPS),
                                                   progress=False, out=tmp_path / "run"), log=lambda _m: None)
     post = record.postprocess

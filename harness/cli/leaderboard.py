@@ -126,7 +126,8 @@ def release(name: str, root: Path | None) -> None:
 @_root_option
 def show(dataset, budget, protocol, metric, by, fmt, test, release, root) -> None:
     """Print leaderboard tables: mean ± std over seeds, seed count, rank and a significance mark."""
-    from harness.results.tables import build_boards, build_tables, render
+    from harness.results.boards import build_boards
+    from harness.results.tables import build_tables, render
 
     board = _board(root)
     boards = build_boards(board.select(release), dataset=dataset, budget=budget, protocol=protocol)
@@ -150,8 +151,8 @@ def plot(dataset, budget, protocol, metric, run, image, overlay, out, release, r
     With --run: predicted vs true particle-size histograms and predicted outlines on a test image.
     """
     from harness.results import plots
+    from harness.results.boards import build_boards
     from harness.results.render import slug
-    from harness.results.tables import build_boards
 
     if run is not None:
         for path in _plot_run(run, image, overlay, out, root):

@@ -27,7 +27,8 @@ from harness.data.io import write_bytes_atomic
 from harness.data.scales import SCALE_NAMES, length_scale_of
 from harness.metrics.aggregate import OVERALL
 from harness.results import stats
-from harness.results.tables import Board, EntryKey, entry_summary, metric_label
+from harness.results.boards import Board, EntryKey
+from harness.results.tables import entry_summary, metric_label
 
 _RC: dict[Any, Any] = {"svg.hashsalt": "harness-leaderboard", "svg.fonttype": "path", "font.size": 9}
 

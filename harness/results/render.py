@@ -18,13 +18,12 @@ from harness.errors import HarnessError
 from harness.metrics.classification import CLASSIFY_TASK
 from harness.metrics.scores import COMPANION_METRIC, HEADLINE_METRIC
 from harness.results import plots, stats
+from harness.results.boards import Board, build_boards
 from harness.results.leaderboard import Filed, Leaderboard
 from harness.results.tables import (
     MARK,
-    Board,
     TestChoice,
     board_metrics,
-    build_boards,
     efficiency_table,
     entry_summary,
     provenance_lines,

@@ -1,0 +1,154 @@
+"""Boards: the filed records grouped into comparable sets (one dataset, task, profile, protocol,
+settings, numerics, schema) and the entries of each; :mod:`harness.results.tables` ranks them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from harness.data.base import stable_hash
+from harness.errors import HarnessError
+from harness.metrics.aggregate import GROUP_ORDER
+from harness.numerics import LEGACY_NUMERICS
+from harness.results.leaderboard import Filed
+from harness.task import LEGACY_TASK
+
+SeedKey = tuple[int, int, int]
+
+BASELINE_METHOD = "none"
+
+@dataclass(frozen=True)
+class BoardKey:
+    dataset: str  # dataset key, e.g. synthetic-sem-v1-fdb4e2fd596d3b44
+    manifest: str
+    profile: str
+    schema: int
+    protocol: str
+    settings: str  # hash of the training settings (backbone aside): a changed profile is a new board
+    task: str = LEGACY_TASK  # the downstream task version (also inside the settings)
+    numerics: str = LEGACY_NUMERICS  # harness.numerics: records of different versions never share a table
+
+    @property
+    def title(self) -> str:
+        # sections from before numerics versions were kept keep their published titles
+        numerics = "" if self.numerics == LEGACY_NUMERICS else f" · numerics {self.numerics}"
+        return (f"{self.dataset} · task {self.task} · profile {self.profile} · protocol {self.protocol} · "
+                f"split manifest {self.manifest} · settings {self.settings} · schema v{self.schema}{numerics}")
+
+@dataclass(frozen=True)
+class EntryKey:
+    method: str
+    config_hash: str
+    backbone: str
+
+@dataclass
+class Board:
+    """Comparable records: one dataset version, manifest, profile, schema and protocol."""
+
+    key: BoardKey
+    budgets: list[tuple[str, int]] = field(default_factory=list)  # (budget text, labelled images), ascending
+    labels: dict[EntryKey, str] = field(default_factory=dict)
+    roles: dict[EntryKey, str] = field(default_factory=dict)  # method, control or reference
+    runs: dict[tuple[EntryKey, str], dict[SeedKey, Filed]] = field(default_factory=dict)
+
+    @property
+    def entries(self) -> list[EntryKey]:
+        return sorted(self.labels, key=lambda e: (self.labels[e], e.config_hash, e.backbone))
+
+    def ranked(self, entry: EntryKey) -> bool:
+        """Only methods compete: controls and reference rows are shown, never ranked."""
+        return self.roles.get(entry, "method") == "method"
+
+    def display(self, entry: EntryKey) -> str:
+        role = self.roles.get(entry, "method")
+        return self.labels[entry] if role == "method" else f"{self.labels[entry]} ({role})"
+
+    def baseline(self) -> EntryKey | None:
+        """The ``none`` entry (random initialisation), when the board has exactly one."""
+        found = [e for e in self.labels if e.method == BASELINE_METHOD]
+        return found[0] if len(found) == 1 else None
+
+    def seeds(self, entry: EntryKey, budget: str) -> dict[SeedKey, Filed]:
+        return self.runs.get((entry, budget), {})
+
+    def budget_images(self, budget: str) -> int:
+        return dict(self.budgets)[budget]
+
+    def all_filed(self) -> list[Filed]:
+        return [f for runs in self.runs.values() for f in runs.values()]
+
+    def scales(self) -> list[str]:
+        present = {name for f in self.all_filed() for name in f.record.metrics.get("groups", {})}
+        return [g for g in GROUP_ORDER if g in present]
+
+def settings_hash(settings: dict[str, Any]) -> str:
+    """Hash of the settings that decide results: the backbone is an entry property, the cache size is not."""
+    return stable_hash({k: v for k, v in settings.items() if k not in ("backbone", "memory_cache_mb")}, length=8)
+
+def _seed_key(filed: Filed) -> SeedKey:
+    s = filed.record.seeds
+    return (s.split, s.data, s.train)
+
+def build_boards(filed: Sequence[Filed], dataset: str | None = None, budget: str | None = None,
+                 protocol: str | None = None) -> list[Board]:
+    """Partition records into boards, after the optional filters (dataset name or key, budget, protocol)."""
+    if not filed:
+        raise HarnessError("no records to show: file runs with `harness leaderboard add RUN_DIR...` first "
+                           "(or point --root at a leaderboard folder)")
+    chosen = list(filed)
+    if dataset is not None:
+        chosen = [f for f in chosen if dataset in (f.record.dataset.key, f.record.dataset.name)]
+    if protocol is not None:
+        chosen = [f for f in chosen if f.record.protocol == protocol]
+    if budget is not None:
+        chosen = [f for f in chosen if f.record.budget == budget]
+    if not chosen:
+        asked = ", ".join(f"--{k} {v}" for k, v in (("dataset", dataset), ("budget", budget),
+                                                    ("protocol", protocol)) if v is not None)
+        present = sorted({f"{f.record.dataset.key} ({f.record.dataset.name}) budget {f.record.budget} "
+                          f"{f.record.protocol}" for f in filed})
+        raise HarnessError(f"no records match {asked}; filed: {'; '.join(present[:8])}"
+                           + ("; ..." if len(present) > 8 else ""))
+    boards: dict[BoardKey, Board] = {}
+    images: dict[tuple[BoardKey, str], int] = {}
+    for f in chosen:
+        r = f.record
+        key = BoardKey(r.dataset.key, r.dataset.manifest_hash, r.dataset.profile, f.stored_schema, r.protocol,
+                       settings_hash(r.settings), str(r.settings.get("task", LEGACY_TASK)), r.numerics)
+        board = boards.setdefault(key, Board(key))
+        entry = EntryKey(r.method.name, r.method.config_hash, r.backbone)
+        board.labels[entry] = r.method.name
+        board.roles[entry] = r.method.role
+        runs = board.runs.setdefault((entry, r.budget), {})
+        seed = _seed_key(f)
+        if seed in runs:
+            raise HarnessError(f"{f.path} and {runs[seed].path} are the same cell and seed; remove one")
+        runs[seed] = f
+        known = images.setdefault((key, r.budget), r.budget_images)
+        if known != r.budget_images:
+            raise HarnessError(f"{f.path}: budget {r.budget} means {r.budget_images} images here but {known} "
+                               "in another record of the same manifest")
+    for key, board in boards.items():
+        board.budgets = sorted(((b, n) for (k, b), n in images.items() if k == key), key=lambda t: (t[1], t[0]))
+        _disambiguate(board)
+    return [boards[k] for k in sorted(boards, key=lambda k: (k.dataset, k.task, k.profile, k.manifest, k.schema,
+                                                             k.protocol, k.settings, k.numerics))]
+
+def _disambiguate(board: Board) -> None:
+    """Entry labels: the method name, plus backbone/config where one method has several entries."""
+    by_method: dict[str, list[EntryKey]] = {}
+    for entry in board.labels:
+        by_method.setdefault(entry.method, []).append(entry)
+    for method, entries in by_method.items():
+        if len(entries) == 1:
+            continue
+        backbones = {e.backbone for e in entries}
+        configs = {e.config_hash for e in entries}
+        for e in entries:
+            parts = []
+            if len(backbones) > 1:
+                parts.append(e.backbone)
+            if len(configs) > 1:
+                parts.append(f"config {e.config_hash[:8]}")
+            board.labels[e] = f"{method} ({', '.join(parts)})"
