@@ -38,8 +38,8 @@ def test_the_package_declares_its_types():
 
 
 # The layers, bottom to top (README, "Layout"); a module may import only from its own layer or below.
-ORCHESTRATION = ("harness.context", "harness.pipeline", "harness.sweep", "harness.reproduce", "harness.predict", "harness.classify",
-                 "harness.cli")
+ORCHESTRATION = ("harness.context", "harness.pipeline", "harness.sweep", "harness.reproduce", "harness.predict",
+                 "harness.classify", "harness.cli")
 
 
 def _imports(path: Path) -> set[str]:
