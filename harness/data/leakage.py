@@ -189,16 +189,23 @@ def _block_mean(array: np.ndarray, factor: int) -> np.ndarray:
     return trimmed.reshape(rows, factor, cols, factor).mean(axis=(1, 3))
 
 
-def locate_crop(large: np.ndarray, small: np.ndarray) -> tuple[int, int] | None:
+def thumb_factor(shape: tuple[int, ...]) -> int:
+    """Block size of the coarse crop search's thumbnails for a larger image of ``shape``."""
+    return max(1, math.ceil(max(shape) / THUMB_SIDE))
+
+
+def locate_crop(large: np.ndarray, small: np.ndarray,
+                thumbs: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[int, int] | None:
     """Top-left corner of ``small`` inside ``large`` (same pixel scale), or None if not found.
 
     Both are 2-D unit-float images. A coarse search on thumbnails finds the area; an exact search
-    with ``small``'s central patch in full resolution fixes the offset to the pixel.
+    with ``small``'s central patch in full resolution fixes the offset to the pixel. ``thumbs``:
+    both images' block means at :func:`thumb_factor` of ``large``, when already computed.
     """
     if small.shape[0] > large.shape[0] or small.shape[1] > large.shape[1]:
         return None
-    factor = max(1, math.ceil(max(large.shape) / THUMB_SIDE))
-    thumb_large, thumb_small = _block_mean(large, factor), _block_mean(small, factor)
+    factor = thumb_factor(large.shape)
+    thumb_large, thumb_small = thumbs or (_block_mean(large, factor), _block_mean(small, factor))
     if min(thumb_small.shape) < 4:
         return None
     coarse = match_template(thumb_large, thumb_small)
@@ -224,13 +231,15 @@ def locate_crop(large: np.ndarray, small: np.ndarray) -> tuple[int, int] | None:
 
 
 def crop_match(large: np.ndarray, small: np.ndarray, large_unit: np.ndarray | None = None,
-               small_unit: np.ndarray | None = None, small_hash: int | None = None) -> tuple[int, float] | None:
+               small_unit: np.ndarray | None = None, small_hash: int | None = None,
+               thumbs: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[int, float] | None:
     """Hash distance and pixel correlation between ``small`` and the window of ``large`` it was
-    cropped from, if one is found. ``large_unit``, ``small_unit`` (their :func:`to_unit_float`)
-    and ``small_hash`` (its :func:`perceptual_hash`) may be given when already computed."""
+    cropped from, if one is found. ``large_unit``, ``small_unit`` (their :func:`to_unit_float`),
+    ``small_hash`` (its :func:`perceptual_hash`) and ``thumbs`` (see :func:`locate_crop`) may be
+    given when already computed."""
     large_unit = to_unit_float(large) if large_unit is None else large_unit
     small_unit = to_unit_float(small) if small_unit is None else small_unit
-    corner = locate_crop(large_unit, small_unit)
+    corner = locate_crop(large_unit, small_unit, thumbs)
     if corner is None:
         return None
     top, left = corner
@@ -286,6 +295,16 @@ class _Pixels:
     def __init__(self, load: Callable[[str], np.ndarray], memory: int):
         self._load, self._memory, self._used = load, memory, 0
         self._kept: OrderedDict[str, tuple[np.ndarray, np.ndarray, int]] = OrderedDict()
+        # block-mean thumbnails of the crop search, by image and block size: they go with their image
+        self._thumbs: dict[str, dict[int, np.ndarray]] = {}
+
+    def thumb(self, sample_id: str, factor: int) -> np.ndarray:
+        """The image's block means of ``factor`` px (the crop search's thumbnail), made once."""
+        unit = self(sample_id)[1]
+        kept = self._thumbs.setdefault(sample_id, {})
+        if factor not in kept:
+            kept[factor] = _block_mean(unit, factor)
+        return kept[factor]
 
     def __call__(self, sample_id: str) -> tuple[np.ndarray, np.ndarray, int]:
         if sample_id in self._kept:
@@ -297,8 +316,9 @@ class _Pixels:
         self._kept[sample_id] = item
         self._used += image.nbytes + unit.nbytes
         while self._used > self._memory and len(self._kept) > 1:
-            _, (old, old_unit, _) = self._kept.popitem(last=False)
+            old_id, (old, old_unit, _) = self._kept.popitem(last=False)
             self._used -= old.nbytes + old_unit.nbytes
+            self._thumbs.pop(old_id, None)
         return item
 
 
@@ -315,12 +335,16 @@ def _compare(mine_id: str, mine: Fingerprint, eval_id: str, theirs: Fingerprint,
     correlation: float | None = None
     found = None
     if distance > max_distance or mine.shape != theirs.shape:
+        pair = None
         if _may_be_crop(mine, theirs):
-            (large, large_unit, _), (small, small_unit, small_hash) = pixels(mine_id), pixels(eval_id)
-            found = crop_match(large, small, large_unit, small_unit, small_hash)
+            pair = (mine_id, eval_id)
         elif _may_be_crop(theirs, mine):
-            (large, large_unit, _), (small, small_unit, small_hash) = pixels(eval_id), pixels(mine_id)
-            found = crop_match(large, small, large_unit, small_unit, small_hash)
+            pair = (eval_id, mine_id)
+        if pair is not None:
+            (large, large_unit, _), (small, small_unit, small_hash) = pixels(pair[0]), pixels(pair[1])
+            factor = thumb_factor(large_unit.shape)
+            found = crop_match(large, small, large_unit, small_unit, small_hash,
+                               (pixels.thumb(pair[0], factor), pixels.thumb(pair[1], factor)))
     if found is not None and found[0] <= max(distance, max_distance):
         distance, correlation = min(distance, found[0]), found[1]
     elif distance <= max_distance:  # whole images, rescaled or not: the second opinion
