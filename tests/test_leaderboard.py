@@ -587,3 +587,21 @@ def test_detectable_difference_has_the_stated_power():
         assert power == pytest.approx(stats.POWER, abs=0.01)
     assert stats.detectable_difference(0.5, 3) == pytest.approx(0.5 * stats.detectable_difference(1.0, 3))
     assert stats.detectable_difference(1.0, 1) is None and stats.detectable_difference(0.0, 3) == 0.0
+
+
+def test_a_record_with_an_unknown_protocol_or_role_is_refused(tmp_path):
+    """Typed record fields: a protocol or role the harness does not know is not a valid record."""
+    from harness.results.leaderboard import parse_record
+
+    filed = (Path(__file__).resolve().parents[1] / "leaderboard" / "records").rglob("*.json")
+    source = next(p for p in filed if not p.name.endswith(".per_image.json"))
+    data = json.loads(source.read_text())
+    parse_record(data, source)  # as filed: valid
+    for path, value in ((("protocol",), "linear"), (("method", "role"), "competitor")):
+        changed = json.loads(source.read_text())
+        target = changed
+        for key in path[:-1]:
+            target = target[key]
+        target[path[-1]] = value
+        with pytest.raises(HarnessError, match=path[-1]):
+            parse_record(changed, source)

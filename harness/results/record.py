@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -33,7 +33,7 @@ class MethodInfo(_Frozen):
     transfers: str
     # "method" (ranked), "control" (e.g. supervised: shown, never ranked) or "reference" (oracle,
     # classical: computed without training, shown unranked)
-    role: str = "method"
+    role: Literal["method", "control", "reference"] = "method"
 
 
 class DatasetInfo(_Frozen):
@@ -79,7 +79,7 @@ class RunRecord(_Frozen):
     dataset: DatasetInfo
     budget: str
     budget_images: int
-    protocol: str
+    protocol: Literal["finetune", "frozen"]
     seeds: Seeds
     settings: dict[str, Any]
     pretrain: PretrainInfo
