@@ -13,9 +13,7 @@ background gradient -> shot noise at a dose -> detector noise -> data bar -> qua
 
 from __future__ import annotations
 
-import io
 import math
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,12 +26,16 @@ from scipy import ndimage
 from skimage.draw import polygon as draw_polygon
 
 from harness.data.base import Dataset, DatasetIdentity, stable_hash
-from harness.data.cache import cache_root
-from harness.data.io import write_bytes_atomic
+from harness.data.cache import (
+    cache_root,
+    read_rendering,
+    render_cached_only,
+    render_into_cache,
+)
 from harness.data.parallel import map_in_processes
 from harness.data.sample import Sample
 from harness.data.scales import LENGTH_SCALES, length_scale_of
-from harness.errors import HarnessError, HarnessWarning
+from harness.errors import HarnessError
 
 GENERATOR_VERSION = "2"
 MODALITY_CODE = {"SEM": 1, "TEM": 2}
@@ -452,7 +454,7 @@ class SyntheticDataset(Dataset):
         if not missing:
             return 0
         jobs = [(self.renderer, p, self.seed, self.cache_dir / f"{self._id(p.index)}.npz") for p in missing]
-        for _ in map_in_processes(_render_cached_only, jobs, per_worker=2, workers=workers,
+        for _ in map_in_processes(render_cached_only, jobs, per_worker=2, workers=workers,
                                   desc=f"generate {self.identity.name}", progress=progress):
             pass
         return len(jobs)
@@ -460,9 +462,9 @@ class SyntheticDataset(Dataset):
     def load(self, sample_id: str) -> Sample:
         p = self.params(sample_id)
         path = self.cache_dir / f"{sample_id}.npz"
-        stored = _read_cached(path)
+        stored = read_rendering(path)
         if stored is None:
-            image, mask, table = _render_into_cache((self.renderer, p, self.seed, path))
+            image, mask, table = render_into_cache((self.renderer, p, self.seed, path))
         else:
             image, mask, table = stored
         return self._sample(sample_id, image, mask, table)
@@ -473,38 +475,3 @@ class SyntheticDataset(Dataset):
                       databar_rows=p.databar_rows, pixel_size_source="synthetic", particles=table)
 
 
-Renderer = Callable[[Any, int], tuple[np.ndarray, np.ndarray, pd.DataFrame]]
-RenderJob = tuple[Renderer, Any, int, Path]
-
-
-def _render_into_cache(job: RenderJob) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
-    render, p, seed, path = job
-    image, mask, table = render(p, seed)
-    _atomic_savez(path, image=image, mask=mask, **{f"p_{c}": table[c].to_numpy() for c in table.columns})
-    return image, mask, table
-
-
-def _render_cached_only(job: RenderJob) -> None:
-    _render_into_cache(job)  # the arrays stay in the worker: only the files matter
-
-
-def _read_cached(path: Path) -> tuple[np.ndarray, np.ndarray, pd.DataFrame] | None:
-    """A cached rendering, or None when there is none or it is damaged (truncated, edited: the zip
-    CRC catches changed bytes). Rendering is deterministic, so a damaged entry is simply rebuilt."""
-    if not path.is_file():
-        return None
-    try:
-        with np.load(path, allow_pickle=False) as stored:
-            image, mask = stored["image"], stored["mask"]
-            table = pd.DataFrame({k[2:]: stored[k] for k in stored.files if k.startswith("p_")})
-    except Exception as err:  # noqa: BLE001 - BadZipFile, EOFError, KeyError, ValueError, OSError: all mean damaged
-        warnings.warn(f"{path}: damaged dataset cache entry ({type(err).__name__}: {err}); rendering it again",
-                      HarnessWarning, stacklevel=3)
-        return None
-    return image, mask, table
-
-
-def _atomic_savez(path: Path, **arrays: np.ndarray) -> None:
-    buffer = io.BytesIO()
-    np.savez(buffer, **{k: (v.astype(str) if v.dtype == object else v) for k, v in arrays.items()})  # type: ignore[arg-type]
-    write_bytes_atomic(path, buffer.getvalue())
