@@ -44,15 +44,27 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def numpy_simd() -> str:
+    """The instruction-set targets numpy dispatches to on this CPU (e.g. ``X86_V4 AVX512_ICL``).
+    Two AVX512 machines that differ here can round numpy and scipy reductions differently (seen:
+    scipy's wasserstein_distance one ulp apart with and without AVX512_SPR)."""
+    try:
+        from numpy._core._multiarray_umath import __cpu_dispatch__, __cpu_features__
+    except ImportError:  # a private table: absent from other numpy versions
+        return "unknown"
+    return " ".join(name for name in __cpu_dispatch__ if __cpu_features__.get(name)) or "baseline"
+
+
 def hardware() -> dict[str, str | int]:
     """The machine. ``cpu_capability`` is the vector instruction set torch dispatches to (e.g.
-    AVX2, AVX512): two CPUs with different ones can round differently, so a CPU result is only
-    reproducible to the last digit on the same capability (seen: the same denoise pretraining
-    ended at loss 0.05127796 on one 2-core VM and 0.05127827 on another)."""
+    AVX2, AVX512), ``cpu_simd`` numpy's (:func:`numpy_simd`): two CPUs where either differs can
+    round differently, so a CPU result is only reproducible to the last digit where both agree
+    (seen: the same denoise pretraining ended at loss 0.05127796 on one 2-core VM and 0.05127827
+    on another)."""
     import os
 
     import torch
 
     return {"machine": platform.machine(), "processor": platform.processor(), "cpus": os.cpu_count() or 0,
             "system": platform.system(), "cpu_model": cpu_model(),
-            "cpu_capability": torch.backends.cpu.get_cpu_capability()}
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "cpu_simd": numpy_simd()}
