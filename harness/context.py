@@ -78,8 +78,10 @@ class RunRequest(BaseModel):
             raise ValueError(str(err)) from None
         return value
 
+
 #: An embedded dataset missing more images than this is rendered in parallel before the run.
 PARALLEL_GENERATION_FROM = 256
+
 
 def _generate_ahead(dataset: Dataset, progress: bool) -> None:
     from harness.data.synthetic import SyntheticDataset
@@ -87,6 +89,7 @@ def _generate_ahead(dataset: Dataset, progress: bool) -> None:
     if (isinstance(dataset, SyntheticDataset) and len(dataset.index()) > PARALLEL_GENERATION_FROM
             and len(dataset.missing()) > PARALLEL_GENERATION_FROM):
         dataset.generate(workers=os.cpu_count() or 1, progress=progress and is_main_process())
+
 
 def step_overrides(pretrain_steps: int | None, finetune_steps: int | None) -> dict[str, int]:
     """Settings for ``--pretrain-steps`` / ``--finetune-steps``. They land in the record's settings,
@@ -97,6 +100,7 @@ def step_overrides(pretrain_steps: int | None, finetune_steps: int | None) -> di
     if finetune_steps is not None:
         out.update(finetune_steps=finetune_steps, finetune_min_steps=finetune_steps)
     return out
+
 
 class Context:
     """What the cells of a sweep share: dataset, manifest, runtime, stores."""

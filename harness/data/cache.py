@@ -32,14 +32,17 @@ Renderer = Callable[[Any, int], tuple[np.ndarray, np.ndarray, pd.DataFrame]]
 
 RenderJob = tuple[Renderer, Any, int, Path]
 
+
 def render_into_cache(job: RenderJob) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
     render, p, seed, path = job
     image, mask, table = render(p, seed)
     save_arrays_atomic(path, image=image, mask=mask, **{f"p_{c}": table[c].to_numpy() for c in table.columns})
     return image, mask, table
 
+
 def render_cached_only(job: RenderJob) -> None:
     render_into_cache(job)  # the arrays stay in the worker: only the files matter
+
 
 def read_rendering(path: Path) -> tuple[np.ndarray, np.ndarray, pd.DataFrame] | None:
     """A cached rendering, or None when there is none or it is damaged (truncated, edited: the zip
@@ -55,6 +58,7 @@ def read_rendering(path: Path) -> tuple[np.ndarray, np.ndarray, pd.DataFrame] | 
                       HarnessWarning, stacklevel=3)
         return None
     return image, mask, table
+
 
 def save_arrays_atomic(path: Path, **arrays: np.ndarray) -> None:
     buffer = io.BytesIO()

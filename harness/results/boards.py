@@ -18,6 +18,7 @@ SeedKey = tuple[int, int, int]
 
 BASELINE_METHOD = "none"
 
+
 @dataclass(frozen=True)
 class BoardKey:
     dataset: str  # dataset key, e.g. synthetic-sem-v1-fdb4e2fd596d3b44
@@ -36,11 +37,13 @@ class BoardKey:
         return (f"{self.dataset} · task {self.task} · profile {self.profile} · protocol {self.protocol} · "
                 f"split manifest {self.manifest} · settings {self.settings} · schema v{self.schema}{numerics}")
 
+
 @dataclass(frozen=True)
 class EntryKey:
     method: str
     config_hash: str
     backbone: str
+
 
 @dataclass
 class Board:
@@ -82,13 +85,16 @@ class Board:
         present = {name for f in self.all_filed() for name in f.record.metrics.get("groups", {})}
         return [g for g in GROUP_ORDER if g in present]
 
+
 def settings_hash(settings: dict[str, Any]) -> str:
     """Hash of the settings that decide results: the backbone is an entry property, the cache size is not."""
     return stable_hash({k: v for k, v in settings.items() if k not in ("backbone", "memory_cache_mb")}, length=8)
 
+
 def _seed_key(filed: Filed) -> SeedKey:
     s = filed.record.seeds
     return (s.split, s.data, s.train)
+
 
 def build_boards(filed: Sequence[Filed], dataset: str | None = None, budget: str | None = None,
                  protocol: str | None = None) -> list[Board]:
@@ -134,6 +140,7 @@ def build_boards(filed: Sequence[Filed], dataset: str | None = None, budget: str
         _disambiguate(board)
     return [boards[k] for k in sorted(boards, key=lambda k: (k.dataset, k.task, k.profile, k.manifest, k.schema,
                                                              k.protocol, k.settings, k.numerics))]
+
 
 def _disambiguate(board: Board) -> None:
     """Entry labels: the method name, plus backbone/config where one method has several entries."""

@@ -56,6 +56,15 @@ def preemption_signal() -> signal.Signals:
     return getattr(signal, name if name.startswith("SIG") else f"SIG{name}", signal.SIGUSR2)
 
 
+def _max_over_ranks(*values: int) -> list[int]:
+    """Each value's maximum over the torchrun ranks (one all-reduce; on the GPU under nccl)."""
+    flags = torch.tensor(values)
+    if torch.distributed.get_backend() == "nccl":
+        flags = flags.cuda()
+    torch.distributed.all_reduce(flags, op=torch.distributed.ReduceOp.MAX)
+    return [int(v) for v in flags.tolist()]
+
+
 def stop_signals() -> tuple[signal.Signals, ...]:
     return tuple(dict.fromkeys((signal.SIGTERM, signal.SIGINT, preemption_signal())))
 
@@ -143,11 +152,8 @@ class Checkpointing:
         state = self._read()
         if world_size() > 1 and torch.distributed.is_initialized():
             steps = int(state["steps_done"]) if state is not None else -1
-            bounds = torch.tensor([steps, -steps])  # max, -min in one all-reduce
-            if torch.distributed.get_backend() == "nccl":
-                bounds = bounds.cuda()
-            torch.distributed.all_reduce(bounds, op=torch.distributed.ReduceOp.MAX)
-            highest, lowest = int(bounds[0]), -int(bounds[1])
+            highest, negated_lowest = _max_over_ranks(steps, -steps)  # max and min in one all-reduce
+            lowest = -negated_lowest
             if highest != lowest:
                 held = "none" if lowest < 0 else f"step {lowest}"
                 self.log(f"the ranks' checkpoints disagree (from {held} to step {highest}); every rank starts "
@@ -178,13 +184,10 @@ class Checkpointing:
             wanted = True
         if world_size() > 1 and torch.distributed.is_initialized():
             # the second entry carries the signal, so every rank stops for the reason one rank got
-            flag = torch.tensor([int(wanted), int(self._stop[0]) if self._stop else 0])
-            if torch.distributed.get_backend() == "nccl":
-                flag = flag.cuda()
-            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
-            wanted = bool(flag[0])
-            if int(flag[1]) and not self._stop:
-                self._stop.append(int(flag[1]))
+            any_wanted, signum = _max_over_ranks(int(wanted), int(self._stop[0]) if self._stop else 0)
+            wanted = bool(any_wanted)
+            if signum and not self._stop:
+                self._stop.append(signum)
         return wanted
 
     def save(self, steps_done: int, state: dict[str, Any]) -> None:
