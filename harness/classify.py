@@ -19,7 +19,7 @@ from harness.data.splits import Budget
 from harness.errors import HarnessError
 from harness.methods.base import SSLMethod
 from harness.methods.registry import MethodEntry
-from harness.metrics.classification import ACCURACY, MACRO_F1, READERS, classification_report
+from harness.metrics.classification import ACCURACY, MACRO_F1, READERS, ClassificationReport, classification_report
 from harness.models import create_backbone
 from harness.pipeline import Context, RunRequest, common_record_fields, obtain_encoder, record_settings, write_run
 from harness.results.record import RunRecord, Selection
@@ -103,15 +103,14 @@ def run_classify(request: RunRequest, ctx: Context, entry: MethodEntry, method: 
     return record
 
 
-def scores_table(metrics: dict) -> str:
+def scores_table(metrics: ClassificationReport) -> str:
     """A classification record's test scores as text: readers x groups, accuracy and macro-F1."""
     rows = []
-    for name, groups in metrics["readers"].items():
+    for name, groups in metrics.readers.items():
         for group, scores in groups.items():
-            row = {"reader": name, "group": group, "n images": scores["n_images"]}
-            for metric in (ACCURACY, MACRO_F1):
-                s = scores[metric]
-                ci = "" if s["ci_low"] is None else f" [{s['ci_low']:.3f}, {s['ci_high']:.3f}]"
-                row[metric.replace("_", "-")] = f"{s['mean']:.3f}{ci}"
+            row: dict[str, object] = {"reader": name, "group": group, "n images": scores.n_images}
+            for metric, s in ((ACCURACY, scores.accuracy), (MACRO_F1, scores.macro_f1)):
+                ci = "" if s.ci_low is None else f" [{s.ci_low:.3f}, {s.ci_high:.3f}]"
+                row[metric.replace("_", "-")] = f"{s.mean:.3f}{ci}"
             rows.append(row)
-    return tabulate(rows, headers="keys") + f"\n\nclasses: {', '.join(metrics['classes'])}; 95% bootstrap CIs"
+    return tabulate(rows, headers="keys") + f"\n\nclasses: {', '.join(metrics.classes)}; 95% bootstrap CIs"

@@ -313,7 +313,7 @@ def run_one(request: RunRequest, ctx: Context | None = None, log=print) -> RunRe
         selection=Selection(criterion=CRITERIA[ctx.settings.selection], best_step=stage.best_step,
                             best_score=stage.best_score, stopped_early=stage.stopped_early,
                             finetune_steps_run=len(stage.losses)),
-        metrics=report.model_dump(mode="json"),
+        metrics=report,
         test_length_scales=list(scales),
         headline=report.headline(),
         timings_s={**(fitted.timings_s if fitted else {}), "evaluate": round(evaluate_s, 3)},
@@ -376,9 +376,9 @@ def write_run(request: RunRequest, record: RunRecord, per_image: list[dict], log
         write_text_atomic(out / PER_IMAGE_FILE, json.dumps(per_image, indent=1) + "\n")
         record.write(out)
     head = record.headline
-    log(f"test headline: {head['metric']} = {_num(head['value'])} {_ci(head['ci95'])}, "
-        f"{head['companion_metric']} = {_num(head['companion_value'])} {_ci(head['companion_ci95'])} "
-        f"over {head['n_images']} images")
+    log(f"test headline: {head.metric} = {_num(head.value)} {_ci(head.ci95)}, "
+        f"{head.companion_metric} = {_num(head.companion_value)} {_ci(head.companion_ci95)} "
+        f"over {head.n_images} images")
     log(f"record written to {out / 'record.json'}")
     return out
 

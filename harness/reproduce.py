@@ -251,8 +251,8 @@ def differences(then: Any, now: Any, path: str = "") -> tuple[int, list[str]]:
 def compare_records(original: RunRecord, new: RunRecord, per_image_then: list | None,
                     per_image_now: list | None) -> tuple[int, list[str]]:
     parts = [
-        ("metrics", original.metrics, new.metrics),
-        ("headline", original.headline, new.headline),
+        ("metrics", original.metrics.model_dump(mode="json"), new.metrics.model_dump(mode="json")),
+        ("headline", original.headline.model_dump(mode="json"), new.headline.model_dump(mode="json")),
         ("budget_images", original.budget_images, new.budget_images),
         ("method.config_hash", original.method.config_hash, new.method.config_hash),
         ("selection", original.selection.model_dump(mode="json"), new.selection.model_dump(mode="json")),

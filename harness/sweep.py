@@ -24,6 +24,7 @@ from typing import Any
 from harness.data.io import write_text_atomic
 from harness.data.splits import budget_slug
 from harness.errors import HarnessError
+from harness.metrics.aggregate import Headline
 from harness.pipeline import Context, RunRequest, run_one
 from harness.results.record import RECORD_FILE, read_record
 from harness.training.checkpoint import StopRequested, preemption_signal
@@ -53,8 +54,9 @@ def record_failure(out: Path, request: RunRequest, err: Exception) -> Path:
     return write_text_atomic(directory / name, json.dumps(payload, indent=1))
 
 
-def _row(request: RunRequest, status: str, headline: dict[str, Any] | None = None) -> dict[str, Any]:
-    numbers = {k: v for k, v in (headline or {}).items() if isinstance(v, (int, float))}
+def _row(request: RunRequest, status: str, headline: Headline | None = None) -> dict[str, Any]:
+    fields = headline.model_dump(exclude={"per_length_scale"}) if headline is not None else {}
+    numbers = {k: v for k, v in fields.items() if isinstance(v, (int, float))}
     return {"method": request.method, "budget": request.budget, "seed": request.seed, "status": status, **numbers}
 
 

@@ -268,7 +268,7 @@ def test_concurrent_adds_from_several_processes_lose_nothing(smoke_run, tmp_path
     assert len(filed) == 14
     for f in filed:  # nothing corrupted: every file is the canonical form of its source
         assert f.per_image is not None
-        assert len(f.per_image_scores()) == f.record.metrics["groups"]["overall"]["n_images"]
+        assert len(f.per_image_scores()) == f.record.metrics.n_images("overall")
         assert f.path.read_bytes() == canonical_bytes(f.record.model_dump(mode="json"))
     assert not [p for p in root.rglob("*") if p.name.endswith(".tmp")]
 

@@ -339,7 +339,7 @@ def test_aggregate_is_deterministic_and_round_trips_through_json():
 def test_headline_and_table():
     scores, scales = _scored()
     report = aggregate(scores, scales)
-    head = report.headline()
+    head = report.headline().model_dump(mode="json")
     assert head["metric"] == HEADLINE_METRIC == "count_rel_error"
     assert head["companion_metric"] == COMPANION_METRIC
     assert set(head["per_length_scale"]) == {"high-mag", "mid-mag", "unknown"}

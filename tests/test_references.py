@@ -58,6 +58,6 @@ def test_oracle_and_classical_runs_are_the_same_at_every_budget(tmp_path):
                                         out=tmp_path / f"{name}-{budget.replace('%', 'pct')}"), log=lambda _m: None)
             assert record.method.role == "reference" and record.pretrain.steps == 0
             assert record.selection.finetune_steps_run == 0
-            values[(name, budget)] = record.headline["value"]
+            values[(name, budget)] = record.headline.value
     assert values[("oracle", "1")] == values[("oracle", "100%")] < 0.05  # the task's floor: near exact
     assert values[("classical", "1")] == values[("classical", "100%")] > values[("oracle", "1")]

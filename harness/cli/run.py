@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from tabulate import tabulate
@@ -12,6 +13,10 @@ from harness.cli.data import SEED, data_seed_option, profile_option, split_seed_
 from harness.errors import HarnessError
 from harness.plugins.hookspecs import HOOKSPEC_VERSION
 from harness.plugins.manager import DISABLE_ENV, plugin_state
+
+if TYPE_CHECKING:
+    from harness.metrics import MetricsReport
+    from harness.metrics.classification import ClassificationReport
 
 
 @click.command("methods")
@@ -146,15 +151,14 @@ def run(method, budget, seed, out, dataset, backbone, profile, data_seed, split_
     say(_report_table(record.metrics))
 
 
-def _report_table(metrics: dict) -> str:
-    from harness.metrics import MetricsReport
-    from harness.metrics.classification import CLASSIFY_TASK
+def _report_table(metrics: MetricsReport | ClassificationReport) -> str:
+    from harness.metrics.classification import ClassificationReport
 
-    if metrics.get("task") == CLASSIFY_TASK:
+    if isinstance(metrics, ClassificationReport):
         from harness.classify import scores_table
 
         return scores_table(metrics)
-    return MetricsReport.model_validate(metrics).table()
+    return metrics.table()
 
 
 def _split_list(text: str, what: str) -> list[str]:

@@ -73,10 +73,30 @@ class GroupMetrics(BaseModel):
     pooled: dict[str, float | None]
 
 
+class HeadlineScore(BaseModel):
+    """The headline metric and its companion in one group of images, as a record states them."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    value: float | None
+    ci95: tuple[float | None, float | None]
+    n_images: int
+    companion_value: float | None
+    companion_ci95: tuple[float | None, float | None]
+
+
+class Headline(HeadlineScore):
+    """A record's headline: the headline metric and its companion overall, and per length-scale bin."""
+
+    metric: str
+    companion_metric: str
+    per_length_scale: dict[str, HeadlineScore]
+
+
 class MetricsReport(BaseModel):
     """Scores per length-scale bin and overall; ``groups`` is ordered as :data:`GROUP_ORDER`."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     headline_metric: str = HEADLINE_METRIC
     companion_metric: str = COMPANION_METRIC
@@ -100,25 +120,34 @@ class MetricsReport(BaseModel):
             raise HarnessError(f"metric {metric!r} is undefined on every image (see the README, section Metrics)")
         return value
 
-    def headline(self) -> dict[str, Any]:
-        """The headline metric and its companion, overall and per bin, as plain JSON values."""
+    def summary(self, group: str, metric: str) -> MetricSummary | None:
+        """The per-image summary of ``metric`` in ``group``; None where the group or metric is absent."""
+        found = self.groups.get(group)
+        return found.per_image.get(metric) if found is not None else None
+
+    def n_images(self, group: str = OVERALL) -> int | None:
+        found = self.groups.get(group)
+        return found.n_images if found is not None else None
+
+    def headline(self) -> Headline:
+        """The headline metric and its companion, overall and per bin."""
 
         def entry(group: GroupMetrics) -> dict[str, Any]:
             head, side = group.per_image[self.headline_metric], group.per_image[self.companion_metric]
             return {
                 "value": head.mean,
-                "ci95": [head.ci_low, head.ci_high],
+                "ci95": (head.ci_low, head.ci_high),
                 "n_images": group.n_images,
                 "companion_value": side.mean,
-                "companion_ci95": [side.ci_low, side.ci_high],
+                "companion_ci95": (side.ci_low, side.ci_high),
             }
 
-        return {
-            "metric": self.headline_metric,
-            "companion_metric": self.companion_metric,
+        return Headline(
+            metric=self.headline_metric,
+            companion_metric=self.companion_metric,
             **entry(self.group(OVERALL)),
-            "per_length_scale": {name: entry(g) for name, g in self.groups.items() if name != OVERALL},
-        }
+            per_length_scale={name: HeadlineScore(**entry(g)) for name, g in self.groups.items() if name != OVERALL},
+        )
 
     def table(self, metrics: Sequence[str] | None = None) -> str:
         """Plain-text tables (tabulate): per-image means with CIs, then pooled scores."""

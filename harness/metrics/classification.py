@@ -13,14 +13,22 @@ from __future__ import annotations
 import warnings
 import zlib
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 from scipy.stats import bootstrap
 
 from harness.data.scales import SCALE_NAMES, UNKNOWN_SCALE
-from harness.metrics.aggregate import CONFIDENCE_LEVEL, N_RESAMPLES, OVERALL, MetricSummary, summarise
+from harness.metrics.aggregate import (
+    CONFIDENCE_LEVEL,
+    N_RESAMPLES,
+    OVERALL,
+    Headline,
+    HeadlineScore,
+    MetricSummary,
+    summarise,
+)
 from harness.metrics.scores import MetricInfo
 
 #: The classification task's version (harness.task.classify); here, where torch-free readers of
@@ -63,6 +71,8 @@ def _macro_f1_interval(truth: np.ndarray, predicted: np.ndarray, classes: int, s
 class ClassScores(BaseModel):
     """One reader's test scores in one group of images."""
 
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
     n_images: int
     accuracy: MetricSummary
     macro_f1: MetricSummary
@@ -93,38 +103,71 @@ def class_scores(truth: Sequence[int], predicted: Sequence[int], length_scales: 
 READERS = ("probe", "knn")
 
 
-def _interval(summary: MetricSummary) -> list[float | None]:
-    return [summary.ci_low, summary.ci_high]
+class ClassGroup(BaseModel):
+    """The headline reader's scores in one group, in the shape of a segmentation group (the tables
+    read both alike)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    n_images: int
+    per_image: dict[str, MetricSummary]
+
+
+class ClassificationReport(BaseModel):
+    """The ``metrics`` of a classification record: every reader's scores, and the headline reader's
+    again as ``groups``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    task: Literal["classify-v1"]
+    classes: list[str]
+    seed: int
+    reader: str
+    groups: dict[str, ClassGroup]
+    readers: dict[str, dict[str, ClassScores]]
+
+    def summary(self, group: str, metric: str) -> MetricSummary | None:
+        found = self.groups.get(group)
+        return found.per_image.get(metric) if found is not None else None
+
+    def n_images(self, group: str = OVERALL) -> int | None:
+        found = self.groups.get(group)
+        return found.n_images if found is not None else None
+
+
+class ClassificationHeadline(Headline):
+    """A classification record's headline (accuracy, with macro-F1 as companion) and its reader."""
+
+    reader: str
+
+
+def _score(summary: ClassScores) -> dict[str, Any]:
+    return {"value": summary.accuracy.mean, "ci95": (summary.accuracy.ci_low, summary.accuracy.ci_high),
+            "n_images": summary.n_images, "companion_value": summary.macro_f1.mean,
+            "companion_ci95": (summary.macro_f1.ci_low, summary.macro_f1.ci_high)}
 
 
 def classification_report(rows: Sequence[dict[str, Any]], classes: Sequence[str],
-                          seed: int) -> tuple[dict[str, Any], dict[str, Any]]:
+                          seed: int) -> tuple[ClassificationReport, ClassificationHeadline]:
     """The metrics and headline of a classification record from its per-image rows (``truth``,
     each reader's prediction, ``length_scale``): what a run writes and what the leaderboard
-    recomputes. ``groups`` holds the headline reader's scores in the shape the tables read."""
+    recomputes."""
     position = {c: i for i, c in enumerate(classes)}
     truth = [position[r["truth"]] for r in rows]
     scales = [r["length_scale"] for r in rows]
     readers = {name: class_scores(truth, [position[r[name]] for r in rows], scales, len(classes), seed)
                for name in READERS}
     head = readers[READERS[0]]
-    metrics = {
-        "task": CLASSIFY_TASK, "classes": list(classes), "seed": seed, "reader": READERS[0],
-        "groups": {g: {"n_images": s.n_images, "per_image": {ACCURACY: s.accuracy.model_dump(mode="json"),
-                                                             MACRO_F1: s.macro_f1.model_dump(mode="json")}}
-                   for g, s in head.items()},
-        "readers": {name: {g: s.model_dump(mode="json") for g, s in groups.items()}
-                    for name, groups in readers.items()},
-    }
-    overall = head[OVERALL]
-    headline = {
-        "metric": ACCURACY, "value": overall.accuracy.mean, "ci95": _interval(overall.accuracy),
-        "companion_metric": MACRO_F1, "companion_value": overall.macro_f1.mean,
-        "companion_ci95": _interval(overall.macro_f1), "n_images": overall.n_images, "reader": READERS[0],
-        "per_length_scale": {g: {"value": s.accuracy.mean, "ci95": _interval(s.accuracy), "n_images": s.n_images,
-                                 "companion_value": s.macro_f1.mean, "companion_ci95": _interval(s.macro_f1)}
-                             for g, s in head.items() if g != OVERALL},
-    }
+    metrics = ClassificationReport(
+        task=CLASSIFY_TASK, classes=list(classes), seed=seed, reader=READERS[0],
+        groups={g: ClassGroup(n_images=s.n_images, per_image={ACCURACY: s.accuracy, MACRO_F1: s.macro_f1})
+                for g, s in head.items()},
+        readers=readers,
+    )
+    headline = ClassificationHeadline(
+        metric=ACCURACY, companion_metric=MACRO_F1, reader=READERS[0], **_score(head[OVERALL]),
+        per_length_scale={g: HeadlineScore(**_score(s)) for g, s in head.items() if g != OVERALL},
+    )
     return metrics, headline
 
 

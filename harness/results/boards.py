@@ -82,7 +82,7 @@ class Board:
         return [f for runs in self.runs.values() for f in runs.values()]
 
     def scales(self) -> list[str]:
-        present = {name for f in self.all_filed() for name in f.record.metrics.get("groups", {})}
+        present = {name for f in self.all_filed() for name in f.record.metrics.groups}
         return [g for g in GROUP_ORDER if g in present]
 
 

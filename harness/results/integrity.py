@@ -21,7 +21,7 @@ from harness.data.scales import UNKNOWN_SCALE, length_scale_of
 from harness.errors import HarnessError
 from harness.metrics import ImageScores, aggregate
 from harness.metrics.aggregate import pooled_scores
-from harness.metrics.classification import CLASSIFY_TASK, classification_report
+from harness.metrics.classification import ClassificationReport, classification_report
 from harness.metrics.scores import METRIC_NAMES
 from harness.results.record import RunRecord
 
@@ -86,11 +86,11 @@ def check_record(record: RunRecord, per_image: Sequence[dict[str, Any]] | None, 
     if per_image is None:
         raise HarnessError(f"{source}: no per_image.json beside the record, so its numbers cannot be checked; "
                            "only runs that kept their per-image scores are filed")
-    if record.settings.get("task") == CLASSIFY_TASK:
-        metrics, headline = classification_report(per_image, record.metrics.get("classes", []),
-                                                  seed=record.metrics.get("seed", record.seeds.split))
-        problems = differences(record.metrics, metrics, "metrics")
-        problems += differences(record.headline, headline, "headline")
+    stored_metrics, stored_headline = record.metrics.model_dump(mode="json"), record.headline.model_dump(mode="json")
+    if isinstance(record.metrics, ClassificationReport):
+        metrics, headline = classification_report(per_image, record.metrics.classes, seed=record.metrics.seed)
+        problems = differences(stored_metrics, metrics.model_dump(mode="json"), "metrics")
+        problems += differences(stored_headline, headline.model_dump(mode="json"), "headline")
         if problems:
             raise HarnessError(f"{source}: the record disagrees with its per-image rows: "
                                + "; ".join(problems[:_SHOWN]))
@@ -102,10 +102,9 @@ def check_record(record: RunRecord, per_image: Sequence[dict[str, Any]] | None, 
         if len(scales) != len(scores):
             problems.append(f"test_length_scales has {len(scales)} entries for {len(scores)} images")
         else:
-            seed = record.metrics.get("seed", record.seeds.split)
-            report = aggregate(scores, scales, seed=seed if isinstance(seed, int) else record.seeds.split)
-            problems += differences(record.metrics, report.model_dump(mode="json"), "metrics")
-            problems += differences(record.headline, report.headline(), "headline")
+            report = aggregate(scores, scales, seed=record.metrics.seed)
+            problems += differences(stored_metrics, report.model_dump(mode="json"), "metrics")
+            problems += differences(stored_headline, report.headline().model_dump(mode="json"), "headline")
     if problems:
         more = f" (and {len(problems) - _SHOWN} more)" if len(problems) > _SHOWN else ""
         raise HarnessError(f"{source}: the record disagrees with its per-image scores: "

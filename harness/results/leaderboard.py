@@ -28,7 +28,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from harness.errors import HarnessError
-from harness.metrics.classification import CLASSIFY_TASK, check_rows
+from harness.metrics.classification import ClassificationReport, check_rows
 from harness.results.artifacts import OVERLAY_FILE
 from harness.results.integrity import check_record, digest_path, digest_problem, digest_text, sha256_of
 from harness.results.record import PER_IMAGE_FILE, RECORD_FILE, SCHEMA_VERSION, RunRecord, migrate
@@ -164,16 +164,16 @@ def _check_per_image(data: Any, record: RunRecord, source: Path) -> list[dict[st
 
     from harness.metrics import OVERALL, ImageScores
 
-    if record.settings.get("task") == CLASSIFY_TASK:  # rows of truth and predictions, not particle scores
+    if isinstance(record.metrics, ClassificationReport):  # rows of truth and predictions, not particle scores
         try:
-            return check_rows(data, record.metrics.get("classes", []))
+            return check_rows(data, record.metrics.classes)
         except ValueError as err:
             raise HarnessError(f"{source}: not the per-image rows of a classification record: {err}") from None
     try:
         scores = TypeAdapter(list[ImageScores]).validate_python(data)
     except ValidationError as err:
         raise HarnessError(f"{source}: not a list of per-image scores: {validation_reason(err)}") from None
-    expected = record.metrics.get("groups", {}).get(OVERALL, {}).get("n_images")
+    expected = record.metrics.n_images(OVERALL)
     if expected is not None and len(scores) != expected:
         raise HarnessError(f"{source}: {len(scores)} per-image scores, but the record's metrics cover "
                            f"{expected} test images")

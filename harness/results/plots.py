@@ -58,13 +58,11 @@ def interval(board: Board, entry: EntryKey, budget: str, metric: str, scale: str
     band = stats.t_interval(summary)
     if band is not None or summary.n != 1:
         return band
-    (filed,) = [f for f in board.seeds(entry, budget).values()
-                if f.record.metrics.get("groups", {}).get(scale, {}).get("per_image", {}).get(metric, {}).get("mean")
-                is not None]
-    own = filed.record.metrics["groups"][scale]["per_image"][metric]
-    if own.get("ci_low") is None or own.get("ci_high") is None:
+    (own,) = [s for f in board.seeds(entry, budget).values()
+              if (s := f.record.metrics.summary(scale, metric)) is not None and s.mean is not None]
+    if own.ci_low is None or own.ci_high is None:
         return None
-    return float(own["ci_low"]), float(own["ci_high"])
+    return float(own.ci_low), float(own.ci_high)
 
 
 def _colors(n: int) -> list[Any]:

@@ -13,6 +13,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from harness.data.io import write_text_atomic
+from harness.metrics.aggregate import Headline, MetricsReport
+from harness.metrics.classification import ClassificationHeadline, ClassificationReport
 
 SCHEMA_VERSION = 1
 RECORD_FILE = "record.json"
@@ -87,12 +89,13 @@ class RunRecord(_Frozen):
     # records of task 3class-v1, which used fixed defaults
     postprocess: dict[str, Any] = Field(default_factory=dict)
     selection: Selection
-    metrics: dict[str, Any]  # the test-split MetricsReport: overall and per length-scale bin
+    # the test-split scores: overall and per length-scale bin (segment) or per reader (classify)
+    metrics: MetricsReport | ClassificationReport
     # the length-scale bin of each test image, in per_image.json's order, so that every aggregate can
     # be recomputed from the two files (None in records from before it was kept: there each bin
     # follows from the image's pixel size)
     test_length_scales: list[str] | None = None
-    headline: dict[str, Any]
+    headline: ClassificationHeadline | Headline
     timings_s: dict[str, float]
     peak_memory_mb: float
     device: dict[str, str]

@@ -66,10 +66,10 @@ def _records_index(store: Leaderboard, site: Path, release: str | None) -> str:
             shutil.copyfile(overlay, target / overlay.name)
             links.append(f'<a href="{html.escape((rel / overlay.name).as_posix())}">overlay</a>')
         head = r.headline
-        value = "n/a" if head.get("value") is None else f"{head['value']:.4f}"
+        value = "n/a" if head.value is None else f"{head.value:.4f}"
         rows.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in (
             r.dataset.key, r.settings.get("task", ""), r.method.name, r.budget, r.seeds.train,
-            f"{head.get('metric')} {value}")) + f"<td>{' · '.join(links)}</td></tr>")
+            f"{head.metric} {value}")) + f"<td>{' · '.join(links)}</td></tr>")
     header = "".join(f"<th>{h}</th>" for h in ("dataset", "task", "method", "budget", "seed", "headline", "files"))
     return (f"<h2 id=\"records\">Every record ({len(rows)})</h2>\n<table>\n<thead><tr>{header}</tr></thead>\n"
             "<tbody>\n" + "\n".join(rows) + "\n</tbody>\n</table>\n")

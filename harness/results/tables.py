@@ -50,11 +50,8 @@ ROLE_ORDER = {"method": 0, "control": 1, "reference": 2}
 
 def run_value(filed: Filed, metric: str, scale: str = OVERALL) -> float | None:
     """The run's mean over test images of ``metric`` in length-scale bin ``scale`` (None: undefined)."""
-    group = filed.record.metrics.get("groups", {}).get(scale)
-    if group is None:
-        return None
-    summary = group.get("per_image", {}).get(metric)
-    return None if summary is None else summary.get("mean")
+    summary = filed.record.metrics.summary(scale, metric)
+    return None if summary is None else summary.mean
 
 
 def image_values(filed: Filed, metric: str, scale: str = OVERALL) -> list[float | None] | None:
@@ -137,8 +134,7 @@ class Table:
 
 
 def _value_note(metric: str, board: Board) -> str:
-    n_images = sorted({f.record.metrics.get("groups", {}).get(OVERALL, {}).get("n_images")
-                       for f in board.all_filed()} - {None})
+    n_images = sorted({n for f in board.all_filed() if (n := f.record.metrics.n_images(OVERALL)) is not None})
     images = "/".join(str(n) for n in n_images) or "?"
     return (f"Value: mean ± sample std over seeds of each run's mean of {metric_label(metric)} ({metric}) "
             f"over its {images} test images; {stats.better_text(stats.direction(metric))}.")
@@ -317,8 +313,7 @@ def scales_table(board: Board, budget: str, metric: str) -> Table:
                          "std": g.std, "n": g.n})
     counts = []
     for s in scales:
-        n = sorted({f.record.metrics["groups"][s]["n_images"] for f in board.all_filed()
-                    if s in f.record.metrics.get("groups", {})})
+        n = sorted({n for f in board.all_filed() if (n := f.record.metrics.n_images(s)) is not None})
         counts.append(f"{s} {'/'.join(map(str, n))}")
     n_images = board.budget_images(budget)
     return Table(
