@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import warnings
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -73,6 +73,15 @@ class GroupMetrics(BaseModel):
     pooled: dict[str, float | None]
 
 
+def group_summary(groups: Mapping[str, Any], group: str, metric: str) -> MetricSummary | None:
+    """``groups[group].per_image[metric]`` of a report (segment or classify); None where absent."""
+    return groups[group].per_image.get(metric) if group in groups else None
+
+
+def group_images(groups: Mapping[str, Any], group: str) -> int | None:
+    return groups[group].n_images if group in groups else None
+
+
 class HeadlineScore(BaseModel):
     """The headline metric and its companion in one group of images, as a record states them."""
 
@@ -122,12 +131,10 @@ class MetricsReport(BaseModel):
 
     def summary(self, group: str, metric: str) -> MetricSummary | None:
         """The per-image summary of ``metric`` in ``group``; None where the group or metric is absent."""
-        found = self.groups.get(group)
-        return found.per_image.get(metric) if found is not None else None
+        return group_summary(self.groups, group, metric)
 
     def n_images(self, group: str = OVERALL) -> int | None:
-        found = self.groups.get(group)
-        return found.n_images if found is not None else None
+        return group_images(self.groups, group)
 
     def headline(self) -> Headline:
         """The headline metric and its companion, overall and per bin."""

@@ -27,6 +27,8 @@ from harness.metrics.aggregate import (
     Headline,
     HeadlineScore,
     MetricSummary,
+    group_images,
+    group_summary,
     summarise,
 )
 from harness.metrics.scores import MetricInfo
@@ -127,12 +129,10 @@ class ClassificationReport(BaseModel):
     readers: dict[str, dict[str, ClassScores]]
 
     def summary(self, group: str, metric: str) -> MetricSummary | None:
-        found = self.groups.get(group)
-        return found.per_image.get(metric) if found is not None else None
+        return group_summary(self.groups, group, metric)
 
     def n_images(self, group: str = OVERALL) -> int | None:
-        found = self.groups.get(group)
-        return found.n_images if found is not None else None
+        return group_images(self.groups, group)
 
 
 class ClassificationHeadline(Headline):
