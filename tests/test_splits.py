@@ -111,6 +111,30 @@ def test_fixed_split_column_is_honoured():
         assert sample_id in manifest.pools[pool]
 
 
+def test_a_fixed_test_split_is_exactly_the_rows_that_name_it():
+    # an official test set (EMPS's test.csv): the other labeled images must not top it up
+    official = {f"img-{i:03d}": "test" for i in range(0, 90, 9)}
+    manifest = make_manifest(TableDataset(fixed=official), split_seed=0)
+    assert manifest.pools["test"] == sorted(official)
+    others = {pool: len(manifest.pools[pool]) for pool in ("unlabeled", "train", "val")}
+    assert sum(others.values()) == 80
+    # the open pools keep their given proportions (0.5 : 0.3 : 0.1 of the 80 images)
+    assert abs(others["unlabeled"] - 80 * 0.5 / 0.9) <= 3 and abs(others["val"] - 80 * 0.1 / 0.9) <= 3
+
+
+def test_rows_fixed_to_train_or_val_leave_the_draw_open():
+    manifest = make_manifest(TableDataset(fixed={"img-000": "train", "img-001": "val"}), split_seed=0)
+    assert "img-000" in manifest.pools["train"] and "img-001" in manifest.pools["val"]
+    assert len(manifest.pools["test"]) >= 8  # the test share is still drawn from the rest
+
+
+def test_a_fixed_test_split_needs_another_pool_for_the_rest():
+    dataset = TableDataset(fixed={"img-000": "test"})
+    dataset.split_fractions = {"unlabeled": 0.0, "train": 0.0, "val": 0.0, "test": 1.0}
+    with pytest.raises(HarnessError, match="89 labeled image.*give them a split"):
+        make_manifest(dataset)
+
+
 def test_fixed_split_needing_a_mask_is_refused():
     with pytest.raises(HarnessError, match="needs a mask"):
         make_manifest(TableDataset(unlabeled=5, fixed={"img-000": "test"}))

@@ -165,6 +165,21 @@ def _stratum(length_scale: str, category: str | None) -> str:
     return length_scale if category is None else f"{category}/{length_scale}"
 
 
+def _open_fractions(fractions: dict[str, float], fixed_test: bool, free_labeled: int) -> dict[str, float]:
+    """The shares by which labeled images without a fixed split are drawn. Once some row's
+    ``split`` says ``test``, the test pool is closed: it holds exactly those rows (an official test
+    set stays the official one, not topped up by a random draw) and the other images share
+    unlabeled/train/val in their given proportions. Rows fixed to train or val only join those
+    pools, beside the draw."""
+    if not fixed_test or not free_labeled:
+        return fractions
+    open_total = sum(share for pool, share in fractions.items() if pool != "test")
+    if open_total <= 0:
+        raise HarnessError(f"{free_labeled} labeled image(s) have no split and the test pool is fixed by the "
+                           "split column, but no other pool has a share: give them a split")
+    return {pool: 0.0 if pool == "test" else share / open_total for pool, share in fractions.items()}
+
+
 def make_manifest(dataset: Dataset, split_seed: int = DEFAULT_SPLIT_SEED) -> SplitManifest:
     """Assign every sample of ``dataset`` to a pool, deterministically from ``split_seed``."""
     index = dataset.index()
@@ -182,6 +197,7 @@ def make_manifest(dataset: Dataset, split_seed: int = DEFAULT_SPLIT_SEED) -> Spl
     free = index[~fixed]
     pools["unlabeled"].extend(free.loc[~free["labeled"], "id"])
     labeled = free[free["labeled"]]
+    fractions = _open_fractions(fractions, fixed_test=bool(pools["test"]), free_labeled=len(labeled))
     # the strata: length-scale bins, and within them image classes where the dataset has them
     # (so that per-class budgets can be drawn); without classes a stratum is a bin, as always
     has_classes = CATEGORY_COLUMN in index.columns
