@@ -24,13 +24,13 @@ in its GaussianBlur (and ColorJitter) with "image has wrong mode", so images are
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
+from timing import best_seconds  # benchmarks/timing.py (pytest puts benchmarks/ on the path)
 
 from harness import augment
 from harness.compat import ensure_torchvision
@@ -109,18 +109,6 @@ def ours_matched_views(stack: np.ndarray) -> tuple[torch.Tensor, ...]:
 def lightly_views(stack: np.ndarray, transform: SimCLRTransform) -> list[list[torch.Tensor]]:
     """Two views of every image, one PIL image at a time, as a lightly dataset would."""
     return [transform(Image.fromarray(image, mode="L")) for image in stack]
-
-
-def best_seconds(fns: dict[str, Callable[[], object]], rounds: int) -> dict[str, float]:
-    """Fastest of ``rounds`` runs of each, interleaved so that a busy spell on the shared machine
-    hits every contender alike; the minimum is the run least disturbed by other work."""
-    best = {name: float("inf") for name in fns}
-    for _ in range(rounds):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            best[name] = min(best[name], time.perf_counter() - start)
-    return best
 
 
 @pytest.fixture(scope="module")

@@ -18,12 +18,10 @@ Both must give the same numbers (asserted to 1e-12) before any time is compared.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-
 import numpy as np
 import pytest
 from scipy import ndimage
+from timing import best_seconds  # benchmarks/timing.py (pytest puts benchmarks/ on the path)
 
 from harness.metrics import score_image
 from harness.metrics.reference import reference_score_image
@@ -84,17 +82,6 @@ def ours(pairs):
 
 def reference(pairs):
     return [reference_score_image(p, t, PIXEL_SIZE_NM, DATABAR_ROWS) for p, t in pairs]
-
-
-def best_seconds(fns: dict[str, Callable[[], object]], rounds: int) -> dict[str, float]:
-    """Fastest of ``rounds`` interleaved runs of each (the least disturbed on a shared machine)."""
-    best = {name: float("inf") for name in fns}
-    for _ in range(rounds):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            best[name] = min(best[name], time.perf_counter() - start)
-    return best
 
 
 def assert_same_numbers(fast: list, slow: list[dict]) -> None:

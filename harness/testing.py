@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import operator
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -109,9 +110,12 @@ class MethodContract:
 
     They check: the entry point finds the method; bad configs are refused naming their field; a
     few steps on a fixed batch lower the loss; the same seed gives the same losses; the
-    transferred weights load strictly into a fresh backbone (each of ``backbones``); a batch of
-    the wrong shape is refused naming the method. Override :meth:`build` or :meth:`batch` where a
-    method needs more (a control's task, its own crop size).
+    transferred weights load strictly into a fresh backbone (each of ``backbones``), are the
+    trained ones (they moved), and, with ``transfers_from``, are that sub-network's own tensors;
+    a batch of the wrong shape is refused naming the method (by default three channels, and one
+    crop where ``min_batch`` > 1). Override :meth:`build` or :meth:`batch` where a method needs
+    more (a control's task). In a plugin's own tests ``TestContract().build`` and
+    ``TestContract().batch`` give the same seeded module and crops.
     """
 
     method: type[SSLMethod]
@@ -122,14 +126,23 @@ class MethodContract:
     crop_size: int = 48
     steps: int = 6
     min_loss_drop: float = 0.0  # how much the loss must fall over ``steps`` steps
-    bad_batch_shapes: tuple[tuple[int, ...], ...] = ((4, 3, 48, 48),)  # three channels: EM is grey
+    min_batch: int = 1  # the fewest crops the method's training_step accepts
+    bad_batch_shapes: tuple[tuple[int, ...], ...] | None = None  # None: see bad_batches()
+    transfers_from: str | None = None  # attribute path of the network whose weights transfer
 
     def build(self, seed: int = 0, backbone: str = "test_convnext", **config: Any) -> PretrainModule:
         torch.manual_seed(seed)
         return self.method({**self.small_config, **config}).build(create_backbone(backbone, in_chans=1))
 
-    def batch(self) -> torch.Tensor:
-        return smooth_batch(8, self.crop_size, 0, coarse=self.crop_size // 4)
+    def batch(self, n: int = 8, seed: int = 0) -> torch.Tensor:
+        return smooth_batch(n, self.crop_size, seed, coarse=self.crop_size // 4)
+
+    def bad_batches(self) -> tuple[tuple[int, ...], ...]:
+        if self.bad_batch_shapes is not None:
+            return self.bad_batch_shapes
+        size = self.crop_size
+        too_few = ((self.min_batch - 1, 1, size, size),) if self.min_batch > 1 else ()
+        return (*too_few, (4, 3, size, size))  # three channels: EM is grey
 
     def fit(self, module: PretrainModule, steps: int) -> list[float]:
         with single_thread():
@@ -165,14 +178,17 @@ class MethodContract:
     def test_the_encoder_transfers_strictly(self) -> None:
         for backbone in self.backbones:
             module = self.build(backbone=backbone)
-            self.fit(module, 1)
-            assert_transfers_strictly(module, backbone)
+            before = {k: v.clone() for k, v in module.transfer_state().items()}
+            self.fit(module, 2)
+            source = operator.attrgetter(self.transfers_from)(module) if self.transfers_from else None
+            assert_transfers_strictly(module, backbone, source=source)
+            assert state_differs(before, module.transfer_state()), "the transferred weights did not train"
 
     def test_bad_batches_are_refused_naming_the_method(self) -> None:
         from harness.errors import HarnessError
 
         module = self.build()
-        for shape in self.bad_batch_shapes:
+        for shape in self.bad_batches():
             try:
                 with single_thread():
                     module.training_step(torch.rand(shape), 0, 1)

@@ -6,6 +6,8 @@ import os
 
 import pytest
 
+from harness.testing import single_thread
+
 
 @pytest.fixture(scope="session", autouse=True)
 def isolated_cache(tmp_path_factory):
@@ -19,3 +21,11 @@ def isolated_cache(tmp_path_factory):
         os.environ.pop("HARNESS_CACHE_DIR", None)
     else:
         os.environ["HARNESS_CACHE_DIR"] = old
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for a module of tiny-model tests (``pytestmark = pytest.mark.usefixtures
+    ("one_thread")``): on 2 shared cores a second thread waits on busy cores, ~50x slower."""
+    with single_thread():
+        yield

@@ -25,13 +25,7 @@ EXPECTED_FEATURES = {
 EXPECTED_PARAMS_M = {"convnextv2_atto": 3.39, "convnextv2_tiny": 27.86, "convnextv2_huge": 657.46, "resnet50": 23.50}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """On 2 shared cores, a second intra-op thread waits on busy cores: tiny ops get ~50x slower."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def test_registry_names_the_required_backbones_and_real_timm_models():

@@ -23,13 +23,7 @@ from harness.task import (
 CROSS = ndimage.generate_binary_structure(2, 1)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """On 2 shared cores, a second intra-op thread waits on busy cores: tiny ops get ~50x slower."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def touching_disks(shape: tuple[int, int] = (96, 112)) -> np.ndarray:

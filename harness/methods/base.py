@@ -23,6 +23,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from torch import nn
 
+from harness import augment
 from harness.errors import HarnessError
 
 
@@ -36,6 +37,23 @@ class MethodConfig(BaseModel):
     betas: tuple[float, float] | None = Field(None, description="AdamW betas.")
     warmup_fraction: float | None = Field(None, ge=0, lt=1, description="Share of steps spent warming up.")
 
+    @field_validator("betas")
+    @classmethod
+    def _betas_in_range(cls, value: tuple[float, float] | None) -> tuple[float, float] | None:
+        # a subclass that changes the default keeps this check (pydantic applies it by field name)
+        if value is not None and not all(0 <= b < 1 for b in value):
+            raise ValueError(f"betas must lie in [0, 1), got {value}")
+        return value
+
+    @field_validator("crop_scale", check_fields=False)
+    @classmethod
+    def _crop_scale_in_range(cls, value: tuple[float, float]) -> tuple[float, float]:
+        # any method's crop_scale (the area share of the crop a random view covers), however declared
+        low, high = value
+        if not 0 < low <= high <= 1:
+            raise ValueError(f"crop_scale must satisfy 0 < min <= max <= 1, got {value}")
+        return value
+
 
 class TwoViewConfig(MethodConfig):
     """The view fields of a method that compares two EM views of each crop
@@ -47,14 +65,6 @@ class TwoViewConfig(MethodConfig):
     crop_scale: tuple[float, float] = Field(
         (0.25, 1.0), description="Area share of the input crop that each view covers (min, max)."
     )
-
-    @field_validator("crop_scale")
-    @classmethod
-    def _scale_range(cls, value: tuple[float, float]) -> tuple[float, float]:
-        low, high = value
-        if not 0 < low <= high <= 1:
-            raise ValueError(f"crop_scale must satisfy 0 < min <= max <= 1, got {value}")
-        return value
 
 
 def check_crops(images: torch.Tensor, method: str, min_batch: int = 1) -> None:
@@ -105,6 +115,22 @@ class PretrainModule(nn.Module):
     def transfer_state(self) -> dict[str, torch.Tensor]:
         """The weights that go to the downstream encoder: keys of ``backbone.state_dict()``."""
         return self.backbone.state_dict()
+
+
+class TwoViewModule(PretrainModule):
+    """A module that compares two EM views of each crop (SimCLR, BYOL, MoCo, Barlow Twins): its
+    config is a :class:`TwoViewConfig`, which sets the views' size and area share."""
+
+    config: TwoViewConfig
+
+    def __init__(self, backbone: nn.Module, config: TwoViewConfig):
+        super().__init__(backbone)
+        self.config = config
+
+    def views(self, images: torch.Tensor,
+              generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Two independent EM views of every crop, each one batched call (no copy of the input)."""
+        return augment.two_views(images, self.config.view_size, self.config.crop_scale, generator)
 
 
 class SSLMethod:

@@ -5,9 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from harness import augment
 from harness.compat import ensure_torchvision
-from harness.methods.base import PretrainModule, check_crops
+from harness.methods.base import TwoViewModule, check_crops
 from harness.models import encoder_width, pooled
 
 ensure_torchvision()  # lightly imports torchvision, which needs this next to a CPU torch
@@ -18,10 +17,9 @@ from lightly.models.modules import BarlowTwinsProjectionHead  # noqa: E402
 from harness_barlowtwins import BarlowTwinsConfig  # noqa: E402
 
 
-class BarlowTwinsModule(PretrainModule):
+class BarlowTwinsModule(TwoViewModule):
     def __init__(self, backbone: nn.Module, config: BarlowTwinsConfig):
-        super().__init__(backbone)
-        self.config = config
+        super().__init__(backbone, config)
         self.projection_head = BarlowTwinsProjectionHead(
             encoder_width(backbone), config.projection_hidden_dim, config.projection_dim
         )
@@ -30,17 +28,9 @@ class BarlowTwinsModule(PretrainModule):
     def embed(self, views: torch.Tensor) -> torch.Tensor:
         return self.projection_head(pooled(self.backbone, views))
 
-    def views(self, images: torch.Tensor,
-              generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Two independent EM views of every crop."""
-        return augment.two_views(images, self.config.view_size, self.config.crop_scale, generator)
-
     def training_step(self, images: torch.Tensor, step: int, total_steps: int) -> torch.Tensor:
         check_crops(images, "barlowtwins", min_batch=2)  # the cross-correlation is normalised over the batch
         first, second = self.views(images)
         # each view's batch goes through on its own, as in the paper: the projector's BatchNorm
         # (and the loss's normalisation) see one view's batch at a time
         return self.criterion(self.embed(first).float(), self.embed(second).float())
-
-    def transfer_state(self) -> dict[str, torch.Tensor]:
-        return self.backbone.state_dict()

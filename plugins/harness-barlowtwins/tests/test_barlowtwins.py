@@ -5,14 +5,11 @@ from __future__ import annotations
 
 import math
 
-import pytest
 import torch
 from harness_barlowtwins import BarlowTwins, BarlowTwinsConfig
 
-from harness.testing import MethodContract, assert_transfers_strictly, fit_fixed_batch, smooth_batch
+from harness.testing import MethodContract, fit_fixed_batch
 
-BACKBONE = "test_convnext"
-SIZE = 48
 SMALL = {"projection_hidden_dim": 64, "projection_dim": 32}
 
 
@@ -22,11 +19,11 @@ class TestContract(MethodContract):
     small_config = SMALL
     bad_configs = [({"lambda_param": 0}, "lambda_param"), ({"projection_dim": 0}, "projection_dim"),
                    ({"crop_scale": (0.5, 1.2)}, "crop_scale"), ({"queue": 3}, "queue")]
-    min_loss_drop = 0.0
-    bad_batch_shapes = ((1, 1, SIZE, SIZE), (4, 3, SIZE, SIZE))
+    min_batch = 2  # the cross-correlation is standardised over the batch
+    transfers_from = "backbone"
 
 
-build = TestContract().build  # the kit's: seeded, the small config, a test backbone
+build, crops = TestContract().build, TestContract().batch  # the kit's: seeded, small config, test backbone
 
 
 def test_config_defaults_follow_the_paper() -> None:
@@ -52,13 +49,7 @@ def test_the_loss_is_the_papers_formula() -> None:
 
 
 def test_loss_falls_on_fixed_views() -> None:
-    losses = fit_fixed_batch(build(), smooth_batch(8, SIZE, 0, coarse=SIZE // 4), steps=6)
+    losses = fit_fixed_batch(build(), crops(), steps=6)
     assert all(math.isfinite(v) and v >= 0 for v in losses)
     assert losses[-1] < 0.9 * losses[0], losses
 
-
-@pytest.mark.parametrize("backbone", [BACKBONE, "test_resnet"])
-def test_the_encoder_transfers(backbone: str) -> None:
-    module = build(backbone=backbone)
-    fit_fixed_batch(module, smooth_batch(8, SIZE, 0, coarse=SIZE // 4), steps=2)
-    assert_transfers_strictly(module, backbone, source=module.backbone)

@@ -8,9 +8,8 @@ import copy
 import torch
 from torch import nn
 
-from harness import augment
 from harness.compat import ensure_torchvision
-from harness.methods.base import PretrainModule, check_crops
+from harness.methods.base import TwoViewModule, check_crops
 from harness.models import encoder_width, pooled
 
 ensure_torchvision()  # lightly imports torchvision, which needs this next to a CPU torch
@@ -23,12 +22,11 @@ from lightly.utils.scheduler import cosine_schedule  # noqa: E402
 from harness_byol import BYOLConfig  # noqa: E402
 
 
-class BYOLModule(PretrainModule):
+class BYOLModule(TwoViewModule):
     """``self.backbone`` is the online encoder; ``target_backbone`` its momentum copy."""
 
     def __init__(self, backbone: nn.Module, config: BYOLConfig):
-        super().__init__(backbone)
-        self.config = config
+        super().__init__(backbone, config)
         width = encoder_width(backbone)
         self.projection_head = BYOLProjectionHead(width, config.projection_hidden_dim, config.projection_dim)
         self.prediction_head = BYOLPredictionHead(
@@ -45,11 +43,6 @@ class BYOLModule(PretrainModule):
     def momentum(self, step: int, total_steps: int) -> float:
         """Target EMA momentum: lightly's cosine schedule from ``momentum_start`` to ``momentum_end``."""
         return cosine_schedule(step, total_steps, self.config.momentum_start, self.config.momentum_end)
-
-    def views(self, images: torch.Tensor,
-              generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Two independent EM views of every crop."""
-        return augment.two_views(images, self.config.view_size, self.config.crop_scale, generator)
 
     def training_step(self, images: torch.Tensor, step: int, total_steps: int) -> torch.Tensor:
         check_crops(images, "byol", min_batch=2)  # its heads hold BatchNorm
@@ -69,6 +62,3 @@ class BYOLModule(PretrainModule):
         m = self.momentum(step, total_steps)
         update_momentum(self.backbone, self.target_backbone, m)
         update_momentum(self.projection_head, self.target_projection_head, m)
-
-    def transfer_state(self) -> dict[str, torch.Tensor]:
-        return self.backbone.state_dict()

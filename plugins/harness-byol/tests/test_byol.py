@@ -9,21 +9,9 @@ import pytest
 import torch
 from harness_byol import BYOL, BYOLConfig
 
-from harness.testing import (
-    MethodContract,
-    assert_transfers_strictly,
-    fit_fixed_batch,
-    smooth_batch,
-    state_differs,
-)
+from harness.testing import MethodContract, fit_fixed_batch, state_differs
 
-BACKBONE = "test_convnext"  # the harness's tiny test backbone
-SIZE = 48
 SMALL = {"projection_hidden_dim": 64, "projection_dim": 32, "prediction_hidden_dim": 64}
-
-
-def crops(n: int = 8, size: int = SIZE, seed: int = 0) -> torch.Tensor:
-    return smooth_batch(n, size, seed, coarse=size // 4)
 
 
 class TestContract(MethodContract):
@@ -39,10 +27,11 @@ class TestContract(MethodContract):
         ({"target_decay": 0.99}, "target_decay"),  # extra fields are forbidden
     ]
     min_loss_drop = 0.05
-    bad_batch_shapes = ((1, 1, SIZE, SIZE), (4, 3, SIZE, SIZE))
+    min_batch = 2  # its heads hold BatchNorm
+    transfers_from = "backbone"  # the online encoder
 
 
-build = TestContract().build  # the kit's: seeded, the small config, a test backbone
+build, crops = TestContract().build, TestContract().batch  # the kit's: seeded, small config, test backbone
 
 
 def test_config_defaults_follow_recipe() -> None:
@@ -89,14 +78,9 @@ def test_target_follows_online_by_momentum() -> None:
     assert state_differs(target_before, target)
 
 
-@pytest.mark.parametrize("backbone", [BACKBONE, "test_resnet"])  # LayerNorm; BatchNorm buffers
-def test_online_encoder_transfers_not_target(backbone: str) -> None:
-    module = build(backbone=backbone)
+def test_online_encoder_transfers_not_target() -> None:
+    module = build()
     fit_fixed_batch(module, crops(), steps=3)
-    state = module.transfer_state()
-    online = module.backbone.state_dict()
-    target = module.target_backbone.state_dict()
-    assert state_differs(online, target)  # after steps the two have parted
-    assert not state_differs(state, online)
-    assert state_differs(state, target)
-    assert_transfers_strictly(module, backbone, source=module.backbone)
+    state, target = module.transfer_state(), module.target_backbone.state_dict()
+    assert state_differs(module.backbone.state_dict(), target)  # after steps the two have parted
+    assert state_differs(state, target)  # and the kit checks that state is the online encoder's own

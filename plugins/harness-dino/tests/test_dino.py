@@ -11,21 +11,10 @@ from harness_dino import DINO, DINOConfig
 
 from harness import augment
 from harness.errors import HarnessError
-from harness.testing import (
-    MethodContract,
-    assert_transfers_strictly,
-    fit_fixed_batch,
-    smooth_batch,
-    state_differs,
-)
+from harness.testing import MethodContract, fit_fixed_batch, state_differs
 
-BACKBONE = "test_convnext"  # the harness's tiny test backbone
 SIZE = 64
 SMALL = {"hidden_dim": 64, "bottleneck_dim": 32, "output_dim": 128, "n_local_crops": 2}
-
-
-def crops(n: int = 8, size: int = SIZE, seed: int = 0) -> torch.Tensor:
-    return smooth_batch(n, size, seed, coarse=size // 4)
 
 
 class TestContract(MethodContract):
@@ -44,12 +33,12 @@ class TestContract(MethodContract):
         ({"output_dim": 1}, "output_dim"),
         ({"use_teacher": False}, "use_teacher"),  # extra fields are forbidden
     ]
-    bad_batch_shapes = ((2, 3, SIZE, SIZE),)
+    transfers_from = "teacher_backbone"  # DINO evaluates the teacher, the better of the two
     # DINO's loss is a moving target by design: test_loss_falls_on_fixed_views holds it still
     test_a_few_steps_on_a_fixed_batch_lower_the_loss = None  # type: ignore[assignment]
 
 
-build = TestContract().build  # the kit's: seeded, the small config, a test backbone
+build, crops = TestContract().build, TestContract().batch  # the kit's: seeded, small config, test backbone
 
 
 def test_config_defaults_follow_recipe() -> None:
@@ -138,9 +127,8 @@ def test_loss_falls_on_fixed_views() -> None:
     assert losses[-1] < losses[0] - 0.05, losses
 
 
-@pytest.mark.parametrize("backbone", [BACKBONE, "test_resnet"])  # LayerNorm; BatchNorm buffers
-def test_teacher_encoder_transfers_not_student(backbone: str) -> None:
-    module = build(backbone=backbone, momentum_start=0.9, momentum_end=0.9)
+def test_teacher_encoder_transfers_not_student() -> None:
+    module = build(momentum_start=0.9, momentum_end=0.9)
     initial = {k: v.clone() for k, v in module.backbone.state_dict().items()}
     fit_fixed_batch(module, crops(), steps=3)
     state = module.transfer_state()
@@ -150,7 +138,6 @@ def test_teacher_encoder_transfers_not_student(backbone: str) -> None:
     assert not state_differs(state, teacher)
     assert state_differs(state, student)
     assert state_differs(state, initial)  # the teacher did move (momentum update)
-    assert_transfers_strictly(module, backbone, source=module.teacher_backbone)
 
 
 def test_local_views_larger_than_the_crop_are_explained() -> None:

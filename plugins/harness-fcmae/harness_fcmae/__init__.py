@@ -15,7 +15,7 @@ network lives in :mod:`harness_fcmae.module`, built from ``FCMAE.module`` when a
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from harness.methods.base import MethodConfig, SSLMethod
 from harness.plugins.hookspecs import provides_methods
@@ -43,13 +43,6 @@ class FCMAEConfig(MethodConfig):
     flip: bool = Field(True, description="Random horizontal flip of each crop (source: on).")
     betas: tuple[float, float] | None = Field((0.9, 0.95), description="AdamW betas.")
     weight_decay: float | None = Field(0.05, ge=0, description="AdamW weight decay.")
-
-    @field_validator("betas")
-    @classmethod
-    def _betas_in_range(cls, value: tuple[float, float] | None) -> tuple[float, float] | None:
-        if value is not None and not all(0 <= b < 1 for b in value):
-            raise ValueError(f"betas must lie in [0, 1), got {value}")
-        return value
 
 
 class FCMAE(SSLMethod):

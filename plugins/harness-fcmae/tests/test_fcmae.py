@@ -254,6 +254,7 @@ def test_defaults_follow_the_source_recipe():
 class TestContract(MethodContract):
     method = FCMAE
     distribution = "harness-fcmae"
+    transfers_from = "backbone"
     small_config = SMALL
     backbones = ("test_convnext",)  # ConvNeXt only (test_non_convnext_backbones_are_refused_by_name)
     crop_size = 64  # whole 32 px patches
@@ -261,4 +262,3 @@ class TestContract(MethodContract):
                    ({"decoder_dim": 0}, "decoder_dim"), ({"decoder_depth": 0}, "decoder_depth"),
                    ({"betas": (0.9, 1.5)}, "betas"), ({"weight_decay": -1}, "weight_decay"),
                    ({"patch_size": 16}, "patch_size")]
-    bad_batch_shapes = ((4, 3, 64, 64),)

@@ -8,9 +8,8 @@ import copy
 import torch
 from torch import nn
 
-from harness import augment
 from harness.compat import ensure_torchvision
-from harness.methods.base import PretrainModule, check_crops
+from harness.methods.base import TwoViewModule, check_crops
 from harness.models import encoder_width, pooled
 
 ensure_torchvision()  # lightly imports torchvision, which needs this next to a CPU torch
@@ -22,12 +21,11 @@ from lightly.models.utils import deactivate_requires_grad, update_momentum  # no
 from harness_moco import MoCoConfig  # noqa: E402
 
 
-class MoCoModule(PretrainModule):
+class MoCoModule(TwoViewModule):
     """``self.backbone`` is the query encoder; ``key_backbone`` its momentum copy."""
 
     def __init__(self, backbone: nn.Module, config: MoCoConfig):
-        super().__init__(backbone)
-        self.config = config
+        super().__init__(backbone, config)
         width = encoder_width(backbone)
         self.projection_head = MoCoProjectionHead(width, config.hidden_dim or width, config.output_dim)
         self.key_backbone = copy.deepcopy(backbone)
@@ -43,11 +41,6 @@ class MoCoModule(PretrainModule):
         for name in ("bank", "bank_ptr"):
             bank.register_buffer(name, getattr(bank, name), persistent=True)
 
-    def views(self, images: torch.Tensor,
-              generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Two independent EM views of every crop."""
-        return augment.two_views(images, self.config.view_size, self.config.crop_scale, generator)
-
     def training_step(self, images: torch.Tensor, step: int, total_steps: int) -> torch.Tensor:
         check_crops(images, "moco", min_batch=2)
         query_views, key_views = self.views(images)
@@ -60,6 +53,3 @@ class MoCoModule(PretrainModule):
     def after_optimizer_step(self, step: int, total_steps: int) -> None:
         update_momentum(self.backbone, self.key_backbone, self.config.momentum)
         update_momentum(self.projection_head, self.key_projection_head, self.config.momentum)
-
-    def transfer_state(self) -> dict[str, torch.Tensor]:
-        return self.backbone.state_dict()

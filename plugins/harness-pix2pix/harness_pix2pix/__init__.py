@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from harness.methods.base import MethodConfig, SSLMethod
 from harness.plugins.hookspecs import provides_methods
@@ -50,21 +50,6 @@ class Pix2PixConfig(MethodConfig):
     disc_norm: Literal["batch", "instance", "none"] = Field(
         "batch", description="Discriminator normalisation (pix2pix: batch)."
     )
-
-    @field_validator("betas")
-    @classmethod
-    def _betas_in_range(cls, value: tuple[float, float] | None) -> tuple[float, float] | None:
-        if value is not None and not all(0 <= b < 1 for b in value):
-            raise ValueError(f"betas must lie in [0, 1), got {value}")
-        return value
-
-    @field_validator("crop_scale")
-    @classmethod
-    def _scale_range(cls, value: tuple[float, float]) -> tuple[float, float]:
-        low, high = value
-        if not 0 < low <= high <= 1:
-            raise ValueError(f"crop_scale must satisfy 0 < min <= max <= 1, got {value}")
-        return value
 
     @model_validator(mode="after")
     def _dose_order(self) -> Pix2PixConfig:

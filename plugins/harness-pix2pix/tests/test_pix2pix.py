@@ -99,10 +99,10 @@ def test_defaults_follow_pix2pix():
 class TestContract(MethodContract):
     method = Pix2Pix
     distribution = "harness-pix2pix"
+    transfers_from = "generator.encoder"
     small_config = SMALL
     crop_size = 64
     bad_configs = [({"dose_min": 0}, "dose_min"), ({"dose_min": 60.0}, "dose_min"), ({"l1_weight": -1}, "l1_weight"),
                    ({"disc_layers": 0}, "disc_layers"), ({"disc_norm": "group"}, "disc_norm"),
                    ({"betas": (1.0, 0.9)}, "betas"), ({"crop_scale": (0.0, 1.0)}, "crop_scale"),
                    ({"discriminator_lr": 0}, "discriminator_lr"), ({"colour": 1}, "colour")]
-    bad_batch_shapes = ((4, 3, 64, 64),)

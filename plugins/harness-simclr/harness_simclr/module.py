@@ -5,9 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from harness import augment
 from harness.compat import ensure_torchvision
-from harness.methods.base import PretrainModule, check_crops
+from harness.methods.base import TwoViewModule, check_crops
 from harness.models import encoder_width, pooled
 
 ensure_torchvision()  # lightly imports torchvision, which needs this next to a CPU torch
@@ -18,10 +17,9 @@ from lightly.models.modules import SimCLRProjectionHead  # noqa: E402
 from harness_simclr import SimCLRConfig  # noqa: E402
 
 
-class SimCLRModule(PretrainModule):
+class SimCLRModule(TwoViewModule):
     def __init__(self, backbone: nn.Module, config: SimCLRConfig):
-        super().__init__(backbone)
-        self.config = config
+        super().__init__(backbone, config)
         width = encoder_width(backbone)
         self.projection_head = SimCLRProjectionHead(
             input_dim=width,
@@ -34,11 +32,6 @@ class SimCLRModule(PretrainModule):
 
     def embed(self, views: torch.Tensor) -> torch.Tensor:
         return self.projection_head(pooled(self.backbone, views))
-
-    def views(self, images: torch.Tensor,
-              generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Two independent EM views of every crop, each one batched call (no copy of the input)."""
-        return augment.two_views(images, self.config.view_size, self.config.crop_scale, generator)
 
     def training_step(self, images: torch.Tensor, step: int, total_steps: int) -> torch.Tensor:
         # the other crops of the batch are the negatives, and the head's BatchNorm needs two
