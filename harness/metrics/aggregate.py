@@ -93,6 +93,12 @@ class HeadlineScore(BaseModel):
     companion_value: float | None
     companion_ci95: tuple[float | None, float | None]
 
+    @staticmethod
+    def fields(head: MetricSummary, companion: MetricSummary, n_images: int) -> dict[str, Any]:
+        """The fields of a score from its two metrics' summaries, for a HeadlineScore or a Headline."""
+        return {"value": head.mean, "ci95": (head.ci_low, head.ci_high), "n_images": n_images,
+                "companion_value": companion.mean, "companion_ci95": (companion.ci_low, companion.ci_high)}
+
 
 class Headline(HeadlineScore):
     """A record's headline: the headline metric and its companion overall, and per length-scale bin."""
@@ -140,14 +146,9 @@ class MetricsReport(BaseModel):
         """The headline metric and its companion, overall and per bin."""
 
         def entry(group: GroupMetrics) -> dict[str, Any]:
-            head, side = group.per_image[self.headline_metric], group.per_image[self.companion_metric]
-            return {
-                "value": head.mean,
-                "ci95": (head.ci_low, head.ci_high),
-                "n_images": group.n_images,
-                "companion_value": side.mean,
-                "companion_ci95": (side.ci_low, side.ci_high),
-            }
+            per_image = group.per_image
+            return HeadlineScore.fields(per_image[self.headline_metric], per_image[self.companion_metric],
+                                        group.n_images)
 
         return Headline(
             metric=self.headline_metric,

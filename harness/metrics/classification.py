@@ -121,7 +121,7 @@ class ClassificationReport(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    task: Literal["classify-v1"]
+    task: Literal["classify-v1"]  # CLASSIFY_TASK (a Literal must spell its value)
     classes: list[str]
     seed: int
     reader: str
@@ -142,9 +142,7 @@ class ClassificationHeadline(Headline):
 
 
 def _score(summary: ClassScores) -> dict[str, Any]:
-    return {"value": summary.accuracy.mean, "ci95": (summary.accuracy.ci_low, summary.accuracy.ci_high),
-            "n_images": summary.n_images, "companion_value": summary.macro_f1.mean,
-            "companion_ci95": (summary.macro_f1.ci_low, summary.macro_f1.ci_high)}
+    return HeadlineScore.fields(summary.accuracy, summary.macro_f1, summary.n_images)
 
 
 def classification_report(rows: Sequence[dict[str, Any]], classes: Sequence[str],
