@@ -23,7 +23,7 @@ from harness.cli import main
 from harness.errors import HarnessError
 from harness.results import stats
 from harness.results.boards import build_boards
-from harness.results.leaderboard import Leaderboard, canonical_bytes
+from harness.results.leaderboard import RecordStore, canonical_bytes
 from harness.results.record import RECORD_FILE, RunRecord, read_record
 from harness.results.tables import MARK, build_tables, render
 
@@ -94,10 +94,10 @@ def variant(base: Path, dest: Path, *, method: str = "none", seed: int = 0, budg
     return dest
 
 
-def add_forged(board: Leaderboard, run: Path) -> Path:
+def add_forged(store: RecordStore, run: Path) -> Path:
     """File a record whose numbers ``variant`` fabricated: the recomputation check would rightly
     refuse it, and these tests are about the tables, not about filing."""
-    return board.add(run, check=False)
+    return store.add(run, check=False)
 
 
 def cli(*args: str):
@@ -111,11 +111,11 @@ def test_schema_round_trip_and_filing_keeps_every_field(smoke_run, tmp_path):
     record = read_record(smoke_run / RECORD_FILE)
     again = RunRecord.model_validate(json.loads(json.dumps(record.model_dump(mode="json"))))
     assert again == record and again.schema_version == 1
-    board = Leaderboard(tmp_path / "lb")
-    target = board.add(smoke_run)
+    store = RecordStore(tmp_path / "lb")
+    target = store.add(smoke_run)
     assert target == tmp_path / "lb" / "records" / record.dataset.key / f"{record.run_id}.json"
     assert target.read_bytes() == canonical_bytes(record.model_dump(mode="json"))
-    (filed,) = board.records()
+    (filed,) = store.records()
     assert filed.record == record and filed.stored_schema == 1
     assert filed.per_image_scores() == json.loads((smoke_run / "per_image.json").read_text())
 
@@ -144,36 +144,36 @@ def test_malformed_record_is_refused_in_one_line(smoke_run, tmp_path, edit, reas
 
 
 def test_broken_json_and_inconsistent_per_image_are_refused(smoke_run, tmp_path):
-    board = Leaderboard(tmp_path / "lb")
+    store = RecordStore(tmp_path / "lb")
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / RECORD_FILE).write_text("{not json")
     with pytest.raises(HarnessError, match="not valid JSON"):
-        board.add(broken)
+        store.add(broken)
     short = variant(smoke_run, tmp_path / "short")
     per_image = json.loads((short / "per_image.json").read_text())
     (short / "per_image.json").write_text(json.dumps(per_image[:-1]))
     with pytest.raises(HarnessError, match="per-image scores, but the record's metrics cover"):
-        board.add(short)
-    assert board.records() == []
+        store.add(short)
+    assert store.records() == []
 
 
 def test_duplicates_are_refused_with_the_reason(smoke_run, tmp_path):
-    board = Leaderboard(tmp_path / "lb")
+    store = RecordStore(tmp_path / "lb")
     first = variant(smoke_run, tmp_path / "a", seed=1)
-    board.add(first)
+    store.add(first)
     with pytest.raises(HarnessError, match="already filed with identical content"):
-        board.add(first)
+        store.add(first)
     changed = variant(smoke_run, tmp_path / "a2", seed=1, command="harness run --edited")
     data = json.loads((changed / RECORD_FILE).read_text())
     data["run_id"] = json.loads((first / RECORD_FILE).read_text())["run_id"]
     (changed / RECORD_FILE).write_text(json.dumps(data))
     with pytest.raises(HarnessError, match="already filed .* with different content"):
-        board.add(changed)
+        store.add(changed)
     same_cell = variant(smoke_run, tmp_path / "b", seed=1)  # new run_id, same method/budget/seed
     with pytest.raises(HarnessError, match="the same grid cell is already filed"):
-        board.add(same_cell)
-    assert len(board.records()) == 1
+        store.add(same_cell)
+    assert len(store.records()) == 1
 
 
 def _edit(run: Path, name: str, change) -> Path:
@@ -200,25 +200,25 @@ def _edit(run: Path, name: str, change) -> Path:
     ],
 )
 def test_tampered_records_are_refused(smoke_run, tmp_path, name, change, reason):
-    board = Leaderboard(tmp_path / "lb")
+    store = RecordStore(tmp_path / "lb")
     run = _edit(variant(smoke_run, tmp_path / "run"), name, change)
     with pytest.raises(HarnessError, match="disagrees with its per-image scores") as err:
-        board.add(run)
+        store.add(run)
     assert reason in str(err.value) and "\n" not in str(err.value)
-    assert board.records() == []
+    assert store.records() == []
 
 
 def test_a_record_without_per_image_scores_is_not_filed(smoke_run, tmp_path):
     run = variant(smoke_run, tmp_path / "run")
     (run / "per_image.json").unlink()
     with pytest.raises(HarnessError, match="no per_image.json beside the record"):
-        Leaderboard(tmp_path / "lb").add(run)
+        RecordStore(tmp_path / "lb").add(run)
 
 
 def test_a_filed_record_edited_afterwards_is_caught_by_its_digest(smoke_run, tmp_path):
     root = tmp_path / "lb"
-    board = Leaderboard(root)
-    target = board.add(variant(smoke_run, tmp_path / "run"))
+    store = RecordStore(root)
+    target = store.add(variant(smoke_run, tmp_path / "run"))
     digest = target.with_name(target.stem + ".sha256")
     assert sorted(line.split("  ")[1] for line in digest.read_text().splitlines()) == sorted(
         [target.name, target.stem + ".per_image.json"])
@@ -228,16 +228,16 @@ def test_a_filed_record_edited_afterwards_is_caught_by_its_digest(smoke_run, tmp
     scores[0]["f1"] = 1.0
     side.write_text(json.dumps(scores))
     with pytest.raises(HarnessError, match="per_image.json was changed after filing"):
-        board.records()
+        store.records()
     result = CliRunner().invoke(main, ["leaderboard", "verify", "--root", str(root)])
     assert result.exit_code == 2 and "changed after filing" in result.output and "Traceback" not in result.output
 
 
 def test_verify_recomputes_and_seals_records_filed_before_digests(smoke_run, tmp_path):
     root = tmp_path / "lb"
-    board = Leaderboard(root)
-    honest = board.add(variant(smoke_run, tmp_path / "honest", seed=1))
-    forged = add_forged(board, variant(smoke_run, tmp_path / "forged", seed=2, value=0.01))
+    store = RecordStore(root)
+    honest = store.add(variant(smoke_run, tmp_path / "honest", seed=1))
+    forged = add_forged(store, variant(smoke_run, tmp_path / "forged", seed=2, value=0.01))
     for target in (honest, forged):  # as filed by an older harness
         target.with_name(target.stem + ".sha256").unlink()
     result = CliRunner().invoke(main, ["leaderboard", "verify", "--seal", "--root", str(root)])
@@ -264,7 +264,7 @@ def test_concurrent_adds_from_several_processes_lose_nothing(smoke_run, tmp_path
     assert sum(line.startswith("filed ") for line in lines) == 12 + 2, text
     assert sum("already filed with identical content" in line for line in lines) == 4 * 2 - 2, text
     assert codes.count(0) <= 2 and set(codes) <= {0, 2}, text
-    filed = Leaderboard(root).records()
+    filed = RecordStore(root).records()
     assert len(filed) == 14
     for f in filed:  # nothing corrupted: every file is the canonical form of its source
         assert f.per_image is not None
@@ -278,18 +278,18 @@ def test_concurrent_adds_from_several_processes_lose_nothing(smoke_run, tmp_path
 
 def test_a_release_rebuilds_byte_identical_tables(smoke_run, tmp_path):
     root = tmp_path / "lb"
-    board = Leaderboard(root)
+    store = RecordStore(root)
     for i, (method, value) in enumerate([("alpha", 0.2), ("beta", 0.4)]):
         for seed in range(2):
-            add_forged(board, variant(smoke_run, tmp_path / f"{method}{seed}", method=method, seed=seed,
+            add_forged(store, variant(smoke_run, tmp_path / f"{method}{seed}", method=method, seed=seed,
                               value=value + 0.01 * seed + i * 0.001))
     published = {fmt: cli("show", "--root", str(root), "--format", fmt).output for fmt in ("md", "csv", "json")}
     assert cli("release", "v1", "--root", str(root)).exit_code == 0
     manifest = json.loads((root / "releases" / "v1.json").read_text())
     assert len(manifest["files"]) == 8 and all(len(f["sha256"]) == 64 for f in manifest["files"])
 
-    add_forged(board, variant(smoke_run, tmp_path / "gamma", method="gamma", seed=0, value=0.1))
-    assert cli("show", "--root", str(root)).output != published["md"]  # the live board moved on
+    add_forged(store, variant(smoke_run, tmp_path / "gamma", method="gamma", seed=0, value=0.1))
+    assert cli("show", "--root", str(root)).output != published["md"]  # the live store moved on
     for fmt, text in published.items():
         assert cli("show", "--root", str(root), "--release", "v1", "--format", fmt).output == text
 
@@ -302,14 +302,14 @@ def test_a_release_rebuilds_byte_identical_tables(smoke_run, tmp_path):
 
 
 def test_dataset_versions_and_schema_versions_never_share_a_table(smoke_run, tmp_path):
-    board = Leaderboard(tmp_path / "lb")
-    board.add(variant(smoke_run, tmp_path / "a", method="alpha"))
+    store = RecordStore(tmp_path / "lb")
+    store.add(variant(smoke_run, tmp_path / "a", method="alpha"))
     other = variant(smoke_run, tmp_path / "b", method="beta")
     data = json.loads((other / RECORD_FILE).read_text())
     data["dataset"]["version"], data["dataset"]["key"] = "9", data["dataset"]["key"].replace("-v", "-v9", 1)
     (other / RECORD_FILE).write_text(json.dumps(data))
-    board.add(other)
-    boards = build_boards(board.records())
+    store.add(other)
+    boards = build_boards(store.records())
     assert len(boards) == 2 and all(len(b.labels) == 1 for b in boards)
 
 
@@ -325,10 +325,10 @@ def _ranking(root: Path, *args: str) -> tuple[pd.DataFrame, str]:
 
 def _fill(smoke_run: Path, tmp_path: Path, values: dict[str, list[float]]) -> Path:
     root = tmp_path / "lb"
-    board = Leaderboard(root)
+    store = RecordStore(root)
     for method, per_seed in values.items():
         for seed, value in enumerate(per_seed):
-            add_forged(board, variant(smoke_run, tmp_path / f"{method}-{seed}", method=method, seed=seed, value=value))
+            add_forged(store, variant(smoke_run, tmp_path / f"{method}-{seed}", method=method, seed=seed, value=value))
     return root
 
 
@@ -358,10 +358,10 @@ def test_no_mark_with_fewer_than_two_paired_seeds(smoke_run, tmp_path):
 
 
 def test_higher_is_better_metrics_rank_the_other_way(smoke_run, tmp_path):
-    board = Leaderboard(tmp_path / "lb")
+    store = RecordStore(tmp_path / "lb")
     for method, f1 in (("low", [0.2, 0.21, 0.22]), ("high", [0.8, 0.82, 0.81])):
         for seed, v in enumerate(f1):
-            add_forged(board, variant(smoke_run, tmp_path / f"{method}{seed}", method=method, seed=seed, value=v,
+            add_forged(store, variant(smoke_run, tmp_path / f"{method}{seed}", method=method, seed=seed, value=v,
                                       metric="f1"))
     result = cli("show", "--root", str(tmp_path / "lb"), "--metric", "f1", "--format", "json", "--test", "seeds")
     rows = json.loads(result.output)["tables"][0]["data"]
@@ -371,19 +371,19 @@ def test_higher_is_better_metrics_rank_the_other_way(smoke_run, tmp_path):
 def test_image_level_test_marks_a_consistent_lead_on_every_image(smoke_run, tmp_path):
     n = len(json.loads((smoke_run / "per_image.json").read_text()))
     assert n >= 6  # the exact two-sided Wilcoxon p with 6 concordant pairs is 2/64
-    board = Leaderboard(tmp_path / "lb")
+    store = RecordStore(tmp_path / "lb")
     better = [0.1 + 0.01 * i for i in range(n)]
-    add_forged(board, variant(smoke_run, tmp_path / "a", method="sharp", image_values=better))
-    add_forged(board, variant(smoke_run, tmp_path / "b", method="blunt", image_values=[v + 0.2 + 0.01 * i
+    add_forged(store, variant(smoke_run, tmp_path / "a", method="sharp", image_values=better))
+    add_forged(store, variant(smoke_run, tmp_path / "b", method="blunt", image_values=[v + 0.2 + 0.01 * i
                                                                               for i, v in enumerate(better)]))
-    add_forged(board, variant(smoke_run, tmp_path / "c", method="mixed", image_values=[v + (0.06 if i % 2 else -0.05)
+    add_forged(store, variant(smoke_run, tmp_path / "c", method="mixed", image_values=[v + (0.06 if i % 2 else -0.05)
                                                                               for i, v in enumerate(better)]))
-    supported = build_tables(build_boards(Leaderboard(tmp_path / "lb").records()), METRIC, test="images")
+    supported = build_tables(build_boards(RecordStore(tmp_path / "lb").records()), METRIC, test="images")
     (table,) = supported
     assert table.data[0]["entry"] == "sharp" and table.data[0]["test"] == "images"
     # "mixed" is the runner-up: half its images are better, half worse -> no mark
     assert table.data[1]["entry"] == "mixed" and not table.data[0]["significant"]
-    board_two = Leaderboard(tmp_path / "lb2")
+    board_two = RecordStore(tmp_path / "lb2")
     add_forged(board_two, variant(smoke_run, tmp_path / "d", method="sharp", image_values=better))
     add_forged(board_two, variant(smoke_run, tmp_path / "e", method="blunt",
                           image_values=[v + 0.2 + 0.01 * i for i, v in enumerate(better)]))
@@ -393,13 +393,13 @@ def test_image_level_test_marks_a_consistent_lead_on_every_image(smoke_run, tmp_
 
 
 def test_label_efficiency_view_and_area_under_the_curve(smoke_run, tmp_path):
-    board = Leaderboard(tmp_path / "lb")
+    store = RecordStore(tmp_path / "lb")
     curves = {"steep": {1: 0.8, 3: 0.4, 6: 0.2}, "flat": {1: 0.5, 3: 0.5, 6: 0.5}}
     for method, curve in curves.items():
         for n_images, value in curve.items():
-            add_forged(board, variant(smoke_run, tmp_path / f"{method}{n_images}", method=method, budget=str(n_images),
+            add_forged(store, variant(smoke_run, tmp_path / f"{method}{n_images}", method=method, budget=str(n_images),
                               value=value))
-    tables = build_tables(build_boards(board.records()), METRIC)
+    tables = build_tables(build_boards(store.records()), METRIC)
     assert [t.context["view"] for t in tables] == ["ranking", "ranking", "ranking", "label-efficiency"]
     efficiency = tables[-1]
     x = np.log10([1, 3, 6])
@@ -433,11 +433,11 @@ def test_per_length_scale_table_and_output_formats(smoke_run, tmp_path):
 
 def test_plots_and_readme_are_generated_and_reproducible(smoke_run, tmp_path):
     root = tmp_path / "lb"
-    board = Leaderboard(root)
+    store = RecordStore(root)
     for method, base in (("alpha", 0.2), ("beta", 0.5)):
         for budget in ("1", "3"):
             for seed in range(2):
-                add_forged(board, variant(smoke_run, tmp_path / f"{method}{budget}{seed}", method=method, seed=seed,
+                add_forged(store, variant(smoke_run, tmp_path / f"{method}{budget}{seed}", method=method, seed=seed,
                                   budget=budget, value=base / int(budget) + 0.01 * seed))
     assert cli("render", "--root", str(root), "--metric", METRIC).exit_code == 0
     readme = (root / "README.md").read_text()
@@ -534,14 +534,14 @@ def test_reproduce_warns_when_the_cpu_instruction_set_differs(smoke_run):
 
 def _with_roles(smoke_run: Path, tmp_path: Path, values: dict[str, list[float]], roles: dict[str, str]) -> Path:
     root = tmp_path / "lb"
-    board = Leaderboard(root)
+    store = RecordStore(root)
     for method, per_seed in values.items():
         for seed, value in enumerate(per_seed):
             dest = variant(smoke_run, tmp_path / f"{method}-{seed}", method=method, seed=seed, value=value)
             data = json.loads((dest / RECORD_FILE).read_text())
             data["method"]["role"] = roles.get(method, "method")
             (dest / RECORD_FILE).write_text(json.dumps(data))
-            add_forged(board, dest)
+            add_forged(store, dest)
     return root
 
 

@@ -99,12 +99,12 @@ def test_step_overrides_are_stated_in_the_record_and_kept_apart(tmp_path):
     assert b["settings"]["finetune_steps"] == 3 and b["selection"]["finetune_steps_run"] == 3
     assert a["settings"]["pretrain_steps"] == 4 and a["settings"] != b["settings"]
     from harness.reproduce import request_for
-    from harness.results.leaderboard import Leaderboard
+    from harness.results.leaderboard import RecordStore
     from harness.results.record import read_record
 
-    board = Leaderboard(tmp_path / "lb")
-    board.add(default.parent)
-    board.add(override.parent)  # another cell: its settings differ
+    store = RecordStore(tmp_path / "lb")
+    store.add(default.parent)
+    store.add(override.parent)  # another cell: its settings differ
     assert request_for(read_record(override)).pretrain_steps == 2
     assert request_for(read_record(override)).finetune_steps == 3
     assert request_for(read_record(default)).pretrain_steps is None

@@ -14,7 +14,7 @@ from harness.errors import HarnessError
 from harness.numerics import NUMERICS_VERSION
 from harness.reproduce import reproduce
 from harness.results.boards import build_boards
-from harness.results.leaderboard import Leaderboard
+from harness.results.leaderboard import RecordStore
 from harness.results.provenance import hardware
 from harness.results.record import RunRecord, read_record
 
@@ -57,7 +57,7 @@ def test_a_record_of_another_numerics_version_is_not_reproduced_without_force(on
 
 
 def test_records_of_different_numerics_versions_never_share_a_table(tmp_path):
-    board = Leaderboard(tmp_path / "lb")
+    store = RecordStore(tmp_path / "lb")
     for numerics in ("0", "1"):
         data = json.loads((REFERENCE / "record.json").read_text())
         data.update(numerics=numerics, run_id=f"reference-n{numerics}")
@@ -65,7 +65,7 @@ def test_records_of_different_numerics_versions_never_share_a_table(tmp_path):
         run.mkdir()
         (run / "record.json").write_text(json.dumps(data))
         (run / "per_image.json").write_text((REFERENCE / "per_image.json").read_text())
-        board.add(run)  # the same cell and seed, but another numerics version: another cell
-    boards = build_boards(board.records())
+        store.add(run)  # the same cell and seed, but another numerics version: another cell
+    boards = build_boards(store.records())
     assert len(boards) == 2 and {b.key.numerics for b in boards} == {"0", "1"}
     assert [b.key.title.endswith("numerics 1") for b in boards] == [False, True]

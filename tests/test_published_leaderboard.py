@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.results.leaderboard import Leaderboard
+from harness.results.leaderboard import RecordStore
 
 PUBLISHED = Path(__file__).resolve().parents[1] / "leaderboard"
 
@@ -24,11 +24,11 @@ def _harness(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 
 def test_every_release_verifies_against_the_committed_files():
-    board = Leaderboard(PUBLISHED)
+    store = RecordStore(PUBLISHED)
     releases = sorted(p.stem for p in (PUBLISHED / "releases").glob("v*.json"))
     assert releases, "the committed leaderboard has no release"
     for name in releases:
-        filed = board.release_records(name)  # raises when a file is missing or its sha256 differs
+        filed = store.release_records(name)  # raises when a file is missing or its sha256 differs
         listed = json.loads((PUBLISHED / "releases" / f"{name}.json").read_text())
         assert filed and len(filed) <= len(listed["files"])
 
@@ -48,6 +48,6 @@ def test_the_published_readme_is_what_render_makes(tmp_path):
 def test_show_prints_every_published_method(tmp_path):
     result = _harness("show", "--root", str(PUBLISHED), cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    methods = {f.record.method.name for f in Leaderboard(PUBLISHED).records()}
+    methods = {f.record.method.name for f in RecordStore(PUBLISHED).records()}
     for method in methods:
         assert f" {method} " in result.stdout

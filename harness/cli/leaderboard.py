@@ -19,10 +19,10 @@ def _root_option(func):
     )(func)
 
 
-def _board(root: Path | None):
-    from harness.results.leaderboard import Leaderboard
+def _store(root: Path | None):
+    from harness.results.leaderboard import RecordStore
 
-    return Leaderboard(root)
+    return RecordStore(root)
 
 
 def _release_option(func):
@@ -77,7 +77,7 @@ def add(runs: tuple[Path, ...], root: Path | None) -> None:
     """
     from harness.results.leaderboard import add_many
 
-    outcomes = add_many(_board(root), runs)
+    outcomes = add_many(_store(root), runs)
     for _, target, message in outcomes:
         click.echo(message, err=target is None)
     refused = sum(1 for _, target, _ in outcomes if target is None)
@@ -91,7 +91,7 @@ def add(runs: tuple[Path, ...], root: Path | None) -> None:
 @_root_option
 def verify(seal: bool, root: Path | None) -> None:
     """Check every filed record: its digest, and its numbers recomputed from its per-image scores."""
-    results = _board(root).verify(seal=seal)
+    results = _store(root).verify(seal=seal)
     for path, problem in results:
         if problem:
             click.echo(f"{path}: {problem}", err=True)
@@ -106,11 +106,11 @@ def verify(seal: bool, root: Path | None) -> None:
 @_root_option
 def release(name: str, root: Path | None) -> None:
     """Freeze every filed record with its sha256 as release NAME (v1, v2, ...)."""
-    board = _board(root)
-    manifest = board.release(name)
+    store = _store(root)
+    manifest = store.release(name)
     n_records = sum(manifest.datasets.values())
     click.echo(f"release {name}: {n_records} record(s), {len(manifest.files)} file(s) hashed -> "
-               f"{board.release_path(name)}")
+               f"{store.release_path(name)}")
     for key, count in manifest.datasets.items():
         click.echo(f"  {key}: {count}")
 
@@ -129,8 +129,8 @@ def show(dataset, budget, protocol, metric, by, fmt, test, release, root) -> Non
     from harness.results.boards import build_boards
     from harness.results.tables import build_tables, render
 
-    board = _board(root)
-    boards = build_boards(board.select(release), dataset=dataset, budget=budget, protocol=protocol)
+    store = _store(root)
+    boards = build_boards(store.select(release), dataset=dataset, budget=budget, protocol=protocol)
     click.echo(render(build_tables(boards, metric, by=by, budget=budget, test=test), fmt), nl=False)
 
 
@@ -158,8 +158,8 @@ def plot(dataset, budget, protocol, metric, run, image, overlay, out, release, r
         for path in _plot_run(run, image, overlay, out, root):
             click.echo(f"wrote {path}")
         return
-    board = _board(root)
-    for b in build_boards(board.select(release), dataset=dataset, budget=budget, protocol=protocol):
+    store = _store(root)
+    for b in build_boards(store.select(release), dataset=dataset, budget=budget, protocol=protocol):
         name = slug(b)
         written = plots.budget_curves(b, metric, out / f"{name}-{metric}-vs-budget")
         for budget_text, _ in b.budgets:
@@ -182,7 +182,7 @@ def _resolve_run(run: str, root: Path | None):
     if path.exists():
         record, _, per_image, _ = read_run(path)
         return record, per_image
-    filed = _board(root).find(run)
+    filed = _store(root).find(run)
     return filed.record, filed.per_image_scores()
 
 
@@ -227,16 +227,16 @@ def render_cmd(metrics, overlay, image, site, test, release, root) -> None:
     from harness.reproduce import rebuild_prediction
     from harness.results.render import DEFAULT_METRICS, OverlayRequest, render_readme
 
-    board = _board(root)
+    store = _store(root)
     if site is not None:
         from harness.results.site import render_site
 
-        command = shlex.join(["harness", "leaderboard", "render", "--root", str(board.root), "--site", str(site),
+        command = shlex.join(["harness", "leaderboard", "render", "--root", str(store.root), "--site", str(site),
                               *(["--release", release] if release else [])])
-        index = render_site(board, site, command, release=release, metrics=metrics or DEFAULT_METRICS, test=test,
+        index = render_site(store, site, command, release=release, metrics=metrics or DEFAULT_METRICS, test=test,
                             log=click.echo)
         click.echo(f"wrote {index}")
-    args = ["harness", "leaderboard", "render", "--root", str(board.root)]
+    args = ["harness", "leaderboard", "render", "--root", str(store.root)]
     for metric in metrics:
         args += ["--metric", metric]
     if overlay:
@@ -246,7 +246,7 @@ def render_cmd(metrics, overlay, image, site, test, release, root) -> None:
     if release:
         args += ["--release", release]
     wanted = OverlayRequest(overlay, image, rebuild_prediction) if overlay else None
-    path = render_readme(board, shlex.join(args), release=release, metrics=metrics or DEFAULT_METRICS, test=test,
+    path = render_readme(store, shlex.join(args), release=release, metrics=metrics or DEFAULT_METRICS, test=test,
                          overlay=wanted, log=click.echo)
     click.echo(f"wrote {path}")
 

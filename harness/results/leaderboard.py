@@ -251,7 +251,7 @@ def create_exclusive(path: Path, payload: bytes) -> bool:
 # ---- the store ----------------------------------------------------------------------------------
 
 
-class Leaderboard:
+class RecordStore:
     """Records and releases under one root folder."""
 
     def __init__(self, root: Path | None = None):
@@ -463,12 +463,12 @@ class Leaderboard:
         return self.release_records(release) if release else self.records()
 
 
-def add_many(board: Leaderboard, sources: Sequence[Path]) -> list[tuple[Path, Path | None, str]]:
+def add_many(store: RecordStore, sources: Sequence[Path]) -> list[tuple[Path, Path | None, str]]:
     """File several runs; returns (source, filed path or None, message) for each, refusals included."""
     outcomes: list[tuple[Path, Path | None, str]] = []
     for source in sources:
         try:
-            target = board.add(source)
+            target = store.add(source)
             outcomes.append((Path(source), target, f"filed {target}"))
         except HarnessError as err:
             outcomes.append((Path(source), None, f"refused: {err}"))

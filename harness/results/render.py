@@ -19,7 +19,7 @@ from harness.metrics.classification import CLASSIFY_TASK
 from harness.metrics.scores import COMPANION_METRIC, HEADLINE_METRIC
 from harness.results import plots, stats
 from harness.results.boards import Board, build_boards
-from harness.results.leaderboard import Filed, Leaderboard
+from harness.results.leaderboard import Filed, RecordStore
 from harness.results.tables import (
     MARK,
     TestChoice,
@@ -74,7 +74,7 @@ class OverlayRequest:
 
 
 def render_readme(
-    board_store: Leaderboard,
+    board_store: RecordStore,
     command: str,
     release: str | None = None,
     metrics: Sequence[str] = DEFAULT_METRICS,
@@ -88,7 +88,7 @@ def render_readme(
 
 
 def render_page(
-    board_store: Leaderboard,
+    board_store: RecordStore,
     command: str,
     root: Path,
     release: str | None = None,
@@ -161,7 +161,7 @@ def _md(tables) -> str:
     return render_markdown(tables, heading_level=3, board_headings=False)
 
 
-def _one_run(board: Board, store: Leaderboard, root: Path, budget: str, metric: str, plot_dir: Path, name: str,
+def _one_run(board: Board, store: RecordStore, root: Path, budget: str, metric: str, plot_dir: Path, name: str,
              overlay: OverlayRequest | None, log: Callable[[str], None]) -> list[str]:
     run = best_run(board, budget, metric)
     if overlay is not None and overlay.run != "best":

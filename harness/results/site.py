@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from harness.data.io import write_text_atomic
-from harness.results.leaderboard import OVERLAY_SUFFIX, PER_IMAGE_SUFFIX, Leaderboard
+from harness.results.leaderboard import OVERLAY_SUFFIX, PER_IMAGE_SUFFIX, RecordStore
 from harness.results.render import DEFAULT_METRICS, render_page
 from harness.results.tables import TestChoice
 
@@ -46,7 +46,7 @@ window.addEventListener("load", function () {
 """
 
 
-def _records_index(store: Leaderboard, site: Path, release: str | None) -> str:
+def _records_index(store: RecordStore, site: Path, release: str | None) -> str:
     """The record list: section key, method, budget, seed, headline, links to the copied files."""
     rows = []
     for filed in sorted(store.select(release), key=lambda f: (f.record.dataset.key, f.record.method.name,
@@ -75,7 +75,7 @@ def _records_index(store: Leaderboard, site: Path, release: str | None) -> str:
             "<tbody>\n" + "\n".join(rows) + "\n</tbody>\n</table>\n")
 
 
-def render_site(store: Leaderboard, site: Path, command: str, release: str | None = None,
+def render_site(store: RecordStore, site: Path, command: str, release: str | None = None,
                 metrics: Sequence[str] = DEFAULT_METRICS, test: TestChoice = "auto",
                 log: Callable[[str], None] = print) -> Path:
     """Write the site into ``site``; returns its index.html."""
