@@ -74,7 +74,7 @@ class OverlayRequest:
 
 
 def render_readme(
-    board_store: RecordStore,
+    store: RecordStore,
     command: str,
     release: str | None = None,
     metrics: Sequence[str] = DEFAULT_METRICS,
@@ -83,12 +83,12 @@ def render_readme(
     log: Callable[[str], None] = print,
 ) -> Path:
     """Write README.md and its figures under the leaderboard root; returns the README path."""
-    text = render_page(board_store, command, board_store.root, release, metrics, test, overlay, log)
-    return write_text_atomic(board_store.root / README, text)
+    text = render_page(store, command, store.root, release, metrics, test, overlay, log)
+    return write_text_atomic(store.root / README, text)
 
 
 def render_page(
-    board_store: RecordStore,
+    store: RecordStore,
     command: str,
     root: Path,
     release: str | None = None,
@@ -101,7 +101,7 @@ def render_page(
     relative to ``root`` (the leaderboard's README, or the static site)."""
     for metric in metrics:
         stats.direction(metric)
-    filed = board_store.select(release)
+    filed = store.select(release)
     boards = build_boards(filed)
     plot_dir = root / PLOTS_DIR
     if plot_dir.is_dir():  # the folder holds generated figures only: stale ones must not linger
@@ -153,7 +153,7 @@ def render_page(
         paths = plots.scale_bars(board, largest, headline, plot_dir / f"{name}-{headline}-per-scale")
         lines += [_figure_links(paths, root, f"{headline} per length scale"), ""]
         if board.key.task != CLASSIFY_TASK:  # the one-run view shows particle sizes and outlines
-            lines += _one_run(board, board_store, root, largest, headline, plot_dir, name, overlay, log)
+            lines += _one_run(board, store, root, largest, headline, plot_dir, name, overlay, log)
     return "\n".join(lines).rstrip("\n") + "\n"
 
 

@@ -92,8 +92,8 @@ def test_loss_falls_on_fixed_views_against_a_fixed_queue() -> None:
 
 
 def test_the_query_and_key_encoders_part_in_training() -> None:
-    # the kit checks that the query encoder (transfers_from) is what transfers; this, that the key
-    # encoder it is not is a different network by then
+    # the kit checks that the query encoder (transfers_from) is what transfers; this checks that
+    # the key encoder, which does not transfer, has become a different network by then
     module = build(momentum=0.9)
     fit_fixed_batch(module, crops(), steps=2)
     assert state_differs(module.backbone.state_dict(), module.key_backbone.state_dict())
