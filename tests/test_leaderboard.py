@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -451,6 +452,24 @@ def test_plots_and_readme_are_generated_and_reproducible(smoke_run, tmp_path):
     assert cli("render", "--root", str(root), "--metric", METRIC).exit_code == 0
     assert (root / "README.md").read_text() == readme
     assert {p.name: p.read_bytes() for p in (root / "plots").iterdir()} == first
+
+
+def test_sections_that_differ_only_in_numerics_keep_their_own_figures(smoke_run, tmp_path):
+    # the two sections of one settings hash (numerics 0 and 2) once wrote the same file names, so
+    # the older section showed the newer one's curves
+    root = tmp_path / "lb"
+    store = RecordStore(root)
+    for numerics, value in (("0", 0.2), ("2", 0.6)):
+        for seed in range(2):
+            add_forged(store, variant(smoke_run, tmp_path / f"n{numerics}s{seed}", seed=seed, numerics=numerics,
+                                      value=value + 0.01 * seed))
+    assert cli("render", "--root", str(root), "--metric", METRIC).exit_code == 0
+    readme = (root / "README.md").read_text()
+    sections = readme.split("\n## ")[1:]
+    assert len(sections) == 2 and "numerics 2" in sections[1] and "numerics" not in sections[0]
+    linked = [set(re.findall(r"\(plots/([^)]+)\)", section)) for section in sections]
+    assert linked[0] and linked[1] and not linked[0] & linked[1]
+    assert sorted(p.name for p in (root / "plots").iterdir()) == sorted(linked[0] | linked[1])
 
 
 def test_outline_overlay_plot(tmp_path):

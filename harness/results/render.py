@@ -17,6 +17,7 @@ from harness.data.io import write_text_atomic
 from harness.errors import HarnessError
 from harness.metrics.classification import CLASSIFY_TASK
 from harness.metrics.scores import COMPANION_METRIC, HEADLINE_METRIC
+from harness.numerics import LEGACY_NUMERICS
 from harness.results import plots, stats
 from harness.results.boards import Board, build_boards
 from harness.results.leaderboard import Filed, RecordStore
@@ -38,8 +39,12 @@ DEFAULT_METRICS: tuple[str, ...] = (HEADLINE_METRIC, COMPANION_METRIC, "f1")
 
 
 def slug(board: Board) -> str:
+    """The figures' file-name stem of ``board``: every part of its key that can tell two boards apart
+    (the task is inside the settings hash), so that no section's figures overwrite another's."""
     k = board.key
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", f"{k.dataset}-{k.profile}-{k.protocol}-{k.settings}")
+    numerics = "" if k.numerics == LEGACY_NUMERICS else f"-numerics{k.numerics}"
+    stem = f"{k.dataset}-{k.profile}-{k.protocol}-{k.manifest}-{k.settings}-schema{k.schema}{numerics}"
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", stem)
 
 
 def best_run(board: Board, budget: str, metric: str) -> Filed | None:
