@@ -22,6 +22,7 @@ from click.testing import CliRunner
 
 from harness.cli import main
 from harness.errors import HarnessError
+from harness.numerics import NUMERICS_VERSION
 from harness.results import stats
 from harness.results.boards import build_boards
 from harness.results.leaderboard import RecordStore, canonical_bytes
@@ -459,14 +460,17 @@ def test_sections_that_differ_only_in_numerics_keep_their_own_figures(smoke_run,
     # the older section showed the newer one's curves
     root = tmp_path / "lb"
     store = RecordStore(root)
-    for numerics, value in (("0", 0.2), ("2", 0.6)):
+    for numerics, value in (("0", 0.2), (NUMERICS_VERSION, 0.6)):
         for seed in range(2):
             add_forged(store, variant(smoke_run, tmp_path / f"n{numerics}s{seed}", seed=seed, numerics=numerics,
                                       value=value + 0.01 * seed))
     assert cli("render", "--root", str(root), "--metric", METRIC).exit_code == 0
     readme = (root / "README.md").read_text()
     sections = readme.split("\n## ")[1:]
-    assert len(sections) == 2 and "numerics 2" in sections[1] and "numerics" not in sections[0]
+    # the section this harness computes today comes first; the older one is marked as history
+    assert len(sections) == 2 and f"numerics {NUMERICS_VERSION}" in sections[0].splitlines()[0]
+    assert "- status: current" in sections[0] and "- status: history: computed before numerics" in sections[1]
+    assert "\n- " + sections[0].splitlines()[0] + ": 2 record(s); current" in readme  # the index at the top
     linked = [set(re.findall(r"\(plots/([^)]+)\)", section)) for section in sections]
     assert linked[0] and linked[1] and not linked[0] & linked[1]
     assert sorted(p.name for p in (root / "plots").iterdir()) == sorted(linked[0] | linked[1])

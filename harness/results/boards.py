@@ -10,7 +10,7 @@ from typing import Any
 from harness.data.base import stable_hash
 from harness.errors import HarnessError
 from harness.metrics.aggregate import GROUP_ORDER
-from harness.numerics import LEGACY_NUMERICS
+from harness.numerics import LEGACY_NUMERICS, NUMERICS_VERSION
 from harness.results.leaderboard import Filed
 from harness.task import LEGACY_TASK
 
@@ -36,6 +36,24 @@ class BoardKey:
         numerics = "" if self.numerics == LEGACY_NUMERICS else f" · numerics {self.numerics}"
         return (f"{self.dataset} · task {self.task} · profile {self.profile} · protocol {self.protocol} · "
                 f"split manifest {self.manifest} · settings {self.settings} · schema v{self.schema}{numerics}")
+
+    @property
+    def current(self) -> bool:
+        """Whether this harness computes such records today: a task version still in use (3class-v1 is
+        kept only to explain its records) under this harness's numerics version. The other sections
+        are history: kept as filed, listed after the current ones, never pooled with them."""
+        return self.task != LEGACY_TASK and self.numerics == NUMERICS_VERSION
+
+    @property
+    def status(self) -> str:
+        """One line for a reader: current, or history and why."""
+        if self.task == LEGACY_TASK:
+            return f"history: task {self.task} is retired (kept so that its records stay explained)"
+        if self.numerics != NUMERICS_VERSION:
+            when = "before numerics versions were kept" if self.numerics == LEGACY_NUMERICS else \
+                f"under numerics {self.numerics}"
+            return f"history: computed {when}; this harness computes numerics {NUMERICS_VERSION}"
+        return f"current: task {self.task}, numerics {self.numerics}, what this harness computes today"
 
 
 @dataclass(frozen=True)
@@ -138,8 +156,10 @@ def build_boards(filed: Sequence[Filed], dataset: str | None = None, budget: str
     for key, board in boards.items():
         board.budgets = sorted(((b, n) for (k, b), n in images.items() if k == key), key=lambda t: (t[1], t[0]))
         _disambiguate(board)
-    return [boards[k] for k in sorted(boards, key=lambda k: (k.dataset, k.task, k.profile, k.manifest, k.schema,
-                                                             k.protocol, k.settings, k.numerics))]
+    # current sections first: a reader meets today's numbers before the history
+    order = sorted(boards, key=lambda k: (not k.current, k.dataset, k.task, k.profile, k.manifest, k.schema,
+                                          k.protocol, k.settings, k.numerics))
+    return [boards[k] for k in order]
 
 
 def _disambiguate(board: Board) -> None:

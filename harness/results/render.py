@@ -129,10 +129,14 @@ def render_page(
         "",
         "Print the same tables in a terminal with `harness leaderboard show"
         + (f" --release {release}" if release else "") + "`, or as CSV/HTML/JSON with `--format`. "
-        "Records from different dataset versions, split manifests, profiles, training settings, protocols "
-        "or record schema versions never share a table: each combination is its own section. "
-        f"A {MARK} marks the best entry only where a paired test supports its lead over the runner-up "
-        "(each table's footer names the test and its p-value).",
+        "Records from different dataset versions, split manifests, profiles, training settings, task versions, "
+        "protocols, numerics versions or record schema versions never share a table: each combination is its "
+        f"own section. A {MARK} marks the best entry only where a paired test supports its lead over the "
+        "runner-up (each table's footer names the test and its p-value).",
+        "",
+        "Sections, current first (history: records of a retired task or an older numerics version, kept as filed):",
+        "",
+        *(f"- {board.key.title}: {len(board.all_filed())} record(s); {board.key.status}" for board in boards),
         "",
     ]
     asked = metrics

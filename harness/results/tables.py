@@ -424,6 +424,7 @@ def provenance_lines(board: Board) -> list[str]:
                        for f in filed)
     devices = distinct(" ".join(str(f.record.device.get(k)) for k in ("type", "name", "precision")) for f in filed)
     return [
+        f"- status: {board.key.status}",
         f"- records: {len(filed)} (entries {len(board.labels)}, budgets {', '.join(b for b, _ in board.budgets)}, "
         f"training seeds {seeds})",
         f"- harness: {distinct(f.record.versions.get('harness') for f in filed)}; git: {commits}",
