@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import signal
+import time
 import traceback
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -124,19 +125,29 @@ class SweepJob:
 
 
 def submit(requests: list[RunRequest], out: Path, force: bool, executor: str, parameters: dict[str, Any],
-           wait: bool, log: Log) -> list[dict[str, Any]]:
-    """Submit one job per (method, seed) through submitit; with ``wait``, collect their rows."""
+           wait: bool, log: Log, max_jobs: int | None = None, poll_s: float = 2.0) -> list[dict[str, Any]]:
+    """Submit one job per (method, seed) through submitit; with ``wait``, collect their rows.
+
+    ``max_jobs`` (local executor only): at most that many jobs run at once, the next one submitted
+    as one ends, so that a grid does not start every job on a machine with few cores (two torch
+    processes per core stall each other); this call then waits for the whole grid."""
     if executor not in EXECUTORS:
         raise HarnessError(f"unknown executor {executor!r}: choose one of {', '.join(EXECUTORS)}")
+    if max_jobs is not None and (executor != "local" or not wait or max_jobs < 1):
+        raise HarnessError("--max-jobs N (N >= 1) goes with --executor local and waits for the grid; "
+                           "a SLURM cluster queues jobs itself")
     import submitit
 
     folder = out / "submitit"
     runner = submitit.AutoExecutor(folder=folder, cluster=executor)
     runner.update_parameters(**{k: v for k, v in parameters.items() if v is not None})
     groups = job_groups(requests)
-    jobs = [runner.submit(SweepJob(), [r.model_dump(mode="json") for r in group], str(out), force)
-            for group in groups]
-    for group, job in zip(groups, jobs, strict=True):
+    jobs: list[Any] = []  # submitit Job objects
+    for group in groups:
+        while max_jobs is not None and sum(not job.done() for job in jobs) >= max_jobs:
+            time.sleep(poll_s)
+        job = runner.submit(SweepJob(), [r.model_dump(mode="json") for r in group], str(out), force)
+        jobs.append(job)
         log(f"submitted job {job.job_id}: {group[0].method} seed {group[0].seed}, budgets "
             f"{', '.join(r.budget for r in group)} (logs in {folder})")
     if not wait:

@@ -10,8 +10,10 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import datetime, timedelta
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from harness.cli import main
@@ -31,6 +33,30 @@ def test_a_two_cell_grid_runs_as_local_submitit_jobs_and_a_rerun_skips_it(tmp_pa
     assert list((tmp_path / "submitit").glob("*_log.out"))  # each job's own log
     again = CliRunner().invoke(main, args)
     assert again.exit_code == 0 and "done before" in again.output and "ok " not in again.output
+
+
+def test_max_jobs_starts_the_next_job_only_when_one_has_ended(tmp_path, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    args = ["sweep", "--methods", "none", "--budgets", "2", "--seeds", "0,1", "--profile", "smoke", "--quiet",
+            "--threads", "1", "--out", str(tmp_path), "--executor", "local", "--time-limit", "10m", "--max-jobs", "1"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert result.output.count("submitted job") == 2
+    first, second = (json.loads((tmp_path / "synthetic-sem" / f"none-2-finetune-seed{s}" / "record.json").read_text())
+                     for s in (0, 1))
+    ended = datetime.fromisoformat(first["created"])
+    # the second run began (its record's time less its stages' wall time) after the first one's record
+    began = datetime.fromisoformat(second["created"]) - timedelta(seconds=sum(second["timings_s"].values()))
+    assert began >= ended - timedelta(seconds=1), (first["created"], second["created"], second["timings_s"])
+
+
+@pytest.mark.parametrize("extra", [["--executor", "slurm", "--partition", "x"], ["--executor", "local", "--no-wait"],
+                                   []])
+def test_max_jobs_is_refused_where_it_cannot_hold(extra, tmp_path):
+    result = CliRunner().invoke(main, ["sweep", "--methods", "none", "--out", str(tmp_path), "--max-jobs", "2",
+                                       *extra])
+    assert result.exit_code == 2 and "--max-jobs" in result.output and "Traceback" not in result.output
+    assert not list(tmp_path.glob("*/*/record.json"))
 
 
 def test_jobs_keep_the_cells_of_one_pretraining_together():

@@ -185,10 +185,14 @@ def _split_list(text: str, what: str) -> list[str]:
               help="With --executor: wall-time limit per job (90m, 4h, ...); a job past it is requeued and resumes.")
 @click.option("--wait/--no-wait", default=None,
               help="With --executor: wait for the jobs and print the table (default: wait for local, not for slurm).")
+@click.option("--max-jobs", type=click.IntRange(min=1), default=None,
+              help="With --executor local: at most N jobs at once, the next started as one ends (default: all "
+                   "at once). On a machine with C cores, N jobs with --threads C/N each.")
 @common_run_options
 def sweep(method_list, budgets, seeds, out, force, executor, partition, gpus_per_job, cpus_per_job, time_limit,
-          wait, dataset, backbone, profile, data_seed, split_seed, task, protocol, device, config_items, allow_leakage,
-          connectivity, crop_bottom, threads, pretrain_steps, finetune_steps, checkpoint_every, quiet) -> None:
+          wait, max_jobs, dataset, backbone, profile, data_seed, split_seed, task, protocol, device, config_items,
+          allow_leakage, connectivity, crop_bottom, threads, pretrain_steps, finetune_steps, checkpoint_every,
+          quiet) -> None:
     """Run the grid methods x budgets x seeds, reusing each pretraining for every budget.
 
     A cell whose folder in OUT already holds a readable record is skipped (so a stopped sweep
@@ -217,8 +221,10 @@ def sweep(method_list, budgets, seeds, out, force, executor, partition, gpus_per
         raise HarnessError(f"--seeds {seeds!r} must be comma-separated integers") from None
     if any(not 0 <= s <= MAX_SEED for s in seeds_):
         raise HarnessError(f"--seeds {seeds!r}: every seed must lie in 0..{MAX_SEED}")
-    if executor is None and (partition or gpus_per_job is not None or cpus_per_job is not None or wait is not None):
-        raise HarnessError("--partition, --gpus-per-job, --cpus-per-job and --wait need --executor local or slurm")
+    if executor is None and (partition or gpus_per_job is not None or cpus_per_job is not None or wait is not None
+                             or max_jobs is not None):
+        raise HarnessError("--partition, --gpus-per-job, --cpus-per-job, --wait and --max-jobs need --executor "
+                           "local or slurm")
     if partition and executor != "slurm":
         raise HarnessError("--partition is a SLURM option: use it with --executor slurm")
     limit_s, limit_steps = parse_interval(time_limit)
@@ -241,7 +247,7 @@ def sweep(method_list, budgets, seeds, out, force, executor, partition, gpus_per
         parameters = {"timeout_min": max(1, round(limit_s / 60)), "gpus_per_node": gpus_per_job,
                       "cpus_per_task": cpus_per_job, "slurm_partition": partition, "name": "harness-sweep"}
         rows = submit(requests, out, force, executor, parameters, wait=executor == "local" if wait is None else wait,
-                      log=say)
+                      log=say, max_jobs=max_jobs)
         if not rows:
             return
     say("")
