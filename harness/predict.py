@@ -33,6 +33,7 @@ from harness.task import get_task
 from harness.training.runtime import resolve_runtime
 
 PARTICLES_FILE = "particles.csv"
+MAX_WORKING_SCALE = 4.0  # upsampling past 4x only interpolates
 COLUMNS = ("image", "particle", "area_px", "diameter_px", "diameter_nm", "pixel_size_nm", "pixel_size_source",
            "touches_border")
 
@@ -43,6 +44,7 @@ class PredictSummary:
     particles: int
     with_pixel_size: int
     out: Path
+    working_scale: float
 
 
 def _histogram(diameters: np.ndarray, unit: str, title: str, path: Path) -> None:
@@ -76,9 +78,15 @@ def _outline_png(image: np.ndarray, labels: np.ndarray) -> bytes:
 
 
 def predict_folder(run_dir: Path, images: Path, out: Path, device: str = "auto",
-                   progress: bool = True) -> PredictSummary:
-    """Apply the model of ``run_dir`` to every image of ``images``; write OUT (see module docstring)."""
+                   progress: bool = True, working_scale: float | None = None) -> PredictSummary:
+    """Apply the model of ``run_dir`` to every image of ``images``; write OUT (see module docstring).
+
+    ``working_scale`` replaces the card's resampling factor: for micrographs whose particles are
+    larger (smaller factor) or smaller in pixels than the run's labelled images were."""
     net, card = load_model(run_dir)
+    if working_scale is not None and not 0 < working_scale <= MAX_WORKING_SCALE:
+        raise HarnessError(f"--working-scale {working_scale}: must lie in (0, {MAX_WORKING_SCALE}]")
+    scale = card["working_scale"] if working_scale is None else working_scale
     if out.resolve() == images.resolve() or images.resolve() in out.resolve().parents:
         raise HarnessError(f"--out {out} lies inside the image folder {images}: choose a folder outside it")
     dataset = FolderDataset(images, flat=not (images / IMAGES_DIR).is_dir())
@@ -93,7 +101,7 @@ def predict_folder(run_dir: Path, images: Path, out: Path, device: str = "auto",
     known = 0
     for sample_id in tqdm(sorted(records), desc="predict", unit="img", disable=not progress):
         sample = dataset.load(sample_id)
-        labels = predict_instances(net, sample, runtime, task, card["postprocess"], card["working_scale"])
+        labels = predict_instances(net, sample, runtime, task, card["postprocess"], scale)
         write_bytes_atomic(out / "masks" / f"{sample_id}.png", encode_labels(labels))
         write_bytes_atomic(out / "overlays" / f"{sample_id}.png",
                            _outline_png(to_unit_float(sample.image), labels))
@@ -122,4 +130,5 @@ def predict_folder(run_dir: Path, images: Path, out: Path, device: str = "auto",
     else:
         title = f"pooled over {len(records)} images"
     _histogram(np.asarray(pooled[unit]), unit, title, out / "histogram.png")
-    return PredictSummary(images=len(records), particles=len(rows), with_pixel_size=known, out=out)
+    return PredictSummary(images=len(records), particles=len(rows), with_pixel_size=known, out=out,
+                          working_scale=scale)

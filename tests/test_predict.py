@@ -100,3 +100,28 @@ def test_bad_inputs_are_refused_by_name(exported, tmp_path):
     no_model = CliRunner().invoke(main, ["predict", "--run", str(images), "--images", str(images), "--out",
                                          str(tmp_path / "p")])
     assert no_model.exit_code != 0 and "no model.safetensors" in no_model.output
+
+
+def test_working_scale_overrides_the_runs_own_factor(exported, tmp_path):
+    run, images, out = exported
+    card_scale = json.loads((run / "model.json").read_text())["working_scale"]
+    same = tmp_path / "same"
+    result = CliRunner().invoke(main, ["predict", "--run", str(run), "--images", str(images), "--out", str(same),
+                                       "--working-scale", str(card_scale), "--quiet"])
+    assert result.exit_code == 0 and f"at working scale {card_scale:g}" in result.output, result.output
+    stems = sorted(p.stem for p in (out / "masks").glob("*.png"))
+    assert all(np.array_equal(iio.imread(same / "masks" / f"{s}.png"), iio.imread(out / "masks" / f"{s}.png"))
+               for s in stems)
+    half = tmp_path / "half"
+    result = CliRunner().invoke(main, ["predict", "--run", str(run), "--images", str(images), "--out", str(half),
+                                       "--working-scale", str(card_scale / 2), "--quiet"])
+    assert result.exit_code == 0, result.output
+    masks = {s: iio.imread(half / "masks" / f"{s}.png") for s in stems}
+    # still in the images' own pixels, but a different prediction
+    assert all(masks[s].shape == iio.imread(out / "masks" / f"{s}.png").shape for s in stems)
+    assert any(not np.array_equal(masks[s], iio.imread(out / "masks" / f"{s}.png")) for s in stems)
+    for bad in ("0", "-1", "5"):
+        refused = CliRunner().invoke(main, ["predict", "--run", str(run), "--images", str(images), "--out",
+                                            str(tmp_path / f"bad{bad}"), "--working-scale", bad])
+        assert refused.exit_code != 0 and "--working-scale" in refused.output and "Traceback" not in refused.output
+        assert not (tmp_path / f"bad{bad}").exists()

@@ -14,9 +14,13 @@ import click
               help="Folder of micrographs: plain, or in the folder format (images/, optional metadata.csv).")
 @click.option("--out", required=True, type=click.Path(path_type=Path, file_okay=False),
               help="Output folder (outside the image folder): masks/, overlays/, particles.csv, histograms.")
+@click.option("--working-scale", type=float, default=None, metavar="F",
+              help="Resample every image by F before the network instead of the run's own factor (model.json "
+                   "working_scale, 1.0 when its particles were small): below it for particles larger in pixels "
+                   "than the run's labelled ones, above it for smaller. Masks are always in the images' pixels.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:N].")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def predict(run_dir: Path, images: Path, out: Path, device: str, quiet: bool) -> None:
+def predict(run_dir: Path, images: Path, out: Path, working_scale: float | None, device: str, quiet: bool) -> None:
     """Segment every image of IMAGES with the model of RUN and measure its particles.
 
     Pixel sizes come from metadata.csv, the image's tags or its printed scale bar, as in
@@ -28,9 +32,10 @@ def predict(run_dir: Path, images: Path, out: Path, device: str, quiet: bool) ->
     """
     from harness.predict import predict_folder
 
-    summary = predict_folder(run_dir, images, out, device=device, progress=not quiet)
-    click.echo(f"{summary.images} image(s), {summary.particles} particle(s); pixel size known for "
-               f"{summary.with_pixel_size}; wrote {summary.out}/particles.csv, masks/, overlays/, histograms/")
+    summary = predict_folder(run_dir, images, out, device=device, progress=not quiet, working_scale=working_scale)
+    click.echo(f"{summary.images} image(s), {summary.particles} particle(s) at working scale "
+               f"{summary.working_scale:g}; pixel size known for {summary.with_pixel_size}; wrote "
+               f"{summary.out}/particles.csv, masks/, overlays/, histograms/")
 
 
 COMMANDS = [predict]
