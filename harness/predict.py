@@ -83,9 +83,9 @@ def predict_folder(run_dir: Path, images: Path, out: Path, device: str = "auto",
 
     ``working_scale`` replaces the card's resampling factor: for micrographs whose particles are
     larger (smaller factor) or smaller in pixels than the run's labelled images were."""
-    net, card = load_model(run_dir)
     if working_scale is not None and not 0 < working_scale <= MAX_WORKING_SCALE:
         raise HarnessError(f"--working-scale {working_scale}: must lie in (0, {MAX_WORKING_SCALE}]")
+    net, card = load_model(run_dir)
     scale = card["working_scale"] if working_scale is None else working_scale
     if out.resolve() == images.resolve() or images.resolve() in out.resolve().parents:
         raise HarnessError(f"--out {out} lies inside the image folder {images}: choose a folder outside it")

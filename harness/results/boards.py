@@ -38,21 +38,28 @@ class BoardKey:
                 f"split manifest {self.manifest} · settings {self.settings} · schema v{self.schema}{numerics}")
 
     @property
+    def history_reason(self) -> str | None:
+        """Why this harness no longer computes such records (None: it does): a retired task version
+        (3class-v1 is kept only to explain its records) or another numerics version. Such sections are
+        history: kept as filed, listed after the current ones, never pooled with them."""
+        if self.task == LEGACY_TASK:
+            return f"task {self.task} is retired (kept so that its records stay explained)"
+        if self.numerics != NUMERICS_VERSION:
+            when = "before numerics versions were kept" if self.numerics == LEGACY_NUMERICS else \
+                f"under numerics {self.numerics}"
+            return f"computed {when}; this harness computes numerics {NUMERICS_VERSION}"
+        return None
+
+    @property
     def current(self) -> bool:
-        """Whether this harness computes such records today: a task version still in use (3class-v1 is
-        kept only to explain its records) under this harness's numerics version. The other sections
-        are history: kept as filed, listed after the current ones, never pooled with them."""
-        return self.task != LEGACY_TASK and self.numerics == NUMERICS_VERSION
+        return self.history_reason is None
 
     @property
     def status(self) -> str:
         """One line for a reader: current, or history and why."""
-        if self.task == LEGACY_TASK:
-            return f"history: task {self.task} is retired (kept so that its records stay explained)"
-        if self.numerics != NUMERICS_VERSION:
-            when = "before numerics versions were kept" if self.numerics == LEGACY_NUMERICS else \
-                f"under numerics {self.numerics}"
-            return f"history: computed {when}; this harness computes numerics {NUMERICS_VERSION}"
+        reason = self.history_reason
+        if reason is not None:
+            return f"history: {reason}"
         return f"current: task {self.task}, numerics {self.numerics}, what this harness computes today"
 
 
