@@ -59,6 +59,8 @@ class RunRequest(BaseModel):
     checkpoint_every: str = Field("10m", description="Checkpoint interval of pretraining and fine-tuning "
                                   "(10m, 90s, 500steps, off); never changes the numbers.")
     progress: bool = True
+    command: str | None = Field(None, description="The command line for the record, where this process's own "
+                                "is not it (a sweep's job runs under submitit's); None: this process's.")
 
     @model_validator(mode="before")
     @classmethod

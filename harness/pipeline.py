@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shlex
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,7 +37,7 @@ from harness.metrics import aggregate
 from harness.models import SegmentationNet
 from harness.numerics import NUMERICS_VERSION
 from harness.results.artifacts import INPUT_SCALING, Predictions, write_model
-from harness.results.provenance import hardware, library_versions
+from harness.results.provenance import command_line, hardware, library_versions
 from harness.results.record import (
     PER_IMAGE_FILE,
     RECORD_FILE,
@@ -339,7 +337,8 @@ def common_record_fields(request: RunRequest, ctx: Context, entry: MethodEntry, 
     config = method.config.model_dump(mode="json")
     identity = ctx.dataset.identity
     created = _now()
-    run_id = stable_hash({"request": request.model_dump(mode="json", exclude={"out", "progress", "overwrite"}),
+    run_id = stable_hash({"request": request.model_dump(mode="json",
+                                                        exclude={"out", "progress", "overwrite", "command"}),
                           "created": created}, length=12)
     return {
         "run_id": run_id,
@@ -361,7 +360,7 @@ def common_record_fields(request: RunRequest, ctx: Context, entry: MethodEntry, 
         "versions": {"harness": __version__, **library_versions()},
         "git": ctx.git,
         "numerics": NUMERICS_VERSION,
-        "command": shlex.join(["harness", *sys.argv[1:]]) if sys.argv and "harness" in sys.argv[0] else "",
+        "command": request.command if request.command is not None else command_line(),
     }
 
 

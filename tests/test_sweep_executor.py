@@ -39,6 +39,7 @@ def test_max_jobs_starts_the_next_job_only_when_one_has_ended(tmp_path, monkeypa
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     args = ["sweep", "--methods", "none", "--budgets", "2", "--seeds", "0,1", "--profile", "smoke", "--quiet",
             "--threads", "1", "--out", str(tmp_path), "--executor", "local", "--time-limit", "10m", "--max-jobs", "1"]
+    monkeypatch.setattr(sys, "argv", ["/venv/bin/harness", *args])  # as a shell would start it
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     assert result.output.count("submitted job") == 2
@@ -48,6 +49,8 @@ def test_max_jobs_starts_the_next_job_only_when_one_has_ended(tmp_path, monkeypa
     # the second run began (its record's time less its stages' wall time) after the first one's record
     began = datetime.fromisoformat(second["created"]) - timedelta(seconds=sum(second["timings_s"].values()))
     assert began >= ended - timedelta(seconds=1), (first["created"], second["created"], second["timings_s"])
+    # a job runs under submitit's argv: its record names the sweep that sent it
+    assert first["command"] == second["command"] == "harness " + " ".join(args)
 
 
 @pytest.mark.parametrize("extra", [["--executor", "slurm", "--partition", "x"], ["--executor", "local", "--no-wait"],

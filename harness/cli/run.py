@@ -205,6 +205,7 @@ def sweep(method_list, budgets, seeds, out, force, executor, partition, gpus_per
     from harness.data.splits import MAX_SEED, Budget
     from harness.methods.registry import get_method
     from harness.pipeline import RunRequest
+    from harness.results.provenance import command_line
     from harness.sweep import DONE_STATUSES, run_cells, submit
     from harness.training.checkpoint import parse_interval
     from harness.training.runtime import on_main_process
@@ -237,7 +238,8 @@ def sweep(method_list, budgets, seeds, out, force, executor, partition, gpus_per
                    device=device,
                    method_config=config, allow_leakage=allow_leakage, connectivity=int(connectivity),
                    crop_bottom=crop_bottom, progress=not quiet and executor is None, pretrain_steps=pretrain_steps,
-                   finetune_steps=finetune_steps, threads=threads, checkpoint_every=checkpoint_every)
+                   finetune_steps=finetune_steps, threads=threads, checkpoint_every=checkpoint_every,
+                   command=command_line())
         for method_name in methods_ for seed in seeds_ for budget in budgets_
     ]
     say = on_main_process(click.echo)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import platform
+import shlex
 import subprocess
+import sys
 from importlib import metadata
 from pathlib import Path
 
@@ -68,3 +70,9 @@ def hardware() -> dict[str, str | int]:
     return {"machine": platform.machine(), "processor": platform.processor(), "cpus": os.cpu_count() or 0,
             "system": platform.system(), "cpu_model": cpu_model(),
             "cpu_capability": torch.backends.cpu.get_cpu_capability(), "cpu_simd": numpy_simd()}
+
+
+def command_line() -> str:
+    """The `harness ...` command this process runs ("" when it is not the harness CLI, e.g. a
+    submitit job, whose request carries the command of the sweep that sent it instead)."""
+    return shlex.join(["harness", *sys.argv[1:]]) if sys.argv and "harness" in sys.argv[0] else ""
