@@ -8,9 +8,19 @@ import re
 import subprocess
 import sys
 import textwrap
+import types
 from pathlib import Path
 
+import pluggy
 import pytest
+import torch
+
+from harness.errors import HarnessError
+from harness.methods.base import SSLMethod
+from harness.methods.registry import available_methods
+from harness.plugins import hookspecs
+from harness.plugins.hookspecs import provides_methods
+from harness.plugins.manager import PluginInfo, PluginState
 
 HARNESS = [sys.executable, "-m", "harness"]
 
@@ -157,3 +167,45 @@ def test_bad_method_config_is_one_clear_line(plugin_site):
     assert result.returncode == 2
     assert "invalid config for method 'toy'" in result.stderr and "width" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+class _Documented(SSLMethod):
+    """Learn something useful
+    from crops.
+
+    Details a reader of the code wants, not ``harness methods``."""
+
+    name = "documented"
+
+
+def test_description_is_the_docstrings_first_paragraph_and_the_module_follows_the_convention():
+    assert _Documented.description == "Learn something useful from crops."
+    assert _Documented.module_path() == f"{__name__}.module:_DocumentedModule"
+
+    class Named(_Documented):
+        """Another."""
+
+        description = "said outright"
+        module = "elsewhere.heavy:Net"
+
+    assert Named.description == "said outright" and Named.module_path() == "elsewhere.heavy:Net"
+
+
+def test_a_method_whose_module_cannot_be_loaded_is_one_clear_line():
+    where = re.escape(f"{__name__}.module:_DocumentedModule")
+    with pytest.raises(HarnessError, match=f"method 'documented': no `module` is set and the convention names {where}"):
+        _Documented().build(torch.nn.Identity())
+
+
+def test_a_method_without_a_description_is_refused_naming_its_plugin(monkeypatch):
+    class Silent(SSLMethod):
+        name = "silent"
+
+    manager = pluggy.PluginManager(hookspecs.PROJECT)
+    manager.add_hookspecs(hookspecs)
+    plugin = types.SimpleNamespace(harness_methods=provides_methods(Silent))
+    manager.register(plugin, name="quiet")
+    state = PluginState(manager, {"quiet": PluginInfo("quiet", "harness-quiet", "0.1", "quiet")})
+    monkeypatch.setattr("harness.methods.registry.plugin_state", lambda: state)
+    with pytest.raises(HarnessError, match="plugin 'quiet': method class Silent needs a `name` and a docstring"):
+        available_methods()

@@ -2,8 +2,10 @@
 
 A method provides (see CONTRIBUTING.md for a complete minimal example):
 
+- ``name``, and a class docstring whose first paragraph is the method's description;
 - ``Config``: a pydantic model with defaults and validation (subclass :class:`MethodConfig`);
-- ``build(backbone)``: a :class:`PretrainModule` wrapping the backbone with its heads and loss;
+- a :class:`PretrainModule` wrapping the backbone with its heads and loss (``<Class>Module`` in
+  the package's ``module.py`` by convention, or ``module``, or ``build(backbone)``);
   its ``training_step`` makes the method's views (with :mod:`harness.augment`) and returns the loss;
 - which weights transfer: ``PretrainModule.transfer_state()`` returns a state dict with exactly
   the keys of the backbone's own ``state_dict()`` (default: the wrapped backbone itself).
@@ -17,6 +19,7 @@ optimisers (a GAN).
 from __future__ import annotations
 
 import importlib
+import inspect
 from typing import Any, ClassVar
 
 import torch
@@ -134,11 +137,13 @@ class TwoViewModule(PretrainModule):
 
 
 class SSLMethod:
-    """A pretraining method. Subclass, set the class attributes, and either name the
-    :class:`PretrainModule` in ``module`` or implement :meth:`build`."""
+    """A pretraining method. Subclass, set ``name``, ``Config`` and ``transfers``, and say what
+    it does in the class docstring (its first paragraph is the ``description`` that ``harness
+    methods`` shows). The :class:`PretrainModule` is ``<package>.module:<Class>Module`` unless
+    ``module`` names another or the method implements :meth:`build`."""
 
     name: ClassVar[str]
-    description: ClassVar[str]
+    description: ClassVar[str] = ""
     Config: ClassVar[type[MethodConfig]] = MethodConfig
     transfers: ClassVar[str] = "backbone"  # which branch's encoder transfers, in words
     pretrains: ClassVar[bool] = True
@@ -155,8 +160,20 @@ class SSLMethod:
     pretrain_steps_factor: ClassVar[int] = 1
     # "package.module:ClassName" of the PretrainModule, built as ClassName(backbone, config): the
     # light/heavy split. The method's own module (imported by `harness methods`, `--help`) needs
-    # only pydantic; torch, lightly and the module's code load when a run builds it
+    # only pydantic; torch, lightly and the module's code load when a run builds it. None: the
+    # convention, "<package>.module:<Class>Module" for a method class defined in <package>/__init__.py
     module: ClassVar[str | None] = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "description" not in vars(cls) and cls.__doc__:
+            # the docstring's first paragraph, on one line: one home for what the method does
+            cls.description = " ".join(inspect.cleandoc(cls.__doc__).split("\n\n")[0].split())
+
+    @classmethod
+    def module_path(cls) -> str:
+        """Where the :class:`PretrainModule` lives: ``module``, or the convention."""
+        return cls.module or f"{cls.__module__}.module:{cls.__name__}Module"
 
     def __init__(self, config: MethodConfig | dict[str, Any] | None = None):
         if isinstance(config, self.Config):
@@ -172,14 +189,19 @@ class SSLMethod:
             raise HarnessError(f"invalid config for method {self.name!r}: {problems}") from None
 
     def build(self, backbone: nn.Module) -> PretrainModule:
-        """The module to pretrain around ``backbone``: ``module``'s class, imported now."""
-        if self.module is None:
-            raise NotImplementedError(f"{type(self).__name__} must set `module` or implement build")
-        path, _, name = self.module.partition(":")
+        """The module to pretrain around ``backbone``: :meth:`module_path`'s class, imported now."""
+        where = self.module_path()
+        path, _, name = where.partition(":")
         if not name:
-            raise HarnessError(f"method {self.name!r}: module {self.module!r} must read 'package.module:ClassName'")
-        built = getattr(importlib.import_module(path), name)(backbone, self.config)
+            raise HarnessError(f"method {self.name!r}: module {where!r} must read 'package.module:ClassName'")
+        try:
+            cls = getattr(importlib.import_module(path), name)
+        except (ModuleNotFoundError, AttributeError) as err:
+            how = "its `module`" if self.module else "no `module` is set and the convention"
+            raise HarnessError(f"method {self.name!r}: {how} names {where}, which cannot be loaded ({err}); "
+                               "set `module = \"package.module:ClassName\"` or implement build") from None
+        built = cls(backbone, self.config)
         if not isinstance(built, PretrainModule):
-            raise HarnessError(f"method {self.name!r}: {self.module} built a {type(built).__name__}, "
+            raise HarnessError(f"method {self.name!r}: {where} built a {type(built).__name__}, "
                                "not a PretrainModule")
         return built

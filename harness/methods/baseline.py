@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 from harness.methods.base import SSLMethod
-from harness.plugins.hookspecs import hookimpl
+from harness.plugins.hookspecs import provides_methods
 
 
 class NoPretraining(SSLMethod):
+    """No pretraining: the encoder starts from random weights (supervised baseline)."""
+
     name = "none"
-    description = "No pretraining: the encoder starts from random weights (supervised baseline)."
     transfers = "nothing (random initialisation)"
     pretrains = False
 
 
-@hookimpl
-def harness_methods() -> list[type]:
-    return [NoPretraining]
+harness_methods = provides_methods(NoPretraining)

@@ -24,7 +24,7 @@ from harness.data.intensity import to_unit_float
 from harness.data.sample import Sample
 from harness.errors import HarnessError
 from harness.methods.base import SSLMethod
-from harness.plugins.hookspecs import hookimpl
+from harness.plugins.hookspecs import provides_methods
 from harness.task import InstanceTask, seeded_watershed
 
 MIN_SIZE_PX = 4
@@ -43,8 +43,9 @@ class ReferenceMethod(SSLMethod):
 
 
 class Oracle(ReferenceMethod):
+    """Reference: ground-truth masks through the task's own maps and post-processing (the floor)."""
+
     name = "oracle"
-    description = "Reference: ground-truth masks through the task's own maps and post-processing (the floor)."
 
     def predict(self, sample: Sample, task: InstanceTask) -> np.ndarray:
         if sample.mask is None:
@@ -75,8 +76,9 @@ def classical_instances(image: np.ndarray, modality: str | None) -> np.ndarray:
 
 
 class Classical(ReferenceMethod):
+    """Reference: no learning; Otsu threshold + distance-transform watershed."""
+
     name = "classical"
-    description = "Reference: no learning; Otsu threshold + distance-transform watershed."
 
     def predict(self, sample: Sample, task: InstanceTask) -> np.ndarray:
         rows = sample.valid_rows
@@ -86,6 +88,4 @@ class Classical(ReferenceMethod):
         return labels
 
 
-@hookimpl
-def harness_methods() -> list[type]:
-    return [Oracle, Classical]
+harness_methods = provides_methods(Oracle, Classical)

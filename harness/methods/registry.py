@@ -29,6 +29,9 @@ def available_methods() -> dict[str, MethodEntry]:
         for cls in contributed or []:
             if not (isinstance(cls, type) and issubclass(cls, SSLMethod)):
                 raise HarnessError(f"plugin {plugin_name!r} returned {cls!r}, which is not an SSLMethod subclass")
+            if not getattr(cls, "name", "") or not cls.description:
+                raise HarnessError(f"plugin {plugin_name!r}: method class {cls.__name__} needs a `name` and a "
+                                   "docstring (its first paragraph is the method's description)")
             if cls.name in methods:
                 other = methods[cls.name].plugin.name
                 raise HarnessError(f"method {cls.name!r} is registered by both {other!r} and {plugin_name!r}")

@@ -34,15 +34,11 @@ class BarlowTwinsConfig(TwoViewConfig):
 
 
 class BarlowTwins(SSLMethod):
+    """Barlow Twins: cross-correlation of two EM views' embeddings pushed to the identity (lightly)."""
+
     name = "barlowtwins"
-    description = "Barlow Twins: cross-correlation of two EM views' embeddings pushed to the identity (lightly)."
     Config = BarlowTwinsConfig
     transfers = "the encoder shared by both views"
 
-    module = "harness_barlowtwins.module:BarlowTwinsModule"  # built lazily: importing this module stays light
-
 
 harness_methods = provides_methods(BarlowTwins)
-
-
-__all__ = ["BarlowTwins", "BarlowTwinsConfig", "harness_methods"]

@@ -42,15 +42,11 @@ class BYOLConfig(TwoViewConfig):
 
 
 class BYOL(SSLMethod):
+    """BYOL: online network predicts a momentum target's projection of another view (lightly)."""
+
     name = "byol"
-    description = "BYOL: online network predicts a momentum target's projection of another view (lightly)."
     Config = BYOLConfig
     transfers = "the online encoder (not the momentum target)"
 
-    module = "harness_byol.module:BYOLModule"  # built lazily: importing this module stays light
-
 
 harness_methods = provides_methods(BYOL)
-
-
-__all__ = ["BYOL", "BYOLConfig", "harness_methods"]

@@ -14,7 +14,7 @@ from pydantic import Field, model_validator
 from harness import augment
 from harness.methods.base import MethodConfig, PretrainModule, SSLMethod, check_crops
 from harness.models import SegmentationNet
-from harness.plugins.hookspecs import hookimpl
+from harness.plugins.hookspecs import provides_methods
 
 
 class DenoiseConfig(MethodConfig):
@@ -49,8 +49,9 @@ class DenoiseModule(PretrainModule):
 
 
 class Denoise(SSLMethod):
+    """Restore micrographs corrupted with Poisson noise (encoder-decoder); encoder transfers."""
+
     name = "denoise"
-    description = "Restore micrographs corrupted with Poisson noise (encoder-decoder); encoder transfers."
     Config = DenoiseConfig
     transfers = "the encoder of the denoising U-Net"
 
@@ -58,6 +59,4 @@ class Denoise(SSLMethod):
         return DenoiseModule(backbone, self.config)
 
 
-@hookimpl
-def harness_methods() -> list[type]:
-    return [Denoise]
+harness_methods = provides_methods(Denoise)

@@ -83,15 +83,11 @@ class DINOConfig(MethodConfig):
 
 
 class DINO(SSLMethod):
+    """DINO: student matches a momentum teacher's centred, sharpened outputs over multi-crop views."""
+
     name = "dino"
-    description = "DINO: student matches a momentum teacher's centred, sharpened outputs over multi-crop views."
     Config = DINOConfig
     transfers = "the teacher encoder (momentum average of the student)"
 
-    module = "harness_dino.module:DINOModule"  # built lazily: importing this module stays light
-
 
 harness_methods = provides_methods(DINO)
-
-
-__all__ = ["DINO", "DINOConfig", "harness_methods"]

@@ -10,7 +10,7 @@ encoder runs densely and re-applies the mask wherever a sparse network would ski
 what the sparse encoder computes. The encoder transfers.
 
 This module holds the config and the registration only, so that listing methods stays fast; the
-network lives in :mod:`harness_fcmae.module`, built from ``FCMAE.module`` when a run needs it.
+network lives in :mod:`harness_fcmae.module` (``FCMAEModule``), imported when a run builds it.
 """
 
 from __future__ import annotations
@@ -46,18 +46,12 @@ class FCMAEConfig(MethodConfig):
 
 
 class FCMAE(SSLMethod):
+    """FCMAE (ConvNeXt V2): reconstruct hidden 32 px patches (60% by default) from the visible ones;
+    dense leak-free masked encoder, ConvNeXt backbones only."""
+
     name = "fcmae"
-    description = (
-        "FCMAE (ConvNeXt V2): reconstruct hidden 32 px patches (60% by default) from the visible ones; "
-        "dense leak-free masked encoder, ConvNeXt backbones only."
-    )
     Config = FCMAEConfig
     transfers = "the masked ConvNeXt encoder (run unmasked downstream)"
 
-    module = "harness_fcmae.module:FCMAEModule"  # built lazily: importing this module stays light
-
 
 harness_methods = provides_methods(FCMAE)
-
-
-__all__ = ["FCMAE", "FCMAEConfig"]

@@ -42,15 +42,11 @@ class MoCoConfig(TwoViewConfig):
 
 
 class MoCo(SSLMethod):
+    """MoCo v2: query vs momentum-key contrast with a queue of negatives (lightly)."""
+
     name = "moco"
-    description = "MoCo v2: query vs momentum-key contrast with a queue of negatives (lightly)."
     Config = MoCoConfig
     transfers = "the query encoder (not the momentum key encoder)"
 
-    module = "harness_moco.module:MoCoModule"  # built lazily: importing this module stays light
-
 
 harness_methods = provides_methods(MoCo)
-
-
-__all__ = ["MoCo", "MoCoConfig", "harness_methods"]

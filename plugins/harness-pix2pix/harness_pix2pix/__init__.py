@@ -10,7 +10,7 @@ discriminator have their own optimisers (Adam, lr 2e-4, betas (0.5, 0.999), as i
 harness computes each group's gradients from its own loss only.
 
 This module holds the config and the registration only; the networks live in
-:mod:`harness_pix2pix.module`, built from ``Pix2Pix.module`` when a run needs it.
+:mod:`harness_pix2pix.module` (``Pix2PixModule``), imported when a run builds it.
 """
 
 from __future__ import annotations
@@ -59,18 +59,12 @@ class Pix2PixConfig(MethodConfig):
 
 
 class Pix2Pix(SSLMethod):
+    """Pix2Pix denoising: a U-Net generator restores Poisson-noisy micrographs against a PatchGAN (cGAN
+    + 100 x L1); the generator's encoder transfers."""
+
     name = "pix2pix"
-    description = (
-        "Pix2Pix denoising: a U-Net generator restores Poisson-noisy micrographs against a PatchGAN "
-        "(cGAN + 100 x L1); the generator's encoder transfers."
-    )
     Config = Pix2PixConfig
     transfers = "the encoder of the generator (U-Net)"
 
-    module = "harness_pix2pix.module:Pix2PixModule"  # built lazily: importing this module stays light
-
 
 harness_methods = provides_methods(Pix2Pix)
-
-
-__all__ = ["Pix2Pix", "Pix2PixConfig"]

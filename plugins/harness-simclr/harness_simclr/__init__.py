@@ -6,7 +6,7 @@ single-channel :func:`harness.augment.em_views` (crop, flip, 90-degree and small
 brightness/contrast, blur, detector noise; no colour jitter). The encoder transfers.
 
 This module stays light (config and registration only) so that listing methods does not import
-lightly; the network lives in :mod:`harness_simclr.module`, built from ``SimCLR.module``.
+lightly; the network lives in :mod:`harness_simclr.module` (``SimCLRModule``).
 """
 
 from __future__ import annotations
@@ -35,15 +35,11 @@ class SimCLRConfig(TwoViewConfig):
 
 
 class SimCLR(SSLMethod):
+    """SimCLR: NT-Xent contrast between two EM views of each crop (lightly heads and loss)."""
+
     name = "simclr"
-    description = "SimCLR: NT-Xent contrast between two EM views of each crop (lightly heads and loss)."
     Config = SimCLRConfig
     transfers = "the encoder shared by both views"
 
-    module = "harness_simclr.module:SimCLRModule"  # built lazily: importing this module stays light
-
 
 harness_methods = provides_methods(SimCLR)
-
-
-__all__ = ["SimCLR", "SimCLRConfig", "harness_methods"]

@@ -15,7 +15,7 @@ import torch
 from harness.errors import HarnessError
 from harness.methods.base import MethodConfig, PretrainModule, SSLMethod
 from harness.models import SegmentationNet
-from harness.plugins.hookspecs import hookimpl
+from harness.plugins.hookspecs import provides_methods
 from harness.task import InstanceTask
 
 
@@ -39,9 +39,10 @@ class SupervisedModule(PretrainModule):
 
 
 class Supervised(SSLMethod):
+    """Positive control: the encoder is pretrained on the downstream task with the unlabeled pool's
+    hidden ground truth (embedded datasets only); not an SSL method."""
+
     name = "supervised"
-    description = ("Positive control: the encoder is pretrained on the downstream task with the unlabeled "
-                   "pool's hidden ground truth (embedded datasets only); not an SSL method.")
     Config = MethodConfig
     transfers = "the encoder of the task network trained on the unlabeled pool's ground truth"
     uses_hidden_labels = True
@@ -56,6 +57,4 @@ class Supervised(SSLMethod):
         return SupervisedModule(backbone, task)
 
 
-@hookimpl
-def harness_methods() -> list[type]:
-    return [Supervised]
+harness_methods = provides_methods(Supervised)
