@@ -474,6 +474,11 @@ def test_sections_that_differ_only_in_numerics_keep_their_own_figures(smoke_run,
     linked = [set(re.findall(r"\(plots/([^)]+)\)", section)) for section in sections]
     assert linked[0] and linked[1] and not linked[0] & linked[1]
     assert sorted(p.name for p in (root / "plots").iterdir()) == sorted(linked[0] | linked[1])
+    # `show` says the same under each section's heading, in markdown and html
+    shown = cli("show", "--root", str(root), "--metric", METRIC).output.split("\n## ")
+    assert "\nStatus: current: task" in shown[0] and "\nStatus: history: computed before numerics" in shown[1]
+    page = cli("show", "--root", str(root), "--metric", METRIC, "--format", "html").output
+    assert page.count("<p>Status: current") == 1 and page.count("<p>Status: history") == 1
 
 
 def test_outline_overlay_plot(tmp_path):

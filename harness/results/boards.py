@@ -3,6 +3,7 @@ settings, numerics, schema) and the entries of each; :mod:`harness.results.table
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,6 +37,14 @@ class BoardKey:
         numerics = "" if self.numerics == LEGACY_NUMERICS else f" · numerics {self.numerics}"
         return (f"{self.dataset} · task {self.task} · profile {self.profile} · protocol {self.protocol} · "
                 f"split manifest {self.manifest} · settings {self.settings} · schema v{self.schema}{numerics}")
+
+    @property
+    def short_title(self) -> str:
+        """What tells two sections' figures apart, short enough for a plot title."""
+        numerics = "" if self.numerics == LEGACY_NUMERICS else f" · numerics {self.numerics}"
+        dataset = re.sub(r"-[0-9a-f]{16}$", "", self.dataset)  # the version stays, the params hash goes
+        return (f"{dataset} · {self.task} · {self.profile} · {self.protocol} · "
+                f"settings {self.settings}{numerics}")
 
     @property
     def history_reason(self) -> str | None:

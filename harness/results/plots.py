@@ -97,7 +97,7 @@ def budget_curves(board: Board, metric: str, stem: Path, scale: str = OVERALL) -
     ax.set_xlabel("labelled training images (budget)")
     ax.set_ylabel(f"{metric_label(metric)} ({stats.better_text(stats.direction(metric))})")
     scale_text = "" if scale == OVERALL else f", {scale}"
-    ax.set_title(f"{board.key.dataset} · {board.key.profile} · {board.key.protocol}{scale_text}", fontsize=9)
+    ax.set_title(f"{board.key.short_title}{scale_text}", fontsize=8)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="best")
     return save(fig, stem)
@@ -124,8 +124,7 @@ def scale_bars(board: Board, budget: str, metric: str, stem: Path) -> list[Path]
                label=board.display(entry))
     ax.set_xticks(x, scales)
     ax.set_ylabel(f"{metric_label(metric)} ({stats.better_text(stats.direction(metric))})")
-    ax.set_title(f"{board.key.dataset} · budget {budget} ({board.budget_images(budget)} img) · "
-                 f"{board.key.protocol}", fontsize=9)
+    ax.set_title(f"{board.key.short_title}\nbudget {budget} ({board.budget_images(budget)} img)", fontsize=8)
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8, loc="best")
     return save(fig, stem)

@@ -131,6 +131,7 @@ class Table:
     rows: list[list[str]]
     data: list[dict[str, Any]]
     footer: list[str]
+    status: str = ""  # the board's status line: current, or history and why
 
 
 def _value_note(metric: str, board: Board) -> str:
@@ -241,7 +242,7 @@ def ranking_table(board: Board, budget: str, metric: str, scale: str = OVERALL,
             footer.append(f"No {MARK} mark: {versus} >= alpha {stats.ALPHA}, the lead is not supported.")
     footer.append(detectable_line(board, budget, metric, scale))
     return Table(
-        board=board.key.title,
+        board=board.key.title, status=board.key.status,
         title=f"Budget {budget} ({n_images} labelled image{'s' if n_images != 1 else ''}) — "
               f"{metric_label(metric)}{scale_text}",
         context={**_context(board), "view": "ranking", "budget": budget, "budget_images": n_images,
@@ -285,7 +286,7 @@ def efficiency_table(board: Board, metric: str, scale: str = OVERALL) -> Table:
     ]
     scale_text = "" if scale == OVERALL else f", length scale {scale}"
     return Table(
-        board=board.key.title,
+        board=board.key.title, status=board.key.status,
         title=f"Label efficiency — {metric_label(metric)}{scale_text}",
         context={**_context(board), "view": "label-efficiency", "metric": metric, "scale": scale},
         columns=["rank", "method", *(f"{b} ({n} img)" for b, n in board.budgets), "AUC log10 budget"],
@@ -317,7 +318,7 @@ def scales_table(board: Board, budget: str, metric: str) -> Table:
         counts.append(f"{s} {'/'.join(map(str, n))}")
     n_images = board.budget_images(budget)
     return Table(
-        board=board.key.title,
+        board=board.key.title, status=board.key.status,
         title=f"Per length scale — budget {budget} ({n_images} labelled image{'s' if n_images != 1 else ''}) — "
               f"{metric_label(metric)}",
         context={**_context(board), "view": "length-scale", "budget": budget, "budget_images": n_images,
@@ -376,6 +377,8 @@ def render_markdown(tables: Sequence[Table], heading_level: int = 2, board_headi
         if board_headings and t.board != board:
             board = t.board
             blocks.append(f"{'#' * heading_level} {board}")
+            if t.status:
+                blocks.append(f"Status: {t.status}.")
         blocks.append(f"{'#' * (heading_level + 1)} {t.title}")
         blocks.append(tabulate(t.rows, headers=t.columns, tablefmt="github", disable_numparse=True))
         blocks.append("\n".join(t.footer))  # one paragraph
@@ -391,8 +394,8 @@ def render_csv(tables: Sequence[Table]) -> str:
 
 
 def render_json(tables: Sequence[Table]) -> str:
-    payload = [{"board": t.board, "title": t.title, "context": t.context, "columns": t.columns, "rows": t.rows,
-                "data": t.data, "footer": t.footer} for t in tables]
+    payload = [{"board": t.board, "status": t.status, "title": t.title, "context": t.context, "columns": t.columns,
+                "rows": t.rows, "data": t.data, "footer": t.footer} for t in tables]
     return json.dumps({"tables": payload}, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
@@ -403,6 +406,8 @@ def render_html(tables: Sequence[Table]) -> str:
         if t.board != board:
             board = t.board
             out.append(f"<h2>{html.escape(board)}</h2>")
+            if t.status:
+                out.append(f"<p>Status: {html.escape(t.status)}.</p>")
         out.append(f"<h3>{html.escape(t.title)}</h3>")
         out.append(pd.DataFrame(t.rows, columns=t.columns).to_html(index=False, escape=True, border=0))
         out.extend(f"<p>{html.escape(line)}</p>" for line in t.footer)
