@@ -20,6 +20,7 @@ import click
 import numpy as np
 from skimage.io import imread
 
+from harness.data.folder.dataset import FolderDataset
 from harness.data.registry import open_dataset
 from harness.data.splits import make_manifest
 from harness.metrics.scores import score_image
@@ -27,8 +28,11 @@ from harness.metrics.scores import score_image
 Keep = Callable[[int, np.ndarray], bool]  # (an instance's area, every area in the image) -> keep it
 
 
-def _validation_ids(dataset: str, split_seed: int) -> list[str]:
-    return list(make_manifest(open_dataset(dataset), split_seed).pools["val"])
+def _folder_and_validation_ids(dataset: str, split_seed: int) -> tuple[FolderDataset, list[str]]:
+    folder = open_dataset(dataset)
+    if not isinstance(folder, FolderDataset):
+        raise click.UsageError(f"--dataset {dataset}: give a folder dataset, not an embedded one")
+    return folder, list(make_manifest(folder, split_seed).pools["val"])
 
 
 def _filtered(labels: np.ndarray, keep: Keep) -> np.ndarray:
@@ -58,10 +62,10 @@ def main() -> None:
 def link(dataset: str, target: Path, split_seed: int) -> None:
     """Link the validation images into TARGET, for harness predict."""
     target.mkdir(parents=True, exist_ok=True)
-    images = Path(dataset) / "images"
-    ids = _validation_ids(dataset, split_seed)
+    folder, ids = _folder_and_validation_ids(dataset, split_seed)
+    records = folder.records()
     for sample_id in ids:
-        source = next(images.glob(f"{sample_id}.*"))
+        source = folder.root / records[sample_id].image
         if not (target / source.name).exists():
             os.symlink(source.resolve(), target / source.name)
     click.echo(f"{len(ids)} validation image(s) linked into {target}")
@@ -75,8 +79,8 @@ def link(dataset: str, target: Path, split_seed: int) -> None:
 @click.option("--split-seed", type=int, default=0, show_default=True)
 def score(dataset: str, pred: Path, working_scale: float, split_seed: int) -> None:
     """Mean count error and mean F1 over the validation images, per filter."""
-    folder = open_dataset(dataset)
-    samples = [folder.load(i) for i in _validation_ids(dataset, split_seed)]
+    folder, ids = _folder_and_validation_ids(dataset, split_seed)
+    samples = [folder.load(i) for i in ids]
     predicted = {s.id: imread(pred / "masks" / f"{s.id}.png") for s in samples}
     for name, keep in _filters(working_scale).items():
         scores = [score_image(_filtered(predicted[s.id], keep), np.asarray(s.mask), None, s.databar_rows)

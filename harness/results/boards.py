@@ -32,19 +32,22 @@ class BoardKey:
     numerics: str = LEGACY_NUMERICS  # harness.numerics: records of different versions never share a table
 
     @property
-    def title(self) -> str:
+    def _numerics_suffix(self) -> str:
         # sections from before numerics versions were kept keep their published titles
-        numerics = "" if self.numerics == LEGACY_NUMERICS else f" · numerics {self.numerics}"
+        return "" if self.numerics == LEGACY_NUMERICS else f" · numerics {self.numerics}"
+
+    @property
+    def title(self) -> str:
         return (f"{self.dataset} · task {self.task} · profile {self.profile} · protocol {self.protocol} · "
-                f"split manifest {self.manifest} · settings {self.settings} · schema v{self.schema}{numerics}")
+                f"split manifest {self.manifest} · settings {self.settings} · schema v{self.schema}"
+                f"{self._numerics_suffix}")
 
     @property
     def short_title(self) -> str:
         """What tells two sections' figures apart, short enough for a plot title."""
-        numerics = "" if self.numerics == LEGACY_NUMERICS else f" · numerics {self.numerics}"
         dataset = re.sub(r"-[0-9a-f]{16}$", "", self.dataset)  # the version stays, the params hash goes
         return (f"{dataset} · {self.task} · {self.profile} · {self.protocol} · "
-                f"settings {self.settings}{numerics}")
+                f"settings {self.settings}{self._numerics_suffix}")
 
     @property
     def history_reason(self) -> str | None:
