@@ -617,6 +617,25 @@ def test_detectable_difference_has_the_stated_power():
     assert stats.detectable_difference(1.0, 1) is None and stats.detectable_difference(0.0, 3) == 0.0
 
 
+def test_equal_seed_differences_fall_back_to_the_exact_sign_test():
+    """Accuracy over 40 images moves in steps of 0.025: three seeds each one image behind is not
+    certainty (the t statistic is unbounded there), and the sign test says so: p = 2 ** (1 - n)."""
+    from itertools import product
+
+    from scipy import stats as sps
+
+    behind = [0.300, 0.450, 0.475]
+    assert stats.paired_t([v - 0.025 for v in behind], behind) == pytest.approx(0.25)
+    assert stats.paired_t([v + 0.1 for v in range(6)], list(range(6))) == pytest.approx(2 ** -5)
+    # the same p as counting sign flips by hand: only the two all-same-sign flips are as extreme
+    n = 4
+    extreme = sum(1 for signs in product((-1, 1), repeat=n) if abs(sum(signs)) == n)
+    assert stats.paired_t([1.0] * n, [0.0] * n) == pytest.approx(extreme / 2 ** n)
+    assert stats.paired_t([1.0, 2.0], [1.0, 2.0]) == 1.0
+    uneven = ([0.30, 0.45, 0.50], [0.25, 0.45, 0.40])
+    assert stats.paired_t(*uneven) == pytest.approx(sps.ttest_rel(*uneven).pvalue)
+
+
 def test_a_record_with_an_unknown_protocol_or_role_is_refused(tmp_path):
     """Typed record fields: a protocol or role the harness does not know is not a valid record."""
     from harness.results.leaderboard import parse_record
