@@ -603,6 +603,16 @@ def test_p_vs_none_and_the_detectable_difference_line(smoke_run, tmp_path):
     assert f"true difference of {expected:.4f} or more" in text and "with 4 seeds" in text
 
 
+def test_constant_differences_make_no_difference_detectable_below_six_seeds(smoke_run, tmp_path):
+    # accuracy-like steps: every seed 0.025 better than none (equal up to float rounding)
+    none = [0.450, 0.475, 0.425, 0.500]
+    step = [v + 0.025 for v in none]
+    root = _with_roles(smoke_run, tmp_path, {"none": none, "step": step}, {})
+    data, text = _ranking(root, "--test", "seeds")
+    assert data.set_index("entry").loc["step", "p_vs_none"] == pytest.approx(2 ** (1 - 4))
+    assert "Detectable difference: none with 4 seeds" in text
+
+
 def test_detectable_difference_has_the_stated_power():
     from scipy import stats as sps
 
@@ -614,7 +624,10 @@ def test_detectable_difference_has_the_stated_power():
         power = np.mean(np.abs(t) > sps.t.ppf(1 - stats.ALPHA / 2, n - 1))
         assert power == pytest.approx(stats.POWER, abs=0.01)
     assert stats.detectable_difference(0.5, 3) == pytest.approx(0.5 * stats.detectable_difference(1.0, 3))
-    assert stats.detectable_difference(1.0, 1) is None and stats.detectable_difference(0.0, 3) == 0.0
+    assert stats.detectable_difference(1.0, 1) is None
+    # zero spread: the sign test of paired_t decides, significant from 6 pairs on
+    assert stats.detectable_difference(0.0, 5) is None and stats.detectable_difference(0.0, 6) == 0.0
+    assert stats.paired_t([1.0] * 5, [0.0] * 5) > stats.ALPHA > stats.paired_t([1.0] * 6, [0.0] * 6)
 
 
 def test_equal_seed_differences_fall_back_to_the_exact_sign_test():

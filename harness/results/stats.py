@@ -197,7 +197,9 @@ def detectable_difference(sd_of_differences: float | None, n_pairs: int, alpha: 
     """The smallest true mean difference that a two-sided paired t-test at ``alpha`` detects with
     probability ``power``, given ``n_pairs`` pairs whose differences have standard deviation
     ``sd_of_differences`` (exact, from the noncentral t distribution). None below 2 pairs or with
-    an undefined spread; 0 when the differences do not vary at all.
+    an undefined spread. When the differences do not vary at all, :func:`paired_t` answers with the
+    exact sign test, which detects any constant difference from 6 pairs on (2 ** (1 - n) < alpha)
+    and none below: 0 there, None here.
 
     It gives "no significant difference" a size: a tie in a table says the entries differ by less
     than this, or that the seeds could not tell.
@@ -205,7 +207,7 @@ def detectable_difference(sd_of_differences: float | None, n_pairs: int, alpha: 
     if sd_of_differences is None or n_pairs < 2 or not math.isfinite(sd_of_differences):
         return None
     if sd_of_differences == 0:
-        return 0.0
+        return 0.0 if 2.0 ** (1 - n_pairs) < alpha else None
     df = n_pairs - 1
     critical = float(sps.t.ppf(1 - alpha / 2, df))
 
