@@ -99,6 +99,19 @@ class PairedResult:
         return self.p_value is not None and self.p_value < ALPHA
 
 
+def constant_up_to_rounding(differences: Sequence[float] | np.ndarray) -> bool:
+    """True where every difference is the same up to float rounding (0.475 - 0.45 and 0.5 - 0.475
+    differ in the last bits): where a paired t-test has no spread to work with."""
+    diff = np.asarray(differences, dtype=float)
+    return float(np.ptp(diff)) <= 1e-12 * float(np.max(np.abs(diff)))
+
+
+def sign_test_min_pairs(alpha: float = ALPHA) -> int:
+    """The fewest pairs, all of one sign, with which the exact two-sided sign test (p = 2 ** (1 - n))
+    reaches ``alpha``: 6 at alpha 0.05."""
+    return math.floor(1 - math.log2(alpha)) + 1
+
+
 def paired_t(best: Sequence[float], other: Sequence[float]) -> float | None:
     """Two-sided paired t-test p-value; None with fewer than 2 pairs.
 
@@ -115,7 +128,7 @@ def paired_t(best: Sequence[float], other: Sequence[float]) -> float | None:
     scale = float(np.max(np.abs(diff)))
     if scale == 0.0:
         return 1.0
-    if float(np.ptp(diff)) <= 1e-12 * scale:  # constant up to rounding: t is unbounded, use the sign test
+    if constant_up_to_rounding(diff):  # t is unbounded: the sign test answers
         return float(sps.binomtest(int(np.sum(diff > 0)), int(diff.size), 0.5).pvalue)
     return float(sps.ttest_rel(a, b).pvalue)
 
@@ -207,7 +220,7 @@ def detectable_difference(sd_of_differences: float | None, n_pairs: int, alpha: 
     if sd_of_differences is None or n_pairs < 2 or not math.isfinite(sd_of_differences):
         return None
     if sd_of_differences == 0:
-        return 0.0 if 2.0 ** (1 - n_pairs) < alpha else None
+        return 0.0 if n_pairs >= sign_test_min_pairs(alpha) else None
     df = n_pairs - 1
     critical = float(sps.t.ppf(1 - alpha / 2, df))
 

@@ -175,9 +175,7 @@ def detectable_line(board: Board, budget: str, metric: str, scale: str = OVERALL
         keys = [k for k in other if k in base and other[k] is not None and base[k] is not None]
         if len(keys) >= 2:
             diffs = [other[k] - base[k] for k in keys]  # type: ignore[operator]
-            # constant up to rounding counts as constant, as in stats.paired_t
-            spread = float(np.std(diffs, ddof=1))
-            spreads.append(0.0 if spread <= 1e-12 * float(np.max(np.abs(diffs))) else spread)
+            spreads.append(0.0 if stats.constant_up_to_rounding(diffs) else float(np.std(diffs, ddof=1)))
             pairs.append(len(keys))
     if not spreads:
         return "Detectable difference: n/a (fewer than 2 seeds paired with `none`)."
@@ -188,7 +186,8 @@ def detectable_line(board: Board, budget: str, metric: str, scale: str = OVERALL
     smallest = stats.detectable_difference(pooled, n)
     if smallest is None:  # every paired difference constant: the sign test decides, and cannot at n < 6
         return (f"Detectable difference: none with {n} seeds (every seed-paired difference from none is "
-                f"constant, and the exact sign test cannot reach alpha {stats.ALPHA} below 6 seeds).")
+                f"constant, and the exact sign test cannot reach alpha {stats.ALPHA} below "
+                f"{stats.sign_test_min_pairs()} seeds).")
     return (f"Detectable difference: with {n} seeds, a paired t-test at alpha {stats.ALPHA} has power "
             f"{stats.POWER} against `none` for a true difference of {_fmt(smallest)} or more "
             f"(pooled std of the methods' seed-paired differences from none: {_fmt(pooled)}); a smaller "
