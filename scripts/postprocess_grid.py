@@ -8,55 +8,50 @@ once, for the chosen parameters and for the task's own grid beside it.
 
     python scripts/postprocess_grid.py --run RUN_DIR --dataset FOLDER
 
-The README's EMPS figures (none at 100%, seed 0) came from this command. Network maps are computed
-once per image and kept in RUN_DIR/grid-maps.pkl.
+The README's EMPS figures (none at 100%, seed 0) came from this command. The network's maps are
+computed once per image; every candidate goes through the pipeline's own labels_from_maps.
 """
 
 from __future__ import annotations
 
-import itertools
-import pickle
+import dataclasses
 from pathlib import Path
+from typing import Any
 
 import click
 import numpy as np
 import torch
-from scipy import ndimage
 
 from harness.data.registry import open_dataset
 from harness.data.splits import make_manifest
-from harness.evaluation.predict import predict_maps
+from harness.evaluation.predict import labels_from_maps, predict_maps
 from harness.evaluation.selection import selection_score
 from harness.metrics import ImageScores, score_image
 from harness.results.artifacts import load_model
-from harness.task import get_task
-from harness.task.distmap import DISTANCE, FOREGROUND
-from harness.task.postprocess import seeded_watershed
-from harness.task.scale import restore_labels
+from harness.task import InstanceTask, get_task
+from harness.task.distmap import distance_instances
 from harness.training.runtime import resolve_runtime
 
-Params = tuple[float, float, float, int, float]  # seed, foreground, sigma, min area px, share of largest
-GRIDS: dict[str, dict[str, tuple[float, ...]]] = {
-    "task grid (distmap-v2)": {"seed": (0.3, 0.4, 0.5, 0.6, 0.7), "foreground": (0.4, 0.5, 0.6),
-                               "sigma": (1.0,), "min_px": (4,), "share": (0.0,)},
-    "wider grid": {"seed": (0.3, 0.4, 0.5, 0.6, 0.7), "foreground": (0.4, 0.5, 0.6), "sigma": (1.0, 2.0),
-                   "min_px": (4, 16, 36), "share": (0.0, 0.05, 0.1, 0.2)},
-}
+# the candidates beyond the task's own grid (seed and foreground thresholds stay the task's)
+WIDER_GRID: dict[str, tuple[Any, ...]] = {"smooth_sigma": (1.0, 2.0), "min_size_px": (4, 16, 36),
+                                          "min_share": (0.0, 0.05, 0.1, 0.2)}
 
 
-def _instances(maps: np.ndarray, params: Params) -> np.ndarray:
-    seed, foreground, sigma, min_px, share = params
-    distance = ndimage.gaussian_filter(maps[DISTANCE].astype(np.float32), sigma)
-    mask = maps[FOREGROUND] > foreground
-    seeds, _ = ndimage.label((distance > seed) & mask)
-    labels = seeded_watershed(-distance, seeds, mask, int(min_px))
-    if share > 0 and labels.max() > 0:
+def _share_filtered(maps: np.ndarray, min_share: float = 0.0, **params: Any) -> np.ndarray:
+    """distance_instances, then particles under ``min_share`` of the image's largest dropped (0 = none)."""
+    labels = distance_instances(maps, **params)
+    if min_share > 0 and labels.max() > 0:
         areas = np.bincount(labels.ravel())
         areas[0] = 0
-        small = areas < share * areas.max()
+        small = areas < min_share * areas.max()
         small[0] = False
         labels[small[labels]] = 0
     return labels
+
+
+def _wider(task: InstanceTask) -> InstanceTask:
+    return dataclasses.replace(task, instances=_share_filtered, defaults={**task.defaults, "min_share": 0.0},
+                               grid={**task.grid, **WIDER_GRID})
 
 
 def _summary(scores: list[ImageScores]) -> str:
@@ -74,32 +69,24 @@ def main(run_dir: Path, dataset: str, split_seed: int) -> None:
     torch.set_num_threads(1)
     net, card = load_model(run_dir)
     task, scale = get_task(card["task"]), float(card["working_scale"])
+    if card["task"] != "distmap-v2":
+        raise click.UsageError(f"--run {run_dir}: made with task {card['task']}; this grid extends distmap-v2's")
     folder = open_dataset(dataset)
     pools = make_manifest(folder, split_seed).pools
     runtime = resolve_runtime("cpu")
     net = runtime.prepare(net)
-    cache = run_dir / "grid-maps.pkl"
-    if cache.exists():
-        maps = pickle.loads(cache.read_bytes())
-    else:
-        maps = {i: predict_maps(net, folder.load(i), runtime, task, scale) for p in ("val", "test") for i in pools[p]}
-        cache.write_bytes(pickle.dumps(maps))
     samples = {p: [folder.load(i) for i in pools[p]] for p in ("val", "test")}
+    maps = {s.id: predict_maps(net, s, runtime, task, scale) for pool in samples.values() for s in pool}
 
-    def scores(pool: str, params: Params) -> list[ImageScores]:
-        out = []
-        for s in samples[pool]:
-            labels = np.zeros(s.image.shape[:2], dtype=np.int32)
-            labels[: s.valid_rows] = restore_labels(_instances(maps[s.id], params), (s.valid_rows, s.image.shape[1]))
-            out.append(score_image(labels, s.truth, s.pixel_size_nm, s.databar_rows))
-        return out
-
-    for name, grid in GRIDS.items():
-        candidates: list[Params] = list(itertools.product(*grid.values()))  # type: ignore[arg-type]
-        values = [selection_score(scores("val", p), "f1-count") for p in candidates]
-        best = candidates[int(np.argmax(values))]
-        click.echo(f"{name}: chosen on validation {dict(zip(grid, best, strict=True))}; "
-                   f"validation {_summary(scores('val', best))}; test {_summary(scores('test', best))}")
+    for name, grid_task in ((f"task grid ({task.version})", task), ("wider grid", _wider(task))):
+        candidates = grid_task.candidates()  # the defaults first: they win ties, as in the pipeline's tuning
+        validation = [[score_image(labels_from_maps(maps[s.id], s, grid_task, params), s.truth, s.pixel_size_nm,
+                                   s.databar_rows) for s in samples["val"]] for params in candidates]
+        best = int(np.argmax([selection_score(scores, "f1-count") for scores in validation]))
+        test = [score_image(labels_from_maps(maps[s.id], s, grid_task, candidates[best]), s.truth, s.pixel_size_nm,
+                            s.databar_rows) for s in samples["test"]]
+        click.echo(f"{name}: chosen on validation {candidates[best]}; "
+                   f"validation {_summary(validation[best])}; test {_summary(test)}")
 
 
 if __name__ == "__main__":
