@@ -8,7 +8,9 @@ once, for the chosen parameters and for the task's own grid beside it.
 
     python scripts/postprocess_grid.py --run RUN_DIR --dataset FOLDER
 
-The README's EMPS figures (none at 100%, seed 0) came from this command. The network's maps are
+The README's EMPS figures (none at 100%, seed 0) came from this command; ``--tta`` and
+``--drop-printed`` measure two more levers (test-time flips and turns; particles on printed text
+and scale bars, found by the OCR that reads scale bars, dropped). The network's maps are
 computed once per image; every candidate goes through the pipeline's own labels_from_maps.
 """
 
@@ -22,7 +24,9 @@ import click
 import numpy as np
 import torch
 
+from harness.data.intensity import to_unit_float
 from harness.data.registry import open_dataset
+from harness.data.scalebar import printed_marks, rapid_ocr
 from harness.data.splits import make_manifest
 from harness.evaluation.predict import labels_from_maps, predict_maps
 from harness.evaluation.selection import selection_score
@@ -30,11 +34,16 @@ from harness.metrics import ImageScores, score_image
 from harness.results.artifacts import load_model
 from harness.task import InstanceTask, get_task
 from harness.task.distmap import distance_instances
+from harness.task.scale import resample_image
 from harness.training.runtime import resolve_runtime
 
 # the candidates beyond the task's own grid (seed and foreground thresholds stay the task's)
 WIDER_GRID: dict[str, tuple[Any, ...]] = {"smooth_sigma": (1.0, 2.0), "min_size_px": (4, 16, 36),
                                           "min_share": (0.0, 0.05, 0.1, 0.2)}
+# h-maxima seeds (distance_instances' seed_dynamic): fewer seed thresholds, as the dynamic decides most
+DYNAMIC_GRID: dict[str, tuple[Any, ...]] = {"seed_threshold": (0.3, 0.5), "seed_dynamic": (0.1, 0.2, 0.3),
+                                            "smooth_sigma": (1.0, 2.0), "min_size_px": (4, 16, 36),
+                                            "min_share": (0.0, 0.1, 0.2)}
 
 
 def _share_filtered(maps: np.ndarray, min_share: float = 0.0, **params: Any) -> np.ndarray:
@@ -49,9 +58,28 @@ def _share_filtered(maps: np.ndarray, min_share: float = 0.0, **params: Any) -> 
     return labels
 
 
-def _wider(task: InstanceTask) -> InstanceTask:
+@torch.no_grad()
+def _dihedral_maps(net: Any, sample: Any, runtime: Any, task: InstanceTask, scale: float) -> np.ndarray:
+    """The mean of the task's maps over the 8 flips and quarter turns of the image (test-time
+    augmentation), each mapped back before averaging."""
+    rows = sample.valid_rows
+    image = resample_image(to_unit_float(sample.image, sample.databar_rows)[:rows], scale)
+    batch = runtime.batch(torch.from_numpy(np.ascontiguousarray(image))[None, None])
+    total = None
+    for flip in (False, True):
+        for quarter in range(4):
+            view = torch.rot90(batch.flip(-1) if flip else batch, quarter, (-2, -1))
+            with runtime.autocast():
+                logits = torch.rot90(net(view).float(), -quarter, (-2, -1))
+            maps = task.maps(logits.flip(-1) if flip else logits)
+            total = maps if total is None else total + maps
+    assert total is not None
+    return total / 8
+
+
+def _wider(task: InstanceTask, grid: dict[str, tuple[Any, ...]]) -> InstanceTask:
     return dataclasses.replace(task, instances=_share_filtered, defaults={**task.defaults, "min_share": 0.0},
-                               grid={**task.grid, **WIDER_GRID})
+                               grid={**task.grid, **grid})
 
 
 def _summary(scores: list[ImageScores]) -> str:
@@ -64,7 +92,10 @@ def _summary(scores: list[ImageScores]) -> str:
 @click.option("--run", "run_dir", type=click.Path(path_type=Path, file_okay=False, exists=True), required=True)
 @click.option("--dataset", required=True, help="The folder dataset the run was made on.")
 @click.option("--split-seed", type=int, default=0, show_default=True)
-def main(run_dir: Path, dataset: str, split_seed: int) -> None:
+@click.option("--tta", is_flag=True, help="Average the maps over the 8 flips and quarter turns of each image.")
+@click.option("--drop-printed", is_flag=True,
+              help="Last, on the wider grid's choice: drop particles lying on printed text or scale bars (OCR).")
+def main(run_dir: Path, dataset: str, split_seed: int, tta: bool, drop_printed: bool) -> None:
     """Search the grids on validation; score the chosen parameters once on test."""
     torch.set_num_threads(1)
     net, card = load_model(run_dir)
@@ -76,9 +107,13 @@ def main(run_dir: Path, dataset: str, split_seed: int) -> None:
     runtime = resolve_runtime("cpu")
     net = runtime.prepare(net)
     samples = {p: [folder.load(i) for i in pools[p]] for p in ("val", "test")}
-    maps = {s.id: predict_maps(net, s, runtime, task, scale) for pool in samples.values() for s in pool}
+    predict = _dihedral_maps if tta else predict_maps
+    maps = {s.id: predict(net, s, runtime, task, scale) for pool in samples.values() for s in pool}
 
-    for name, grid_task in ((f"task grid ({task.version})", task), ("wider grid", _wider(task))):
+    # (name, task, whether the printed-marks filter is measured on its choice)
+    grids = ((f"task grid ({task.version})", task, False), ("wider grid", _wider(task, WIDER_GRID), drop_printed),
+             ("wider grid, h-maxima seeds", _wider(task, DYNAMIC_GRID), False))
+    for name, grid_task, printed in grids:
         candidates = grid_task.candidates()  # the defaults first: they win ties, as in the pipeline's tuning
         validation = [[score_image(labels_from_maps(maps[s.id], s, grid_task, params), s.truth, s.pixel_size_nm,
                                    s.databar_rows) for s in samples["val"]] for params in candidates]
@@ -87,6 +122,37 @@ def main(run_dir: Path, dataset: str, split_seed: int) -> None:
                             s.databar_rows) for s in samples["test"]]
         click.echo(f"{name}: chosen on validation {candidates[best]}; "
                    f"validation {_summary(validation[best])}; test {_summary(test)}")
+        if printed:
+            _drop_printed_row(samples, maps, grid_task, candidates[best])
+
+
+def _drop_printed_row(samples: dict[str, list[Any]], maps: dict[str, np.ndarray], task: InstanceTask,
+                      params: dict[str, Any]) -> None:
+    """The share of a particle on printed marks above which it is dropped, chosen on validation."""
+    ocr = rapid_ocr()
+    marks = {s.id: printed_marks(to_unit_float(s.image, s.databar_rows)[: s.valid_rows], ocr)
+             for pool in samples.values() for s in pool}
+
+    def scores(pool: str, share: float | None) -> list[ImageScores]:
+        out = []
+        for s in samples[pool]:
+            labels = labels_from_maps(maps[s.id], s, task, params)
+            if share is not None and labels.max() > 0:
+                on_marks = np.zeros(labels.shape, dtype=bool)
+                on_marks[: s.valid_rows] = marks[s.id]
+                area = np.bincount(labels.ravel())
+                printed = np.bincount(labels.ravel(), weights=on_marks.ravel(), minlength=area.size)
+                drop = printed >= share * np.maximum(area, 1)
+                drop[0] = False
+                labels[drop[labels]] = 0
+            out.append(score_image(labels, s.truth, s.pixel_size_nm, s.databar_rows))
+        return out
+
+    shares = (None, 0.2, 0.5)  # None first: keeping everything wins ties
+    validation = [scores("val", share) for share in shares]
+    best = int(np.argmax([selection_score(v, "f1-count") for v in validation]))
+    click.echo(f"  + particles on printed marks dropped: chosen on validation share {shares[best]}; "
+               f"validation {_summary(validation[best])}; test {_summary(scores('test', shares[best]))}")
 
 
 if __name__ == "__main__":

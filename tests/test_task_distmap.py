@@ -91,7 +91,25 @@ def test_touching_disks_are_split_by_the_distance_map_not_merged_by_the_foregrou
     assert distance_instances(maps).max() == mask.max()
 
 
-@pytest.mark.parametrize("kwargs", [{"seed_threshold": 0.0}, {"foreground_threshold": 1.0}, {"smooth_sigma": -1}])
+def test_h_maxima_seeds_merge_shallow_peaks_and_keep_touching_particles_apart():
+    # one rectangle whose map has two equal peaks 0.15 above the dip between them, the dip below the
+    # seed threshold: threshold seeds split it, a dynamic above 0.15 does not, one below does
+    block = np.zeros((60, 100), dtype=np.int32)
+    block[10:50, 10:90] = 1
+    columns = np.indices(block.shape)[1]
+    distance = np.where(block > 0, 0.6 - 0.15 * np.exp(-(((columns - 50) / 5.0) ** 2)), 0.0)
+    maps = np.stack([(block > 0).astype(np.float32), distance.astype(np.float32)])
+    assert distance_instances(maps, smooth_sigma=0).max() == 2
+    assert distance_instances(maps, smooth_sigma=0, seed_dynamic=0.1).max() == 2
+    assert distance_instances(maps, smooth_sigma=0, seed_dynamic=0.2).max() == 1
+    # touching particles' normalised maps dip to a low neck: they stay apart at any of the grid's dynamics
+    mask = touching_disks()
+    for dynamic in (0.1, 0.2, 0.3):
+        assert matched_f1(distance_instances(truth_maps(mask), seed_dynamic=dynamic), mask)[0] == 1.0
+
+
+@pytest.mark.parametrize("kwargs", [{"seed_threshold": 0.0}, {"foreground_threshold": 1.0}, {"smooth_sigma": -1},
+                                    {"seed_dynamic": -0.1}, {"seed_dynamic": 1.0}])
 def test_bad_postprocessing_parameters_are_refused(kwargs):
     with pytest.raises(HarnessError):
         distance_instances(truth_maps(touching_disks()), **kwargs)

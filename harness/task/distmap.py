@@ -15,6 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from scipy import ndimage
+from skimage import morphology
 
 from harness.errors import HarnessError
 from harness.task.postprocess import seeded_watershed
@@ -95,12 +96,18 @@ def distance_instances(
     foreground_threshold: float = 0.5,
     smooth_sigma: float = 1.0,
     min_size_px: int = 4,
+    seed_dynamic: float = 0.0,
 ) -> np.ndarray:
     """Instance labels (int32, 0 = background, ids 1..N in raster order) from (2, H, W) maps.
 
     The distance map is smoothed (Gaussian, ``smooth_sigma`` px) against pixel noise; seeds are the
     4-connected regions of smoothed distance above ``seed_threshold`` inside the foreground
     (probability above ``foreground_threshold``); they flood the foreground along decreasing distance.
+    With ``seed_dynamic`` > 0, a seed is instead a regional maximum of the smoothed distance at least
+    that much above the saddle to any higher one (h-maxima) that rises above the seed threshold: a
+    particle whose
+    map has several shallow peaks gets one seed, while touching particles, whose normalised maps dip
+    to a low neck between them, keep one each. 0 (the default) is distmap-v2's rule.
     """
     maps = np.asarray(maps)
     if maps.ndim != 3 or maps.shape[0] != 2:
@@ -114,9 +121,21 @@ def distance_instances(
             raise HarnessError(f"distance_instances: {name} must lie in (0, 1), got {value}")
     if smooth_sigma < 0:
         raise HarnessError(f"distance_instances: smooth_sigma must be >= 0, got {smooth_sigma}")
+    if not 0.0 <= seed_dynamic < 1.0:
+        raise HarnessError(f"distance_instances: seed_dynamic must lie in [0, 1), got {seed_dynamic}")
     distance = maps[DISTANCE].astype(np.float32)
     if smooth_sigma > 0:
         distance = ndimage.gaussian_filter(distance, smooth_sigma)
     foreground = maps[FOREGROUND] > foreground_threshold
-    seeds, _ = ndimage.label((distance > seed_threshold) & foreground)
+    if seed_dynamic > 0:
+        # the domes of the map lowered by h (reconstruction) have one flat top per h-significant
+        # peak, also where two equal peaks meet above their saddle (skimage's h_maxima keeps both
+        # there); each top is one seed, kept when its peak passes the threshold
+        domes = morphology.reconstruction(distance - seed_dynamic, distance, method="dilation")
+        peaks, count = ndimage.label(morphology.local_maxima(domes) & foreground)
+        heights = np.asarray(ndimage.maximum(distance, peaks, np.arange(1, count + 1)), dtype=np.float32)
+        reach = np.concatenate([[False], heights > seed_threshold])
+        seeds, _ = ndimage.label(reach[peaks])
+    else:
+        seeds, _ = ndimage.label((distance > seed_threshold) & foreground)
     return seeded_watershed(-distance, seeds, foreground, min_size_px)
