@@ -28,13 +28,12 @@ from harness.data.intensity import to_unit_float
 from harness.data.registry import open_dataset
 from harness.data.scalebar import printed_marks, rapid_ocr
 from harness.data.splits import make_manifest
-from harness.evaluation.predict import labels_from_maps, predict_maps
+from harness.evaluation.predict import labels_from_maps, model_input, predict_maps
 from harness.evaluation.selection import selection_score
 from harness.metrics import ImageScores, score_image
 from harness.results.artifacts import load_model
 from harness.task import InstanceTask, get_task
 from harness.task.distmap import distance_instances
-from harness.task.scale import resample_image
 from harness.training.runtime import resolve_runtime
 
 # the candidates beyond the task's own grid (seed and foreground thresholds stay the task's)
@@ -46,15 +45,21 @@ DYNAMIC_GRID: dict[str, tuple[Any, ...]] = {"seed_threshold": (0.3, 0.5), "seed_
                                             "min_share": (0.0, 0.1, 0.2)}
 
 
+def _dropped(labels: np.ndarray, drop: np.ndarray) -> np.ndarray:
+    """``labels`` with the particles whose id is True in ``drop`` (indexed by id) set to background."""
+    drop[0] = False
+    out = labels.copy()
+    out[drop[labels]] = 0
+    return out
+
+
 def _share_filtered(maps: np.ndarray, min_share: float = 0.0, **params: Any) -> np.ndarray:
     """distance_instances, then particles under ``min_share`` of the image's largest dropped (0 = none)."""
     labels = distance_instances(maps, **params)
     if min_share > 0 and labels.max() > 0:
         areas = np.bincount(labels.ravel())
         areas[0] = 0
-        small = areas < min_share * areas.max()
-        small[0] = False
-        labels[small[labels]] = 0
+        labels = _dropped(labels, areas < min_share * areas.max())
     return labels
 
 
@@ -62,9 +67,7 @@ def _share_filtered(maps: np.ndarray, min_share: float = 0.0, **params: Any) -> 
 def _dihedral_maps(net: Any, sample: Any, runtime: Any, task: InstanceTask, scale: float) -> np.ndarray:
     """The mean of the task's maps over the 8 flips and quarter turns of the image (test-time
     augmentation), each mapped back before averaging."""
-    rows = sample.valid_rows
-    image = resample_image(to_unit_float(sample.image, sample.databar_rows)[:rows], scale)
-    batch = runtime.batch(torch.from_numpy(np.ascontiguousarray(image))[None, None])
+    batch = model_input(sample, runtime, scale)
     total = None
     for flip in (False, True):
         for quarter in range(4):
@@ -130,23 +133,22 @@ def _drop_printed_row(samples: dict[str, list[Any]], maps: dict[str, np.ndarray]
                       params: dict[str, Any]) -> None:
     """The share of a particle on printed marks above which it is dropped, chosen on validation."""
     ocr = rapid_ocr()
-    marks = {s.id: printed_marks(to_unit_float(s.image, s.databar_rows)[: s.valid_rows], ocr)
-             for pool in samples.values() for s in pool}
+    # each image's labels once, with each particle's area and its pixels on print
+    kept: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    for s in (s for pool in samples.values() for s in pool):
+        labels = labels_from_maps(maps[s.id], s, task, params)
+        marks = np.zeros(labels.shape, dtype=bool)
+        marks[: s.valid_rows] = printed_marks(to_unit_float(s.image, s.databar_rows)[: s.valid_rows], ocr)
+        area = np.bincount(labels.ravel())
+        printed = np.bincount(labels.ravel(), weights=marks.ravel(), minlength=area.size)
+        kept[s.id] = labels, np.maximum(area, 1), printed
+
+    def filtered(sample_id: str, share: float | None) -> np.ndarray:
+        labels, area, printed = kept[sample_id]
+        return labels if share is None else _dropped(labels, printed >= share * area)
 
     def scores(pool: str, share: float | None) -> list[ImageScores]:
-        out = []
-        for s in samples[pool]:
-            labels = labels_from_maps(maps[s.id], s, task, params)
-            if share is not None and labels.max() > 0:
-                on_marks = np.zeros(labels.shape, dtype=bool)
-                on_marks[: s.valid_rows] = marks[s.id]
-                area = np.bincount(labels.ravel())
-                printed = np.bincount(labels.ravel(), weights=on_marks.ravel(), minlength=area.size)
-                drop = printed >= share * np.maximum(area, 1)
-                drop[0] = False
-                labels[drop[labels]] = 0
-            out.append(score_image(labels, s.truth, s.pixel_size_nm, s.databar_rows))
-        return out
+        return [score_image(filtered(s.id, share), s.truth, s.pixel_size_nm, s.databar_rows) for s in samples[pool]]
 
     shares = (None, 0.2, 0.5)  # None first: keeping everything wins ties
     validation = [scores("val", share) for share in shares]

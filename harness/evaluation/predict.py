@@ -25,12 +25,17 @@ def predict_maps(net: SegmentationNet, sample: Sample, runtime: Runtime, task: I
                  scale: float = 1.0) -> np.ndarray:
     """The task's output maps for the image rows above the data bar, at the working resolution
     ``scale`` (:mod:`harness.task.scale`): (C, rows x scale, W x scale)."""
-    rows = sample.valid_rows
-    image = resample_image(to_unit_float(sample.image, sample.databar_rows)[:rows], scale)
-    batch = runtime.batch(torch.from_numpy(np.ascontiguousarray(image))[None, None])
+    batch = model_input(sample, runtime, scale)
     with runtime.autocast():
         logits = net(batch)
     return task.maps(logits)
+
+
+def model_input(sample: Sample, runtime: Runtime, scale: float = 1.0) -> torch.Tensor:
+    """The network's input for a whole image: the rows above the data bar, in [0, 1], at the
+    working resolution ``scale``, as a (1, 1, H, W) batch on the runtime's device."""
+    image = resample_image(to_unit_float(sample.image, sample.databar_rows)[: sample.valid_rows], scale)
+    return runtime.batch(torch.from_numpy(np.ascontiguousarray(image))[None, None])
 
 
 def labels_from_maps(maps: np.ndarray, sample: Sample, task: InstanceTask,

@@ -105,9 +105,8 @@ def distance_instances(
     (probability above ``foreground_threshold``); they flood the foreground along decreasing distance.
     With ``seed_dynamic`` > 0, a seed is instead a regional maximum of the smoothed distance at least
     that much above the saddle to any higher one (h-maxima) that rises above the seed threshold: a
-    particle whose
-    map has several shallow peaks gets one seed, while touching particles, whose normalised maps dip
-    to a low neck between them, keep one each. 0 (the default) is distmap-v2's rule.
+    particle whose map has several shallow peaks gets one seed, while touching particles, whose
+    normalised maps dip to a low neck between them, keep one each. 0 (the default) is distmap-v2's rule.
     """
     maps = np.asarray(maps)
     if maps.ndim != 3 or maps.shape[0] != 2:
