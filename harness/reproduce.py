@@ -77,7 +77,7 @@ def provenance_warnings(record: RunRecord) -> list[str]:
     if git.get("dirty"):
         out.append("this checkout has uncommitted changes")
     here_hw = hardware()
-    for key in ("cpu_model", "cpu_capability", "cpu_simd"):  # absent from records made before they were kept
+    for key in ("cpu_model", "cpu_capability", "cpu_simd", "blas_core"):  # absent from older records
         if key in record.hardware and record.hardware[key] != here_hw[key]:
             out.append(f"{key} differs: record {record.hardware[key]}, here {here_hw[key]} "
                        "(CPU numbers may then differ in the last digits)")

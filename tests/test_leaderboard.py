@@ -555,6 +555,9 @@ def test_reproduce_warns_when_the_cpu_instruction_set_differs(smoke_run):
     assert any(w.startswith("cpu_capability differs: record SOME_OTHER_ISA") for w in warnings)
     del data["hardware"]["cpu_capability"]  # records made before it was kept: nothing to compare
     assert not any("cpu_capability" in w for w in provenance_warnings(RunRecord.model_validate(data)))
+    data["hardware"]["blas_core"] = "openblas SomeOtherCore"  # the kernels of scipy's W1 dot
+    warnings = provenance_warnings(RunRecord.model_validate(data))
+    assert any(w.startswith("blas_core differs: record openblas SomeOtherCore, here openblas ") for w in warnings)
 
 
 # ---- controls, reference rows, p vs none, detectable difference --------------------------------

@@ -48,8 +48,7 @@ def cpu_model() -> str:
 
 def numpy_simd() -> str:
     """The instruction-set targets numpy dispatches to on this CPU (e.g. ``X86_V4 AVX512_ICL``).
-    Two AVX512 machines that differ here can round numpy and scipy reductions differently (seen:
-    scipy's wasserstein_distance one ulp apart with and without AVX512_SPR)."""
+    Two machines that differ here can round numpy's vectorised loops differently."""
     try:
         from numpy._core._multiarray_umath import __cpu_dispatch__, __cpu_features__
     except ImportError:  # a private table: absent from other numpy versions
@@ -57,10 +56,26 @@ def numpy_simd() -> str:
     return " ".join(name for name in __cpu_dispatch__ if __cpu_features__.get(name)) or "baseline"
 
 
+def blas_core() -> str:
+    """The BLAS kernels numpy and scipy run on this CPU (e.g. ``openblas SkylakeX``): OpenBLAS
+    picks them at load time from the CPU, and they set the order of a dot product's additions,
+    so two machines that differ here can round dots differently (seen: scipy's
+    wasserstein_distance, a dot product, one ulp apart on two AVX512 VMs whose torch and numpy
+    kernels agreed)."""
+    import numpy  # noqa: F401  (threadpoolctl reports the libraries loaded: these two)
+    import scipy.linalg  # noqa: F401
+    from threadpoolctl import threadpool_info
+
+    cores = {f"{lib['internal_api']} {lib.get('architecture') or '?'}"
+             for lib in threadpool_info() if lib.get("user_api") == "blas"}
+    return ", ".join(sorted(cores)) or "unknown"
+
+
 def hardware() -> dict[str, str | int]:
     """The machine. ``cpu_capability`` is the vector instruction set torch dispatches to (e.g.
-    AVX2, AVX512), ``cpu_simd`` numpy's (:func:`numpy_simd`): two CPUs where either differs can
-    round differently, so a CPU result is only reproducible to the last digit where both agree
+    AVX2, AVX512), ``cpu_simd`` numpy's (:func:`numpy_simd`), ``blas_core`` the BLAS kernels
+    (:func:`blas_core`): two CPUs where any differs can round differently, so a CPU result is
+    only reproducible to the last digit where all three agree
     (seen: the same denoise pretraining ended at loss 0.05127796 on one 2-core VM and 0.05127827
     on another)."""
     import os
@@ -69,7 +84,8 @@ def hardware() -> dict[str, str | int]:
 
     return {"machine": platform.machine(), "processor": platform.processor(), "cpus": os.cpu_count() or 0,
             "system": platform.system(), "cpu_model": cpu_model(),
-            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "cpu_simd": numpy_simd()}
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "cpu_simd": numpy_simd(),
+            "blas_core": blas_core()}
 
 
 def command_line() -> str:
