@@ -69,3 +69,16 @@ def test_records_of_different_numerics_versions_never_share_a_table(tmp_path):
     boards = build_boards(store.records())
     assert len(boards) == 2 and {b.key.numerics for b in boards} == {"0", "1"}
     assert [b.key.title.endswith("numerics 1") for b in boards] == [False, True]
+
+
+def test_the_blas_fingerprint_is_numpys_and_scipys_whatever_else_is_loaded(tmp_path):
+    from harness.results.provenance import _under_package, blas_core
+
+    before = blas_core()
+    import rapidocr_onnxruntime  # noqa: F401  (loads opencv, which ships an OpenBLAS of its own)
+
+    assert blas_core() == before and before.startswith("openblas ")
+    site = tmp_path / "site-packages"
+    assert _under_package(site / "numpy.libs" / "libscipy_openblas64_.so", site, ("numpy", "scipy"))
+    assert not _under_package(site / "opencv_python.libs" / "libopenblasp.so", site, ("numpy", "scipy"))
+    assert not _under_package(tmp_path / "elsewhere" / "libopenblas.so", site, ("numpy", "scipy"))

@@ -61,14 +61,26 @@ def blas_core() -> str:
     picks them at load time from the CPU, and they set the order of a dot product's additions,
     so two machines that differ here can round dots differently (seen: scipy's
     wasserstein_distance, a dot product, one ulp apart on two AVX512 VMs whose torch and numpy
-    kernels agreed)."""
-    import numpy  # noqa: F401  (threadpoolctl reports the libraries loaded: these two)
-    import scipy.linalg  # noqa: F401
+    kernels agreed). Only numpy's and scipy's own libraries count: others (the OCR's opencv
+    ships an older OpenBLAS that names the same CPU ``Zen``) compute none of the metrics."""
+    import numpy
+    import scipy.linalg  # noqa: F401  (threadpoolctl reports the libraries loaded)
     from threadpoolctl import threadpool_info
 
-    cores = {f"{lib['internal_api']} {lib.get('architecture') or '?'}"
-             for lib in threadpool_info() if lib.get("user_api") == "blas"}
+    site = Path(numpy.__file__).resolve().parent.parent
+    blas = [lib for lib in threadpool_info() if lib.get("user_api") == "blas"]
+    own = [lib for lib in blas if _under_package(Path(lib["filepath"]), site, ("numpy", "scipy"))]
+    cores = {f"{lib['internal_api']} {lib.get('architecture') or '?'}" for lib in own or blas}
     return ", ".join(sorted(cores)) or "unknown"
+
+
+def _under_package(path: Path, site: Path, packages: tuple[str, ...]) -> bool:
+    """Whether ``path`` lies in one of ``packages``' directories in ``site`` (e.g. numpy.libs/)."""
+    try:
+        first = path.resolve().relative_to(site).parts[0]
+    except (ValueError, IndexError):
+        return False
+    return first.split(".")[0] in packages
 
 
 def hardware() -> dict[str, str | int]:
