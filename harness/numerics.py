@@ -7,6 +7,10 @@ produces. Any change to them that moves a number, however little, bumps
 state the version they were computed under; tables never pool records of different versions,
 and ``harness leaderboard reproduce`` says when a record's version is not this harness's.
 
+A change confined to one kind of dataset bumps that dataset's version instead (a generator's, or
+folder datasets' ``FOLDER_VERSION``: folder-2 drops predicted particles on printed marks): the
+dataset key already keeps its records apart, and every other section stays current.
+
 Records filed before the version was kept read as :data:`LEGACY_NUMERICS` ("0"): computed under
 whatever the code was at their commit, comparable with each other only as far as their settings
 say (the v4 section, for one, pools records of nine commits).

@@ -8,10 +8,10 @@ once, for the chosen parameters and for the task's own grid beside it.
 
     python scripts/postprocess_grid.py --run RUN_DIR --dataset FOLDER
 
-The README's EMPS figures (none at 100%, seed 0) came from this command; ``--tta`` and
-``--drop-printed`` measure two more levers (test-time flips and turns; particles on printed text
-and scale bars, found by the OCR that reads scale bars, dropped). The network's maps are
-computed once per image; every candidate goes through the pipeline's own labels_from_maps.
+The README's EMPS figures (none at 100%, seed 0) came from this command; ``--tta`` measures one
+more lever (test-time flips and turns). The network's maps are computed once per image; every
+candidate goes through the pipeline's own labels_from_maps, so a folder's particles on printed
+marks are dropped in every row (:mod:`harness.data.printed`, dataset version folder-2).
 """
 
 from __future__ import annotations
@@ -24,9 +24,7 @@ import click
 import numpy as np
 import torch
 
-from harness.data.intensity import to_unit_float
 from harness.data.registry import open_dataset
-from harness.data.scalebar import printed_marks, rapid_ocr
 from harness.data.splits import make_manifest
 from harness.evaluation.predict import labels_from_maps, model_input, predict_maps
 from harness.evaluation.selection import selection_score
@@ -96,9 +94,7 @@ def _summary(scores: list[ImageScores]) -> str:
 @click.option("--dataset", required=True, help="The folder dataset the run was made on.")
 @click.option("--split-seed", type=int, default=0, show_default=True)
 @click.option("--tta", is_flag=True, help="Average the maps over the 8 flips and quarter turns of each image.")
-@click.option("--drop-printed", is_flag=True,
-              help="Last, on the wider grid's choice: drop particles lying on printed text or scale bars (OCR).")
-def main(run_dir: Path, dataset: str, split_seed: int, tta: bool, drop_printed: bool) -> None:
+def main(run_dir: Path, dataset: str, split_seed: int, tta: bool) -> None:
     """Search the grids on validation; score the chosen parameters once on test."""
     torch.set_num_threads(1)
     net, card = load_model(run_dir)
@@ -113,10 +109,9 @@ def main(run_dir: Path, dataset: str, split_seed: int, tta: bool, drop_printed: 
     predict = _dihedral_maps if tta else predict_maps
     maps = {s.id: predict(net, s, runtime, task, scale) for pool in samples.values() for s in pool}
 
-    # (name, task, whether the printed-marks filter is measured on its choice)
-    grids = ((f"task grid ({task.version})", task, False), ("wider grid", _wider(task, WIDER_GRID), drop_printed),
-             ("wider grid, h-maxima seeds", _wider(task, DYNAMIC_GRID), False))
-    for name, grid_task, printed in grids:
+    grids = ((f"task grid ({task.version})", task), ("wider grid", _wider(task, WIDER_GRID)),
+             ("wider grid, h-maxima seeds", _wider(task, DYNAMIC_GRID)))
+    for name, grid_task in grids:
         candidates = grid_task.candidates()  # the defaults first: they win ties, as in the pipeline's tuning
         validation = [[score_image(labels_from_maps(maps[s.id], s, grid_task, params), s.truth, s.pixel_size_nm,
                                    s.databar_rows) for s in samples["val"]] for params in candidates]
@@ -125,36 +120,6 @@ def main(run_dir: Path, dataset: str, split_seed: int, tta: bool, drop_printed: 
                             s.databar_rows) for s in samples["test"]]
         click.echo(f"{name}: chosen on validation {candidates[best]}; "
                    f"validation {_summary(validation[best])}; test {_summary(test)}")
-        if printed:
-            _drop_printed_row(samples, maps, grid_task, candidates[best])
-
-
-def _drop_printed_row(samples: dict[str, list[Any]], maps: dict[str, np.ndarray], task: InstanceTask,
-                      params: dict[str, Any]) -> None:
-    """The share of a particle on printed marks above which it is dropped, chosen on validation."""
-    ocr = rapid_ocr()
-    # each image's labels once, with each particle's area and its pixels on print
-    kept: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-    for s in (s for pool in samples.values() for s in pool):
-        labels = labels_from_maps(maps[s.id], s, task, params)
-        marks = np.zeros(labels.shape, dtype=bool)
-        marks[: s.valid_rows] = printed_marks(to_unit_float(s.image, s.databar_rows)[: s.valid_rows], ocr)
-        area = np.bincount(labels.ravel())
-        printed = np.bincount(labels.ravel(), weights=marks.ravel(), minlength=area.size)
-        kept[s.id] = labels, np.maximum(area, 1), printed
-
-    def filtered(sample_id: str, share: float | None) -> np.ndarray:
-        labels, area, printed = kept[sample_id]
-        return labels if share is None else _dropped(labels, printed >= share * area)
-
-    def scores(pool: str, share: float | None) -> list[ImageScores]:
-        return [score_image(filtered(s.id, share), s.truth, s.pixel_size_nm, s.databar_rows) for s in samples[pool]]
-
-    shares = (None, 0.2, 0.5)  # None first: keeping everything wins ties
-    validation = [scores("val", share) for share in shares]
-    best = int(np.argmax([selection_score(v, "f1-count") for v in validation]))
-    click.echo(f"  + particles on printed marks dropped: chosen on validation share {shares[best]}; "
-               f"validation {_summary(validation[best])}; test {_summary(scores('test', shares[best]))}")
 
 
 if __name__ == "__main__":

@@ -21,8 +21,6 @@ from harness.data.scalebar import (
     find_bars,
     label_of,
     parse_length_nm,
-    printed_marks,
-    rapid_ocr,
     read_pixel_size,
 )
 from harness.data.splits import make_manifest
@@ -60,14 +58,6 @@ def test_a_drawn_scale_bar_reads_back_its_pixel_size():
     assert reading.source == SCALE_BAR and reading.nm == pytest.approx(200 / 80, rel=0.05)
     dark = read_pixel_size(draw_bar(field(seed=1), left=30, top=220, width=100, label="2 um", value=0))
     assert dark.source == SCALE_BAR and dark.nm == pytest.approx(2000 / 100, rel=0.05)
-
-
-def test_printed_marks_cover_the_bar_and_its_label_and_nothing_else():
-    image = draw_bar(field(), left=40, top=200, width=100, label="200 nm")
-    marks = printed_marks(image, rapid_ocr())
-    assert marks[200:206, 40:140].all()  # the bar
-    assert marks[175:195, 50:110].mean() > 0.9  # its label, 22 px type above it
-    assert not marks[:150].any() and not marks[:, 200:].any()  # the specimen field carries no print
 
 
 def test_a_bar_without_a_label_or_with_disagreeing_labels_gives_no_size():

@@ -20,7 +20,9 @@ class Sample:
     ``image`` is 2-D, uint8 or uint16 (or float for user data); ``mask`` is 2-D int32 with
     0 = background and one positive id per particle, or None for an unlabeled image.
     ``databar_rows`` bottom rows hold an instrument data bar: they are never labels, never
-    trained on and never measured.
+    trained on and never measured. ``may_carry_print``: the image can carry printed marks (panel
+    letters, scale bars and their labels; :mod:`harness.data.printed`), where predicted particles
+    are not counted: a user's folder can, the synthetic generators never draw any.
     """
 
     id: str
@@ -32,6 +34,7 @@ class Sample:
     pixel_size_source: str = "unknown"
     particles: pd.DataFrame | None = field(default=None, repr=False)
     category: str | None = None  # the image's class where a dataset has one (synthetic-nanowire: its morphology)
+    may_carry_print: bool = False
 
     @property
     def length_scale(self) -> str:

@@ -143,20 +143,19 @@ def find_bars(gray: np.ndarray) -> list[Bar]:
     return sorted(bars, key=lambda b: (b.top, b.left))
 
 
-def printed_marks(gray: np.ndarray, ocr: Ocr, pad: int = 3) -> np.ndarray:
+def printed_boxes(gray: np.ndarray, ocr: Ocr, pad: int = 3) -> list[tuple[int, int, int, int]]:
     """Where the image carries print rather than specimen: every OCR text box and scale-bar
-    candidate, grown by ``pad`` px, as a boolean mask of ``gray``'s shape. Figure panels carry
-    panel letters, temperatures and scale-bar labels that a network can take for particles."""
+    candidate, grown by ``pad`` px and clipped to the image, as (top, left, bottom, right) pixel
+    boxes (bottom and right exclusive). Figure panels carry panel letters, temperatures and
+    scale-bar labels that a network can take for particles."""
     g = np.asarray(gray, dtype=np.float32)
     if g.ndim != 2:
-        raise HarnessError(f"printed_marks needs a 2-D image, got shape {g.shape}")
-    marks = np.zeros(g.shape, dtype=bool)
+        raise HarnessError(f"printed marks need a 2-D image, got shape {g.shape}")
     boxes = [(t.top, t.left, t.bottom, t.right) for t in ocr(g)]
     boxes += [(b.top, b.left, b.top + b.height, b.left + b.width) for b in find_bars(g)]
-    for top, left, bottom, right in boxes:
-        marks[max(0, int(top) - pad) : int(np.ceil(bottom)) + pad + 1,
-              max(0, int(left) - pad) : int(np.ceil(right)) + pad + 1] = True
-    return marks
+    height, width = g.shape
+    return [(max(0, int(top) - pad), max(0, int(left) - pad), min(height, int(np.ceil(bottom)) + pad + 1),
+             min(width, int(np.ceil(right)) + pad + 1)) for top, left, bottom, right in boxes]
 
 
 def label_of(bar: Bar, texts: Sequence[Text]) -> float | None:

@@ -12,6 +12,7 @@ from tqdm import tqdm
 
 from harness.data.base import Dataset
 from harness.data.intensity import to_unit_float
+from harness.data.printed import drop_printed
 from harness.data.sample import Sample
 from harness.metrics import ImageScores, score_image
 from harness.models import SegmentationNet
@@ -41,11 +42,11 @@ def model_input(sample: Sample, runtime: Runtime, scale: float = 1.0) -> torch.T
 def labels_from_maps(maps: np.ndarray, sample: Sample, task: InstanceTask,
                      params: Mapping[str, Any] | None = None) -> np.ndarray:
     """Instance labels of the whole image, in its own pixels, from its maps at any working resolution
-    (the data bar rows stay 0)."""
+    (the data bar rows stay 0; particles on printed marks are dropped, :mod:`harness.data.printed`)."""
     labels = np.zeros(sample.image.shape[:2], dtype=np.int32)
     rows = sample.valid_rows
     labels[:rows] = restore_labels(task.to_instances(maps, params), (rows, sample.image.shape[1]))
-    return labels
+    return drop_printed(labels, sample)
 
 
 def predict_instances(net: SegmentationNet, sample: Sample, runtime: Runtime, task: InstanceTask,

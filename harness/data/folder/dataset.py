@@ -110,6 +110,7 @@ def load_record(record: ImageRecord, root: Path, connectivity: int = 8) -> LoadR
         modality=record.modality,
         databar_rows=bar,
         pixel_size_source=record.pixel_size_source,
+        may_carry_print=True,
     )
     return LoadResult(sample, problems, bar_source, kind, particles)
 
