@@ -24,6 +24,7 @@ import click
 import numpy as np
 import torch
 
+from harness.data.masks import drop_ids
 from harness.data.registry import open_dataset
 from harness.data.splits import make_manifest
 from harness.evaluation.predict import labels_from_maps, model_input, predict_maps
@@ -43,21 +44,13 @@ DYNAMIC_GRID: dict[str, tuple[Any, ...]] = {"seed_threshold": (0.3, 0.5), "seed_
                                             "min_share": (0.0, 0.1, 0.2)}
 
 
-def _dropped(labels: np.ndarray, drop: np.ndarray) -> np.ndarray:
-    """``labels`` with the particles whose id is True in ``drop`` (indexed by id) set to background."""
-    drop[0] = False
-    out = labels.copy()
-    out[drop[labels]] = 0
-    return out
-
-
 def _share_filtered(maps: np.ndarray, min_share: float = 0.0, **params: Any) -> np.ndarray:
     """distance_instances, then particles under ``min_share`` of the image's largest dropped (0 = none)."""
     labels = distance_instances(maps, **params)
     if min_share > 0 and labels.max() > 0:
         areas = np.bincount(labels.ravel())
         areas[0] = 0
-        labels = _dropped(labels, areas < min_share * areas.max())
+        labels = drop_ids(labels, areas < min_share * areas.max())
     return labels
 
 

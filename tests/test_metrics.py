@@ -264,6 +264,17 @@ def test_binary_masks_to_instances_by_connectivity():
         binary_to_instances(mask, 6)  # type: ignore[arg-type]
 
 
+def test_dropping_ids_clears_exactly_those_particles():
+    from harness.data.masks import drop_ids
+
+    labels = np.array([[0, 1, 1], [2, 2, 5], [5, 0, 1]], np.int32)
+    drop = np.zeros(6, bool)
+    assert drop_ids(labels, drop) is labels  # nothing dropped: the same array
+    drop[[0, 2, 5]] = True  # the background entry is ignored
+    out = drop_ids(labels, drop)
+    assert out.tolist() == [[0, 1, 1], [0, 0, 0], [0, 0, 1]] and labels[1, 0] == 2  # the input is untouched
+
+
 # ---- bad input -----------------------------------------------------------------------------------
 
 

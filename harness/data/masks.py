@@ -37,3 +37,16 @@ def binary_to_instances(mask: np.ndarray, connectivity: int = 8) -> np.ndarray:
         raise HarnessError(f"connectivity must be 4 or 8, got {connectivity!r}")
     labels = connected_components(np.asarray(mask) != 0, connectivity=1 if connectivity == 4 else 2)
     return labels.astype(np.int32, copy=False)
+
+
+def drop_ids(labels: np.ndarray, drop: np.ndarray) -> np.ndarray:
+    """``labels`` with every particle whose id is True in ``drop`` (a boolean array indexed by id,
+    at least ``labels.max() + 1`` long; entry 0 is ignored) set to background; the same array
+    when nothing is dropped."""
+    drop = np.asarray(drop, dtype=bool).copy()
+    drop[0] = False
+    if not drop.any():
+        return labels
+    out = labels.copy()
+    out[drop[labels]] = 0
+    return out

@@ -24,6 +24,7 @@ from harness.data import scalebar
 from harness.data.cache import cache_root
 from harness.data.intensity import to_unit_float
 from harness.data.io import write_text_atomic
+from harness.data.masks import drop_ids
 from harness.data.sample import Sample
 
 #: A predicted particle with at least this share of its pixels on print is dropped.
@@ -74,10 +75,4 @@ def drop_printed(labels: np.ndarray, sample: Sample, share: float = PRINT_SHARE)
         return labels
     area = np.bincount(labels.ravel())
     on_print = np.bincount(labels.ravel(), weights=mask.ravel(), minlength=area.size)
-    drop = on_print >= share * np.maximum(area, 1)
-    drop[0] = False
-    if not drop.any():
-        return labels
-    out = labels.copy()
-    out[drop[labels]] = 0
-    return out
+    return drop_ids(labels, on_print >= share * np.maximum(area, 1))
