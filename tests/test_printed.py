@@ -94,3 +94,20 @@ def test_a_folder_images_predicted_particles_on_print_are_not_counted(fresh_cach
     task = SimpleNamespace(to_instances=lambda maps, params: found)
     labels = labels_from_maps(np.zeros((2, *image.shape), np.float32), sample, task)  # type: ignore[arg-type]
     assert set(np.unique(labels[labels > 0]).tolist()) == {2}
+
+
+def test_only_type_sized_text_and_bars_clear_of_the_frame_count_as_print():
+    from harness.data.scalebar import Text
+
+    image = field((200, 300))
+    image[100:104, 60:160] = 255  # a scale bar
+    image[0:3, 200:230] = 255  # a bright line along the top edge: the frame, not a bar
+    image[150:152, 250:262] = 255  # 12 px: a particle's edge more likely than a bar
+
+    def ocr(gray, zoom=1):  # what the real OCR was seen to return on EMPS figures
+        return [Text("A", 10, 10, 30, 25),  # a panel letter: print
+                Text("：", -16, -16, 216, 316),  # the whole image, from the OCR's edge padding
+                Text("00", 40, 150, 100, 260)]  # two round particles, 60 px tall (30% of the image)
+
+    boxes = scalebar.printed_boxes(image, ocr, pad=0)
+    assert sorted(boxes) == [(10, 10, 31, 26), (100, 60, 105, 161)]

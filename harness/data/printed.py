@@ -29,6 +29,7 @@ from harness.data.sample import Sample
 
 #: A predicted particle with at least this share of its pixels on print is dropped.
 PRINT_SHARE = 0.5
+MARKS_VERSION = "2"  # bump when printed_boxes changes: the cached boxes are keyed by it
 
 Boxes = tuple[tuple[int, int, int, int], ...]
 _seen: dict[str, Boxes] = {}  # validation is scored many times while fine-tuning: read each memo once
@@ -48,7 +49,7 @@ def printed_boxes(sample: Sample) -> Boxes:
     """The print on ``sample`` above its data bar, as (top, left, bottom, right) boxes, cached."""
     digest = hashlib.sha256(np.ascontiguousarray(sample.image).tobytes()).hexdigest()[:32]
     rows, cols = sample.image.shape[:2]
-    key = f"{digest}-{rows}x{cols}-{sample.databar_rows}-{scalebar.READER_VERSION}"
+    key = f"{digest}-{rows}x{cols}-{sample.databar_rows}-{scalebar.READER_VERSION}-{MARKS_VERSION}"
     if key not in _seen:
         _seen[key] = _read_or_find(key, sample)
     return _seen[key]

@@ -44,6 +44,11 @@ MAX_WIDTH_SHARE = 0.7
 OCR_PAD = 16  # px of edge padding around a window given to the OCR
 #: Labels of one image that disagree by more than this leave the size unknown.
 AGREEMENT = 0.05
+# printed marks (printed_boxes): type is small, and a bar candidate of a few px or on the frame is
+# a particle's edge. Seen on EMPS: round particles read as a 130 px "00", a full-image box read as
+# a colon from the OCR's edge padding, a 20 px bright "bar" along the top border.
+MAX_TYPE_SHARE = 0.15  # a text box taller than this share of the image height is not type
+MIN_MARK_BAR_PX = 24
 
 # The OCR's models have no micro sign: it reads "µm" as "±m" (taken) or drops it ("7.520m": not taken,
 # since a dropped "n" of "nm" reads the same, and a guess 1000x off is worse than no size).
@@ -144,16 +149,20 @@ def find_bars(gray: np.ndarray) -> list[Bar]:
 
 
 def printed_boxes(gray: np.ndarray, ocr: Ocr, pad: int = 3) -> list[tuple[int, int, int, int]]:
-    """Where the image carries print rather than specimen: every OCR text box and scale-bar
-    candidate, grown by ``pad`` px and clipped to the image, as (top, left, bottom, right) pixel
-    boxes (bottom and right exclusive). Figure panels carry panel letters, temperatures and
-    scale-bar labels that a network can take for particles."""
+    """Where the image carries print rather than specimen: every OCR text box with a letter or digit
+    no taller than :data:`MAX_TYPE_SHARE` of the image, and every scale-bar candidate at least
+    :data:`MIN_MARK_BAR_PX` wide and clear of the frame, grown by ``pad`` px and clipped to the
+    image, as (top, left, bottom, right) pixel boxes (bottom and right exclusive). Figure panels
+    carry panel letters, temperatures and scale-bar labels that a network can take for particles."""
     g = np.asarray(gray, dtype=np.float32)
     if g.ndim != 2:
         raise HarnessError(f"printed marks need a 2-D image, got shape {g.shape}")
-    boxes = [(t.top, t.left, t.bottom, t.right) for t in ocr(g)]
-    boxes += [(b.top, b.left, b.top + b.height, b.left + b.width) for b in find_bars(g)]
     height, width = g.shape
+    boxes = [(t.top, t.left, t.bottom, t.right) for t in ocr(g)
+             if any(c.isalnum() for c in t.text) and t.bottom - t.top <= MAX_TYPE_SHARE * height]
+    boxes += [(b.top, b.left, b.top + b.height, b.left + b.width) for b in find_bars(g)
+              if b.width >= MIN_MARK_BAR_PX and b.top > 0 and b.left > 0
+              and b.top + b.height < height and b.left + b.width < width]
     return [(max(0, int(top) - pad), max(0, int(left) - pad), min(height, int(np.ceil(bottom)) + pad + 1),
              min(width, int(np.ceil(right)) + pad + 1)) for top, left, bottom, right in boxes]
 
