@@ -71,8 +71,10 @@ def _read_or_find(key: str, sample: Sample) -> Boxes:
 def drop_printed(labels: np.ndarray, sample: Sample, share: float = PRINT_SHARE) -> np.ndarray:
     """``labels`` (instance ids over the whole image) without the particles at least ``share`` on
     ``sample``'s print; the same array where the sample cannot carry print or nothing is dropped."""
+    if labels.max() == 0:  # nothing to drop: no OCR for an image without predictions
+        return labels
     mask = printed_mask(sample)
-    if mask is None or not mask.any() or labels.max() == 0:
+    if mask is None or not mask.any():
         return labels
     area = np.bincount(labels.ravel())
     on_print = np.bincount(labels.ravel(), weights=mask.ravel(), minlength=area.size)
