@@ -48,6 +48,7 @@ from harness.results.record import (
     Seeds,
     Selection,
 )
+from harness.task.scale import SECOND_LOOK_MARGIN
 from harness.training.checkpoint import Checkpointing, parse_interval
 from harness.training.loop import StageLog, finetune, pretrain
 from harness.training.runtime import (
@@ -233,13 +234,16 @@ def fit(request: RunRequest, ctx: Context, entry: MethodEntry, method: SSLMethod
         raise HarnessError("the validation pool is empty: model selection needs validation images")
 
     scale, diameter = ctx.working_scale(budget_ids)
+    second_look = ctx.settings.scale_target_diameter_px
     if scale != 1.0:
         log(f"working resolution: the budget's median particle diameter is {diameter:.1f} px, so every image is "
-            f"resampled by {scale:g} (see harness.task.scale)")
+            f"resampled by {scale:g}, and further where its particles come out larger than "
+            f"{SECOND_LOOK_MARGIN:g} x {second_look:g} px (see harness.task.scale)")
 
     def validate(net) -> float:
         # model selection on validation images, by the settings' criterion (harness.evaluation.selection)
-        scores, _ = score_split(net, ctx.dataset, val_ids, ctx.runtime, ctx.task, scale=scale, desc="validate",
+        scores, _ = score_split(net, ctx.dataset, val_ids, ctx.runtime, ctx.task, scale=scale,
+                                second_look_px=second_look, desc="validate",
                                 progress=False)
         return selection_score(scores, ctx.settings.selection)
 
@@ -252,7 +256,7 @@ def fit(request: RunRequest, ctx: Context, entry: MethodEntry, method: SSLMethod
     finetune_s = time.perf_counter() - start
     start = time.perf_counter()
     tuning = tune_postprocessing(net, ctx.dataset, val_ids, ctx.runtime, ctx.task, scale, diameter,
-                                 ctx.settings.selection)
+                                 ctx.settings.selection, second_look)
     log(f"post-processing tuned on validation: {tuning.params} ({ctx.settings.selection} {tuning.score:.3f}, "
         f"defaults {tuning.default_score:.3f})")
     return Fitted(net=net, stage=stage, tuning=tuning, pretrain=pretrain_info,
@@ -295,7 +299,8 @@ def run_one(request: RunRequest, ctx: Context | None = None, log=print) -> RunRe
         fitted = fit(request, ctx, entry, method, log)
         start = time.perf_counter()
         per_image, scales = score_split(fitted.net, ctx.dataset, ctx.manifest.pools["test"], ctx.runtime,
-                                        ctx.task, fitted.tuning.params, fitted.tuning.working_scale, desc="test",
+                                        ctx.task, fitted.tuning.params, fitted.tuning.working_scale,
+                                        fitted.tuning.second_look_px, desc="test",
                                         progress=request.progress, keep=predictions.keep)
     report = aggregate(per_image, scales, seed=request.split_seed)
     evaluate_s = time.perf_counter() - start
@@ -324,6 +329,7 @@ def run_one(request: RunRequest, ctx: Context | None = None, log=print) -> RunRe
                 "task": ctx.task.version, "backbone": ctx.settings.backbone, "method": entry.name,
                 "record": record.run_id, "protocol": request.protocol, "num_outputs": ctx.task.num_outputs,
                 "in_chans": 1, "input_scaling": INPUT_SCALING, "working_scale": fitted.tuning.working_scale,
+                "second_look_px": fitted.tuning.second_look_px,
                 "postprocess": dict(fitted.tuning.params), "harness": __version__, "numerics": NUMERICS_VERSION,
                 "dataset": record.dataset.key})
 

@@ -87,6 +87,8 @@ def predict_folder(run_dir: Path, images: Path, out: Path, device: str = "auto",
         raise HarnessError(f"--working-scale {working_scale}: must lie in (0, {MAX_WORKING_SCALE}]")
     net, card = load_model(run_dir)
     scale = card["working_scale"] if working_scale is None else working_scale
+    # a factor the user chose is used as given; the card's gets the run's second look (harness.task.scale)
+    second_look = card.get("second_look_px") if working_scale is None else None
     if out.resolve() == images.resolve() or images.resolve() in out.resolve().parents:
         raise HarnessError(f"--out {out} lies inside the image folder {images}: choose a folder outside it")
     dataset = FolderDataset(images, flat=not (images / IMAGES_DIR).is_dir())
@@ -101,7 +103,7 @@ def predict_folder(run_dir: Path, images: Path, out: Path, device: str = "auto",
     known = 0
     for sample_id in tqdm(sorted(records), desc="predict", unit="img", disable=not progress):
         sample = dataset.load(sample_id)
-        labels = predict_instances(net, sample, runtime, task, card["postprocess"], scale)
+        labels = predict_instances(net, sample, runtime, task, card["postprocess"], scale, second_look)
         write_bytes_atomic(out / "masks" / f"{sample_id}.png", encode_labels(labels))
         write_bytes_atomic(out / "overlays" / f"{sample_id}.png",
                            _outline_png(to_unit_float(sample.image), labels))

@@ -333,7 +333,7 @@ def rebuild_prediction(record: RunRecord, image_index: int, per_image: list | No
     else:
         fitted = fit(request, ctx, entry, method, lambda _msg: None)
         prediction = predict_instances(fitted.net, sample, ctx.runtime, ctx.task, fitted.tuning.params,
-                                       fitted.tuning.working_scale)
+                                       fitted.tuning.working_scale, fitted.tuning.second_look_px)
         best_step = fitted.stage.best_step
     scores = score_image(prediction, sample.mask, sample.pixel_size_nm, sample.databar_rows).model_dump(mode="json")
     matches = None

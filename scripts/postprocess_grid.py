@@ -27,7 +27,7 @@ import torch
 from harness.data.masks import drop_ids
 from harness.data.registry import open_dataset
 from harness.data.splits import make_manifest
-from harness.evaluation.predict import labels_from_maps, model_input, predict_maps
+from harness.evaluation.predict import labels_from_maps, maps_at, model_input, predict_maps
 from harness.evaluation.selection import selection_score
 from harness.metrics import ImageScores, score_image
 from harness.results.artifacts import load_model
@@ -87,7 +87,9 @@ def _summary(scores: list[ImageScores]) -> str:
 @click.option("--dataset", required=True, help="The folder dataset the run was made on.")
 @click.option("--split-seed", type=int, default=0, show_default=True)
 @click.option("--tta", is_flag=True, help="Average the maps over the 8 flips and quarter turns of each image.")
-def main(run_dir: Path, dataset: str, split_seed: int, tta: bool) -> None:
+@click.option("--second-look", "second_look_px", type=float, default=None, metavar="PX",
+              help="Give each image a second look aiming at PX (harness.task.scale); default: as the run's card says.")
+def main(run_dir: Path, dataset: str, split_seed: int, tta: bool, second_look_px: float | None) -> None:
     """Search the grids on validation; score the chosen parameters once on test."""
     torch.set_num_threads(1)
     net, card = load_model(run_dir)
@@ -99,8 +101,10 @@ def main(run_dir: Path, dataset: str, split_seed: int, tta: bool) -> None:
     runtime = resolve_runtime("cpu")
     net = runtime.prepare(net)
     samples = {p: [folder.load(i) for i in pools[p]] for p in ("val", "test")}
-    predict = _dihedral_maps if tta else predict_maps
-    maps = {s.id: predict(net, s, runtime, task, scale) for pool in samples.values() for s in pool}
+    look = _dihedral_maps if tta else maps_at
+    second_look_px = card.get("second_look_px") if second_look_px is None else second_look_px
+    maps = {s.id: predict_maps(net, s, runtime, task, scale, second_look_px, look)
+            for pool in samples.values() for s in pool}
 
     grids = ((f"task grid ({task.version})", task), ("wider grid", _wider(task, WIDER_GRID)),
              ("wider grid, h-maxima seeds", _wider(task, DYNAMIC_GRID)))

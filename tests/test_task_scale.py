@@ -7,8 +7,20 @@ import numpy as np
 import pytest
 from skimage.draw import disk
 
+from harness.data.sample import Sample
 from harness.errors import HarnessError
-from harness.task.scale import median_diameter_px, resample_image, resample_labels, restore_labels, working_scale
+from harness.evaluation.predict import predict_maps
+from harness.task import get_task
+from harness.task.scale import (
+    MIN_SIDE_PX,
+    area_weighted_diameter_px,
+    median_diameter_px,
+    resample_image,
+    resample_labels,
+    restore_labels,
+    second_look_scale,
+    working_scale,
+)
 
 
 def disks(radius: int, shape=(200, 200)) -> np.ndarray:
@@ -51,3 +63,67 @@ def test_restored_labels_are_back_in_the_original_pixels():
     agreement = (back == mask).mean()
     assert agreement > 0.97  # only edge pixels of a 4x round trip differ
     assert restore_labels(mask, mask.shape) is mask
+
+
+def test_the_area_weighted_diameter_follows_the_large_particle_not_its_fragments():
+    mask = np.zeros((400, 400), dtype=np.int32)
+    rr, cc = disk((200, 200), 100, shape=mask.shape)
+    mask[rr, cc] = 1
+    for k in range(20):  # twenty 3 px shards: the median particle is a shard, the pixels are the disk's
+        mask[5 + 4 * k: 8 + 4 * k, 5:8] = k + 2
+    big = 2 * np.sqrt((mask == 1).sum() / np.pi)
+    assert median_diameter_px([mask]) < 5
+    assert area_weighted_diameter_px(mask) == pytest.approx(big, rel=0.02)
+    assert area_weighted_diameter_px(np.zeros((4, 4), dtype=np.int32)) is None
+
+
+def test_the_second_look_only_shrinks_images_whose_particles_came_out_too_large():
+    native = disks(60, shape=(600, 600))  # 120 px particles in the image's own pixels
+    d = area_weighted_diameter_px(native)
+    assert second_look_scale(native, 1.0, 32) == 1.0  # a run at native pixels never looks twice
+    assert second_look_scale(native, 32 / d, 32) == pytest.approx(32 / d)  # already at the target
+    assert second_look_scale(native, 0.5, 32) == pytest.approx(32 / d, abs=1e-4)  # 60 px at 0.5: shrunk to 32
+    assert second_look_scale(native, 0.3, 32) == 0.3  # 36 px at 0.3: within the margin (1.25 x 32)
+    assert second_look_scale(np.zeros((600, 600), dtype=np.int32), 0.5, 32) == 0.5  # nothing found: no look
+    assert second_look_scale(disks(20, shape=(600, 600)), 0.9, 32) == 0.9  # 36 px at 0.9 is within the margin
+    huge = np.ones((200, 200), dtype=np.int32)  # one particle filling the image: the short side keeps 64 px
+    assert second_look_scale(huge, 0.5, 8) == pytest.approx(MIN_SIDE_PX / 200)
+
+
+def test_an_image_of_large_particles_is_predicted_again_at_its_own_factor():
+    """An oracle network (the maps of the true mask at each factor) shows which factors were looked at."""
+    task = get_task("distmap-v2")
+    mask = disks(80, shape=(640, 640))
+    sample = Sample(id="big", image=(mask > 0).astype(np.float32), mask=mask, pixel_size_nm=None)
+    looked: list[float] = []
+
+    def oracle(net, sample, runtime, task, scale):
+        looked.append(scale)
+        return task.truth_maps(resample_labels(sample.truth, scale))
+
+    maps = predict_maps(None, sample, None, task, 0.8, 32.0, oracle)
+    own = looked[-1]
+    assert looked[0] == 0.8 and own < 0.8
+    assert median_diameter_px([resample_labels(mask, own)]) == pytest.approx(32, rel=0.1)
+    assert maps.shape[1:] == resample_labels(mask, own).shape
+    looked.clear()
+    predict_maps(None, sample, None, task, 0.8, None, oracle)  # no target: the run's factor only
+    predict_maps(None, sample, None, task, 1.0, 32.0, oracle)  # native pixels: never a second look
+    assert looked == [0.8, 1.0]
+
+
+@pytest.mark.parametrize("name", ["synthetic-sem", "synthetic-tem"])
+def test_no_embedded_instance_dataset_resamples_so_the_second_look_never_acts_on_it(name):
+    """Why the second look is keyed by the folder version and not the numerics version
+    (harness/numerics.py): at every budget the embedded datasets' particles fit the network's view."""
+    from harness.data.registry import open_dataset
+    from harness.data.splits import Budget, make_manifest
+    from harness.training.settings import PROFILE_SETTINGS
+
+    dataset = open_dataset(name, profile="smoke")
+    manifest = make_manifest(dataset, 0)
+    settings = PROFILE_SETTINGS["smoke"]
+    for budget in ("1%", "10%", "100%"):
+        ids = manifest.budget_ids(Budget.parse(budget), None)
+        diameter = median_diameter_px(dataset.load(i).truth for i in ids)
+        assert working_scale(diameter, settings.scale_max_diameter_px, settings.scale_target_diameter_px) == 1.0

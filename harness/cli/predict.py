@@ -16,8 +16,9 @@ import click
               help="Output folder (outside the image folder): masks/, overlays/, particles.csv, histograms.")
 @click.option("--working-scale", type=float, default=None, metavar="F",
               help="Resample every image by F before the network instead of the run's own factor (model.json "
-                   "working_scale, 1.0 when its particles were small): below it for particles larger in pixels "
-                   "than the run's labelled ones, above it for smaller. Masks are always in the images' pixels.")
+                   "working_scale, 1.0 when its particles were small, with each image's second look where it is "
+                   "below 1): below it for particles larger in pixels than the run's labelled ones, above it for "
+                   "smaller; F is used as given, without a second look. Masks are always in the images' pixels.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:N].")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def predict(run_dir: Path, images: Path, out: Path, working_scale: float | None, device: str, quiet: bool) -> None:

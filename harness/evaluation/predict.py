@@ -17,19 +17,33 @@ from harness.data.sample import Sample
 from harness.metrics import ImageScores, score_image
 from harness.models import SegmentationNet
 from harness.task import InstanceTask
-from harness.task.scale import resample_image, restore_labels
+from harness.task.scale import resample_image, restore_labels, second_look_scale
 from harness.training.runtime import Runtime
+
+MapsAt = Callable[[SegmentationNet, Sample, Runtime, InstanceTask, float], np.ndarray]
 
 
 @torch.no_grad()
-def predict_maps(net: SegmentationNet, sample: Sample, runtime: Runtime, task: InstanceTask,
-                 scale: float = 1.0) -> np.ndarray:
-    """The task's output maps for the image rows above the data bar, at the working resolution
-    ``scale`` (:mod:`harness.task.scale`): (C, rows x scale, W x scale)."""
+def maps_at(net: SegmentationNet, sample: Sample, runtime: Runtime, task: InstanceTask,
+            scale: float = 1.0) -> np.ndarray:
+    """The task's output maps for the image rows above the data bar, resampled by ``scale``:
+    (C, rows x scale, W x scale)."""
     batch = model_input(sample, runtime, scale)
     with runtime.autocast():
         logits = net(batch)
     return task.maps(logits)
+
+
+def predict_maps(net: SegmentationNet, sample: Sample, runtime: Runtime, task: InstanceTask,
+                 scale: float = 1.0, second_look_px: float | None = None, look: MapsAt = maps_at) -> np.ndarray:
+    """The task's output maps at the image's working resolution (:mod:`harness.task.scale`): the
+    run's factor ``scale``, or, with a target ``second_look_px``, the image's own smaller factor
+    when the particles found at ``scale`` (the task's default post-processing) came out too large."""
+    maps = look(net, sample, runtime, task, scale)
+    if second_look_px is None or scale >= 1.0:
+        return maps
+    own = second_look_scale(labels_from_maps(maps, sample, task), scale, second_look_px)
+    return maps if own == scale else look(net, sample, runtime, task, own)
 
 
 def model_input(sample: Sample, runtime: Runtime, scale: float = 1.0) -> torch.Tensor:
@@ -50,9 +64,10 @@ def labels_from_maps(maps: np.ndarray, sample: Sample, task: InstanceTask,
 
 
 def predict_instances(net: SegmentationNet, sample: Sample, runtime: Runtime, task: InstanceTask,
-                      params: Mapping[str, Any] | None = None, scale: float = 1.0) -> np.ndarray:
+                      params: Mapping[str, Any] | None = None, scale: float = 1.0,
+                      second_look_px: float | None = None) -> np.ndarray:
     """Instance labels for the whole image (the data bar rows stay 0)."""
-    return labels_from_maps(predict_maps(net, sample, runtime, task, scale), sample, task, params)
+    return labels_from_maps(predict_maps(net, sample, runtime, task, scale, second_look_px), sample, task, params)
 
 
 def score_split(
@@ -63,13 +78,15 @@ def score_split(
     task: InstanceTask,
     params: Mapping[str, Any] | None = None,
     scale: float = 1.0,
+    second_look_px: float | None = None,
     desc: str = "evaluate",
     progress: bool = True,
     keep: Callable[[Sample, np.ndarray], None] | None = None,
 ) -> tuple[list[ImageScores], list[str]]:
     """Predict and score every image in ``ids``; returns per-image scores and their length scales."""
     net.eval()
-    return score_predictions(dataset, ids, lambda sample: predict_instances(net, sample, runtime, task, params, scale),
+    return score_predictions(dataset, ids, lambda sample: predict_instances(net, sample, runtime, task, params, scale,
+                                                                              second_look_px),
                              desc, progress, keep)
 
 

@@ -35,15 +35,18 @@ class Tuning(BaseModel):
     # the working resolution (harness.task.scale): the factor and the budget's median diameter it came from
     working_scale: float = 1.0
     budget_median_diameter_px: float | None = None
+    # the target of each image's second look (harness.task.scale); None: every image at working_scale
+    # (so records made before the second look read as what they were)
+    second_look_px: float | None = None
 
 
 def tune_postprocessing(net: SegmentationNet, dataset: Dataset, ids: list[str], runtime: Runtime,
                         task: InstanceTask, scale: float = 1.0, diameter_px: float | None = None,
-                        criterion: str = "f1") -> Tuning:
+                        criterion: str = "f1", second_look_px: float | None = None) -> Tuning:
     """Pick the task's post-processing parameters on the images ``ids`` (the validation split)."""
     net.eval()
     samples = [dataset.load(i) for i in ids]
-    maps = [predict_maps(net, s, runtime, task, scale) for s in samples]
+    maps = [predict_maps(net, s, runtime, task, scale, second_look_px) for s in samples]
     candidates = task.candidates()
     results = []
     for params in candidates:
@@ -55,4 +58,5 @@ def tune_postprocessing(net: SegmentationNet, dataset: Dataset, ids: list[str], 
     stated = Tuning.model_fields["criterion"].default if criterion == "f1" else CRITERIA[criterion]
     return Tuning(task=task.version, params=dict(candidates[best]), criterion=stated,
                   score=results[best], default_score=results[0],
-                  candidates=len(candidates), working_scale=scale, budget_median_diameter_px=diameter_px)
+                  candidates=len(candidates), working_scale=scale, budget_median_diameter_px=diameter_px,
+                  second_look_px=second_look_px if scale < 1.0 else None)
