@@ -45,6 +45,7 @@ class PredictSummary:
     with_pixel_size: int
     out: Path
     working_scale: float
+    second_look_px: float | None = None  # each image's second look aims here (harness.task.scale)
 
 
 def _histogram(diameters: np.ndarray, unit: str, title: str, path: Path) -> None:
@@ -133,4 +134,4 @@ def predict_folder(run_dir: Path, images: Path, out: Path, device: str = "auto",
         title = f"pooled over {len(records)} images"
     _histogram(np.asarray(pooled[unit]), unit, title, out / "histogram.png")
     return PredictSummary(images=len(records), particles=len(rows), with_pixel_size=known, out=out,
-                          working_scale=scale)
+                          working_scale=scale, second_look_px=second_look if scale < 1 else None)

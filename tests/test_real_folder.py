@@ -69,6 +69,9 @@ def test_a_budget_of_large_particles_is_resampled_and_scored_in_original_pixels(
                                                   progress=False, out=tmp_path / "run"), log=lambda _m: None)
     post = record.postprocess
     assert post["working_scale"] == round(16.0 / post["budget_median_diameter_px"], 4) < 1
+    # each image's second look aims at the run's target; the model card carries it to harness predict
+    assert post["second_look_px"] == 16.0
+    assert json.loads((tmp_path / "run" / "model.json").read_text())["second_look_px"] == 16.0
     # the test split is scored against the untouched masks, in manifest order: the original counts
     from harness.data.splits import make_manifest
 

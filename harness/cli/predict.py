@@ -32,10 +32,13 @@ def predict(run_dir: Path, images: Path, out: Path, working_scale: float | None,
     Example: harness predict --run runs/synthetic-sem/fcmae-1pct-... --images my_micrographs --out predicted
     """
     from harness.predict import predict_folder
+    from harness.task.scale import SECOND_LOOK_MARGIN
 
     summary = predict_folder(run_dir, images, out, device=device, progress=not quiet, working_scale=working_scale)
+    looks = "" if summary.second_look_px is None else f" (further where particles came out over " \
+                                                      f"{SECOND_LOOK_MARGIN:g} x {summary.second_look_px:g} px)"
     click.echo(f"{summary.images} image(s), {summary.particles} particle(s) at working scale "
-               f"{summary.working_scale:g}; pixel size known for {summary.with_pixel_size}; wrote "
+               f"{summary.working_scale:g}{looks}; pixel size known for {summary.with_pixel_size}; wrote "
                f"{summary.out}/particles.csv, masks/, overlays/, histograms/")
 
 
