@@ -234,8 +234,9 @@ def fit(request: RunRequest, ctx: Context, entry: MethodEntry, method: SSLMethod
         raise HarnessError("the validation pool is empty: model selection needs validation images")
 
     scale, diameter = ctx.working_scale(budget_ids)
-    second_look = ctx.settings.scale_target_diameter_px
-    if scale != 1.0:
+    # each image's second look (harness.task.scale) aims at the run's target, where the run resamples
+    second_look = ctx.settings.scale_target_diameter_px if scale < 1.0 else None
+    if second_look is not None:  # working_scale() never enlarges, so this is every resampling run
         log(f"working resolution: the budget's median particle diameter is {diameter:.1f} px, so every image is "
             f"resampled by {scale:g}, and further where its particles come out larger than "
             f"{SECOND_LOOK_MARGIN:g} x {second_look:g} px (see harness.task.scale)")

@@ -134,4 +134,4 @@ def predict_folder(run_dir: Path, images: Path, out: Path, device: str = "auto",
         title = f"pooled over {len(records)} images"
     _histogram(np.asarray(pooled[unit]), unit, title, out / "histogram.png")
     return PredictSummary(images=len(records), particles=len(rows), with_pixel_size=known, out=out,
-                          working_scale=scale, second_look_px=second_look if scale < 1 else None)
+                          working_scale=scale, second_look_px=second_look)

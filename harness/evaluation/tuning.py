@@ -59,4 +59,4 @@ def tune_postprocessing(net: SegmentationNet, dataset: Dataset, ids: list[str], 
     return Tuning(task=task.version, params=dict(candidates[best]), criterion=stated,
                   score=results[best], default_score=results[0],
                   candidates=len(candidates), working_scale=scale, budget_median_diameter_px=diameter_px,
-                  second_look_px=second_look_px if scale < 1.0 else None)
+                  second_look_px=second_look_px)

@@ -33,13 +33,20 @@ from skimage.transform import rescale, resize
 from harness.errors import HarnessError
 
 
+def _areas_and_diameters(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each particle's area and equivalent diameter, in px, of an instance mask."""
+    labels = np.asarray(labels)
+    _, areas = np.unique(labels[labels > 0], return_counts=True)
+    return areas, 2.0 * np.sqrt(areas / np.pi)
+
+
 def median_diameter_px(masks: Iterable[np.ndarray]) -> float | None:
     """Median over images of each image's median equivalent particle diameter, in px (None: no particles)."""
     medians = []
     for mask in masks:
-        _, areas = np.unique(np.asarray(mask)[np.asarray(mask) > 0], return_counts=True)
+        areas, diameters = _areas_and_diameters(mask)
         if areas.size:
-            medians.append(float(np.median(2.0 * np.sqrt(areas / np.pi))))
+            medians.append(float(np.median(diameters)))
     return float(np.median(medians)) if medians else None
 
 
@@ -60,10 +67,10 @@ MIN_SIDE_PX = 64
 
 def area_weighted_diameter_px(labels: np.ndarray) -> float | None:
     """The equivalent diameter of the particle under a random particle pixel, on average (None: none)."""
-    _, areas = np.unique(labels[labels > 0], return_counts=True)
+    areas, diameters = _areas_and_diameters(labels)
     if not areas.size:
         return None
-    return float(np.sum(areas * 2.0 * np.sqrt(areas / np.pi)) / np.sum(areas))
+    return float(np.sum(areas * diameters) / np.sum(areas))
 
 
 def second_look_scale(labels: np.ndarray, scale: float, target_diameter_px: float) -> float:
