@@ -129,11 +129,13 @@ class Context:
         """The budget's training images (per class from the dataset's image classes, if it has them)."""
         return self.manifest.budget_ids(budget, image_classes(self.dataset) if budget.per_class else None)
 
-    def store(self, ids: list[str], with_targets: bool, scale: float = 1.0) -> ImageStore:
-        key = (tuple(ids), with_targets, scale)
+    def store(self, ids: list[str], with_targets: bool, scale: float = 1.0,
+              second_look_px: float | None = None) -> ImageStore:
+        key = (tuple(ids), with_targets, scale, second_look_px)
         if key not in self._stores:
             task = self.task if with_targets else None
-            self._stores[key] = ImageStore(self.dataset, ids, task, self.settings.memory_cache_mb, scale)
+            self._stores[key] = ImageStore(self.dataset, ids, task, self.settings.memory_cache_mb, scale,
+                                           second_look_px)
         return self._stores[key]
 
     def working_scale(self, budget_ids: list[str]) -> tuple[float, float | None]:

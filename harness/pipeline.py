@@ -251,9 +251,9 @@ def fit(request: RunRequest, ctx: Context, entry: MethodEntry, method: SSLMethod
     identity = finetune_identity(request, ctx, entry, method, pretrain_info.cache_key, budget_ids)
     resumable = checkpointing(cache_root() / "checkpoints" / f"finetune-{identity}.pt", identity,
                               request.checkpoint_every, log)
-    net, stage = finetune(encoder_state, ctx.store(budget_ids, with_targets=True, scale=scale), validate,
-                          ctx.settings, ctx.runtime, request.seed, request.protocol, request.progress,
-                          checkpoint=resumable)
+    store = ctx.store(budget_ids, with_targets=True, scale=scale, second_look_px=second_look)
+    net, stage = finetune(encoder_state, store, validate, ctx.settings, ctx.runtime, request.seed, request.protocol,
+                          request.progress, checkpoint=resumable)
     finetune_s = time.perf_counter() - start
     start = time.perf_counter()
     tuning = tune_postprocessing(net, ctx.dataset, val_ids, ctx.runtime, ctx.task, scale, diameter,

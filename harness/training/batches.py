@@ -18,20 +18,22 @@ import torch
 from harness.data.base import Dataset
 from harness.data.intensity import to_unit_float
 from harness.task import InstanceTask
-from harness.task.scale import resample_image, resample_labels
+from harness.task.scale import resample_image, resample_labels, second_look_scale
 
 
 class ImageStore:
     """Model-ready images (float32 in [0, 1], data bar cut off) and, given a task, its training targets."""
 
     def __init__(self, dataset: Dataset, ids: list[str], task: InstanceTask | None = None, memory_mb: int = 2048,
-                 scale: float = 1.0):
+                 scale: float = 1.0, second_look_px: float | None = None):
         if not ids:
             raise ValueError("an image store needs at least one image")
         self.dataset = dataset
         self.ids = list(ids)
         self.task = task
         self.scale = scale  # the working resolution (harness.task.scale); 1 = native pixels
+        # with targets, each image at the factor its second look would reach, from its true particles
+        self.second_look_px = second_look_px
         self.with_targets = task is not None
         self._budget = memory_mb * 2**20
         self._used = 0
@@ -47,15 +49,17 @@ class ImageStore:
         sample = self.dataset.load(sample_id)
         rows = sample.valid_rows
         image = to_unit_float(sample.image, sample.databar_rows)[:rows]
-        target = None
+        target, scale = None, self.scale
         if self.task is not None:
             if sample.mask is None:
                 raise ValueError(f"sample {sample_id} has no mask but is used for fine-tuning")
-            if self.scale == 1.0:
+            if self.second_look_px is not None:  # so that the network learns the sizes it is shown
+                scale = second_look_scale(np.asarray(sample.mask)[:rows], self.scale, self.second_look_px)
+            if scale == 1.0:
                 target = self.task.targets(sample.mask, sample.databar_rows)[:rows]
             else:  # targets are made at the working resolution, from resampled instance ids
-                target = self.task.targets(resample_labels(np.asarray(sample.mask)[:rows], self.scale), 0)
-        image = resample_image(image, self.scale)
+                target = self.task.targets(resample_labels(np.asarray(sample.mask)[:rows], scale), 0)
+        image = resample_image(image, scale)
         item = (image, target)
         size = image.nbytes + (target.nbytes if target is not None else 0)
         if size <= self._budget:

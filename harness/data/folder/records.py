@@ -10,8 +10,9 @@ from pydantic import BaseModel, ConfigDict
 IMAGES_DIR = "images"
 MASKS_DIR = "masks"
 # 2: predicted particles on printed marks are not counted; 3: images of runs that resample get a second
-# look at their own factor (harness.task.scale; no embedded dataset resamples, so only folders move)
-FOLDER_VERSION = "folder-3"
+# look at their own factor (harness.task.scale; no embedded dataset resamples, so only folders move);
+# 4: fine-tuning shows each labelled image at the factor its second look would reach, from its masks
+FOLDER_VERSION = "folder-4"
 SPLIT_FRACTIONS = {"unlabeled": 0.0, "train": 0.6, "val": 0.2, "test": 0.2}
 LUMA = np.array([0.299, 0.587, 0.114])
 #: metadata.csv and tag pixel sizes further apart than this share are reported.
