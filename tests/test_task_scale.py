@@ -15,6 +15,7 @@ from harness.task.scale import (
     MIN_SIDE_PX,
     area_weighted_diameter_px,
     median_diameter_px,
+    probe_scale,
     resample_image,
     resample_labels,
     restore_labels,
@@ -103,13 +104,39 @@ def test_an_image_of_large_particles_is_predicted_again_at_its_own_factor():
 
     maps = predict_maps(None, sample, None, task, 0.8, 32.0, oracle)
     own = looked[-1]
-    assert looked[0] == 0.8 and own < 0.8
+    assert looked[:2] == [0.8, probe_scale(0.8, mask.shape)] == [0.8, 0.4] and own < 0.4
     assert median_diameter_px([resample_labels(mask, own)]) == pytest.approx(32, rel=0.1)
     assert maps.shape[1:] == resample_labels(mask, own).shape
     looked.clear()
     predict_maps(None, sample, None, task, 0.8, None, oracle)  # no target: the run's factor only
     predict_maps(None, sample, None, task, 1.0, 32.0, oracle)  # native pixels: never a second look
     assert looked == [0.8, 1.0]
+
+
+def test_a_particle_shattered_at_the_run_factor_is_sized_from_the_coarser_look():
+    """A network that breaks particles too large for it into shards (which pass for small particles)
+    but sees them whole at half the factor: the wider estimate wins, and the image is shrunk."""
+    task = get_task("distmap-v2")
+    mask = disks(80, shape=(640, 640))
+    sample = Sample(id="big", image=(mask > 0).astype(np.float32), mask=mask, pixel_size_nm=None)
+    looked: list[float] = []
+
+    def shattering(net, sample, runtime, task, scale):
+        looked.append(scale)
+        labels = resample_labels(sample.truth, scale)
+        if scale > 0.5:  # particles of 128 px: shards on an 8 px grid
+            rows, cols = np.indices(labels.shape)
+            labels = np.where(labels > 0, 1 + (rows // 8) * 1000 + cols // 8, 0).astype(np.int32)
+        return task.truth_maps(labels)
+
+    predict_maps(None, sample, None, task, 0.8, 32.0, shattering)
+    assert looked[:2] == [0.8, 0.4] and len(looked) == 3
+    assert median_diameter_px([resample_labels(mask, looked[-1])]) == pytest.approx(32, rel=0.1)
+    looked.clear()  # a native-sized image already right at the run's factor keeps it, after the probe
+    small = disks(12, shape=(640, 640))
+    predict_maps(None, Sample(id="s", image=(small > 0).astype(np.float32), mask=small, pixel_size_nm=None),
+                 None, task, 0.8, 32.0, shattering)
+    assert looked == [0.8, 0.4]
 
 
 @pytest.mark.parametrize("name", ["synthetic-sem", "synthetic-tem"])
@@ -127,3 +154,30 @@ def test_no_embedded_instance_dataset_resamples_so_the_second_look_never_acts_on
         ids = manifest.budget_ids(Budget.parse(budget), None)
         diameter = median_diameter_px(dataset.load(i).truth for i in ids)
         assert working_scale(diameter, settings.scale_max_diameter_px, settings.scale_target_diameter_px) == 1.0
+
+
+def test_fine_tuning_shows_each_labelled_image_at_the_factor_its_second_look_would_reach():
+    """Training and prediction agree on sizes: an image whose true particles would be shrunk further by
+    the second look is stored for fine-tuning at that factor; the others at the run's factor."""
+    from harness.training.batches import ImageStore
+
+    samples = {"large": Sample(id="large", image=np.zeros((600, 600), np.float32), mask=disks(60, (600, 600)),
+                               pixel_size_nm=None),
+               "small": Sample(id="small", image=np.zeros((600, 600), np.float32), mask=disks(20, (600, 600)),
+                               pixel_size_nm=None)}
+
+    class Folder:
+        def load(self, sample_id):
+            return samples[sample_id]
+
+    task = get_task("distmap-v2")
+    own = second_look_scale(samples["large"].mask, 0.5, 32.0)
+    assert own < 0.5
+    looked = ImageStore(Folder(), ["large", "small"], task, scale=0.5, second_look_px=32.0)
+    image, target = looked.get("large")
+    assert image.shape == resample_labels(samples["large"].mask, own).shape == target.shape[:2]
+    assert looked.get("small")[0].shape == (300, 300)  # 20 px at 0.5: within the margin, the run's factor
+    single = ImageStore(Folder(), ["large", "small"], task, scale=0.5)
+    assert single.get("large")[0].shape == (300, 300)
+    native = ImageStore(Folder(), ["large"], task, scale=1.0, second_look_px=32.0)  # a native run never looks
+    assert native.get("large")[0].shape == (600, 600)

@@ -17,7 +17,7 @@ from harness.data.sample import Sample
 from harness.metrics import ImageScores, score_image
 from harness.models import SegmentationNet
 from harness.task import InstanceTask
-from harness.task.scale import resample_image, restore_labels, second_look_scale
+from harness.task.scale import area_weighted_diameter_px, own_scale, probe_scale, resample_image, restore_labels
 from harness.training.runtime import Runtime
 
 MapsAt = Callable[[SegmentationNet, Sample, Runtime, InstanceTask, float], np.ndarray]
@@ -37,13 +37,20 @@ def maps_at(net: SegmentationNet, sample: Sample, runtime: Runtime, task: Instan
 def predict_maps(net: SegmentationNet, sample: Sample, runtime: Runtime, task: InstanceTask,
                  scale: float = 1.0, second_look_px: float | None = None, look: MapsAt = maps_at) -> np.ndarray:
     """The task's output maps at the image's working resolution (:mod:`harness.task.scale`): the
-    run's factor ``scale``, or, with a target ``second_look_px``, the image's own smaller factor
-    when the particles found at ``scale`` (the task's default post-processing) came out too large."""
+    run's factor ``scale``, or, with a target ``second_look_px``, the image's own smaller factor when
+    its particles (found with the task's default post-processing, at ``scale`` and at the coarser
+    :func:`~harness.task.scale.probe_scale`; the wider estimate) are too large."""
     maps = look(net, sample, runtime, task, scale)
     if second_look_px is None or scale >= 1.0:
         return maps
-    own = second_look_scale(labels_from_maps(maps, sample, task), scale, second_look_px)
-    return maps if own == scale else look(net, sample, runtime, task, own)
+    coarse = probe_scale(scale, (sample.valid_rows, sample.image.shape[1]))
+    looks = {scale: maps}
+    if coarse != scale:
+        looks[coarse] = look(net, sample, runtime, task, coarse)
+    widths = [area_weighted_diameter_px(labels_from_maps(m, sample, task)) for m in looks.values()]
+    diameter = max((w for w in widths if w is not None), default=None)
+    own = own_scale(diameter, (sample.valid_rows, sample.image.shape[1]), scale, second_look_px)
+    return looks[own] if own in looks else look(net, sample, runtime, task, own)
 
 
 def model_input(sample: Sample, runtime: Runtime, scale: float = 1.0) -> torch.Tensor:

@@ -21,6 +21,11 @@ F1): the run's factor 1.19 / 0.69; the second look 0.86 / 0.72; each image at th
 true size 0.48 / 0.73. Other estimates of an unlabelled image's size did worse: the unweighted
 median of the found particles (shattered pieces count as particles), the image's autocorrelation
 length (Spearman 0.64 with the true size; the area-weighted look 0.86).
+
+Fine-tuning shows each labelled image at the factor its second look would reach, computed from its
+true particles with the same rule (:class:`harness.training.batches.ImageStore`), so the network
+learns the sizes it is later shown instead of the run's factor's 70-140 px particles it never
+predicts at.
 """
 
 from __future__ import annotations
@@ -73,16 +78,30 @@ def area_weighted_diameter_px(labels: np.ndarray) -> float | None:
     return float(np.sum(areas * diameters) / np.sum(areas))
 
 
+#: the second look also looks at this share of the run's factor (see :func:`probe_scale`)
+PROBE_SHARE = 0.5
+
+
+def own_scale(diameter_px: float | None, shape: tuple[int, ...], scale: float, target_diameter_px: float) -> float:
+    """The factor (<= ``scale``) for an image of ``shape`` whose particles are ``diameter_px`` wide in its
+    own pixels (area-weighted); ``scale`` itself when, at ``scale``, they are within the margin of the target."""
+    if scale >= 1.0 or diameter_px is None or diameter_px * scale <= SECOND_LOOK_MARGIN * target_diameter_px:
+        return scale
+    floor = min(scale, MIN_SIDE_PX / min(shape[:2]))
+    return round(max(floor, target_diameter_px / diameter_px), 4)
+
+
 def second_look_scale(labels: np.ndarray, scale: float, target_diameter_px: float) -> float:
-    """The image's own factor (<= ``scale``) from ``labels``, the particles found at the run's factor
-    ``scale`` and mapped back to the image's pixels; ``scale`` itself when the image needs no second look."""
-    if scale >= 1.0:
-        return scale
-    diameter = area_weighted_diameter_px(labels)
-    if diameter is None or diameter * scale <= SECOND_LOOK_MARGIN * target_diameter_px:
-        return scale
-    floor = min(scale, MIN_SIDE_PX / min(labels.shape))
-    return round(max(floor, target_diameter_px / diameter), 4)
+    """The image's own factor (<= ``scale``) from ``labels``, particles in the image's pixels (the truth in
+    training, what the network found in prediction); ``scale`` itself when it needs no second look."""
+    return own_scale(area_weighted_diameter_px(labels), labels.shape, scale, target_diameter_px)
+
+
+def probe_scale(scale: float, shape: tuple[int, ...]) -> float:
+    """The coarser factor the second look also predicts at: a particle too large for the network at the
+    run's factor comes back in pieces, which pass for small particles, but at half the factor it is seen
+    whole. Shattering only ever makes particles look smaller, so the larger of the two estimates wins."""
+    return round(max(scale * PROBE_SHARE, min(scale, MIN_SIDE_PX / min(shape[:2]))), 4)
 
 
 def resample_image(image: np.ndarray, scale: float) -> np.ndarray:
