@@ -11,21 +11,25 @@ untouched ground truth. Pretraining is independent of the budget and always sees
 The run's factor fits the budget's median particle, but real folders mix magnifications (EMPS:
 per-image median diameters from 18 to 355 px), and an image of a few 400 px particles, shrunk by a
 factor made for 104 px ones, still comes back in pieces. So where the run resamples (factor < 1),
-each image gets a second look (:func:`second_look_scale`): the particles the network found at the
-run's factor, area-weighted (a shattered particle's pieces are small, the large whole ones weigh
-more), give the image's particle size; an image whose particles came out more than
-``SECOND_LOOK_MARGIN`` times the target is predicted once more, shrunk further so that they become
-the target size. It never enlarges, and a run at native pixels (factor 1, every embedded dataset)
-is untouched. Measured on EMPS validation (none at 100%, resnet18, one network, mean count error /
-F1): the run's factor 1.19 / 0.69; the second look 0.86 / 0.72; each image at the rung nearest its
-true size 0.48 / 0.73. Other estimates of an unlabelled image's size did worse: the unweighted
-median of the found particles (shattered pieces count as particles), the image's autocorrelation
-length (Spearman 0.64 with the true size; the area-weighted look 0.86).
+each image gets a second look: the network predicts it at the run's factor and at
+:func:`probe_scale` (half of it), and the particles found, area-weighted (a shattered particle's
+pieces are small, the large whole ones weigh more), give the image's particle size, the wider of
+the two estimates, since shattering only ever makes particles look smaller. An image whose particles
+come out more than ``SECOND_LOOK_MARGIN`` times the target at the run's factor is predicted once
+more, shrunk so that they become the target size (:func:`own_scale`). It never enlarges, and a run
+at native pixels (factor 1, every embedded dataset) is untouched. Fine-tuning shows each labelled
+image at the factor the same rule gives from its true particles
+(:class:`harness.training.batches.ImageStore`), so the network learns the sizes it is shown.
 
-Fine-tuning shows each labelled image at the factor its second look would reach, computed from its
-true particles with the same rule (:class:`harness.training.batches.ImageStore`), so the network
-learns the sizes it is later shown instead of the run's factor's 70-140 px particles it never
-predicts at.
+Measured on EMPS validation (none at 100%, resnet18, mean count error / F1, the run's thresholds).
+Trained at the run's factor only (folder-3): the run's factor 1.23 / 0.67, the look at the run's
+factor alone 0.74 / 0.73, with the probe 0.74 / 0.69, each image at its true size 0.48 / 0.72.
+Trained at each image's factor: the run's factor 1.93 / 0.62 (the network now shatters what it never
+saw whole), the look at the run's factor alone 1.06 / 0.76 (so the shards hide the size), with the
+probe 0.37 / 0.82 (probes down to an eighth of the factor: 0.41 / 0.82), each image at its true size
+0.31 / 0.83. Other estimates of an unlabelled image's size did worse: the unweighted median of the
+found particles, the image's autocorrelation length (Spearman 0.64 with the true size; the
+area-weighted look 0.86).
 """
 
 from __future__ import annotations

@@ -11,7 +11,8 @@ IMAGES_DIR = "images"
 MASKS_DIR = "masks"
 # 2: predicted particles on printed marks are not counted; 3: images of runs that resample get a second
 # look at their own factor (harness.task.scale; no embedded dataset resamples, so only folders move);
-# 4: fine-tuning shows each labelled image at the factor its second look would reach, from its masks
+# 4: the second look also predicts at half the run's factor (a shattered particle is seen whole there), and
+# fine-tuning shows each labelled image at the factor the second look gives from its true particles
 FOLDER_VERSION = "folder-4"
 SPLIT_FRACTIONS = {"unlabeled": 0.0, "train": 0.6, "val": 0.2, "test": 0.2}
 LUMA = np.array([0.299, 0.587, 0.114])
