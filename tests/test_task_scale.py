@@ -91,22 +91,36 @@ def test_the_second_look_only_shrinks_images_whose_particles_came_out_too_large(
     assert second_look_scale(huge, 0.5, 8) == pytest.approx(MIN_SIDE_PX / 200)
 
 
-def test_an_image_of_large_particles_is_predicted_again_at_its_own_factor():
-    """An oracle network (the maps of the true mask at each factor) shows which factors were looked at."""
-    task = get_task("distmap-v2")
-    mask = disks(80, shape=(640, 640))
-    sample = Sample(id="big", image=(mask > 0).astype(np.float32), mask=mask, pixel_size_nm=None)
+def disk_sample(radius: int) -> Sample:
+    mask = disks(radius, shape=(640, 640))
+    return Sample(id=f"r{radius}", image=(mask > 0).astype(np.float32), mask=mask, pixel_size_nm=None)
+
+
+def recording_network(shatter_above: float = 1.0):
+    """A stand-in network whose maps are the true mask's at each factor it is asked for (it records them);
+    above ``shatter_above`` it breaks every particle into 8 px shards, as a network does with particles
+    too large for it."""
     looked: list[float] = []
 
-    def oracle(net, sample, runtime, task, scale):
+    def look(net, sample, runtime, task, scale):
         looked.append(scale)
-        return task.truth_maps(resample_labels(sample.truth, scale))
+        labels = resample_labels(sample.truth, scale)
+        if scale > shatter_above:
+            rows, cols = np.indices(labels.shape)
+            labels = np.where(labels > 0, 1 + (rows // 8) * 1000 + cols // 8, 0).astype(np.int32)
+        return task.truth_maps(labels)
 
+    return look, looked
+
+
+def test_an_image_of_large_particles_is_predicted_again_at_its_own_factor():
+    task, sample = get_task("distmap-v2"), disk_sample(80)
+    oracle, looked = recording_network()
     maps = predict_maps(None, sample, None, task, 0.8, 32.0, oracle)
     own = looked[-1]
-    assert looked[:2] == [0.8, probe_scale(0.8, mask.shape)] == [0.8, 0.4] and own < 0.4
-    assert median_diameter_px([resample_labels(mask, own)]) == pytest.approx(32, rel=0.1)
-    assert maps.shape[1:] == resample_labels(mask, own).shape
+    assert looked[:2] == [0.8, probe_scale(0.8, sample.truth.shape)] == [0.8, 0.4] and own < 0.4
+    assert median_diameter_px([resample_labels(sample.truth, own)]) == pytest.approx(32, rel=0.1)
+    assert maps.shape[1:] == resample_labels(sample.truth, own).shape
     looked.clear()
     predict_maps(None, sample, None, task, 0.8, None, oracle)  # no target: the run's factor only
     predict_maps(None, sample, None, task, 1.0, 32.0, oracle)  # native pixels: never a second look
@@ -114,28 +128,15 @@ def test_an_image_of_large_particles_is_predicted_again_at_its_own_factor():
 
 
 def test_a_particle_shattered_at_the_run_factor_is_sized_from_the_coarser_look():
-    """A network that breaks particles too large for it into shards (which pass for small particles)
-    but sees them whole at half the factor: the wider estimate wins, and the image is shrunk."""
-    task = get_task("distmap-v2")
-    mask = disks(80, shape=(640, 640))
-    sample = Sample(id="big", image=(mask > 0).astype(np.float32), mask=mask, pixel_size_nm=None)
-    looked: list[float] = []
-
-    def shattering(net, sample, runtime, task, scale):
-        looked.append(scale)
-        labels = resample_labels(sample.truth, scale)
-        if scale > 0.5:  # particles of 128 px: shards on an 8 px grid
-            rows, cols = np.indices(labels.shape)
-            labels = np.where(labels > 0, 1 + (rows // 8) * 1000 + cols // 8, 0).astype(np.int32)
-        return task.truth_maps(labels)
-
+    """Shards pass for small particles, but at half the factor the particle is seen whole: the wider
+    estimate wins, and the image is shrunk to the target."""
+    task, sample = get_task("distmap-v2"), disk_sample(80)
+    shattering, looked = recording_network(shatter_above=0.5)
     predict_maps(None, sample, None, task, 0.8, 32.0, shattering)
     assert looked[:2] == [0.8, 0.4] and len(looked) == 3
-    assert median_diameter_px([resample_labels(mask, looked[-1])]) == pytest.approx(32, rel=0.1)
-    looked.clear()  # a native-sized image already right at the run's factor keeps it, after the probe
-    small = disks(12, shape=(640, 640))
-    predict_maps(None, Sample(id="s", image=(small > 0).astype(np.float32), mask=small, pixel_size_nm=None),
-                 None, task, 0.8, 32.0, shattering)
+    assert median_diameter_px([resample_labels(sample.truth, looked[-1])]) == pytest.approx(32, rel=0.1)
+    looked.clear()  # particles already right at the run's factor keep it, after the probe
+    predict_maps(None, disk_sample(12), None, task, 0.8, 32.0, shattering)
     assert looked == [0.8, 0.4]
 
 
