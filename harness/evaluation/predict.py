@@ -43,13 +43,14 @@ def predict_maps(net: SegmentationNet, sample: Sample, runtime: Runtime, task: I
     maps = look(net, sample, runtime, task, scale)
     if second_look_px is None or scale >= 1.0:
         return maps
-    coarse = probe_scale(scale, (sample.valid_rows, sample.image.shape[1]))
+    shape = (sample.valid_rows, sample.image.shape[1])
+    coarse = probe_scale(scale, shape)
     looks = {scale: maps}
     if coarse != scale:
         looks[coarse] = look(net, sample, runtime, task, coarse)
     widths = [area_weighted_diameter_px(labels_from_maps(m, sample, task)) for m in looks.values()]
     diameter = max((w for w in widths if w is not None), default=None)
-    own = own_scale(diameter, (sample.valid_rows, sample.image.shape[1]), scale, second_look_px)
+    own = own_scale(diameter, shape, scale, second_look_px)
     return looks[own] if own in looks else look(net, sample, runtime, task, own)
 
 

@@ -91,8 +91,7 @@ def own_scale(diameter_px: float | None, shape: tuple[int, ...], scale: float, t
     own pixels (area-weighted); ``scale`` itself when, at ``scale``, they are within the margin of the target."""
     if scale >= 1.0 or diameter_px is None or diameter_px * scale <= SECOND_LOOK_MARGIN * target_diameter_px:
         return scale
-    floor = min(scale, MIN_SIDE_PX / min(shape[:2]))
-    return round(max(floor, target_diameter_px / diameter_px), 4)
+    return round(max(_smallest_scale(scale, shape), target_diameter_px / diameter_px), 4)
 
 
 def second_look_scale(labels: np.ndarray, scale: float, target_diameter_px: float) -> float:
@@ -105,7 +104,12 @@ def probe_scale(scale: float, shape: tuple[int, ...]) -> float:
     """The coarser factor the second look also predicts at: a particle too large for the network at the
     run's factor comes back in pieces, which pass for small particles, but at half the factor it is seen
     whole. Shattering only ever makes particles look smaller, so the larger of the two estimates wins."""
-    return round(max(scale * PROBE_SHARE, min(scale, MIN_SIDE_PX / min(shape[:2]))), 4)
+    return round(max(scale * PROBE_SHARE, _smallest_scale(scale, shape)), 4)
+
+
+def _smallest_scale(scale: float, shape: tuple[int, ...]) -> float:
+    """No look shrinks an image of ``shape`` below MIN_SIDE_PX on its short side, nor enlarges it past ``scale``."""
+    return min(scale, MIN_SIDE_PX / min(shape[:2]))
 
 
 def resample_image(image: np.ndarray, scale: float) -> np.ndarray:

@@ -53,12 +53,13 @@ class ImageStore:
         if self.task is not None:
             if sample.mask is None:
                 raise ValueError(f"sample {sample_id} has no mask but is used for fine-tuning")
+            mask = np.asarray(sample.mask)[:rows]
             if self.second_look_px is not None:  # so that the network learns the sizes it is shown
-                scale = second_look_scale(np.asarray(sample.mask)[:rows], self.scale, self.second_look_px)
+                scale = second_look_scale(mask, self.scale, self.second_look_px)
             if scale == 1.0:
                 target = self.task.targets(sample.mask, sample.databar_rows)[:rows]
             else:  # targets are made at the working resolution, from resampled instance ids
-                target = self.task.targets(resample_labels(np.asarray(sample.mask)[:rows], scale), 0)
+                target = self.task.targets(resample_labels(mask, scale), 0)
         image = resample_image(image, scale)
         item = (image, target)
         size = image.nbytes + (target.nbytes if target is not None else 0)
