@@ -86,7 +86,7 @@ def test_index_pools_pixel_sizes_and_manifest(tmp_path):
     assert "a0" in manifest.pools["test"]
     assert sum(len(v) for v in manifest.pools.values()) == 11
     assert make_manifest(dataset, split_seed=3).hash == manifest.hash
-    assert dataset.identity.name == "mine" and dataset.identity.version == "folder-4"
+    assert dataset.identity.name == "mine" and dataset.identity.version == "folder-5"
 
 
 def test_registry_routes_a_folder_path(tmp_path):

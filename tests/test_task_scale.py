@@ -13,7 +13,7 @@ from harness.evaluation.predict import predict_maps
 from harness.task import get_task
 from harness.task.scale import (
     MIN_SIDE_PX,
-    area_weighted_diameter_px,
+    area_weighted_width_px,
     median_diameter_px,
     probe_scale,
     resample_image,
@@ -74,13 +74,13 @@ def test_the_area_weighted_diameter_follows_the_large_particle_not_its_fragments
         mask[5 + 4 * k: 8 + 4 * k, 5:8] = k + 2
     big = 2 * np.sqrt((mask == 1).sum() / np.pi)
     assert median_diameter_px([mask]) < 5
-    assert area_weighted_diameter_px(mask) == pytest.approx(big, rel=0.02)
-    assert area_weighted_diameter_px(np.zeros((4, 4), dtype=np.int32)) is None
+    assert area_weighted_width_px(mask) == pytest.approx(big, rel=0.02)
+    assert area_weighted_width_px(np.zeros((4, 4), dtype=np.int32)) is None
 
 
 def test_the_second_look_only_shrinks_images_whose_particles_came_out_too_large():
     native = disks(60, shape=(600, 600))  # 120 px particles in the image's own pixels
-    d = area_weighted_diameter_px(native)
+    d = area_weighted_width_px(native)
     assert second_look_scale(native, 1.0, 32) == 1.0  # a run at native pixels never looks twice
     assert second_look_scale(native, 32 / d, 32) == pytest.approx(32 / d)  # already at the target
     assert second_look_scale(native, 0.5, 32) == pytest.approx(32 / d, abs=1e-4)  # 60 px at 0.5: shrunk to 32
@@ -119,7 +119,7 @@ def test_an_image_of_large_particles_is_predicted_again_at_its_own_factor():
     maps = predict_maps(None, sample, None, task, 0.8, 32.0, oracle)
     own = looked[-1]
     assert looked[:2] == [0.8, probe_scale(0.8, sample.truth.shape)] == [0.8, 0.4] and own < 0.4
-    assert median_diameter_px([resample_labels(sample.truth, own)]) == pytest.approx(32, rel=0.1)
+    assert area_weighted_width_px(resample_labels(sample.truth, own)) == pytest.approx(32, rel=0.1)
     assert maps.shape[1:] == resample_labels(sample.truth, own).shape
     looked.clear()
     predict_maps(None, sample, None, task, 0.8, None, oracle)  # no target: the run's factor only
@@ -134,7 +134,7 @@ def test_a_particle_shattered_at_the_run_factor_is_sized_from_the_coarser_look()
     shattering, looked = recording_network(shatter_above=0.5)
     predict_maps(None, sample, None, task, 0.8, 32.0, shattering)
     assert looked[:2] == [0.8, 0.4] and len(looked) == 3
-    assert median_diameter_px([resample_labels(sample.truth, looked[-1])]) == pytest.approx(32, rel=0.1)
+    assert area_weighted_width_px(resample_labels(sample.truth, looked[-1])) == pytest.approx(32, rel=0.1)
     looked.clear()  # particles already right at the run's factor keep it, after the probe
     predict_maps(None, disk_sample(12), None, task, 0.8, 32.0, shattering)
     assert looked == [0.8, 0.4]

@@ -17,7 +17,7 @@ from harness.data.sample import Sample
 from harness.metrics import ImageScores, score_image
 from harness.models import SegmentationNet
 from harness.task import InstanceTask
-from harness.task.scale import area_weighted_diameter_px, own_scale, probe_scale, resample_image, restore_labels
+from harness.task.scale import area_weighted_width_px, own_scale, probe_scale, resample_image, restore_labels
 from harness.training.runtime import Runtime
 
 MapsAt = Callable[[SegmentationNet, Sample, Runtime, InstanceTask, float], np.ndarray]
@@ -48,9 +48,8 @@ def predict_maps(net: SegmentationNet, sample: Sample, runtime: Runtime, task: I
     looks = {scale: maps}
     if coarse != scale:
         looks[coarse] = look(net, sample, runtime, task, coarse)
-    widths = [area_weighted_diameter_px(labels_from_maps(m, sample, task)) for m in looks.values()]
-    diameter = max((w for w in widths if w is not None), default=None)
-    own = own_scale(diameter, shape, scale, second_look_px)
+    widths = [area_weighted_width_px(labels_from_maps(m, sample, task)) for m in looks.values()]
+    own = own_scale(max((w for w in widths if w is not None), default=None), shape, scale, second_look_px)
     return looks[own] if own in looks else look(net, sample, runtime, task, own)
 
 

@@ -19,7 +19,7 @@ from skimage import morphology
 
 from harness.errors import HarnessError
 from harness.task.postprocess import seeded_watershed
-from harness.task.targets import checked_mask
+from harness.task.targets import checked_mask, particle_distances
 
 IGNORE_VALUE = 255.0  # channel 0 of a target at an ignored pixel (data bar, padding)
 FOREGROUND, DISTANCE = 0, 1
@@ -35,21 +35,13 @@ def distance_targets(mask: np.ndarray, databar_rows: int = 0) -> np.ndarray:
     border is not an edge: a particle cut by it is not known to end there.
     """
     labels = checked_mask(mask, databar_rows, "distance_targets")
-    height, width = labels.shape
     distance = np.zeros(labels.shape, dtype=np.float32)
-    for index, box in enumerate(ndimage.find_objects(labels), start=1):
-        if box is None:
-            continue
-        # one pixel of context around the box, where the image has it: that ring holds the edge
-        rows = slice(max(box[0].start - 1, 0), min(box[0].stop + 1, height))
-        cols = slice(max(box[1].start - 1, 0), min(box[1].stop + 1, width))
-        own = labels[rows, cols] == index
-        edt = ndimage.distance_transform_edt(own)
+    for box, own, edt in particle_distances(labels):
         if edt.max() > 0:
-            distance[rows, cols][own] = (edt[own] / edt.max()).astype(np.float32)
+            distance[box][own] = (edt[own] / edt.max()).astype(np.float32)
     targets = np.stack([(labels > 0).astype(np.float32), distance], axis=-1)
     if databar_rows > 0:
-        targets[height - databar_rows :, :, FOREGROUND] = IGNORE_VALUE
+        targets[labels.shape[0] - databar_rows :, :, FOREGROUND] = IGNORE_VALUE
     return targets
 
 

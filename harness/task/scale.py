@@ -40,6 +40,7 @@ import numpy as np
 from skimage.transform import rescale, resize
 
 from harness.errors import HarnessError
+from harness.task.targets import particle_distances
 
 
 def _areas_and_diameters(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -74,30 +75,35 @@ SECOND_LOOK_MARGIN = 1.25
 MIN_SIDE_PX = 64
 
 
-def area_weighted_diameter_px(labels: np.ndarray) -> float | None:
-    """The equivalent diameter of the particle under a random particle pixel, on average (None: none)."""
-    areas, diameters = _areas_and_diameters(labels)
-    if not areas.size:
+def area_weighted_width_px(labels: np.ndarray) -> float | None:
+    """The width of the particle under a random particle pixel, on average (None: none). A particle's
+    width is twice its largest inscribed radius: its diameter if round, its thickness if a rod."""
+    labels = np.asarray(labels)
+    areas, widths = [], []
+    for _, own, distance in particle_distances(labels):
+        areas.append(int(own.sum()))
+        widths.append(2.0 * float(distance.max()))
+    if not areas:
         return None
-    return float(np.sum(areas * diameters) / np.sum(areas))
+    return float(np.dot(areas, widths) / np.sum(areas))
 
 
 #: the second look also looks at this share of the run's factor (see :func:`probe_scale`)
 PROBE_SHARE = 0.5
 
 
-def own_scale(diameter_px: float | None, shape: tuple[int, ...], scale: float, target_diameter_px: float) -> float:
-    """The factor (<= ``scale``) for an image of ``shape`` whose particles are ``diameter_px`` wide in its
+def own_scale(width_px: float | None, shape: tuple[int, ...], scale: float, target_diameter_px: float) -> float:
+    """The factor (<= ``scale``) for an image of ``shape`` whose particles are ``width_px`` wide in its
     own pixels (area-weighted); ``scale`` itself when, at ``scale``, they are within the margin of the target."""
-    if scale >= 1.0 or diameter_px is None or diameter_px * scale <= SECOND_LOOK_MARGIN * target_diameter_px:
+    if scale >= 1.0 or width_px is None or width_px * scale <= SECOND_LOOK_MARGIN * target_diameter_px:
         return scale
-    return round(max(_smallest_scale(scale, shape), target_diameter_px / diameter_px), 4)
+    return round(max(_smallest_scale(scale, shape), target_diameter_px / width_px), 4)
 
 
 def second_look_scale(labels: np.ndarray, scale: float, target_diameter_px: float) -> float:
     """The image's own factor (<= ``scale``) from ``labels``, particles in the image's pixels (the truth in
     training, what the network found in prediction); ``scale`` itself when it needs no second look."""
-    return own_scale(area_weighted_diameter_px(labels), labels.shape, scale, target_diameter_px)
+    return own_scale(area_weighted_width_px(labels), labels.shape, scale, target_diameter_px)
 
 
 def probe_scale(scale: float, shape: tuple[int, ...]) -> float:

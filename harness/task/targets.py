@@ -7,6 +7,8 @@ post-processing a line to cut along (:mod:`harness.task.postprocess`).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 from scipy import ndimage
 
@@ -28,6 +30,21 @@ def checked_mask(mask: np.ndarray, databar_rows: int, who: str) -> np.ndarray:
     if not 0 <= databar_rows <= labels.shape[0]:
         raise HarnessError(f"{who}: databar_rows={databar_rows} is outside 0..{labels.shape[0]} (the mask's height)")
     return labels
+
+
+def particle_distances(labels: np.ndarray) -> Iterator[tuple[tuple[slice, slice], np.ndarray, np.ndarray]]:
+    """For each particle of an instance mask: its box (one pixel of context around it, where the image
+    has it), its pixels in that box, and each box pixel's Euclidean distance to the nearest pixel outside
+    the particle (background or another particle). The image border is not an edge: a particle cut by it
+    is not known to end there."""
+    height, width = labels.shape
+    for index, box in enumerate(ndimage.find_objects(labels), start=1):
+        if box is None:
+            continue
+        rows = slice(max(box[0].start - 1, 0), min(box[0].stop + 1, height))
+        cols = slice(max(box[1].start - 1, 0), min(box[1].stop + 1, width))
+        own = labels[rows, cols] == index
+        yield (rows, cols), own, ndimage.distance_transform_edt(own)
 
 
 def _footprint(width: int) -> np.ndarray:
