@@ -66,7 +66,7 @@ def test_restored_labels_are_back_in_the_original_pixels():
     assert restore_labels(mask, mask.shape) is mask
 
 
-def test_the_area_weighted_diameter_follows_the_large_particle_not_its_fragments():
+def test_the_area_weighted_width_follows_the_large_particle_not_its_fragments():
     mask = np.zeros((400, 400), dtype=np.int32)
     rr, cc = disk((200, 200), 100, shape=mask.shape)
     mask[rr, cc] = 1
@@ -140,7 +140,33 @@ def test_a_particle_shattered_at_the_run_factor_is_sized_from_the_coarser_look()
     assert looked == [0.8, 0.4]
 
 
-@pytest.mark.parametrize("name", ["synthetic-sem", "synthetic-tem"])
+def rod_and_blob(shape=(640, 640)) -> tuple[np.ndarray, np.ndarray]:
+    """A 600 x 40 px rod, and a disk of the same area (so of the same equivalent diameter, 175 px)."""
+    rod = np.zeros(shape, dtype=np.int32)
+    rod[300:340, 20:620] = 1
+    blob = np.zeros(shape, dtype=np.int32)
+    rr, cc = disk((320, 320), np.sqrt(rod.sum() / np.pi), shape=shape)
+    blob[rr, cc] = 1
+    return rod, blob
+
+
+def test_a_rod_is_sized_by_its_thickness_so_the_second_look_does_not_thin_it_away():
+    """The network must see across a particle, not along it: a rod 40 px thick shown at half its size is
+    20 px thick and needs no second look, while its equivalent diameter (175 px) would have shrunk it to
+    7 px. A round particle of the same area is shrunk as before."""
+    rod, blob = rod_and_blob()
+    assert area_weighted_width_px(rod) == pytest.approx(40, abs=2)
+    assert area_weighted_width_px(blob) == pytest.approx(2 * np.sqrt(rod.sum() / np.pi), rel=0.02)
+    assert second_look_scale(rod, 0.5, 32) == 0.5
+    assert second_look_scale(blob, 0.5, 32) == pytest.approx(32 / area_weighted_width_px(blob), abs=1e-4)
+    task = get_task("distmap-v2")
+    oracle, looked = recording_network()
+    predict_maps(None, Sample(id="rod", image=(rod > 0).astype(np.float32), mask=rod, pixel_size_nm=None), None,
+                 task, 0.5, 32.0, oracle)
+    assert looked == [0.5, 0.25]  # the look and the probe, and no third look
+
+
+@pytest.mark.parametrize("name", ["synthetic-sem", "synthetic-tem", "synthetic-nanowire"])
 def test_no_embedded_instance_dataset_resamples_so_the_second_look_never_acts_on_it(name):
     """Why the second look is keyed by the folder version and not the numerics version
     (harness/numerics.py): at every budget the embedded datasets' particles fit the network's view."""
