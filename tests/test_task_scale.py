@@ -91,9 +91,13 @@ def test_the_second_look_only_shrinks_images_whose_particles_came_out_too_large(
     assert second_look_scale(huge, 0.5, 8) == pytest.approx(MIN_SIDE_PX / 200)
 
 
+def mask_sample(mask: np.ndarray, sample_id: str) -> Sample:
+    """A sample whose image is its own foreground, for the stand-in network to read the truth from."""
+    return Sample(id=sample_id, image=(mask > 0).astype(np.float32), mask=mask, pixel_size_nm=None)
+
+
 def disk_sample(radius: int) -> Sample:
-    mask = disks(radius, shape=(640, 640))
-    return Sample(id=f"r{radius}", image=(mask > 0).astype(np.float32), mask=mask, pixel_size_nm=None)
+    return mask_sample(disks(radius, shape=(640, 640)), f"r{radius}")
 
 
 def recording_network(shatter_above: float = 1.0):
@@ -161,8 +165,7 @@ def test_a_rod_is_sized_by_its_thickness_so_the_second_look_does_not_thin_it_awa
     assert second_look_scale(blob, 0.5, 32) == pytest.approx(32 / area_weighted_width_px(blob), abs=1e-4)
     task = get_task("distmap-v2")
     oracle, looked = recording_network()
-    predict_maps(None, Sample(id="rod", image=(rod > 0).astype(np.float32), mask=rod, pixel_size_nm=None), None,
-                 task, 0.5, 32.0, oracle)
+    predict_maps(None, mask_sample(rod, "rod"), None, task, 0.5, 32.0, oracle)
     assert looked == [0.5, 0.25]  # the look and the probe, and no third look
 
 

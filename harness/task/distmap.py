@@ -37,8 +37,9 @@ def distance_targets(mask: np.ndarray, databar_rows: int = 0) -> np.ndarray:
     labels = checked_mask(mask, databar_rows, "distance_targets")
     distance = np.zeros(labels.shape, dtype=np.float32)
     for box, own, edt in particle_distances(labels):
-        if edt.max() > 0:
-            distance[box][own] = (edt[own] / edt.max()).astype(np.float32)
+        peak = edt.max()
+        if peak > 0:
+            distance[box][own] = (edt[own] / peak).astype(np.float32)
     targets = np.stack([(labels > 0).astype(np.float32), distance], axis=-1)
     if databar_rows > 0:
         targets[labels.shape[0] - databar_rows :, :, FOREGROUND] = IGNORE_VALUE
