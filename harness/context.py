@@ -15,7 +15,7 @@ from harness.data.registry import open_dataset
 from harness.data.splits import MAX_SEED, Budget, SplitManifest, make_manifest
 from harness.errors import HarnessError
 from harness.results.provenance import git_state
-from harness.task import InstanceTask, get_task
+from harness.task import TASKS, InstanceTask, get_task
 from harness.task.scale import median_diameter_px, working_scale
 from harness.training.batches import ImageStore
 from harness.training.checkpoint import parse_interval
@@ -42,6 +42,8 @@ class RunRequest(BaseModel):
     profile: Literal["smoke", "quick", "paper"] = "quick"
     task: Literal["segment", "classify"] = Field("segment", description="segment: particle instance segmentation; "
                                                  "classify: one class per image (harness.classify).")
+    task_version: str | None = Field(None, description="The segment task's version (harness.task.TASKS) instead "
+                                     "of the default; stated in the record, whose tables it never shares.")
     # when not given (None): finetune to segment, frozen to classify (see _protocol_of_task)
     protocol: Literal["finetune", "frozen"] = "finetune"
     device: str = "auto"
@@ -69,7 +71,16 @@ class RunRequest(BaseModel):
             data = {**data, "protocol": "frozen" if data.get("task") == "classify" else "finetune"}
         if isinstance(data, dict) and data.get("task") == "classify" and data["protocol"] != "frozen":
             raise HarnessError("the classify task reads a frozen encoder: --protocol finetune does not apply to it")
+        if isinstance(data, dict) and data.get("task") == "classify" and data.get("task_version") is not None:
+            raise HarnessError("--task-version chooses the segment task's version; the classify task has one")
         return data
+
+    @field_validator("task_version")
+    @classmethod
+    def _known_task(cls, value: str | None) -> str | None:
+        if value is not None and value not in TASKS:
+            raise HarnessError(f"--task-version {value!r}: choose one of {', '.join(TASKS)}")
+        return value
 
     @field_validator("checkpoint_every")
     @classmethod
@@ -116,6 +127,7 @@ class Context:
             torch.set_num_threads(request.threads)
         self.runtime: Runtime = resolve_runtime(request.device)
         self.settings: TrainSettings = settings_for(request.profile, backbone=request.backbone,
+                                                    task=request.task_version,
                                                     **step_overrides(request.pretrain_steps, request.finetune_steps))
         self.task: InstanceTask = get_task(self.settings.task)
         self._stores: dict[tuple, ImageStore] = {}

@@ -28,7 +28,7 @@ from harness.data.io import write_bytes_atomic, write_text_atomic
 from harness.data.sample import Sample
 from harness.data.splits import Budget, SplitManifest, budget_slug
 from harness.errors import HarnessError
-from harness.evaluation.predict import score_predictions, score_split
+from harness.evaluation.predict import maps_at, score_predictions, score_split
 from harness.evaluation.selection import CRITERIA, selection_score
 from harness.evaluation.tuning import Tuning, tune_postprocessing
 from harness.methods.base import SSLMethod
@@ -245,7 +245,7 @@ def fit(request: RunRequest, ctx: Context, entry: MethodEntry, method: SSLMethod
         # model selection on validation images, by the settings' criterion (harness.evaluation.selection)
         scores, _ = score_split(net, ctx.dataset, val_ids, ctx.runtime, ctx.task, scale=scale,
                                 second_look_px=second_look, desc="validate",
-                                progress=False)
+                                progress=False, look=maps_at)  # plain maps: the task's TTA is for the end
         return selection_score(scores, ctx.settings.selection)
 
     identity = finetune_identity(request, ctx, entry, method, pretrain_info.cache_key, budget_ids)

@@ -132,6 +132,8 @@ def request_for(record: RunRecord, dataset: str | None = None, allow_leakage: bo
     finetune_steps = stated.get("finetune_steps")
     overridden = (finetune_steps is not None and finetune_steps != profile.finetune_steps
                   and stated.get("finetune_min_steps") == finetune_steps)
+    classify = stated.get("task") == CLASSIFY_TASK
+    version = stated.get("task") if not classify and stated.get("task") not in (None, profile.task) else None
     return RunRequest(
         pretrain_steps=pretrain_steps if pretrain_steps not in (None, profile.pretrain_steps) else None,
         finetune_steps=finetune_steps if overridden else None,
@@ -140,7 +142,7 @@ def request_for(record: RunRecord, dataset: str | None = None, allow_leakage: bo
         data_seed=record.seeds.data, profile=record.dataset.profile, protocol=record.protocol,
         device=record.device.get("type", "cpu"), method_config=dict(record.method.config),
         allow_leakage=allow_leakage, out=out, progress=False,
-        task="classify" if stated.get("task") == CLASSIFY_TASK else "segment",
+        task="classify" if classify else "segment", task_version=version,
     )
 
 

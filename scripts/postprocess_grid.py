@@ -24,15 +24,13 @@ import click
 import numpy as np
 import torch
 
-from harness.data.masks import drop_ids
 from harness.data.registry import open_dataset
 from harness.data.splits import make_manifest
-from harness.evaluation.predict import labels_from_maps, maps_at, model_input, predict_maps
+from harness.evaluation.predict import dihedral_maps, labels_from_maps, maps_at, predict_maps
 from harness.evaluation.selection import selection_score
 from harness.metrics import ImageScores, score_image
 from harness.results.artifacts import load_model
 from harness.task import InstanceTask, get_task
-from harness.task.distmap import distance_instances
 from harness.training.runtime import resolve_runtime
 
 # the candidates beyond the task's own grid (seed and foreground thresholds stay the task's)
@@ -44,36 +42,8 @@ DYNAMIC_GRID: dict[str, tuple[Any, ...]] = {"seed_threshold": (0.3, 0.5), "seed_
                                             "min_share": (0.0, 0.1, 0.2)}
 
 
-def _share_filtered(maps: np.ndarray, min_share: float = 0.0, **params: Any) -> np.ndarray:
-    """distance_instances, then particles under ``min_share`` of the image's largest dropped (0 = none)."""
-    labels = distance_instances(maps, **params)
-    if min_share > 0 and labels.max() > 0:
-        areas = np.bincount(labels.ravel())
-        areas[0] = 0
-        labels = drop_ids(labels, areas < min_share * areas.max())
-    return labels
-
-
-@torch.no_grad()
-def _dihedral_maps(net: Any, sample: Any, runtime: Any, task: InstanceTask, scale: float) -> np.ndarray:
-    """The mean of the task's maps over the 8 flips and quarter turns of the image (test-time
-    augmentation), each mapped back before averaging."""
-    batch = model_input(sample, runtime, scale)
-    total = None
-    for flip in (False, True):
-        for quarter in range(4):
-            view = torch.rot90(batch.flip(-1) if flip else batch, quarter, (-2, -1))
-            with runtime.autocast():
-                logits = torch.rot90(net(view).float(), -quarter, (-2, -1))
-            maps = task.maps(logits.flip(-1) if flip else logits)
-            total = maps if total is None else total + maps
-    assert total is not None
-    return total / 8
-
-
 def _wider(task: InstanceTask, grid: dict[str, tuple[Any, ...]]) -> InstanceTask:
-    return dataclasses.replace(task, instances=_share_filtered, defaults={**task.defaults, "min_share": 0.0},
-                               grid={**task.grid, **grid})
+    return dataclasses.replace(task, grid={**task.grid, **grid})
 
 
 def _summary(scores: list[ImageScores]) -> str:
@@ -101,7 +71,7 @@ def main(run_dir: Path, dataset: str, split_seed: int, tta: bool, second_look_px
     runtime = resolve_runtime("cpu")
     net = runtime.prepare(net)
     samples = {p: [folder.load(i) for i in pools[p]] for p in ("val", "test")}
-    look = _dihedral_maps if tta else maps_at
+    look = dihedral_maps if tta else maps_at
     second_look_px = card.get("second_look_px") if second_look_px is None else second_look_px
     maps = {s.id: predict_maps(net, s, runtime, task, scale, second_look_px, look)
             for pool in samples.values() for s in pool}

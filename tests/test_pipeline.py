@@ -43,6 +43,48 @@ def test_run_smoke_writes_a_full_record(tmp_path, method):
     assert (method == "none") == (record["pretrain"]["steps"] == 0)
 
 
+def test_a_task_version_is_chosen_stated_and_trains_as_the_version_it_extends(tmp_path):
+    """distmap-v3 reads distmap-v2's network differently only at the end: the same seed keeps the same
+    step (selection reads plain maps with v2's rule); tuning then also chooses the v3 parameters."""
+    records = {}
+    for version in ("distmap-v2", "distmap-v3"):
+        out = tmp_path / version
+        result = run(tmp_path, "--method", "none", "--budget", "2", "--task-version", version, "--out", str(out))
+        assert result.exit_code == 0, result.output
+        records[version] = read(out)
+    v2, v3 = records["distmap-v2"], records["distmap-v3"]
+    assert v3["settings"]["task"] == v3["postprocess"]["task"] == "distmap-v3"
+    assert set(v3["postprocess"]["params"]) == {"seed_threshold", "foreground_threshold", "seed_dynamic", "min_share"}
+    assert v3["postprocess"]["candidates"] == 16 * v2["postprocess"]["candidates"]
+    assert v3["selection"] == v2["selection"]
+    assert v3["postprocess"]["default_score"] != v2["postprocess"]["default_score"]  # flips and turns at the end
+    # `harness reproduce` asks for the version again; a sweep keeps its cells apart from the default's
+    from harness.context import RunRequest
+    from harness.reproduce import request_for
+    from harness.results.record import read_record
+    from harness.sweep import cell_dir
+
+    assert request_for(read_record(tmp_path / "distmap-v3" / "record.json")).task_version == "distmap-v3"
+    assert request_for(read_record(tmp_path / "distmap-v2" / "record.json")).task_version is None  # the default
+    cells = {cell_dir(tmp_path, RunRequest(method="none", budget="1%", task_version=v)) for v in (None, "distmap-v3")}
+    assert len(cells) == 2
+
+
+def test_an_unknown_task_version_is_refused_in_one_line(tmp_path):
+    result = CliRunner().invoke(main, ["run", "--profile", "smoke", "--method", "none", "--budget", "1",
+                                       "--task-version", "distmap-v9", "--out", str(tmp_path / "x")])
+    assert result.exit_code != 0 and "distmap-v9" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "x").exists()
+
+
+def test_run_help_names_every_task_version():
+    from harness.task import TASKS
+
+    text = CliRunner().invoke(main, ["run", "--help"]).output
+    for version in TASKS:
+        assert version in text, version
+
+
 def test_same_seed_same_numbers_and_cached_pretraining(tmp_path):
     first = run(tmp_path, "--method", "denoise", "--budget", "2", "--seed", "5", "--out", str(tmp_path / "a"))
     second = run(tmp_path, "--method", "denoise", "--budget", "2", "--seed", "5", "--out", str(tmp_path / "b"))

@@ -133,8 +133,45 @@ def test_a_few_steps_on_one_batch_lower_the_loss():
     assert np.mean(losses[-3:]) < 0.6 * losses[0], losses
 
 
+def test_particles_under_a_share_of_the_largest_are_dropped_and_the_rest_renumbered():
+    """Specks and shards beside a micrograph's real particles: areas 1257, 78 (6%) and 28 (2%) px."""
+    mask = np.zeros((80, 120), dtype=np.int32)
+    yy, xx = np.indices(mask.shape)
+    mask[(yy - 40) ** 2 + (xx - 30) ** 2 < 20 ** 2] = 1
+    mask[(yy - 10) ** 2 + (xx - 100) ** 2 < 5 ** 2] = 2
+    mask[(yy - 60) ** 2 + (xx - 100) ** 2 < 3 ** 2] = 3
+    sizes = np.bincount(mask.ravel())[1:]
+    maps = truth_maps(mask)
+    assert distance_instances(maps).max() == 3
+    kept = distance_instances(maps, min_share=0.05)
+    assert kept.max() == 2 and sorted(np.bincount(kept.ravel())[1:]) == sorted(sizes[:2])
+    only = distance_instances(maps, min_share=0.1)
+    assert only.max() == 1 and np.array_equal(only > 0, mask == 1)
+    # the largest always stays, however small; and the share acts beside the absolute minimum
+    assert distance_instances(maps, min_share=0.99).max() == 1
+    assert distance_instances(maps, min_size_px=50, min_share=0.01).max() == 2
+    for bad in (-0.1, 1.0):
+        with pytest.raises(HarnessError, match="min_share"):
+            distance_instances(maps, min_share=bad)
+
+
+def test_distmap_v3_trains_as_v2_and_reads_its_maps_differently():
+    """Same network, targets and loss, and defaults that are v2's rule (so model selection, which
+    reads the defaults, picks the same step); a grid that contains v2's; test-time augmentation."""
+    v2, v3 = get_task("distmap-v2"), get_task("distmap-v3")
+    for part in ("num_outputs", "targets", "pad_value", "loss", "maps", "truth_maps", "instances"):
+        assert getattr(v3, part) is getattr(v2, part), part
+    maps = truth_maps(touching_disks())
+    assert np.array_equal(v3.to_instances(maps), v2.to_instances(maps))
+    v2_rows = {tuple(sorted(c.items())) for c in v2.candidates()}
+    v3_rows = {tuple(sorted((k, v) for k, v in c.items() if k in v2.defaults))
+               for c in v3.candidates() if c["seed_dynamic"] == 0 and c["min_share"] == 0}
+    assert v3_rows == v2_rows and len(v3.candidates()) == 16 * len(v2.candidates())
+    assert v3.tta and not v2.tta
+
+
 def test_the_task_registry():
-    assert DEFAULT_TASK == "distmap-v2" and set(TASKS) == {"3class-v1", "distmap-v2"}
+    assert DEFAULT_TASK == "distmap-v2" and set(TASKS) == {"3class-v1", "distmap-v2", "distmap-v3"}
     task = get_task(DEFAULT_TASK)
     candidates = task.candidates()
     assert candidates[0] == dict(task.defaults)  # the defaults come first and win ties

@@ -88,6 +88,11 @@ def common_run_options(func):
                      help="segment: particle instance segmentation (the benchmark's task); classify: one class per "
                           "image from the frozen encoder, a linear probe and kNN (datasets with image classes: "
                           "synthetic-nanowire; budgets like 4/class)."),
+        click.option("--task-version", default=None, metavar="VERSION",
+                     help="The segment task's version instead of the default: distmap-v2 (default), distmap-v3 "
+                          "(distmap-v2's training; h-maxima seeds, a minimum share of the largest particle and "
+                          "test-time flips and turns), 3class-v1 (history). Stated in the record, whose "
+                          "leaderboard tables it never shares."),
         click.option("--protocol", type=click.Choice(["finetune", "frozen"]), default=None,
                      help="finetune (segment's default): the whole network trains; frozen: the pretrained encoder "
                           "stays fixed (classify is always frozen)."),
@@ -129,7 +134,8 @@ def common_run_options(func):
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Run folder for record.json (default: runs/DATASET/...).")
 @common_run_options
-def run(method, budget, seed, out, dataset, backbone, profile, data_seed, split_seed, task, protocol, device,
+def run(method, budget, seed, out, dataset, backbone, profile, data_seed, split_seed, task, task_version, protocol,
+        device,
         config_items, allow_leakage, connectivity, crop_bottom, threads, pretrain_steps, finetune_steps,
         checkpoint_every, quiet) -> None:
     """Pretrain METHOD on the unlabeled pool, fine-tune on BUDGET labels, evaluate on test.
@@ -140,7 +146,8 @@ def run(method, budget, seed, out, dataset, backbone, profile, data_seed, split_
     from harness.training.runtime import on_main_process
 
     request = RunRequest(method=method, budget=budget, dataset=dataset, backbone=backbone, seed=seed,
-                         split_seed=split_seed, data_seed=data_seed, profile=profile, task=task, protocol=protocol,
+                         split_seed=split_seed, data_seed=data_seed, profile=profile, task=task,
+                         task_version=task_version, protocol=protocol,
                          device=device, method_config=_parse_config(config_items), allow_leakage=allow_leakage,
                          connectivity=int(connectivity), crop_bottom=crop_bottom, out=out, progress=not quiet,
                          pretrain_steps=pretrain_steps, finetune_steps=finetune_steps, threads=threads,
@@ -190,7 +197,8 @@ def _split_list(text: str, what: str) -> list[str]:
                    "at once). On a machine with C cores, N jobs with --threads C/N each.")
 @common_run_options
 def sweep(method_list, budgets, seeds, out, force, executor, partition, gpus_per_job, cpus_per_job, time_limit,
-          wait, max_jobs, dataset, backbone, profile, data_seed, split_seed, task, protocol, device, config_items,
+          wait, max_jobs, dataset, backbone, profile, data_seed, split_seed, task, task_version, protocol, device,
+          config_items,
           allow_leakage, connectivity, crop_bottom, threads, pretrain_steps, finetune_steps, checkpoint_every,
           quiet) -> None:
     """Run the grid methods x budgets x seeds, reusing each pretraining for every budget.
@@ -234,8 +242,8 @@ def sweep(method_list, budgets, seeds, out, force, executor, partition, gpus_per
     config = _parse_config(config_items)
     requests = [
         RunRequest(method=method_name, budget=budget, dataset=dataset, backbone=backbone, seed=seed,
-                   split_seed=split_seed, data_seed=data_seed, profile=profile, task=task, protocol=protocol,
-                   device=device,
+                   split_seed=split_seed, data_seed=data_seed, profile=profile, task=task,
+                   task_version=task_version, protocol=protocol, device=device,
                    method_config=config, allow_leakage=allow_leakage, connectivity=int(connectivity),
                    crop_bottom=crop_bottom, progress=not quiet and executor is None, pretrain_steps=pretrain_steps,
                    finetune_steps=finetune_steps, threads=threads, checkpoint_every=checkpoint_every,

@@ -34,12 +34,39 @@ def maps_at(net: SegmentationNet, sample: Sample, runtime: Runtime, task: Instan
     return task.maps(logits)
 
 
+@torch.no_grad()
+def dihedral_maps(net: SegmentationNet, sample: Sample, runtime: Runtime, task: InstanceTask,
+                  scale: float = 1.0) -> np.ndarray:
+    """The mean of :func:`maps_at` over the image's 8 flips and quarter turns, each view's maps turned
+    back before averaging (test-time augmentation): a particle's map no longer depends on which way up
+    the micrograph was taken."""
+    batch = model_input(sample, runtime, scale)
+    total = None
+    for flip in (False, True):
+        for quarter in range(4):
+            view = torch.rot90(batch.flip(-1) if flip else batch, quarter, (-2, -1))
+            with runtime.autocast():
+                logits = torch.rot90(net(view).float(), -quarter, (-2, -1))
+            maps = task.maps(logits.flip(-1) if flip else logits)
+            total = maps if total is None else total + maps
+    assert total is not None
+    return total / 8
+
+
+def final_look(task: InstanceTask) -> MapsAt:
+    """How a trained network's maps are read for tuning, the test and `harness predict`: with the
+    task's test-time augmentation where it has one (model selection always reads :func:`maps_at`)."""
+    return dihedral_maps if task.tta else maps_at
+
+
 def predict_maps(net: SegmentationNet, sample: Sample, runtime: Runtime, task: InstanceTask,
-                 scale: float = 1.0, second_look_px: float | None = None, look: MapsAt = maps_at) -> np.ndarray:
+                 scale: float = 1.0, second_look_px: float | None = None, look: MapsAt | None = None) -> np.ndarray:
     """The task's output maps at the image's working resolution (:mod:`harness.task.scale`): the
     run's factor ``scale``, or, with a target ``second_look_px``, the image's own smaller factor when
     its particles (found with the task's default post-processing, at ``scale`` and at the coarser
-    :func:`~harness.task.scale.probe_scale`; the wider estimate) are too large."""
+    :func:`~harness.task.scale.probe_scale`; the wider estimate) are too large. Each look reads the
+    maps with ``look`` (default: :func:`final_look`)."""
+    look = final_look(task) if look is None else look
     maps = look(net, sample, runtime, task, scale)
     if second_look_px is None or scale >= 1.0:
         return maps
@@ -72,9 +99,10 @@ def labels_from_maps(maps: np.ndarray, sample: Sample, task: InstanceTask,
 
 def predict_instances(net: SegmentationNet, sample: Sample, runtime: Runtime, task: InstanceTask,
                       params: Mapping[str, Any] | None = None, scale: float = 1.0,
-                      second_look_px: float | None = None) -> np.ndarray:
+                      second_look_px: float | None = None, look: MapsAt | None = None) -> np.ndarray:
     """Instance labels for the whole image (the data bar rows stay 0)."""
-    return labels_from_maps(predict_maps(net, sample, runtime, task, scale, second_look_px), sample, task, params)
+    return labels_from_maps(predict_maps(net, sample, runtime, task, scale, second_look_px, look), sample, task,
+                            params)
 
 
 def score_split(
@@ -89,11 +117,12 @@ def score_split(
     desc: str = "evaluate",
     progress: bool = True,
     keep: Callable[[Sample, np.ndarray], None] | None = None,
+    look: MapsAt | None = None,
 ) -> tuple[list[ImageScores], list[str]]:
     """Predict and score every image in ``ids``; returns per-image scores and their length scales."""
     net.eval()
     return score_predictions(dataset, ids, lambda sample: predict_instances(net, sample, runtime, task, params, scale,
-                                                                              second_look_px),
+                                                                              second_look_px, look),
                              desc, progress, keep)
 
 

@@ -33,6 +33,10 @@ class InstanceTask:
     defaults: Mapping[str, Any] = field(default_factory=dict)
     # post-processing parameters tuned on validation: name -> candidate values
     grid: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
+    # test-time augmentation: the maps that tuning, the test and `harness predict` read are the mean
+    # over the image's 8 flips and quarter turns (harness.evaluation.predict.final_look); model
+    # selection during fine-tuning reads plain maps, so training is the same as without it
+    tta: bool = False
 
     def to_instances(self, maps: np.ndarray, params: Mapping[str, Any] | None = None) -> np.ndarray:
         return self.instances(maps, **{**self.defaults, **(params or {})})

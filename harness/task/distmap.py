@@ -90,6 +90,7 @@ def distance_instances(
     smooth_sigma: float = 1.0,
     min_size_px: int = 4,
     seed_dynamic: float = 0.0,
+    min_share: float = 0.0,
 ) -> np.ndarray:
     """Instance labels (int32, 0 = background, ids 1..N in raster order) from (2, H, W) maps.
 
@@ -100,6 +101,8 @@ def distance_instances(
     that much above the saddle to any higher one (h-maxima) that rises above the seed threshold: a
     particle whose map has several shallow peaks gets one seed, while touching particles, whose
     normalised maps dip to a low neck between them, keep one each. 0 (the default) is distmap-v2's rule.
+    Particles under ``min_size_px`` pixels or under ``min_share`` of the largest are dropped
+    (:func:`~harness.task.postprocess.seeded_watershed`).
     """
     maps = np.asarray(maps)
     if maps.ndim != 3 or maps.shape[0] != 2:
@@ -130,4 +133,4 @@ def distance_instances(
         seeds, _ = ndimage.label(reach[peaks])
     else:
         seeds, _ = ndimage.label((distance > seed_threshold) & foreground)
-    return seeded_watershed(-distance, seeds, foreground, min_size_px)
+    return seeded_watershed(-distance, seeds, foreground, min_size_px, min_share)

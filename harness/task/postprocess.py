@@ -50,16 +50,21 @@ def to_instances(
     return seeded_watershed(-interior, seeds, foreground, min_size_px)
 
 
-def seeded_watershed(flood: np.ndarray, seeds: np.ndarray, foreground: np.ndarray, min_size_px: int) -> np.ndarray:
+def seeded_watershed(flood: np.ndarray, seeds: np.ndarray, foreground: np.ndarray, min_size_px: int,
+                     min_share: float = 0.0) -> np.ndarray:
     """Grow labelled ``seeds`` over ``foreground`` by watershed on ``flood`` (low floods first).
 
     Shared by every task version. A foreground blob without any seed is still a particle (a weakly
     trained network may miss a small particle's centre): it becomes its own instance. Instances
-    under ``min_size_px`` pixels are dropped; the survivors are renumbered 1..N in raster order of
-    their first pixel, so the same input always gives the same labels.
+    under ``min_size_px`` pixels, or under ``min_share`` of the image's largest instance, are dropped
+    (the share catches the specks and shards beside a micrograph's real particles, whatever their
+    size in pixels); the survivors are renumbered 1..N in raster order of their first pixel, so the
+    same input always gives the same labels.
     """
     if min_size_px < 0:
         raise HarnessError(f"seeded_watershed: min_size_px must be >= 0, got {min_size_px}")
+    if not 0.0 <= min_share < 1.0:
+        raise HarnessError(f"seeded_watershed: min_share must lie in [0, 1), got {min_share}")
     seeds = seeds.astype(np.int32, copy=True)
     count = int(seeds.max(initial=0))
     blobs, n_blobs = ndimage.label(foreground)
@@ -75,8 +80,8 @@ def seeded_watershed(flood: np.ndarray, seeds: np.ndarray, foreground: np.ndarra
         return np.zeros(foreground.shape, dtype=np.int32)
     labels = watershed(flood, markers=seeds, mask=foreground | (seeds > 0))
     sizes = np.bincount(labels.ravel())
-    small = sizes < min_size_px
-    small[0] = False
+    sizes[0] = 0
+    small = sizes < max(min_size_px, min_share * sizes.max())
     labels[small[labels]] = 0
     ids, first = np.unique(labels.ravel(), return_index=True)
     keep = ids > 0

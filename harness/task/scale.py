@@ -22,9 +22,11 @@ see across to place the particle's centre. For a round particle it is its diamet
 equivalent diameter (that of a disk of its area) is several times its thickness, and sizing by it
 (folder-4) shrank an EMPS wire 55 px thick to 7 px; by width (since folder-5) it keeps the run's
 factor. A rod's pieces also keep its width, so shattering along it does not hide it. The look never
-enlarges, and a run at native pixels (factor 1, every embedded dataset) is untouched. Fine-tuning
-shows each labelled image at the factor the same rule gives from its true particles
-(:class:`harness.training.batches.ImageStore`), so the network learns the sizes it is shown.
+enlarges (trained and predicted so, enlarging narrow particles up to native pixels tied on EMPS
+validation and did worse on test: README, EMPS), and a run at native pixels (factor 1, every embedded
+dataset) is untouched. Fine-tuning shows each labelled image at the factor the same rule gives from
+its true particles (:class:`harness.training.batches.ImageStore`), so the network learns the sizes
+it is shown.
 
 Measured on EMPS validation (none at 100%, resnet18, mean count error / F1, the run's thresholds).
 Trained at the run's factor only (folder-3): the run's factor 1.23 / 0.67, the look at the run's
