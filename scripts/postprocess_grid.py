@@ -2,7 +2,8 @@
 
 Not part of the task: it measures candidate post-processing levers (Gaussian smoothing of the
 distance map, an absolute minimum area at the working scale, dropping particles smaller than a
-share of the image's largest) before any of them becomes a task version. The grid is searched on
+share of the image's largest, h-maxima seeds) before any of them becomes a task version; the share,
+the h-maxima seeds and ``--tta`` became ``distmap-v3`` (harness.task). The grid is searched on
 the *validation* images only with the run's own criterion (f1-count); the test split is scored
 once, for the chosen parameters and for the task's own grid beside it.
 
@@ -64,7 +65,7 @@ def main(run_dir: Path, dataset: str, split_seed: int, tta: bool, second_look_px
     torch.set_num_threads(1)
     net, card = load_model(run_dir)
     task, scale = get_task(card["task"]), float(card["working_scale"])
-    if card["task"] != "distmap-v2":
+    if card["task"] != "distmap-v2":  # v3 already holds most of the grid, and its own TTA
         raise click.UsageError(f"--run {run_dir}: made with task {card['task']}; this grid extends distmap-v2's")
     folder = open_dataset(dataset)
     pools = make_manifest(folder, split_seed).pools
