@@ -14,6 +14,8 @@ compares the two. A record states its version; tables never mix versions.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import torch
 
@@ -44,6 +46,16 @@ def _class_truth(mask: np.ndarray) -> np.ndarray:
     return np.stack([(targets == c).astype(np.float32) for c in (BACKGROUND, INTERIOR, BOUNDARY)])
 
 
+_DISTMAP_V2 = InstanceTask(
+    version="distmap-v2",
+    description="foreground + per-particle normalised distance map (BCE + Dice + L1), "
+                "seeds above a distance threshold, watershed",
+    num_outputs=2, targets=distance_targets, pad_value=IGNORE_VALUE, loss=distance_loss,
+    maps=distance_maps, truth_maps=truth_maps, instances=distance_instances,
+    defaults={"seed_threshold": 0.5, "foreground_threshold": 0.5},
+    grid={"seed_threshold": (0.3, 0.4, 0.5, 0.6, 0.7), "foreground_threshold": (0.4, 0.5, 0.6)},
+)
+
 TASKS: dict[str, InstanceTask] = {
     "3class-v1": InstanceTask(
         version="3class-v1",
@@ -52,24 +64,15 @@ TASKS: dict[str, InstanceTask] = {
         loss=segmentation_loss, maps=_class_probabilities, truth_maps=_class_truth, instances=to_instances,
         defaults={"interior_threshold": 0.5}, grid={},
     ),
-    "distmap-v2": InstanceTask(
-        version="distmap-v2",
-        description="foreground + per-particle normalised distance map (BCE + Dice + L1), "
-                    "seeds above a distance threshold, watershed",
-        num_outputs=2, targets=distance_targets, pad_value=IGNORE_VALUE, loss=distance_loss,
-        maps=distance_maps, truth_maps=truth_maps, instances=distance_instances,
-        defaults={"seed_threshold": 0.5, "foreground_threshold": 0.5},
-        grid={"seed_threshold": (0.3, 0.4, 0.5, 0.6, 0.7), "foreground_threshold": (0.4, 0.5, 0.6)},
-    ),
-    "distmap-v3": InstanceTask(
+    "distmap-v2": _DISTMAP_V2,
+    # v2's network and training (its defaults are v2's rule, so model selection is v2's), read differently
+    "distmap-v3": dataclasses.replace(
+        _DISTMAP_V2,
         version="distmap-v3",
         description="distmap-v2's network and training; seeds from h-maxima, particles under a share of the "
                     "image's largest dropped (both tuned on validation), maps averaged over 8 flips and turns",
-        num_outputs=2, targets=distance_targets, pad_value=IGNORE_VALUE, loss=distance_loss,
-        maps=distance_maps, truth_maps=truth_maps, instances=distance_instances,
-        defaults={"seed_threshold": 0.5, "foreground_threshold": 0.5, "seed_dynamic": 0.0, "min_share": 0.0},
-        grid={"seed_threshold": (0.3, 0.4, 0.5, 0.6, 0.7), "foreground_threshold": (0.4, 0.5, 0.6),
-              "seed_dynamic": (0.0, 0.1, 0.2, 0.3), "min_share": (0.0, 0.05, 0.1, 0.2)},
+        defaults={**_DISTMAP_V2.defaults, "seed_dynamic": 0.0, "min_share": 0.0},
+        grid={**_DISTMAP_V2.grid, "seed_dynamic": (0.0, 0.1, 0.2, 0.3), "min_share": (0.0, 0.05, 0.1, 0.2)},
         tta=True,
     ),
 }
