@@ -135,8 +135,7 @@ def common_run_options(func):
               help="Run folder for record.json (default: runs/DATASET/...).")
 @common_run_options
 def run(method, budget, seed, out, dataset, backbone, profile, data_seed, split_seed, task, task_version, protocol,
-        device,
-        config_items, allow_leakage, connectivity, crop_bottom, threads, pretrain_steps, finetune_steps,
+        device, config_items, allow_leakage, connectivity, crop_bottom, threads, pretrain_steps, finetune_steps,
         checkpoint_every, quiet) -> None:
     """Pretrain METHOD on the unlabeled pool, fine-tune on BUDGET labels, evaluate on test.
 
@@ -198,9 +197,8 @@ def _split_list(text: str, what: str) -> list[str]:
 @common_run_options
 def sweep(method_list, budgets, seeds, out, force, executor, partition, gpus_per_job, cpus_per_job, time_limit,
           wait, max_jobs, dataset, backbone, profile, data_seed, split_seed, task, task_version, protocol, device,
-          config_items,
-          allow_leakage, connectivity, crop_bottom, threads, pretrain_steps, finetune_steps, checkpoint_every,
-          quiet) -> None:
+          config_items, allow_leakage, connectivity, crop_bottom, threads, pretrain_steps, finetune_steps,
+          checkpoint_every, quiet) -> None:
     """Run the grid methods x budgets x seeds, reusing each pretraining for every budget.
 
     A cell whose folder in OUT already holds a readable record is skipped (so a stopped sweep
