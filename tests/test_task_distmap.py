@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from scipy import ndimage
 
 from harness.errors import HarnessError
 from harness.models import SegmentationNet, create_backbone
@@ -178,3 +179,59 @@ def test_the_task_registry():
     assert len(candidates) == len({tuple(sorted(c.items())) for c in candidates})
     with pytest.raises(HarnessError, match="unknown task version"):
         get_task("5class-v9")
+
+
+def one_by_one(maps: np.ndarray, seed_threshold: float, foreground_threshold: float, smooth_sigma: float = 1.0,
+               min_size_px: int = 4, seed_dynamic: float = 0.0, min_share: float = 0.0) -> np.ndarray:
+    """Independent reading of one parameter set, every stage from scratch and written out plainly:
+    skimage's h-maxima seeds (its transform also keeps both of two equal peaks), watershed, one filter
+    on max(minimum area, share of the largest), raster-order renumbering."""
+    from skimage import morphology, segmentation
+
+    distance = ndimage.gaussian_filter(maps[1].astype(np.float32), smooth_sigma) if smooth_sigma else maps[1]
+    foreground = maps[0] > foreground_threshold
+    if seed_dynamic:
+        tops = morphology.local_maxima(morphology.reconstruction(distance - seed_dynamic, distance)) & foreground
+        peaks, _ = ndimage.label(tops)
+        high = [i for i in range(1, peaks.max() + 1) if distance[peaks == i].max() > seed_threshold]
+        seeds, _ = ndimage.label(np.isin(peaks, high))
+    else:
+        seeds, _ = ndimage.label((distance > seed_threshold) & foreground)
+    blobs, _ = ndimage.label(foreground)
+    orphans, _ = ndimage.label(foreground & ~np.isin(blobs, np.unique(blobs[seeds > 0])))
+    seeds = np.where(orphans > 0, orphans + seeds.max(), seeds)
+    labels = segmentation.watershed(-distance, seeds, mask=foreground | (seeds > 0)) if seeds.any() else seeds
+    sizes = np.bincount(labels.ravel())
+    sizes[0] = 0
+    labels[(sizes < max(min_size_px, min_share * sizes.max()))[labels]] = 0
+    order = [v for v in dict.fromkeys(labels.ravel().tolist()) if v]  # raster order of first pixels
+    out = np.zeros(labels.shape, dtype=np.int32)
+    for new_id, old_id in enumerate(order, start=1):
+        out[labels == old_id] = new_id
+    return out
+
+
+def test_a_grid_read_at_once_equals_each_candidate_read_on_its_own():
+    """Tuning reads the whole grid per image through the task's grid reader, which computes each
+    stage once for the candidates that share it; every candidate's labels must be the ones a plain
+    reading of that candidate alone gives, on true maps and on noisy, network-like ones."""
+    rng = np.random.default_rng(3)
+    task = get_task("distmap-v3")
+    candidates = task.candidates()
+    assert len(candidates) == 240 and task.instances_grid is not None
+    mask = touching_disks((72, 72))
+    mask[60:70, 4:8] = mask.max() + 1  # a small shard beside them, for the share
+    clean = truth_maps(mask)
+    noisy = np.clip(clean + rng.normal(0, 0.12, clean.shape), 0, 1).astype(np.float32)
+    # smooth random fields: blobs of every size and peaks of every height, so each threshold matters
+    fields = np.stack([ndimage.gaussian_filter(rng.normal(size=(96, 96)), 3) for _ in range(2)])
+    fields = ((fields - fields.min(axis=(1, 2), keepdims=True)) / np.ptp(fields, axis=(1, 2), keepdims=True))
+    for maps in (clean, noisy, fields.astype(np.float32)):
+        together = task.to_instances_each(maps, candidates)
+        for params, labels in zip(candidates, together, strict=True):
+            alone = one_by_one(maps, **{**task.defaults, **params})
+            assert labels.dtype == np.int32 and np.array_equal(labels, alone), params
+            assert np.array_equal(labels, task.to_instances(maps, params)), params
+    # the readings are the callers' own arrays
+    together[0][:] = 0
+    assert task.to_instances_each(noisy, candidates[:1])[0].any()

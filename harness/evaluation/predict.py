@@ -91,9 +91,14 @@ def labels_from_maps(maps: np.ndarray, sample: Sample, task: InstanceTask,
                      params: Mapping[str, Any] | None = None) -> np.ndarray:
     """Instance labels of the whole image, in its own pixels, from its maps at any working resolution
     (the data bar rows stay 0; particles on printed marks are dropped, :mod:`harness.data.printed`)."""
+    return labels_from_instances(task.to_instances(maps, params), sample)
+
+
+def labels_from_instances(instances: np.ndarray, sample: Sample) -> np.ndarray:
+    """The whole image's labels from instance labels at the working resolution (see labels_from_maps)."""
     labels = np.zeros(sample.image.shape[:2], dtype=np.int32)
     rows = sample.valid_rows
-    labels[:rows] = restore_labels(task.to_instances(maps, params), (rows, sample.image.shape[1]))
+    labels[:rows] = restore_labels(instances, (rows, sample.image.shape[1]))
     return drop_printed(labels, sample)
 
 

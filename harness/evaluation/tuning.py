@@ -13,7 +13,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from harness.data.base import Dataset
-from harness.evaluation.predict import labels_from_maps, predict_maps
+from harness.evaluation.predict import labels_from_instances, predict_maps
 from harness.evaluation.selection import CRITERIA, selection_score
 from harness.metrics import score_image
 from harness.models import SegmentationNet
@@ -48,11 +48,10 @@ def tune_postprocessing(net: SegmentationNet, dataset: Dataset, ids: list[str], 
     samples = [dataset.load(i) for i in ids]
     maps = [predict_maps(net, s, runtime, task, scale, second_look_px) for s in samples]
     candidates = task.candidates()
-    results = []
-    for params in candidates:
-        scores = [score_image(labels_from_maps(m, s, task, params), s.truth, s.pixel_size_nm, s.databar_rows)
-                  for m, s in zip(maps, samples, strict=True)]
-        results.append(selection_score(scores, criterion))
+    # per image, every candidate's labels at once: the task shares the stages they have in common
+    per_image = [[score_image(labels_from_instances(instances, s), s.truth, s.pixel_size_nm, s.databar_rows)
+                  for instances in task.to_instances_each(m, candidates)] for m, s in zip(maps, samples, strict=True)]
+    results = [selection_score([scores[c] for scores in per_image], criterion) for c in range(len(candidates))]
     best = int(np.argmax(results))  # the first maximum: the defaults come first
     # F1 keeps the wording records stated before the criterion was a setting
     stated = Tuning.model_fields["criterion"].default if criterion == "f1" else CRITERIA[criterion]

@@ -24,6 +24,7 @@ from harness.task.base import InstanceTask
 from harness.task.distmap import (
     IGNORE_VALUE,
     distance_instances,
+    distance_instances_grid,
     distance_loss,
     distance_maps,
     distance_targets,
@@ -51,7 +52,7 @@ _DISTMAP_V2 = InstanceTask(
     description="foreground + per-particle normalised distance map (BCE + Dice + L1), "
                 "seeds above a distance threshold, watershed",
     num_outputs=2, targets=distance_targets, pad_value=IGNORE_VALUE, loss=distance_loss,
-    maps=distance_maps, truth_maps=truth_maps, instances=distance_instances,
+    maps=distance_maps, truth_maps=truth_maps, instances=distance_instances, instances_grid=distance_instances_grid,
     defaults={"seed_threshold": 0.5, "foreground_threshold": 0.5},
     grid={"seed_threshold": (0.3, 0.4, 0.5, 0.6, 0.7), "foreground_threshold": (0.4, 0.5, 0.6)},
 )

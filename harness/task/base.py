@@ -37,9 +37,19 @@ class InstanceTask:
     # over the image's 8 flips and quarter turns (harness.evaluation.predict.final_look); model
     # selection during fine-tuning reads plain maps, so training is the same as without it
     tta: bool = False
+    # optional: (maps, full parameter sets) -> the labels of each, as many calls of ``instances`` would
+    # give, sharing the stages the sets have in common (tuning reads a whole grid per image)
+    instances_grid: Callable[[np.ndarray, list[dict[str, Any]]], list[np.ndarray]] | None = None
 
     def to_instances(self, maps: np.ndarray, params: Mapping[str, Any] | None = None) -> np.ndarray:
         return self.instances(maps, **{**self.defaults, **(params or {})})
+
+    def to_instances_each(self, maps: np.ndarray, candidates: list[dict[str, Any]]) -> list[np.ndarray]:
+        """:meth:`to_instances` for each parameter set of ``candidates``, in order."""
+        full = [{**self.defaults, **params} for params in candidates]
+        if self.instances_grid is None:
+            return [self.instances(maps, **params) for params in full]
+        return self.instances_grid(maps, full)
 
     def candidates(self) -> list[dict[str, Any]]:
         """Every combination of the grid, the defaults first (ties go to the defaults)."""

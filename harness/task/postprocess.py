@@ -63,8 +63,7 @@ def seeded_watershed(flood: np.ndarray, seeds: np.ndarray, foreground: np.ndarra
     """
     if min_size_px < 0:
         raise HarnessError(f"seeded_watershed: min_size_px must be >= 0, got {min_size_px}")
-    if not 0.0 <= min_share < 1.0:
-        raise HarnessError(f"seeded_watershed: min_share must lie in [0, 1), got {min_share}")
+    _check_share(min_share)
     seeds = seeds.astype(np.int32, copy=True)
     count = int(seeds.max(initial=0))
     blobs, n_blobs = ndimage.label(foreground)
@@ -80,9 +79,35 @@ def seeded_watershed(flood: np.ndarray, seeds: np.ndarray, foreground: np.ndarra
         return np.zeros(foreground.shape, dtype=np.int32)
     labels = watershed(flood, markers=seeds, mask=foreground | (seeds > 0))
     sizes = np.bincount(labels.ravel())
+    labels[(sizes < min_size_px)[labels]] = 0
+    return drop_under_share(_renumbered(labels), min_share)
+
+
+def drop_under_share(labels: np.ndarray, min_share: float) -> np.ndarray:
+    """``labels`` without the instances under ``min_share`` of the largest one's area, renumbered
+    1..N in raster order of their first pixel; ``labels`` itself where the share drops nothing.
+
+    The last step of :func:`seeded_watershed`, apart so that a grid of shares reads one watershed.
+    """
+    _check_share(min_share)
+    if min_share == 0.0 or labels.max() == 0:
+        return labels
+    sizes = np.bincount(labels.ravel())
     sizes[0] = 0
-    small = sizes < max(min_size_px, min_share * sizes.max())
-    labels[small[labels]] = 0
+    small = sizes < min_share * sizes.max()
+    if not small[1:].any():
+        return labels
+    kept = np.where(small[labels], 0, labels)
+    return _renumbered(kept)
+
+
+def _check_share(min_share: float) -> None:
+    if not 0.0 <= min_share < 1.0:
+        raise HarnessError(f"min_share must lie in [0, 1), got {min_share}")
+
+
+def _renumbered(labels: np.ndarray) -> np.ndarray:
+    """Ids 1..N in raster order of each instance's first pixel (int32), whatever ids ``labels`` used."""
     ids, first = np.unique(labels.ravel(), return_index=True)
     keep = ids > 0
     ids = ids[keep][np.argsort(first[keep], kind="stable")]

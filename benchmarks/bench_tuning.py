@@ -1,0 +1,65 @@
+"""Post-processing tuning: distmap-v3's grid read one candidate at a time against the task's grid
+reader, side by side.
+
+Run: ``.venv/bin/pytest benchmarks/bench_tuning.py --benchmark-enable -q -s``
+
+Tuning scores every candidate of the task's grid on every validation image (240 for distmap-v3).
+Read one at a time, each candidate recomputes the smoothing, the h-maxima reconstruction and the
+watershed; the grid reader (:func:`harness.task.distmap.distance_instances_grid`) computes each
+stage once for the candidates that share its parameters. Both read the same maps: the true maps
+of 8 quick synthetic-sem images with noise and blur, so that thresholds matter as they do for a
+network's maps. The labels must be identical; interleaved, best of 3. Target: the grid reader at
+least 3x faster.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy import ndimage
+from timing import best_seconds  # benchmarks/timing.py (pytest puts benchmarks/ on the path)
+
+from harness.data.synthetic import SyntheticDataset
+from harness.task import get_task
+
+VERSION, IMAGES, TARGET = "distmap-v3", 8, 3.0
+
+
+@pytest.fixture(scope="module")
+def network_like_maps(tmp_path_factory):
+    import os
+
+    os.environ["HARNESS_CACHE_DIR"] = str(tmp_path_factory.mktemp("bench-tuning"))
+    ds = SyntheticDataset("SEM", "quick")
+    rng = np.random.default_rng(0)
+    task = get_task(VERSION)
+    maps = []
+    for sample_id in list(ds.index()["id"][:IMAGES]):
+        truth = task.truth_maps(ds.load(sample_id).mask)
+        noisy = ndimage.gaussian_filter(truth + rng.normal(0, 0.15, truth.shape), (0, 1.5, 1.5))
+        maps.append(np.clip(noisy, 0, 1).astype(np.float32))
+    return maps
+
+
+def test_grid_reader_vs_one_candidate_at_a_time(network_like_maps):
+    task = get_task(VERSION)
+    candidates = task.candidates()
+    one_at_a_time = [[task.to_instances(m, p) for p in candidates] for m in network_like_maps]
+    at_once = [task.to_instances_each(m, candidates) for m in network_like_maps]
+    for alone, together in zip(one_at_a_time, at_once, strict=True):
+        assert all(np.array_equal(a, b) for a, b in zip(alone, together, strict=True))
+    best = best_seconds({
+        "one at a time": lambda: [[task.to_instances(m, p) for p in candidates] for m in network_like_maps],
+        "grid reader": lambda: [task.to_instances_each(m, candidates) for m in network_like_maps],
+    }, rounds=3)
+    per_image = {name: seconds / IMAGES * 1e3 for name, seconds in best.items()}
+    ratio = best["one at a time"] / best["grid reader"]
+    print(
+        f"\n{VERSION}: {len(candidates)} candidates on {IMAGES} images of {network_like_maps[0].shape[1:]} px, "
+        f"{torch.get_num_threads()} threads (best of 3), identical labels:\n"
+        f"  one at a time {per_image['one at a time']:8.1f} ms/image\n"
+        f"  grid reader   {per_image['grid reader']:8.1f} ms/image\n"
+        f"  speed-up {ratio:.2f}x  (target >= {TARGET})"
+    )
+    assert ratio >= TARGET - 0.5, f"the grid reader is only {ratio:.2f}x faster"  # slack: shared machine
