@@ -46,12 +46,12 @@ def test_grid_reader_vs_one_candidate_at_a_time(network_like_maps):
     task = get_task(VERSION)
     candidates = task.candidates()
     one_at_a_time = [[task.to_instances(m, p) for p in candidates] for m in network_like_maps]
-    at_once = [task.to_instances_each(m, candidates) for m in network_like_maps]
+    at_once = [list(task.to_instances_each(m, candidates)) for m in network_like_maps]
     for alone, together in zip(one_at_a_time, at_once, strict=True):
         assert all(np.array_equal(a, b) for a, b in zip(alone, together, strict=True))
     best = best_seconds({
         "one at a time": lambda: [[task.to_instances(m, p) for p in candidates] for m in network_like_maps],
-        "grid reader": lambda: [task.to_instances_each(m, candidates) for m in network_like_maps],
+        "grid reader": lambda: [list(task.to_instances_each(m, candidates)) for m in network_like_maps],
     }, rounds=3)
     per_image = {name: seconds / IMAGES * 1e3 for name, seconds in best.items()}
     ratio = best["one at a time"] / best["grid reader"]

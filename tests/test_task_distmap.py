@@ -227,11 +227,11 @@ def test_a_grid_read_at_once_equals_each_candidate_read_on_its_own():
     fields = np.stack([ndimage.gaussian_filter(rng.normal(size=(96, 96)), 3) for _ in range(2)])
     fields = ((fields - fields.min(axis=(1, 2), keepdims=True)) / np.ptp(fields, axis=(1, 2), keepdims=True))
     for maps in (clean, noisy, fields.astype(np.float32)):
-        together = task.to_instances_each(maps, candidates)
+        together = list(task.to_instances_each(maps, candidates))
         for params, labels in zip(candidates, together, strict=True):
             alone = one_by_one(maps, **{**task.defaults, **params})
             assert labels.dtype == np.int32 and np.array_equal(labels, alone), params
             assert np.array_equal(labels, task.to_instances(maps, params)), params
     # the readings are the callers' own arrays
     together[0][:] = 0
-    assert task.to_instances_each(noisy, candidates[:1])[0].any()
+    assert next(task.to_instances_each(noisy, candidates[:1])).any()

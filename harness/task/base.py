@@ -8,7 +8,7 @@ per run on the validation split (:mod:`harness.task.tuning`), never on the test 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,18 +37,18 @@ class InstanceTask:
     # over the image's 8 flips and quarter turns (harness.evaluation.predict.final_look); model
     # selection during fine-tuning reads plain maps, so training is the same as without it
     tta: bool = False
-    # optional: (maps, full parameter sets) -> the labels of each, as many calls of ``instances`` would
-    # give, sharing the stages the sets have in common (tuning reads a whole grid per image)
-    instances_grid: Callable[[np.ndarray, list[dict[str, Any]]], list[np.ndarray]] | None = None
+    # optional: (maps, full parameter sets) -> the labels of each in turn, as many calls of ``instances``
+    # would give, sharing the stages the sets have in common (tuning reads a whole grid per image)
+    instances_grid: Callable[[np.ndarray, list[dict[str, Any]]], Iterator[np.ndarray]] | None = None
 
     def to_instances(self, maps: np.ndarray, params: Mapping[str, Any] | None = None) -> np.ndarray:
         return self.instances(maps, **{**self.defaults, **(params or {})})
 
-    def to_instances_each(self, maps: np.ndarray, candidates: list[dict[str, Any]]) -> list[np.ndarray]:
-        """:meth:`to_instances` for each parameter set of ``candidates``, in order."""
+    def to_instances_each(self, maps: np.ndarray, candidates: list[dict[str, Any]]) -> Iterator[np.ndarray]:
+        """:meth:`to_instances` for each parameter set of ``candidates``, in order, one at a time."""
         full = [{**self.defaults, **params} for params in candidates]
         if self.instances_grid is None:
-            return [self.instances(maps, **params) for params in full]
+            return (self.instances(maps, **params) for params in full)
         return self.instances_grid(maps, full)
 
     def candidates(self) -> list[dict[str, Any]]:

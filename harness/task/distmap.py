@@ -11,9 +11,9 @@ a CPU budget (measured against the 3-class task: README, "The downstream task").
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from functools import cache
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -109,16 +109,17 @@ def distance_instances(
     Particles under ``min_size_px`` pixels or under ``min_share`` of the largest are dropped
     (:func:`~harness.task.postprocess.seeded_watershed`).
     """
-    return distance_instances_grid(maps, [{
+    return next(distance_instances_grid(maps, [{
         "seed_threshold": seed_threshold, "foreground_threshold": foreground_threshold,
         "smooth_sigma": smooth_sigma, "min_size_px": min_size_px, "seed_dynamic": seed_dynamic,
-        "min_share": min_share}])[0]
+        "min_share": min_share}]))
 
 
-def distance_instances_grid(maps: np.ndarray, candidates: Sequence[Mapping[str, Any]]) -> list[np.ndarray]:
-    """:func:`distance_instances` of ``maps`` for each parameter set in ``candidates``, in order.
+def distance_instances_grid(maps: np.ndarray, candidates: Sequence[Mapping[str, Any]]) -> Iterator[np.ndarray]:
+    """:func:`distance_instances` of ``maps`` for each parameter set in ``candidates``, in order, one
+    at a time (every set is checked first).
 
-    The same labels as one call per candidate; a stage is computed once for all the candidates that
+    The same labels as one call per candidate; a stage is computed once for the candidates that
     share the parameters it reads (the smoothing, the h-maxima domes, the seeds, the watershed before
     the share), which makes tuning a grid of them several times faster.
     """
@@ -130,18 +131,26 @@ def distance_instances_grid(maps: np.ndarray, candidates: Sequence[Mapping[str, 
     if not np.isfinite(maps).all():
         raise HarnessError("distance_instances: maps contain NaN or infinity (did training diverge?)")
     readouts = [_Readout(**candidate) for candidate in candidates]
-    # each stage cached on the parameters it reads, so candidates that agree on them share it
+    return _read_each(maps, readouts)
 
-    @cache
+
+def _read_each(maps: np.ndarray, readouts: list[_Readout]) -> Iterator[np.ndarray]:
+    # Each stage is cached on the parameters it reads, so the candidates that agree on them share it.
+    # The caches are bounded (memory stays a few images' worth on large micrographs) and sized for the
+    # order of InstanceTask.candidates(), where the last grid key varies fastest: the share reads one
+    # watershed 4 times in a row, while the h-maxima peaks serve every seed threshold (the first key).
+    # Any other order gives the same labels, only more slowly.
+
+    @lru_cache(maxsize=4)
     def distance(sigma: float) -> np.ndarray:
         smoothed = maps[DISTANCE].astype(np.float32)
         return ndimage.gaussian_filter(smoothed, sigma) if sigma > 0 else smoothed
 
-    @cache
+    @lru_cache(maxsize=4)
     def foreground(threshold: float) -> np.ndarray:
         return maps[FOREGROUND] > threshold
 
-    @cache
+    @lru_cache(maxsize=8)
     def tops(sigma: float, dynamic: float) -> np.ndarray:
         # the domes of the map lowered by h (reconstruction) have one flat top per h-significant
         # peak, also where two equal peaks meet above their saddle (skimage's h_maxima keeps both
@@ -149,30 +158,28 @@ def distance_instances_grid(maps: np.ndarray, candidates: Sequence[Mapping[str, 
         domes = morphology.reconstruction(distance(sigma) - dynamic, distance(sigma), method="dilation")
         return morphology.local_maxima(domes)
 
-    @cache
+    @lru_cache(maxsize=16)
     def peaks(sigma: float, dynamic: float, fg: float) -> tuple[np.ndarray, np.ndarray]:
         labelled, count = ndimage.label(tops(sigma, dynamic) & foreground(fg))
         heights = np.asarray(ndimage.maximum(distance(sigma), labelled, np.arange(1, count + 1)), dtype=np.float32)
         return labelled, heights
 
-    @cache
+    @lru_cache(maxsize=1)
     def seeds(sigma: float, dynamic: float, fg: float, threshold: float) -> np.ndarray:
         if dynamic > 0:
             labelled, heights = peaks(sigma, dynamic, fg)
             return ndimage.label(np.concatenate([[False], heights > threshold])[labelled])[0]
         return ndimage.label((distance(sigma) > threshold) & foreground(fg))[0]
 
-    @cache
+    @lru_cache(maxsize=1)
     def watershed_labels(sigma: float, dynamic: float, fg: float, threshold: float, min_size: int) -> np.ndarray:
         return seeded_watershed(-distance(sigma), seeds(sigma, dynamic, fg, threshold), foreground(fg), min_size)
 
-    out = []
     for r in readouts:
         labels = watershed_labels(r.smooth_sigma, r.seed_dynamic, r.foreground_threshold, r.seed_threshold,
                                   r.min_size_px)
         kept = drop_under_share(labels, r.min_share)
-        out.append(kept.copy() if kept is labels else kept)  # callers own their arrays
-    return out
+        yield kept.copy() if kept is labels else kept  # callers own their arrays
 
 
 @dataclass(frozen=True)
