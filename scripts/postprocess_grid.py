@@ -11,9 +11,9 @@ once, for the chosen parameters and for the task's own grid beside it.
 
 The README's EMPS figures (none at 100%, seed 0) came from this command; ``--tta`` measures one
 more lever (test-time flips and turns). The network's maps are computed once per image; every
-candidate goes through the pipeline's own readers (the task's grid reader, then
-labels_from_instances), so a folder's particles on printed marks are dropped in every row
-(:mod:`harness.data.printed`, dataset version folder-2).
+candidate goes through the pipeline's own scoring (harness.evaluation.tuning.score_candidates), so
+a folder's particles on printed marks are dropped in every row (:mod:`harness.data.printed`,
+dataset version folder-2).
 """
 
 from __future__ import annotations
@@ -28,8 +28,9 @@ import torch
 
 from harness.data.registry import open_dataset
 from harness.data.splits import make_manifest
-from harness.evaluation.predict import dihedral_maps, labels_from_instances, labels_from_maps, maps_at, predict_maps
+from harness.evaluation.predict import dihedral_maps, labels_from_maps, maps_at, predict_maps
 from harness.evaluation.selection import selection_score
+from harness.evaluation.tuning import score_candidates
 from harness.metrics import ImageScores, score_image
 from harness.results.artifacts import load_model
 from harness.task import InstanceTask, get_task
@@ -82,9 +83,7 @@ def main(run_dir: Path, dataset: str, split_seed: int, tta: bool, second_look_px
              ("wider grid, h-maxima seeds", _wider(task, DYNAMIC_GRID)))
     for name, grid_task in grids:
         candidates = grid_task.candidates()  # the defaults first: they win ties, as in the pipeline's tuning
-        per_image = [[score_image(labels_from_instances(labels, s), s.truth, s.pixel_size_nm, s.databar_rows)
-                      for labels in grid_task.to_instances_each(maps[s.id], candidates)] for s in samples["val"]]
-        validation = [[scores[c] for scores in per_image] for c in range(len(candidates))]
+        validation = score_candidates([maps[s.id] for s in samples["val"]], samples["val"], grid_task, candidates)
         best = int(np.argmax([selection_score(scores, "f1-count") for scores in validation]))
         test = [score_image(labels_from_maps(maps[s.id], s, grid_task, candidates[best]), s.truth, s.pixel_size_nm,
                             s.databar_rows) for s in samples["test"]]

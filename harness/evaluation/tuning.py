@@ -13,9 +13,10 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from harness.data.base import Dataset
+from harness.data.sample import Sample
 from harness.evaluation.predict import labels_from_instances, predict_maps
 from harness.evaluation.selection import CRITERIA, selection_score
-from harness.metrics import score_image
+from harness.metrics import ImageScores, score_image
 from harness.models import SegmentationNet
 from harness.task import InstanceTask
 from harness.training.runtime import Runtime
@@ -48,10 +49,7 @@ def tune_postprocessing(net: SegmentationNet, dataset: Dataset, ids: list[str], 
     samples = [dataset.load(i) for i in ids]
     maps = [predict_maps(net, s, runtime, task, scale, second_look_px) for s in samples]
     candidates = task.candidates()
-    # per image, every candidate's labels at once: the task shares the stages they have in common
-    per_image = [[score_image(labels_from_instances(instances, s), s.truth, s.pixel_size_nm, s.databar_rows)
-                  for instances in task.to_instances_each(m, candidates)] for m, s in zip(maps, samples, strict=True)]
-    results = [selection_score([scores[c] for scores in per_image], criterion) for c in range(len(candidates))]
+    results = [selection_score(scores, criterion) for scores in score_candidates(maps, samples, task, candidates)]
     best = int(np.argmax(results))  # the first maximum: the defaults come first
     # F1 keeps the wording records stated before the criterion was a setting
     stated = Tuning.model_fields["criterion"].default if criterion == "f1" else CRITERIA[criterion]
@@ -59,3 +57,14 @@ def tune_postprocessing(net: SegmentationNet, dataset: Dataset, ids: list[str], 
                   score=results[best], default_score=results[0],
                   candidates=len(candidates), working_scale=scale, budget_median_diameter_px=diameter_px,
                   second_look_px=second_look_px)
+
+
+def score_candidates(maps: list[np.ndarray], samples: list[Sample], task: InstanceTask,
+                     candidates: list[dict[str, Any]]) -> list[list[ImageScores]]:
+    """Each candidate's scores on every image (``maps[i]`` read from ``samples[i]``), in order.
+
+    Per image, every candidate's labels come at once: the task shares the stages they have in common.
+    """
+    per_image = [[score_image(labels_from_instances(instances, s), s.truth, s.pixel_size_nm, s.databar_rows)
+                  for instances in task.to_instances_each(m, candidates)] for m, s in zip(maps, samples, strict=True)]
+    return [[scores[c] for scores in per_image] for c in range(len(candidates))]

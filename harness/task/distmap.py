@@ -117,7 +117,7 @@ def distance_instances(
 
 def distance_instances_grid(maps: np.ndarray, candidates: Sequence[Mapping[str, Any]]) -> Iterator[np.ndarray]:
     """:func:`distance_instances` of ``maps`` for each parameter set in ``candidates``, in order, one
-    at a time (every set is checked first).
+    at a time (the maps and the seed parameters are checked first, the sizes and shares as each is read).
 
     The same labels as one call per candidate; a stage is computed once for the candidates that
     share the parameters it reads (the smoothing, the h-maxima domes, the seeds, the watershed before
@@ -202,7 +202,4 @@ class _Readout:
             raise HarnessError(f"distance_instances: smooth_sigma must be >= 0, got {self.smooth_sigma}")
         if not 0.0 <= self.seed_dynamic < 1.0:
             raise HarnessError(f"distance_instances: seed_dynamic must lie in [0, 1), got {self.seed_dynamic}")
-        if self.min_size_px < 0:
-            raise HarnessError(f"distance_instances: min_size_px must be >= 0, got {self.min_size_px}")
-        if not 0.0 <= self.min_share < 1.0:
-            raise HarnessError(f"distance_instances: min_share must lie in [0, 1), got {self.min_share}")
+        # min_size_px and min_share are checked where they act: seeded_watershed, drop_under_share
