@@ -21,7 +21,6 @@ from __future__ import annotations
 import csv
 import io
 import shutil
-import sys
 from pathlib import Path
 
 import click
@@ -90,8 +89,7 @@ def convert(source: Path, out: Path) -> dict[str, int]:
 def main(source: Path, out: Path) -> None:
     """Convert the EMPS checkout SOURCE into the harness folder OUT (see the module docstring)."""
     counts = convert(source, out)
-    click.echo(f"{out}: {counts['images']} images with masks, {counts['test']} of them the official "
-               "test split", file=sys.stdout)
+    click.echo(f"{out}: {counts['images']} images with masks, {counts['test']} of them the official test split")
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ from tqdm import tqdm
 
 from harness.data.registry import open_dataset
 from harness.data.splits import make_manifest
-from harness.evaluation.predict import labels_from_instances, model_input, predict_maps
+from harness.evaluation.predict import dihedral_views, labels_from_instances, predict_instances
 from harness.metrics import score_image
 from harness.results.artifacts import load_model
 from harness.task import get_task
@@ -50,18 +50,6 @@ RULES = ("run", "agree", "dis", "disfg", "peak", "width", "plateau", "oracle")
 
 def _count(labels: np.ndarray) -> int:
     return int(np.unique(labels[labels > 0]).size)
-
-
-@torch.no_grad()
-def _views(net: Any, batch: torch.Tensor, task: Any) -> np.ndarray:
-    """The maps of the 8 flips and quarter turns, each turned back: (8, C, H, W)."""
-    views = []
-    for flip in (False, True):
-        for quarter in range(4):
-            view = torch.rot90(batch.flip(-1) if flip else batch, quarter, (-2, -1))
-            logits = torch.rot90(net(view).float(), -quarter, (-2, -1))
-            views.append(task.maps(logits.flip(-1) if flip else logits))
-    return np.stack(views)
 
 
 def features(run_dir: Path, dataset: str, split: str, split_seed: int, progress: bool) -> list[dict[str, Any]]:
@@ -78,8 +66,7 @@ def features(run_dir: Path, dataset: str, split: str, split_seed: int, progress:
     rows = []
     for sample_id in tqdm(make_manifest(folder, split_seed).pools[split], desc=split, disable=not progress):
         sample = folder.load(sample_id)
-        shipped = labels_from_instances(task.to_instances(
-            predict_maps(net, sample, runtime, task, scale, card.get("second_look_px")), params), sample)
+        shipped = predict_instances(net, sample, runtime, task, params, scale, card.get("second_look_px"))
         own = score_image(shipped, sample.truth, sample.pixel_size_nm, sample.databar_rows)
         row: dict[str, Any] = {"id": sample_id, "look": [own.count_rel_error, own.f1 or 0.0], "factors": []}
         short = min(sample.valid_rows, sample.image.shape[1])
@@ -87,8 +74,8 @@ def features(run_dir: Path, dataset: str, split: str, split_seed: int, progress:
             factor = round(min(1.0, scale * mult), 4)
             if short * factor < MIN_SIDE_PX or any(g["factor"] == factor for g in row["factors"]):
                 continue
-            views = _views(net, model_input(sample, runtime, factor), task)
-            mean = views.mean(0)
+            views = np.stack(list(dihedral_views(net, sample, runtime, task, factor)))
+            mean = views.mean(0)  # equal to the task's dihedral_maps, summed in the same order
             instances = task.to_instances(mean, params)
             scores = score_image(labels_from_instances(instances, sample), sample.truth, sample.pixel_size_nm,
                                  sample.databar_rows)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
+from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -29,3 +32,19 @@ def one_thread():
     ("one_thread")``): on 2 shared cores a second thread waits on busy cores, ~50x slower."""
     with single_thread():
         yield
+
+
+@pytest.fixture(scope="session")
+def script():
+    """``script(name)``: the file scripts/<name>.py (not a package) imported as a module, so a test
+    can call its functions."""
+    folder = Path(__file__).resolve().parents[1] / "scripts"
+
+    def load(name: str) -> ModuleType:
+        spec = importlib.util.spec_from_file_location(name, folder / f"{name}.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load

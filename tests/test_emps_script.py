@@ -8,7 +8,6 @@ split column, and refuse a checkout it cannot convert faithfully.
 from __future__ import annotations
 
 import csv
-import importlib.util
 from pathlib import Path
 
 import click
@@ -18,14 +17,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 VENDORED = ROOT / "tests" / "data" / "emps-real"
-
-
-def _script():
-    spec = importlib.util.spec_from_file_location("emps_folder", ROOT / "scripts" / "emps_folder.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _emps_checkout(tmp_path: Path, stems: list[str], test: list[str]) -> Path:
@@ -47,13 +38,13 @@ def _vendored_rows() -> dict[str, str]:
         return {row["image"]: row["split"] for row in csv.DictReader(f)}
 
 
-def test_the_script_reproduces_the_vendored_emps_subset(tmp_path):
+def test_the_script_reproduces_the_vendored_emps_subset(tmp_path, script):
     splits = _vendored_rows()
     stems = sorted(Path(name).stem for name in splits)[:6]
     test = [s for s in stems if splits[f"{s}.png"] == "test"]
     assert 0 < len(test) < len(stems)  # the sample holds both kinds of row
     out = tmp_path / "folder"
-    counts = _script().convert(_emps_checkout(tmp_path, stems, test), out)
+    counts = script("emps_folder").convert(_emps_checkout(tmp_path, stems, test), out)
     assert counts == {"images": len(stems), "test": len(test)}
     for stem in stems:
         assert np.array_equal(iio.imread(out / "images" / f"{stem}.png"),
@@ -65,19 +56,19 @@ def test_the_script_reproduces_the_vendored_emps_subset(tmp_path):
     assert written == {f"{s}.png": splits[f"{s}.png"] for s in stems}
 
 
-def test_the_script_refuses_what_it_cannot_convert_faithfully(tmp_path):
+def test_the_script_refuses_what_it_cannot_convert_faithfully(tmp_path, script):
     splits = _vendored_rows()
     stems = sorted(Path(name).stem for name in splits)[:3]
-    script = _script()
+    emps_folder = script("emps_folder")
     source = _emps_checkout(tmp_path, stems, stems[:1])
     (source / "test.csv").write_text(f"{stems[0]}\nnot-an-image\n")
     with pytest.raises(click.ClickException, match="disagree on 1 ids"):
-        script.convert(source, tmp_path / "a")
+        emps_folder.convert(source, tmp_path / "a")
     (source / "test.csv").write_text(f"{stems[0]}\n")
     rgb = iio.imread(source / "images" / f"{stems[1]}.png")
     rgb[0, 0, 1] = rgb[0, 0, 0] ^ 1  # one pixel whose channels differ: grey would lose it
     iio.imwrite(source / "images" / f"{stems[1]}.png", rgb)
     with pytest.raises(click.ClickException, match=f"{stems[1]}.png: its colour channels differ"):
-        script.convert(source, tmp_path / "b")
+        emps_folder.convert(source, tmp_path / "b")
     with pytest.raises(click.ClickException, match="missing"):
-        script.convert(tmp_path / "b", tmp_path / "c")
+        emps_folder.convert(tmp_path / "b", tmp_path / "c")

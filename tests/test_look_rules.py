@@ -2,21 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def rules():
-    spec = importlib.util.spec_from_file_location("look_rules", ROOT / "scripts" / "look_rules.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def rules(script):
+    return script("look_rules")
 
 
 def _factor(mult, err, n, counts, dis, disfg, peak, width):

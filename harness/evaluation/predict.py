@@ -3,7 +3,7 @@ and the test."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -35,20 +35,26 @@ def maps_at(net: SegmentationNet, sample: Sample, runtime: Runtime, task: Instan
 
 
 @torch.no_grad()
-def dihedral_maps(net: SegmentationNet, sample: Sample, runtime: Runtime, task: InstanceTask,
-                  scale: float = 1.0) -> np.ndarray:
-    """The mean of :func:`maps_at` over the image's 8 flips and quarter turns, each view's maps turned
-    back before averaging (test-time augmentation): a particle's map no longer depends on which way up
-    the micrograph was taken."""
+def dihedral_views(net: SegmentationNet, sample: Sample, runtime: Runtime, task: InstanceTask,
+                   scale: float = 1.0) -> Iterator[np.ndarray]:
+    """The task's maps of each of the image's 8 flips and quarter turns, each turned back to the
+    image's own orientation (as :func:`maps_at`, one view at a time)."""
     batch = model_input(sample, runtime, scale)
-    total = None
     for flip in (False, True):
         for quarter in range(4):
             view = torch.rot90(batch.flip(-1) if flip else batch, quarter, (-2, -1))
             with runtime.autocast():
                 logits = torch.rot90(net(view).float(), -quarter, (-2, -1))
-            maps = task.maps(logits.flip(-1) if flip else logits)
-            total = maps if total is None else total + maps
+            yield task.maps(logits.flip(-1) if flip else logits)
+
+
+def dihedral_maps(net: SegmentationNet, sample: Sample, runtime: Runtime, task: InstanceTask,
+                  scale: float = 1.0) -> np.ndarray:
+    """The mean of :func:`dihedral_views` (test-time augmentation): a particle's map no longer depends
+    on which way up the micrograph was taken."""
+    total = None
+    for maps in dihedral_views(net, sample, runtime, task, scale):
+        total = maps if total is None else total + maps
     assert total is not None
     return total / 8
 
