@@ -15,19 +15,21 @@ from __future__ import annotations
 
 import csv
 import io
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from harness.data.folder import IMAGES_DIR, FolderDataset
+from harness.data.folder import FOLDER_VERSION, IMAGES_DIR, FolderDataset
 from harness.data.intensity import to_unit_float
 from harness.data.io import write_bytes_atomic, write_text_atomic
 from harness.errors import HarnessError
 from harness.evaluation.predict import predict_instances
 from harness.metrics import measure_particles
 from harness.metrics.measure import diameters_from_areas
+from harness.numerics import LEGACY_NUMERICS, NUMERICS_VERSION
 from harness.results.artifacts import encode_labels, load_model
 from harness.task import get_task
 from harness.training.runtime import resolve_runtime
@@ -46,6 +48,24 @@ class PredictSummary:
     out: Path
     working_scale: float
     second_look_px: float | None = None  # each image's second look aims here (harness.task.scale)
+    notes: list[str] = field(default_factory=list)  # where this harness reads the model otherwise than its run
+
+
+def card_drift(card: dict[str, object]) -> list[str]:
+    """Why predictions with this harness may differ from what the model's own run measured: the
+    card was written under another numerics version, or on a folder dataset of another version
+    (how folders are read, printed marks, each image's second look: :mod:`harness.numerics`)."""
+    notes = []
+    numerics = str(card.get("numerics", LEGACY_NUMERICS))
+    if numerics != NUMERICS_VERSION:
+        notes.append(f"the model was made under numerics {numerics}; this harness computes numerics "
+                     f"{NUMERICS_VERSION}, so its masks may differ from those its run's record scored")
+    folder = re.search(r"-v(folder-\d+)-[0-9a-f]+$", str(card.get("dataset", "")))
+    if folder and folder.group(1) != FOLDER_VERSION:
+        notes.append(f"the model was made on a {folder.group(1)} folder; this harness reads folders as "
+                     f"{FOLDER_VERSION} (printed marks, each image's second look), so its masks may differ "
+                     "from those its run's record scored")
+    return notes
 
 
 def _histogram(diameters: np.ndarray, unit: str, title: str, path: Path) -> None:
@@ -134,4 +154,4 @@ def predict_folder(run_dir: Path, images: Path, out: Path, device: str = "auto",
         title = f"pooled over {len(records)} images"
     _histogram(np.asarray(pooled[unit]), unit, title, out / "histogram.png")
     return PredictSummary(images=len(records), particles=len(rows), with_pixel_size=known, out=out,
-                          working_scale=scale, second_look_px=second_look)
+                          working_scale=scale, second_look_px=second_look, notes=card_drift(card))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 
 import imageio.v3 as iio
 import numpy as np
@@ -125,3 +126,23 @@ def test_working_scale_overrides_the_runs_own_factor(exported, tmp_path):
                                             str(tmp_path / f"bad{bad}"), "--working-scale", bad])
         assert refused.exit_code != 0 and "--working-scale" in refused.output and "Traceback" not in refused.output
         assert not (tmp_path / f"bad{bad}").exists()
+
+
+def test_a_model_made_under_other_numerics_or_folder_version_is_applied_with_a_note(exported, tmp_path):
+    run, images, out = exported
+    plain = tmp_path / "one"
+    plain.mkdir()
+    first = sorted((images / "images").iterdir())[0]
+    (plain / first.name).write_bytes(first.read_bytes())
+    result = CliRunner().invoke(main, ["predict", "--run", str(run), "--images", str(plain), "--out",
+                                       str(tmp_path / "now"), "--quiet"])
+    assert result.exit_code == 0 and "note:" not in result.output, result.output
+    old = tmp_path / "old-run"
+    shutil.copytree(run, old)
+    card = json.loads((old / "model.json").read_text())
+    (old / "model.json").write_text(json.dumps({**card, "numerics": "1", "dataset": "lab-vfolder-3-0123abcd"}))
+    result = CliRunner().invoke(main, ["predict", "--run", str(old), "--images", str(plain), "--out",
+                                       str(tmp_path / "then"), "--quiet"])
+    assert result.exit_code == 0, result.output
+    notes = [line for line in result.output.splitlines() if line.startswith("note: ")]
+    assert len(notes) == 2 and "numerics 1" in notes[0] and "a folder-3 folder" in notes[1]

@@ -40,6 +40,8 @@ def predict(run_dir: Path, images: Path, out: Path, working_scale: float | None,
     click.echo(f"{summary.images} image(s), {summary.particles} particle(s) at working scale "
                f"{summary.working_scale:g}{looks}; pixel size known for {summary.with_pixel_size}; wrote "
                f"{summary.out}/particles.csv, masks/, overlays/, histograms/")
+    for note in summary.notes:
+        click.echo(f"note: {note}", err=True)
 
 
 COMMANDS = [predict]
