@@ -35,6 +35,15 @@ def exported(tmp_path_factory):
     return run, images, out
 
 
+def _first_image_alone(images, tmp_path):
+    """A plain folder holding the exported folder's first image file, without its metadata.csv."""
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    first = sorted((images / "images").iterdir())[0]
+    (plain / first.name).write_bytes(first.read_bytes())
+    return plain
+
+
 def _rows(out):
     with (out / "particles.csv").open() as handle:
         return list(csv.DictReader(handle))
@@ -72,10 +81,7 @@ def test_diameters_agree_with_evaluate_and_with_scikit_image(exported, tmp_path)
 
 def test_a_plain_folder_without_pixel_sizes_gets_sizes_in_px(exported, tmp_path):
     run, images, _ = exported
-    plain = tmp_path / "plain"
-    plain.mkdir()
-    first = sorted((images / "images").iterdir())[0]
-    (plain / first.name).write_bytes(first.read_bytes())
+    plain = _first_image_alone(images, tmp_path)
     out = tmp_path / "out"
     result = CliRunner().invoke(main, ["predict", "--run", str(run), "--images", str(plain), "--out", str(out),
                                        "--quiet"])
@@ -129,11 +135,8 @@ def test_working_scale_overrides_the_runs_own_factor(exported, tmp_path):
 
 
 def test_a_model_made_under_other_numerics_or_folder_version_is_applied_with_a_note(exported, tmp_path):
-    run, images, out = exported
-    plain = tmp_path / "one"
-    plain.mkdir()
-    first = sorted((images / "images").iterdir())[0]
-    (plain / first.name).write_bytes(first.read_bytes())
+    run, images, _ = exported
+    plain = _first_image_alone(images, tmp_path)
     result = CliRunner().invoke(main, ["predict", "--run", str(run), "--images", str(plain), "--out",
                                        str(tmp_path / "now"), "--quiet"])
     assert result.exit_code == 0 and "note:" not in result.output, result.output
