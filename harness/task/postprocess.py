@@ -88,6 +88,8 @@ def drop_under_share(labels: np.ndarray, min_share: float) -> np.ndarray:
     1..N in raster order of their first pixel; ``labels`` itself where the share drops nothing.
 
     The last step of :func:`seeded_watershed`, apart so that a grid of shares reads one watershed.
+    ``labels`` must be as that function numbers them (ids 1..N in raster order of their first pixel):
+    the instances kept then keep their order, so they are renumbered by a lookup, without a sort.
     """
     _check_share(min_share)
     if min_share == 0.0 or labels.max() == 0:
@@ -97,8 +99,11 @@ def drop_under_share(labels: np.ndarray, min_share: float) -> np.ndarray:
     small = sizes < min_share * sizes.max()
     if not small[1:].any():
         return labels
-    kept = np.where(small[labels], 0, labels)
-    return _renumbered(kept)
+    kept = ~small
+    kept[0] = False
+    lookup = np.zeros(sizes.size, dtype=np.int32)
+    lookup[kept] = np.arange(1, int(kept.sum()) + 1, dtype=np.int32)
+    return lookup[labels]
 
 
 def _check_share(min_share: float) -> None:
