@@ -586,6 +586,11 @@ def test_controls_and_reference_rows_are_shown_but_never_ranked(smoke_run, tmp_p
     assert list(data["entry"]) == ["fcmae", "none", "supervised", "classical", "oracle"]
     assert data["rank"].tolist()[:2] == [1, 2] and data["rank"].isna().tolist()[2:] == [True] * 3
     assert "supervised (control)" in text and "oracle (reference)" in text and "classical (reference)" in text
+    # a reference row runs no network: no backbone, whatever its settings name
+    backbones = data.set_index("entry")["backbone"]
+    assert backbones[["oracle", "classical"]].isna().all() and backbones[["none", "supervised"]].notna().all()
+    row = next(line for line in text.splitlines() if "oracle (reference)" in line)
+    assert [cell.strip() for cell in row.split("|")][3] == "-"
     # the control's clear lead over none shows in its p vs none, not as a mark on the table's best
     control = data.set_index("entry").loc["supervised"]
     assert control["p_vs_none"] < 0.05 and not bool(control["significant"])

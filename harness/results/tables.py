@@ -216,11 +216,13 @@ def ranking_table(board: Board, budget: str, metric: str, scale: str = OVERALL,
         marked = result is not None and result.significant and e == leaders[0]
         vs = versus_baseline(board, e, budget, metric, scale, test)
         vs_text = "-" if vs is None or vs.p_value is None else f"{vs.p_value:.3g}"
+        # a reference row (oracle, classical) runs no network, whatever backbone its settings name
+        backbone = None if board.roles.get(e) == "reference" else e.backbone
         rows.append([str(ranks[e]) if ranks[e] is not None else "-", board.display(e) + (f" {MARK}" if marked else ""),
-                     e.backbone, _cell(s), str(s.n), vs_text])
+                     backbone or "-", _cell(s), str(s.n), vs_text])
         data.append({"rank": ranks[e], "entry": board.labels[e], "role": board.roles.get(e, "method"),
                      "method": e.method, "config_hash": e.config_hash,
-                     "backbone": e.backbone, "mean": s.mean, "std": s.std, "n": s.n, "significant": marked,
+                     "backbone": backbone, "mean": s.mean, "std": s.std, "n": s.n, "significant": marked,
                      "p_value": result.p_value if (result is not None and e == leaders[0]) else None,
                      "test": result.test if (result is not None and e == leaders[0]) else None,
                      "p_vs_none": None if vs is None else vs.p_value})
