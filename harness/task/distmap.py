@@ -11,6 +11,7 @@ a CPU budget (measured against the 3-class task: README, "The downstream task").
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -171,9 +172,19 @@ def _read_each(maps: np.ndarray, readouts: list[_Readout]) -> Iterator[np.ndarra
             return ndimage.label(np.concatenate([[False], heights > threshold])[labelled])[0]
         return ndimage.label((distance(sigma) > threshold) & foreground(fg))[0]
 
-    @lru_cache(maxsize=1)
+    # several seed rules often mark the same seeds (every peak passes thresholds 0.3-0.7 on a clean
+    # map), so the watershed is kept by what it reads: the smoothing, the foreground, the minimum
+    # size and the seeds' digest; 12 entries span one seed threshold's 3 x 4 foregrounds and dynamics
+    watersheds: dict[tuple[float, float, int, bytes], np.ndarray] = {}
+
     def watershed_labels(sigma: float, dynamic: float, fg: float, threshold: float, min_size: int) -> np.ndarray:
-        return seeded_watershed(-distance(sigma), seeds(sigma, dynamic, fg, threshold), foreground(fg), min_size)
+        markers = seeds(sigma, dynamic, fg, threshold)
+        key = (sigma, fg, min_size, hashlib.sha1(np.ascontiguousarray(markers).data, usedforsecurity=False).digest())
+        if key not in watersheds:
+            if len(watersheds) >= 12:
+                del watersheds[next(iter(watersheds))]  # the oldest
+            watersheds[key] = seeded_watershed(-distance(sigma), markers, foreground(fg), min_size)
+        return watersheds[key]
 
     for r in readouts:
         labels = watershed_labels(r.smooth_sigma, r.seed_dynamic, r.foreground_threshold, r.seed_threshold,
