@@ -68,9 +68,11 @@ def _summary(scores: list[ImageScores]) -> str:
 @click.option("--task", "task_version", default=None, metavar="VERSION",
               help="Post-process as this task version (its grid and TTA); default: the run's card. Its maps "
                    "must be the run's task's (distmap-v2 and -v3 share them).")
+@click.option("--task-only", is_flag=True, help="Only the task's own grid (e.g. the run re-read as --task).")
 @click.option("--second-look", "second_look_px", type=float, default=None, metavar="PX",
               help="Give each image a second look aiming at PX (harness.task.scale); default: as the run's card says.")
-def main(run_dir: Path, dataset: str, tta: bool, task_version: str | None, second_look_px: float | None) -> None:
+def main(run_dir: Path, dataset: str, tta: bool, task_version: str | None, task_only: bool,
+         second_look_px: float | None) -> None:
     """Search the grids on validation; score the chosen parameters once on test."""
     torch.set_num_threads(1)
     net, card = load_model(run_dir)
@@ -99,7 +101,7 @@ def main(run_dir: Path, dataset: str, tta: bool, task_version: str | None, secon
             for pool in samples.values() for s in pool}
 
     grids = ((f"task grid ({task.version})", task), ("wider grid", _wider(task, WIDER_GRID)),
-             ("wider grid, h-maxima seeds", _wider(task, DYNAMIC_GRID)))
+             ("wider grid, h-maxima seeds", _wider(task, DYNAMIC_GRID)))[: 1 if task_only else None]
     for name, grid_task in grids:
         candidates = grid_task.candidates()  # the defaults first: they win ties, as in the pipeline's tuning
         validation = score_candidates([maps[s.id] for s in samples["val"]], samples["val"], grid_task, candidates)
