@@ -4,16 +4,16 @@ Not part of the task: it measures candidate post-processing levers (Gaussian smo
 distance map, an absolute minimum area at the working scale, dropping particles smaller than a
 share of the image's largest, h-maxima seeds) before any of them becomes a task version; the share,
 the h-maxima seeds and ``--tta`` became ``distmap-v3`` (harness.task). The grid is searched on
-the *validation* images only with the run's own criterion, profile and split (from its record); the test split is scored
-once, for the chosen parameters and for the task's own grid beside it.
+the *validation* images only with the run's own criterion, profile and split (from its record); the
+test split is scored once, for the chosen parameters and for the task's own grid beside it.
 
     python scripts/postprocess_grid.py --run RUN_DIR --dataset FOLDER [--task distmap-v3]
 
 The README's EMPS figures (none at 100%, seed 0) came from this command; ``--tta`` measures one
 more lever (test-time flips and turns), and ``--task`` reads a network with another version's
 post-processing where the two share the network's maps (a distmap-v2 run read as distmap-v3, whose
-training is v2's: the README's seed-1 v3 figure). The network's maps are computed once per image; every
-candidate goes through the pipeline's own scoring (harness.evaluation.tuning.score_candidates), so
+training is v2's: the README's seed-1 v3 figure). The network's maps are computed once per image;
+every candidate goes through the pipeline's own scoring (harness.evaluation.tuning.score_candidates), so
 a folder's particles on printed marks are dropped in every row (:mod:`harness.data.printed`,
 dataset version folder-2).
 """
@@ -21,7 +21,6 @@ dataset version folder-2).
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +36,7 @@ from harness.evaluation.selection import selection_score
 from harness.evaluation.tuning import score_candidates
 from harness.metrics import ImageScores, score_image
 from harness.results.artifacts import load_model
-from harness.results.record import RECORD_FILE
+from harness.results.record import RECORD_FILE, read_record
 from harness.task import InstanceTask, get_task
 from harness.training.runtime import resolve_runtime
 
@@ -79,8 +78,8 @@ def main(run_dir: Path, dataset: str, tta: bool, task_version: str | None, task_
     if not (run_dir / RECORD_FILE).is_file():
         raise click.UsageError(f"--run {run_dir}: no {RECORD_FILE} (the profile, seeds and criterion come from it)")
     # the run's own profile, seeds and selection criterion, so that the task row is the run's tuning
-    record = json.loads((run_dir / RECORD_FILE).read_text())
-    seeds, criterion = record["seeds"], record["settings"]["selection"]
+    record = read_record(run_dir / RECORD_FILE)
+    seeds, criterion = record.seeds, record.settings["selection"]
     trained, scale = get_task(card["task"]), float(card["working_scale"])
     try:
         task = trained if task_version is None else get_task(task_version)
@@ -90,8 +89,8 @@ def main(run_dir: Path, dataset: str, tta: bool, task_version: str | None, task_
         raise click.UsageError(f"--run {run_dir}: task {task.version} has no distance-map grid to widen")
     if (task.maps, task.num_outputs) != (trained.maps, trained.num_outputs):
         raise click.UsageError(f"--task {task.version}: its maps are not those of the run's task {trained.version}")
-    folder = open_dataset(dataset, profile=record["dataset"]["profile"], seed=seeds["data"])
-    pools = make_manifest(folder, seeds["split"]).pools
+    folder = open_dataset(dataset, profile=record.dataset.profile, seed=seeds.data)
+    pools = make_manifest(folder, seeds.split).pools
     runtime = resolve_runtime("cpu")
     net = runtime.prepare(net)
     samples = {p: [folder.load(i) for i in pools[p]] for p in ("val", "test")}

@@ -11,7 +11,6 @@ a CPU budget (measured against the 3-class task: README, "The downstream task").
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -24,7 +23,7 @@ from scipy import ndimage
 from skimage import morphology
 
 from harness.errors import HarnessError
-from harness.task.postprocess import drop_under_share, seeded_watershed
+from harness.task.postprocess import drop_under_share, labels_digest, seeded_watershed
 from harness.task.targets import checked_mask, particle_distances
 
 IGNORE_VALUE = 255.0  # channel 0 of a target at an ignored pixel (data bar, padding)
@@ -179,7 +178,7 @@ def _read_each(maps: np.ndarray, readouts: list[_Readout]) -> Iterator[np.ndarra
 
     def watershed_labels(sigma: float, dynamic: float, fg: float, threshold: float, min_size: int) -> np.ndarray:
         markers = seeds(sigma, dynamic, fg, threshold)
-        key = (sigma, fg, min_size, hashlib.sha1(np.ascontiguousarray(markers).data, usedforsecurity=False).digest())
+        key = (sigma, fg, min_size, labels_digest(markers))
         if key not in watersheds:
             if len(watersheds) >= 12:
                 del watersheds[next(iter(watersheds))]  # the oldest

@@ -7,6 +7,8 @@ particle gets its boundary band back and touching particles meet along the bound
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 from scipy import ndimage
 from skimage.segmentation import watershed
@@ -104,6 +106,15 @@ def drop_under_share(labels: np.ndarray, min_share: float) -> np.ndarray:
     lookup = np.zeros(sizes.size, dtype=np.int32)
     lookup[kept] = np.arange(1, int(kept.sum()) + 1, dtype=np.int32)
     return lookup[labels]
+
+
+def labels_digest(labels: np.ndarray) -> bytes:
+    """A key for an array's contents (its shape, dtype and pixels), for stages that are computed once
+    per distinct input: the grid reader's watershed per seed set, tuning's scores per labelling. sha1
+    is not for security here: it hashes 256 KB in 0.15 ms on these machines, blake2b in 0.4."""
+    contiguous = np.ascontiguousarray(labels)
+    header = repr((contiguous.shape, contiguous.dtype.str)).encode()
+    return header + hashlib.sha1(contiguous.data, usedforsecurity=False).digest()
 
 
 def _check_share(min_share: float) -> None:
