@@ -50,7 +50,7 @@ from harness.results.record import (
 )
 from harness.task.scale import SECOND_LOOK_MARGIN
 from harness.training.checkpoint import Checkpointing, parse_interval
-from harness.training.loop import StageLog, finetune, pretrain
+from harness.training.loop import StageLog, finetune, late_loss, pretrain
 from harness.training.runtime import (
     is_main_process,
     on_main_process,
@@ -148,7 +148,8 @@ def obtain_encoder(entry: MethodEntry, method: SSLMethod, ctx: Context, seed: in
         state, meta = cached
         log(f"pretraining: reusing cached encoder {name} (trained {meta['created']})")
         info = PretrainInfo(cache_key=key, reused_cache=True, steps=meta["steps"], final_loss=meta["final_loss"],
-                            pool=pool)
+                            pool=pool, late_loss=meta.get("late_loss", late_loss(meta.get("losses") or [])),
+                            reference_loss=meta.get("reference_loss"))
         return state, info, 0.0
     start = time.perf_counter()
     store = ctx.store(ctx.manifest.pools[pool], with_targets=method.uses_hidden_labels)
@@ -156,16 +157,19 @@ def obtain_encoder(entry: MethodEntry, method: SSLMethod, ctx: Context, seed: in
                             checkpoint=checkpointing(directory / CHECKPOINT_FILE, key, checkpoint_every, log))
     elapsed = time.perf_counter() - start
     final = stage.losses[-1] if stage.losses else None
+    late = late_loss(stage.losses)
     if is_main_process():  # one writer; a second process would only race for the same bytes
         payload = save(state, metadata={"method": entry.name, "key": key})
-        meta = {"created": _now(), "steps": len(stage.losses), "final_loss": final, "losses": stage.losses,
+        meta = {"created": _now(), "steps": len(stage.losses), "final_loss": final, "late_loss": late,
+                "reference_loss": stage.reference_loss, "losses": stage.losses,
                 "seconds": elapsed, "device": ctx.runtime.describe(),
                 "sha256": hashlib.sha256(payload).hexdigest()}
         # meta first: an encoder file is never there without the digest that vouches for it
         write_text_atomic(directory / META_FILE, json.dumps(meta, indent=1))
         write_bytes_atomic(directory / ENCODER_FILE, payload)
     log(f"pretraining: cached encoder as {name}")
-    info = PretrainInfo(cache_key=key, reused_cache=False, steps=len(stage.losses), final_loss=final, pool=pool)
+    info = PretrainInfo(cache_key=key, reused_cache=False, steps=len(stage.losses), final_loss=final, pool=pool,
+                        late_loss=late, reference_loss=stage.reference_loss)
     return state, info, elapsed
 
 

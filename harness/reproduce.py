@@ -261,6 +261,9 @@ def compare_records(original: RunRecord, new: RunRecord, per_image_then: list | 
         ("pretrain.steps", original.pretrain.steps, new.pretrain.steps),
         ("pretrain.final_loss", original.pretrain.final_loss, new.pretrain.final_loss),
     ]
+    for name in ("late_loss", "reference_loss"):  # kept since 2026-12-05: compared where the record has them
+        if getattr(original.pretrain, name) is not None:
+            parts.append((f"pretrain.{name}", getattr(original.pretrain, name), getattr(new.pretrain, name)))
     if per_image_then is not None and per_image_now is not None:
         parts.append(("per_image", per_image_then, per_image_now))
     total, out = 0, []  # type: tuple[int, list[str]]

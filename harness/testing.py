@@ -184,6 +184,14 @@ class MethodContract:
             assert_transfers_strictly(module, backbone, source=source)
             assert state_differs(before, module.transfer_state()), "the transferred weights did not train"
 
+    def test_the_rule_without_learning_is_finite_and_changes_nothing(self) -> None:
+        module = self.build()
+        before = {k: v.clone() for k, v in module.state_dict().items()}
+        with single_thread():
+            value = module.reference_loss(self.batch(), 0, 1)
+        assert value is None or (isinstance(value, float) and math.isfinite(value)), value
+        assert not state_differs(before, module.state_dict()), "reference_loss changed the module"
+
     def test_bad_batches_are_refused_naming_the_method(self) -> None:
         from harness.errors import HarnessError
 

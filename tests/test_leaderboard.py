@@ -413,6 +413,38 @@ def test_label_efficiency_view_and_area_under_the_curve(smoke_run, tmp_path):
     assert stats.log_budget_auc([(10, 1.0)]) is None
 
 
+def _pretrain(seed: int, late: float | None, reference: float | None) -> dict:
+    return {"cache_key": f"key{seed}", "reused_cache": False, "steps": 300, "final_loss": late, "pool": "unlabeled",
+            "late_loss": late, "reference_loss": reference}
+
+
+def test_the_pretext_table_sets_each_pretraining_against_its_rule_without_learning(smoke_run, tmp_path):
+    store = RecordStore(tmp_path / "lb")
+    pretexts = {"learnt": ([0.5, 0.7], [1.0, 1.0]), "unlearnt": ([1.1, 0.9], [1.0, 1.0]),
+                "no-rule": ([-0.8, -0.9], [None, None])}
+    for method, (late, reference) in pretexts.items():
+        for seed in (0, 1):
+            for budget in ("1", "3"):  # the budgets of a seed share one pretraining: counted once
+                add_forged(store, variant(smoke_run, tmp_path / f"{method}{seed}-{budget}", method=method, seed=seed,
+                                          budget=budget, pretrain=_pretrain(seed, late[seed], reference[seed])))
+    add_forged(store, variant(smoke_run, tmp_path / "none", method="none", budget="1"))  # no pretraining: no row
+    tables = build_tables(build_boards(store.records()), METRIC)
+    assert [t.context["view"] for t in tables] == ["ranking", "ranking", "label-efficiency", "pretext"]
+    rows = {r["entry"]: r for r in tables[-1].data}
+    assert set(rows) == {"learnt", "unlearnt", "no-rule"}
+    assert rows["learnt"]["pretrainings"] == 2 and rows["learnt"]["late_loss"] == pytest.approx(0.6)
+    assert rows["learnt"]["late_over_reference"] == pytest.approx(0.6)
+    assert rows["unlearnt"]["late_over_reference"] == pytest.approx(1.0)
+    assert rows["no-rule"]["reference_loss"] is None and rows["no-rule"]["late_over_reference"] is None
+    assert "was the pretext learnt?" in render(tables, "md")
+    assert tables[-1].rows[1] == ["no-rule", "2", "300", "-0.8500 ± 0.0707", "-", "-"]
+    # a budget of its own is asked for: the ranking only; records that never kept the losses: no table
+    assert [t.context["view"] for t in build_tables(build_boards(store.records()), METRIC, budget="1")] == ["ranking"]
+    old = RecordStore(tmp_path / "old")
+    add_forged(old, variant(smoke_run, tmp_path / "old0", method="learnt", pretrain=_pretrain(0, None, None)))
+    assert [t.context["view"] for t in build_tables(build_boards(old.records()), METRIC)] == ["ranking"]
+
+
 def test_per_length_scale_table_and_output_formats(smoke_run, tmp_path):
     root = _fill(smoke_run, tmp_path, {"a": [0.1, 0.2], "b": [0.3, 0.4]})
     md = cli("show", "--root", str(root), "--by", "length-scale")

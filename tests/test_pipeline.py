@@ -43,6 +43,34 @@ def test_run_smoke_writes_a_full_record(tmp_path, method):
     assert (method == "none") == (record["pretrain"]["steps"] == 0)
 
 
+def test_pretraining_states_its_pretext_beside_a_rule_without_learning_and_moves_no_number(tmp_path, monkeypatch):
+    """The record keeps the mean loss of pretraining's last tenth and the method's rule without learning
+    (denoise: the best blur) on the batches that follow. Scoring that rule draws crops and noise, under a
+    forked RNG: the run's numbers are those of a run without it, and a run that reuses the cached encoder
+    states the same two losses."""
+    from harness_denoise import DenoiseModule
+
+    records = {}
+    for name in ("without", "with", "reused"):
+        if name != "reused":
+            monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path / f"cache-{name}"))
+        with monkeypatch.context() as patch:
+            if name == "without":
+                patch.setattr(DenoiseModule, "reference_loss", lambda self, images, step, total: None)
+            result = run(tmp_path, "--method", "denoise", "--budget", "2", "--out", str(tmp_path / name))
+        assert result.exit_code == 0, result.output
+        records[name] = read(tmp_path / name)
+    without, with_rule, reused = records["without"], records["with"], records["reused"]
+    assert without["pretrain"]["reference_loss"] is None and with_rule["pretrain"]["reference_loss"] > 0
+    assert with_rule["pretrain"]["late_loss"] == with_rule["pretrain"]["final_loss"]  # 4 steps: the last tenth is 1
+    for part in ("headline", "metrics", "selection", "postprocess"):
+        assert with_rule[part] == without[part], part
+    assert without["pretrain"]["late_loss"] == with_rule["pretrain"]["late_loss"]
+    assert reused["pretrain"]["reused_cache"] and not with_rule["pretrain"]["reused_cache"]
+    for key in ("late_loss", "reference_loss"):
+        assert reused["pretrain"][key] == with_rule["pretrain"][key]
+
+
 def test_a_task_version_is_chosen_stated_and_trains_as_the_version_it_extends(tmp_path):
     """distmap-v3 reads distmap-v2's network differently only at the end: the same seed keeps the same
     step (selection reads plain maps with v2's rule); tuning then also chooses the v3 parameters."""

@@ -107,7 +107,7 @@ def test_the_documented_plugin_passes_its_contract_tests(plugin_site, toy_source
     done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"],
                           cwd=toy_source, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
-    assert "6 passed" in done.stdout, done.stdout[-2000:]
+    assert "7 passed" in done.stdout, done.stdout[-2000:]
 
 
 def _harness(site: Path, *args: str, env_extra: dict | None = None, cwd: Path | None = None):

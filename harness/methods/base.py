@@ -115,6 +115,20 @@ class PretrainModule(nn.Module):
     def after_optimizer_step(self, step: int, total_steps: int) -> None:
         """Called after every optimiser step (momentum encoders update here)."""
 
+    @torch.no_grad()
+    def reference_loss(self, images: torch.Tensor, step: int, total_steps: int) -> float | None:
+        """The pretext loss that a rule without learning gets on ``images``, or None (the default).
+
+        Draw the views, masks and noise exactly as :meth:`training_step` would, then answer with
+        the rule instead of the network (FCMAE: hidden patches filled by blurring the visible
+        pixels; denoising: a Gaussian blur; SimCLR and DINO: one constant output for every view).
+        The harness records it beside the mean loss of the last tenth of pretraining, so a table
+        can say whether the pretext was learnt at all at that profile. Return None where no rule
+        is a fair floor, e.g. where a constant output is the loss's own optimum (BYOL). Must not
+        change the module: the harness calls it after training, before the weights are saved.
+        """
+        return None
+
     def transfer_state(self) -> dict[str, torch.Tensor]:
         """The weights that go to the downstream encoder: keys of ``backbone.state_dict()``."""
         return self.backbone.state_dict()

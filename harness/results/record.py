@@ -62,6 +62,11 @@ class PretrainInfo(_Frozen):
     # the pool pretraining learnt from: "unlabeled", or "train" for a folder with every image labelled
     # (None: no pretraining, or a record from before this was kept, which always meant "unlabeled")
     pool: str | None = None
+    # the mean pretext loss over the last tenth of the steps, and what the method's rule without
+    # learning scores on the batches that follow (PretrainModule.reference_loss): was the pretext
+    # learnt? None where the method states no rule, or in records from before these were kept
+    late_loss: float | None = None
+    reference_loss: float | None = None
 
 
 class Selection(_Frozen):

@@ -300,6 +300,57 @@ def efficiency_table(board: Board, metric: str, scale: str = OVERALL) -> Table:
     )
 
 
+def _pretrainings(board: Board, entry: EntryKey) -> dict[str, Any]:
+    """The entry's distinct pretrainings (the budgets of a seed share one), by cache key."""
+    found: dict[str, Any] = {}
+    for budget, _ in board.budgets:
+        for filed in board.seeds(entry, budget).values():
+            info = filed.record.pretrain
+            if info.steps and info.late_loss is not None:
+                found.setdefault(info.cache_key or filed.record.run_id, info)
+    return found
+
+
+def pretext_table(board: Board) -> Table | None:
+    """Was each method's pretext learnt? The mean loss of the last tenth of pretraining against the
+    method's rule without learning (``PretrainModule.reference_loss``). None when no record of the
+    board kept these (records from before they were kept)."""
+    rows, data = [], []
+    for e in board.entries:
+        runs = list(_pretrainings(board, e).values())
+        if not runs:
+            continue
+        late = stats.summarise([r.late_loss for r in runs])
+        references = [r.reference_loss for r in runs if r.reference_loss is not None]
+        reference = stats.summarise(references) if len(references) == len(runs) else None
+        ratios = [r.late_loss / r.reference_loss for r in runs if r.reference_loss]
+        ratio = float(np.mean(ratios)) if reference is not None and len(ratios) == len(runs) else None
+        steps = sorted({r.steps for r in runs})
+        rows.append([board.display(e), str(len(runs)), "/".join(map(str, steps)), _cell(late),
+                     "-" if reference is None else _cell(reference), "-" if ratio is None else f"{ratio:.3f}"])
+        data.append({"entry": board.labels[e], "method": e.method, "config_hash": e.config_hash,
+                     "backbone": e.backbone, "pretrainings": len(runs), "steps": steps, "late_loss": late.mean,
+                     "late_loss_std": late.std, "reference_loss": None if reference is None else reference.mean,
+                     "late_over_reference": ratio})
+    if not rows:
+        return None
+    return Table(
+        board=board.key.title, status=board.key.status,
+        title="Pretraining — was the pretext learnt?",
+        context={**_context(board), "view": "pretext"},
+        columns=["method", "pretrainings", "steps", "pretext loss, last tenth (mean ± std)",
+                 "rule without learning", "ratio"],
+        rows=rows, data=data,
+        footer=["Each pretraining once (the budgets of a seed share it). Pretext loss: the method's own training "
+                "loss, mean over the last tenth of the steps. Rule without learning: the same loss on the batches "
+                "that follow, drawn the same way and answered without a network (FCMAE: hidden patches inpainted "
+                "from the visible pixels; denoise: a Gaussian blur; SimCLR, DINO: one constant output); - where "
+                "the method states none (a constant output is BYOL's optimum). Ratio below 1: the pretext was "
+                "learnt beyond that rule; at 1 or above, the encoder did no better at its own pretext than no "
+                "learning, and its rows measure an unlearnt pretext, not the method."],
+    )
+
+
 def scales_table(board: Board, budget: str, metric: str) -> Table:
     """One budget, one column per length-scale bin (and overall)."""
     better = stats.direction(metric)
@@ -358,6 +409,9 @@ def build_tables(boards: Sequence[Board], metric: str, by: Literal["budget", "le
             tables.extend(ranking_table(board, b, metric, test=test) for b in budgets)
             if budget is None and len(board.budgets) > 1:
                 tables.append(efficiency_table(board, metric))
+            pretext = pretext_table(board) if budget is None else None
+            if pretext is not None:
+                tables.append(pretext)
     return tables
 
 

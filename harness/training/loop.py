@@ -91,6 +91,7 @@ class StageLog:
     best_step: int | None = None
     best_score: float | None = None
     stopped_early: bool = False
+    reference_loss: float | None = None  # pretraining: the method's no-learning rule (reference_pretext_loss)
 
 
 def _loader(batches: torch.utils.data.Dataset, settings: TrainSettings, start: int = 0) -> torch.utils.data.DataLoader:
@@ -184,8 +185,39 @@ def pretrain(
                                            **_optimisation_state(optimisation)})
     if checkpoint:
         checkpoint.clear()
+    log.reference_loss = reference_pretext_loss(module, store, settings, runtime, seed, steps)
     state = {k: v.detach().float().cpu().contiguous() for k, v in module.transfer_state().items()}
     return state, log
+
+
+REFERENCE_BATCHES = 4  # batches the no-learning rule is scored on
+
+
+def reference_pretext_loss(module: PretrainModule, store: ImageStore, settings: TrainSettings, runtime: Runtime,
+                           seed: int, steps: int) -> float | None:
+    """The mean of ``module.reference_loss`` over the batches that would follow the last step (the
+    same pool and crops, never trained on), under a forked RNG: the run's numbers do not move."""
+    batches = PretrainBatches(store, steps + REFERENCE_BATCHES, settings.pretrain_batch, settings.crop_size, seed,
+                              rank())
+    values = []
+    with torch.random.fork_rng(devices=[runtime.device] if runtime.device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        for index in range(steps, steps + REFERENCE_BATCHES):
+            item = batches[index]
+            images = item[0] if isinstance(item, (tuple, list)) else item
+            with torch.no_grad():
+                value = module.reference_loss(runtime.batch(images), max(steps - 1, 0), steps)
+            if value is None:
+                return None
+            values.append(float(value))
+    return float(np.mean(values))
+
+
+def late_loss(losses: list[float]) -> float | None:
+    """The mean loss over the last tenth of the steps (at least one): one step's loss is noisy."""
+    if not losses:
+        return None
+    return float(np.mean(losses[-max(1, len(losses) // 10):]))
 
 
 def _pretrain_step(item, step: int, steps: int, method: SSLMethod, module: PretrainModule, trained: nn.Module,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from harness_denoise import Denoise, DenoiseConfig
 
@@ -30,3 +31,23 @@ class TestContract(MethodContract):
     transfers_from = "net.encoder"  # the U-Net's own encoder
     bad_configs = [({"dose_min": 0}, "dose_min"), ({"dose_min": 60.0}, "dose_min"), ({"loss": "huber"}, "loss"),
                    ({"colour": 1}, "colour")]
+
+
+def test_the_rule_without_learning_is_the_best_blur_of_the_same_noisy_crops():
+    """reference_loss: the clean crops and noise training_step would draw, restored by the best
+    Gaussian blur of the noisy crop (or the noisy crop itself); recomputed here with numpy."""
+    import numpy as np
+    from scipy import ndimage
+
+    from harness import augment
+
+    module = TestContract().build()
+    images = TestContract().batch(n=4)
+    torch.manual_seed(7)
+    value = module.reference_loss(images, 0, 1)
+    torch.manual_seed(7)
+    clean = augment.random_geometry(images, images.shape[-1], scale=(0.5, 1.0))
+    noisy = augment.poisson_noise(clean, (module.config.dose_min, module.config.dose_max))[:, 0].numpy()
+    truth = clean[:, 0].numpy()
+    blurred = [noisy] + [ndimage.gaussian_filter(noisy, (0, s, s), mode="reflect") for s in (0.5, 1, 1.5, 2, 3)]
+    assert value == pytest.approx(min(float(np.abs(b - truth).mean()) for b in blurred), rel=1e-5)

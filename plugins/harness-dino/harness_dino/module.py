@@ -4,6 +4,7 @@ followed by a DINO projection head, trained with lightly's centred cross-entropy
 from __future__ import annotations
 
 import copy
+import math
 import warnings
 
 import torch
@@ -129,6 +130,13 @@ class DINOModule(PretrainModule):
         return self.criterion(
             list(teacher_out), student_out, teacher_temp=self.teacher_temperature(step, total_steps)
         )
+
+    @torch.no_grad()
+    def reference_loss(self, images: torch.Tensor, step: int, total_steps: int) -> float:
+        """One constant student output (a uniform softmax over the prototypes, DINO's collapse):
+        its cross-entropy against any teacher is log(output_dim). Not computed with the loss
+        itself, whose forward moves the teacher's centre."""
+        return math.log(self.config.output_dim)
 
     @torch.no_grad()
     def after_optimizer_step(self, step: int, total_steps: int) -> None:

@@ -143,3 +143,17 @@ def test_teacher_encoder_transfers_not_student() -> None:
 def test_local_views_larger_than_the_crop_are_explained() -> None:
     with pytest.raises(HarnessError, match="local views"):
         build(local_size=96).training_step(crops(2), 0, 1)
+
+
+def test_the_rule_without_learning_is_a_uniform_student():
+    """A constant student output is a uniform softmax: lightly's own DINO loss of it against any
+    teacher is log(output_dim), which reference_loss states without moving the module's centre."""
+    from lightly.loss import DINOLoss
+
+    module = TestContract().build()
+    k = module.config.output_dim
+    teacher = [torch.randn(4, k) * 5 for _ in range(2)]
+    student = [torch.zeros(4, k) for _ in range(3)]
+    uniform = float(DINOLoss(output_dim=k)(teacher, student, teacher_temp=0.04))
+    assert module.reference_loss(TestContract().batch(), 0, 1) == pytest.approx(uniform, rel=1e-5)
+    assert uniform == pytest.approx(math.log(k), rel=1e-5)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
+from scipy import ndimage
 from torch import nn
 
 from harness.compat import ensure_torchvision
@@ -53,6 +55,37 @@ def masked_patch_loss(
         target = (target - mean) / (var + 1e-6).sqrt()
     per_patch = (pred - target).pow(2).mean(dim=-1)
     return (per_patch * mask).sum() / mask.sum()
+
+
+INPAINT_SIGMAS = (2.0, 4.0, 8.0, 16.0)  # widths of the no-learning inpainting; the best one counts
+
+
+def inpaint_visible(images: torch.Tensor, hidden: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Every pixel as the Gaussian-weighted mean of the *visible* pixels around it (normalised
+    convolution); where none is within 4 sigma, the image's visible mean. ``hidden`` (B, 1, H, W) is 1
+    on hidden pixels."""
+    pixels = images.float().cpu().numpy()
+    visible = 1.0 - hidden.float().cpu().numpy()
+    spread = (0, 0, sigma, sigma)
+    weighted = ndimage.gaussian_filter(pixels * visible, spread, mode="reflect")
+    weight = ndimage.gaussian_filter(visible, spread, mode="reflect")
+    mean = (pixels * visible).sum(axis=(2, 3), keepdims=True) / np.maximum(visible.sum(axis=(2, 3), keepdims=True), 1)
+    reached = weight > 0  # scipy's kernel ends at 4 sigma
+    filled = np.where(reached, weighted / np.where(reached, weight, 1), mean)
+    return torch.from_numpy(filled.astype(np.float32))
+
+
+def _standardise_patches(prediction: torch.Tensor) -> torch.Tensor:
+    """Each grid cell's pixel vector (dim 1 of the decoder layout) to zero mean, unit variance."""
+    mean = prediction.mean(dim=1, keepdim=True)
+    var = prediction.var(dim=1, keepdim=True)
+    return (prediction - mean) / (var + 1e-6).sqrt()
+
+
+def as_decoder_output(pixels: torch.Tensor, patch: int) -> torch.Tensor:
+    """(B, C, H, W) pixels in the decoder's layout (B, patch * patch * C, gh, gw), inverse of the loss's reading."""
+    b, _, h, w = pixels.shape
+    return patchify(pixels, patch).transpose(1, 2).reshape(b, -1, h // patch, w // patch)
 
 
 class FCMAEModule(PretrainModule):
@@ -130,3 +163,20 @@ class FCMAEModule(PretrainModule):
         b, _, h, w = views.shape
         mask = random_patch_mask(b, h // self.patch, w // self.patch, self.config.mask_ratio, views.device)
         return self.reconstruction_loss(views, mask)
+
+    @torch.no_grad()
+    def reference_loss(self, images: torch.Tensor, step: int, total_steps: int) -> float:
+        """The same views and masks, the hidden patches filled from the visible pixels by
+        normalised convolution at the best of a few widths (σ 2-16 px) for this batch: inpainting
+        without learning. With ``norm_pix_loss`` each fill is standardised per patch, and predicting
+        zeros (the standardised mean) is a candidate too."""
+        views = self._views(images)
+        b, _, h, w = views.shape
+        p = self.patch
+        mask = random_patch_mask(b, h // p, w // p, self.config.mask_ratio, views.device).cpu()
+        hidden = mask.view(b, 1, h // p, w // p).repeat_interleave(p, 2).repeat_interleave(p, 3)
+        target = views.float().cpu()
+        candidates = [as_decoder_output(inpaint_visible(target, hidden, s), p) for s in INPAINT_SIGMAS]
+        if self.config.norm_pix_loss:
+            candidates = [_standardise_patches(c) for c in candidates] + [torch.zeros_like(candidates[0])]
+        return min(float(masked_patch_loss(c, target, mask, p, self.config.norm_pix_loss)) for c in candidates)

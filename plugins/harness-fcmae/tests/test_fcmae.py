@@ -262,3 +262,30 @@ class TestContract(MethodContract):
                    ({"decoder_dim": 0}, "decoder_dim"), ({"decoder_depth": 0}, "decoder_depth"),
                    ({"betas": (0.9, 1.5)}, "betas"), ({"weight_decay": -1}, "weight_decay"),
                    ({"patch_size": 16}, "patch_size")]
+
+
+def test_the_rule_without_learning_inpaints_the_same_masks_as_training():
+    """reference_loss: the views and masks training_step would draw, hidden pixels filled by the
+    best normalised convolution of the visible ones; here recomputed pixel by pixel with scipy."""
+    import numpy as np
+    from scipy import ndimage
+
+    module = FCMAE(SMALL).build(create_backbone(BACKBONE, in_chans=1))
+    images = smooth_images(batch=3, size=96)
+    torch.manual_seed(5)
+    value = module.reference_loss(images, 0, 1)
+    torch.manual_seed(5)  # the same draws, in training_step's order
+    views = module._views(images)
+    mask = random_patch_mask(3, 3, 3, module.config.mask_ratio, views.device)
+    x = views[:, 0].numpy().astype(np.float64)
+    hidden = np.kron(mask.view(3, 3, 3).numpy(), np.ones((32, 32)))
+    losses = []
+    for sigma in (2.0, 4.0, 8.0, 16.0):
+        weighted = ndimage.gaussian_filter(x * (1 - hidden), (0, sigma, sigma), mode="reflect")
+        weight = ndimage.gaussian_filter(1 - hidden, (0, sigma, sigma), mode="reflect")
+        mean = (x * (1 - hidden)).sum(axis=(1, 2), keepdims=True) / (1 - hidden).sum(axis=(1, 2), keepdims=True)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            fill = np.where(weight > 0, weighted / weight, mean)  # out of the kernel's reach: the visible mean
+        losses.append(((fill - x) ** 2 * hidden).sum() / hidden.sum())
+    assert value == pytest.approx(min(losses), rel=1e-4)
+    assert value > 0

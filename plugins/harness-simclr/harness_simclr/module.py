@@ -41,3 +41,9 @@ class SimCLRModule(TwoViewModule):
         z = self.embed(torch.cat([first, second]))
         z0, z1 = z.float().split(images.shape[0])
         return self.criterion(z0, z1)
+
+    @torch.no_grad()
+    def reference_loss(self, images: torch.Tensor, step: int, total_steps: int) -> float:
+        """One constant embedding for every view: every pair looks alike, so NT-Xent is log(2B - 1)."""
+        constant = torch.ones(images.shape[0], self.config.output_dim)
+        return float(self.criterion(constant, constant))

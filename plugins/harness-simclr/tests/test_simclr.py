@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from harness_simclr import SimCLR, SimCLRConfig
 
@@ -59,3 +61,13 @@ def test_head_reads_pooled_last_feature_map() -> None:
     assert module.projection_head.layers[0].in_features == width
     assert module.embed(crops(4)).shape == (4, SMALL["output_dim"])
 
+
+
+def test_the_rule_without_learning_is_chance_among_the_batch():
+    """One constant embedding for every view: the positive is no likelier than the 2B - 2
+    negatives, so NT-Xent is log(2B - 1) whatever the temperature."""
+    for temperature in (0.1, 0.5):
+        module = TestContract().build(temperature=temperature)
+        for batch in (2, 8):
+            value = module.reference_loss(TestContract().batch(n=batch), 0, 1)
+            assert math.isclose(value, math.log(2 * batch - 1), rel_tol=1e-6)
