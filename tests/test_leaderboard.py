@@ -438,6 +438,8 @@ def test_the_pretext_table_sets_each_pretraining_against_its_rule_without_learni
     assert rows["no-rule"]["reference_loss"] is None and rows["no-rule"]["late_over_reference"] is None
     assert "was the pretext learnt?" in render(tables, "md")
     assert tables[-1].rows[1] == ["no-rule", "2", "300", "-0.8500 ± 0.0707", "-", "-"]
+    assert cli("render", "--root", str(tmp_path / "lb")).exit_code == 0  # the published page has it too
+    assert "was the pretext learnt?" in (tmp_path / "lb" / "README.md").read_text()
     # a budget of its own is asked for: the ranking only; records that never kept the losses: no table
     assert [t.context["view"] for t in build_tables(build_boards(store.records()), METRIC, budget="1")] == ["ranking"]
     old = RecordStore(tmp_path / "old")

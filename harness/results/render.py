@@ -27,6 +27,7 @@ from harness.results.tables import (
     board_metrics,
     efficiency_table,
     entry_summary,
+    pretext_table,
     provenance_lines,
     ranking_table,
     render_markdown,
@@ -156,6 +157,9 @@ def render_page(
             lines += [_figure_links(paths, root, f"{metric} against label budget"), "",
                       "Bands: Student-t 95 % interval over seeds (two or more seeds), else the single run's "
                       "95 % bootstrap interval over test images.", ""]
+        pretext = pretext_table(board)
+        if pretext is not None:
+            lines += ["### Pretraining", "", _md([pretext])]
         lines += [f"### Per length scale at budget {largest}", ""]
         for metric in metrics:
             lines.append(_md([scales_table(board, largest, metric)]))
