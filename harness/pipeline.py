@@ -148,7 +148,7 @@ def obtain_encoder(entry: MethodEntry, method: SSLMethod, ctx: Context, seed: in
         state, meta = cached
         log(f"pretraining: reusing cached encoder {name} (trained {meta['created']})")
         info = PretrainInfo(cache_key=key, reused_cache=True, steps=meta["steps"], final_loss=meta["final_loss"],
-                            pool=pool, late_loss=meta.get("late_loss", late_loss(meta.get("losses") or [])),
+                            pool=pool, late_loss=late_loss(meta.get("losses") or []),
                             reference_loss=meta.get("reference_loss"))
         return state, info, 0.0
     start = time.perf_counter()
@@ -157,10 +157,9 @@ def obtain_encoder(entry: MethodEntry, method: SSLMethod, ctx: Context, seed: in
                             checkpoint=checkpointing(directory / CHECKPOINT_FILE, key, checkpoint_every, log))
     elapsed = time.perf_counter() - start
     final = stage.losses[-1] if stage.losses else None
-    late = late_loss(stage.losses)
     if is_main_process():  # one writer; a second process would only race for the same bytes
         payload = save(state, metadata={"method": entry.name, "key": key})
-        meta = {"created": _now(), "steps": len(stage.losses), "final_loss": final, "late_loss": late,
+        meta = {"created": _now(), "steps": len(stage.losses), "final_loss": final,
                 "reference_loss": stage.reference_loss, "losses": stage.losses,
                 "seconds": elapsed, "device": ctx.runtime.describe(),
                 "sha256": hashlib.sha256(payload).hexdigest()}
@@ -169,7 +168,7 @@ def obtain_encoder(entry: MethodEntry, method: SSLMethod, ctx: Context, seed: in
         write_bytes_atomic(directory / ENCODER_FILE, payload)
     log(f"pretraining: cached encoder as {name}")
     info = PretrainInfo(cache_key=key, reused_cache=False, steps=len(stage.losses), final_loss=final, pool=pool,
-                        late_loss=late, reference_loss=stage.reference_loss)
+                        late_loss=late_loss(stage.losses), reference_loss=stage.reference_loss)
     return state, info, elapsed
 
 

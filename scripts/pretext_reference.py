@@ -16,9 +16,8 @@ import torch
 
 from harness.context import Context, RunRequest
 from harness.methods.registry import get_method
-from harness.models import create_backbone
 from harness.pipeline import pretraining_pool
-from harness.training.loop import pretraining_steps, reference_pretext_loss
+from harness.training.loop import build_pretrain_module, pretraining_steps, reference_pretext_loss
 
 
 def reference(method_name: str, seed: int, profile: str = "quick", dataset: str = "synthetic-sem",
@@ -28,8 +27,7 @@ def reference(method_name: str, seed: int, profile: str = "quick", dataset: str 
                              pretrain_steps=pretrain_steps, progress=False))
     method = get_method(method_name).cls({})
     store = ctx.store(ctx.manifest.pools[pretraining_pool(ctx.manifest)], with_targets=False)
-    torch.manual_seed(seed)
-    module = method.build(create_backbone(ctx.settings.backbone, in_chans=1))
+    module = build_pretrain_module(method, ctx.settings, seed)
     module.train()
     return reference_pretext_loss(module, store, ctx.settings, ctx.runtime, seed,
                                   pretraining_steps(method, ctx.settings))

@@ -138,13 +138,7 @@ def pretrain(
     With ``checkpoint``, the stage resumes from a saved state of the same identity and saves one
     periodically and on SIGTERM/SIGINT (:mod:`harness.training.checkpoint`)."""
     steps = pretraining_steps(method, settings)
-    torch.manual_seed(seed)
-    backbone = create_backbone(settings.backbone, in_chans=1)
-    if method.uses_hidden_labels:
-        built = method.build(backbone, get_task(settings.task))  # type: ignore[call-arg]
-    else:
-        built = method.build(backbone)
-    module: PretrainModule = runtime.prepare(built)
+    module: PretrainModule = runtime.prepare(build_pretrain_module(method, settings, seed))
     module.train()
     config = method.config
     defaults = {
@@ -188,6 +182,15 @@ def pretrain(
     log.reference_loss = reference_pretext_loss(module, store, settings, runtime, seed, steps)
     state = {k: v.detach().float().cpu().contiguous() for k, v in module.transfer_state().items()}
     return state, log
+
+
+def build_pretrain_module(method: SSLMethod, settings: TrainSettings, seed: int) -> PretrainModule:
+    """The method's module on a fresh backbone, its initial weights drawn from ``seed``."""
+    torch.manual_seed(seed)
+    backbone = create_backbone(settings.backbone, in_chans=1)
+    if method.uses_hidden_labels:
+        return method.build(backbone, get_task(settings.task))  # type: ignore[call-arg]
+    return method.build(backbone)
 
 
 REFERENCE_BATCHES = 4  # batches the no-learning rule is scored on
