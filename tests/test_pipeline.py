@@ -32,9 +32,9 @@ def test_run_smoke_writes_a_full_record(tmp_path, method):
     assert record["seeds"] == {"split": 0, "data": 0, "train": 0}
     assert set(record["timings_s"]) == {"pretrain", "finetune", "tune", "evaluate"}
     # the task version and the post-processing tuned on validation are stated
-    assert record["settings"]["task"] == "distmap-v2"
-    assert record["postprocess"]["task"] == "distmap-v2" and set(record["postprocess"]["params"]) == {
-        "seed_threshold", "foreground_threshold"}
+    assert record["settings"]["task"] == "distmap-v3"
+    assert record["postprocess"]["task"] == "distmap-v3" and set(record["postprocess"]["params"]) == {
+        "seed_threshold", "foreground_threshold", "seed_dynamic", "min_share"}
     assert record["method"]["role"] == "method"
     assert record["peak_memory_mb"] > 0 and record["versions"]["torch"]
     assert record["selection"]["best_step"] is not None
@@ -92,9 +92,9 @@ def test_a_task_version_is_chosen_stated_and_trains_as_the_version_it_extends(tm
     from harness.results.record import read_record
     from harness.sweep import cell_dir
 
-    assert request_for(read_record(tmp_path / "distmap-v3" / "record.json")).task_version == "distmap-v3"
-    assert request_for(read_record(tmp_path / "distmap-v2" / "record.json")).task_version is None  # the default
-    cells = {cell_dir(tmp_path, RunRequest(method="none", budget="1%", task_version=v)) for v in (None, "distmap-v3")}
+    assert request_for(read_record(tmp_path / "distmap-v2" / "record.json")).task_version == "distmap-v2"
+    assert request_for(read_record(tmp_path / "distmap-v3" / "record.json")).task_version is None  # the default
+    cells = {cell_dir(tmp_path, RunRequest(method="none", budget="1%", task_version=v)) for v in (None, "distmap-v2")}
     assert len(cells) == 2
 
 
