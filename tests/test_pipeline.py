@@ -47,13 +47,20 @@ def test_pretraining_states_its_pretext_beside_a_rule_without_learning_and_moves
     """The record keeps the mean loss of pretraining's last tenth and the method's rule without learning
     (denoise: the best blur) on the batches that follow. Scoring that rule draws crops and noise, under a
     forked RNG: the run's numbers are those of a run without it, and a run that reuses the cached encoder
-    states the same two losses."""
+    states the same two losses, even from a cache made before runs kept the rule (it needs no weights)."""
     from harness_denoise import DenoiseModule
 
+    from harness.pipeline import META_FILE
+
     records = {}
-    for name in ("without", "with", "reused"):
-        if name != "reused":
+    for name in ("without", "with", "reused", "older-cache"):
+        if name in ("without", "with"):
             monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path / f"cache-{name}"))
+        if name == "older-cache":
+            (meta_file,) = (tmp_path / "cache-with" / "pretrained").glob(f"*/{META_FILE}")
+            meta = json.loads(meta_file.read_text())
+            del meta["reference_loss"]
+            meta_file.write_text(json.dumps(meta))
         with monkeypatch.context() as patch:
             if name == "without":
                 patch.setattr(DenoiseModule, "reference_loss", lambda self, images, step, total: None)
@@ -69,6 +76,8 @@ def test_pretraining_states_its_pretext_beside_a_rule_without_learning_and_moves
     assert reused["pretrain"]["reused_cache"] and not with_rule["pretrain"]["reused_cache"]
     for key in ("late_loss", "reference_loss"):
         assert reused["pretrain"][key] == with_rule["pretrain"][key]
+        assert records["older-cache"]["pretrain"][key] == with_rule["pretrain"][key]
+    assert records["older-cache"]["headline"] == reused["headline"]
 
 
 def test_a_task_version_is_chosen_stated_and_trains_as_the_version_it_extends(tmp_path):
