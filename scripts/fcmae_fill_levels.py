@@ -80,9 +80,9 @@ def main(seeds: str, profile: str, dataset: str) -> None:
     torch.set_num_threads(1)
     rows = {int(seed): fill_levels(int(seed), profile, dataset) for seed in seeds.split(",")}
     names = list(next(iter(rows.values())))
-    click.echo(f"{'fill':34s}" + "".join(f"  seed {seed:<4d}" for seed in rows))
+    click.echo(f"{'fill':44s}" + "".join(f"  seed {seed:<4d}" for seed in rows))
     for name in names:
-        click.echo(f"{name:34s}" + "".join(f"  {rows[seed][name]:.5f}  " for seed in rows))
+        click.echo(f"{name:44s}" + "".join(f"  {rows[seed][name]:.5f}  " for seed in rows))
 
 
 if __name__ == "__main__":
