@@ -50,7 +50,7 @@ from harness.results.record import (
 )
 from harness.task.scale import SECOND_LOOK_MARGIN
 from harness.training.checkpoint import Checkpointing, parse_interval
-from harness.training.loop import StageLog, finetune, late_loss, pretrain
+from harness.training.loop import StageLog, finetune, late_loss, pretext_rule_loss, pretrain
 from harness.training.runtime import (
     is_main_process,
     on_main_process,
@@ -147,9 +147,13 @@ def obtain_encoder(entry: MethodEntry, method: SSLMethod, ctx: Context, seed: in
     elif cached is not None:
         state, meta = cached
         log(f"pretraining: reusing cached encoder {name} (trained {meta['created']})")
+        if "reference_loss" in meta:
+            reference = meta["reference_loss"]
+        else:  # cached before runs kept the rule, which needs no trained weights: score it now
+            reference = pretext_rule_loss(method, ctx.store(ctx.manifest.pools[pool], with_targets=False),
+                                          ctx.settings, ctx.runtime, seed)
         info = PretrainInfo(cache_key=key, reused_cache=True, steps=meta["steps"], final_loss=meta["final_loss"],
-                            pool=pool, late_loss=late_loss(meta.get("losses") or []),
-                            reference_loss=meta.get("reference_loss"))
+                            pool=pool, late_loss=late_loss(meta.get("losses") or []), reference_loss=reference)
         return state, info, 0.0
     start = time.perf_counter()
     store = ctx.store(ctx.manifest.pools[pool], with_targets=method.uses_hidden_labels)

@@ -17,7 +17,7 @@ import torch
 from harness.context import Context, RunRequest
 from harness.methods.registry import get_method
 from harness.pipeline import pretraining_pool
-from harness.training.loop import build_pretrain_module, pretraining_steps, reference_pretext_loss
+from harness.training.loop import pretext_rule_loss
 
 
 def reference(method_name: str, seed: int, profile: str = "quick", dataset: str = "synthetic-sem",
@@ -25,12 +25,8 @@ def reference(method_name: str, seed: int, profile: str = "quick", dataset: str 
     """``pretrain.reference_loss`` of a run of ``method_name`` with training seed ``seed``."""
     ctx = Context(RunRequest(method=method_name, budget="1", profile=profile, dataset=dataset, seed=seed,
                              pretrain_steps=pretrain_steps, progress=False))
-    method = get_method(method_name).cls({})
     store = ctx.store(ctx.manifest.pools[pretraining_pool(ctx.manifest)], with_targets=False)
-    module = build_pretrain_module(method, ctx.settings, seed)
-    module.train()
-    return reference_pretext_loss(module, store, ctx.settings, ctx.runtime, seed,
-                                  pretraining_steps(method, ctx.settings))
+    return pretext_rule_loss(get_method(method_name).cls({}), store, ctx.settings, ctx.runtime, seed)
 
 
 @click.command()

@@ -515,6 +515,22 @@ def test_sections_that_differ_only_in_numerics_keep_their_own_figures(smoke_run,
     assert page.count("<p>Status: current") == 1 and page.count("<p>Status: history") == 1
 
 
+def test_the_default_task_versions_section_comes_first(smoke_run, tmp_path):
+    """Two task versions on one dataset are both current; the one `harness run` computes by default
+    leads, and its status line says so, whatever the alphabet says."""
+    from harness.task import DEFAULT_TASK, LEGACY_TASK, TASKS
+
+    other = next(v for v in TASKS if v not in (DEFAULT_TASK, LEGACY_TASK))
+    settings = json.loads((smoke_run / RECORD_FILE).read_text())["settings"]
+    store = RecordStore(tmp_path / "lb")
+    for task in sorted((other, DEFAULT_TASK)):
+        add_forged(store, variant(smoke_run, tmp_path / task, settings={**settings, "task": task}))
+    boards = build_boards(store.records())
+    assert [b.key.task for b in boards] == [DEFAULT_TASK, other]
+    assert boards[0].key.status.startswith(f"current: task {DEFAULT_TASK} (the default),")
+    assert boards[1].key.status.startswith(f"current: task {other}, ")
+
+
 def test_outline_overlay_plot(tmp_path):
     from harness.results import plots
 

@@ -32,9 +32,9 @@ def test_run_smoke_writes_a_full_record(tmp_path, method):
     assert record["seeds"] == {"split": 0, "data": 0, "train": 0}
     assert set(record["timings_s"]) == {"pretrain", "finetune", "tune", "evaluate"}
     # the task version and the post-processing tuned on validation are stated
-    assert record["settings"]["task"] == "distmap-v2"
-    assert record["postprocess"]["task"] == "distmap-v2" and set(record["postprocess"]["params"]) == {
-        "seed_threshold", "foreground_threshold"}
+    assert record["settings"]["task"] == "distmap-v3"
+    assert record["postprocess"]["task"] == "distmap-v3" and set(record["postprocess"]["params"]) == {
+        "seed_threshold", "foreground_threshold", "seed_dynamic", "min_share"}
     assert record["method"]["role"] == "method"
     assert record["peak_memory_mb"] > 0 and record["versions"]["torch"]
     assert record["selection"]["best_step"] is not None
@@ -47,13 +47,20 @@ def test_pretraining_states_its_pretext_beside_a_rule_without_learning_and_moves
     """The record keeps the mean loss of pretraining's last tenth and the method's rule without learning
     (denoise: the best blur) on the batches that follow. Scoring that rule draws crops and noise, under a
     forked RNG: the run's numbers are those of a run without it, and a run that reuses the cached encoder
-    states the same two losses."""
+    states the same two losses, even from a cache made before runs kept the rule (it needs no weights)."""
     from harness_denoise import DenoiseModule
 
+    from harness.pipeline import META_FILE
+
     records = {}
-    for name in ("without", "with", "reused"):
-        if name != "reused":
+    for name in ("without", "with", "reused", "older-cache"):
+        if name in ("without", "with"):
             monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path / f"cache-{name}"))
+        if name == "older-cache":
+            (meta_file,) = (tmp_path / "cache-with" / "pretrained").glob(f"*/{META_FILE}")
+            meta = json.loads(meta_file.read_text())
+            del meta["reference_loss"]
+            meta_file.write_text(json.dumps(meta))
         with monkeypatch.context() as patch:
             if name == "without":
                 patch.setattr(DenoiseModule, "reference_loss", lambda self, images, step, total: None)
@@ -69,6 +76,8 @@ def test_pretraining_states_its_pretext_beside_a_rule_without_learning_and_moves
     assert reused["pretrain"]["reused_cache"] and not with_rule["pretrain"]["reused_cache"]
     for key in ("late_loss", "reference_loss"):
         assert reused["pretrain"][key] == with_rule["pretrain"][key]
+        assert records["older-cache"]["pretrain"][key] == with_rule["pretrain"][key]
+    assert records["older-cache"]["headline"] == reused["headline"]
 
 
 def test_a_task_version_is_chosen_stated_and_trains_as_the_version_it_extends(tmp_path):
@@ -92,9 +101,9 @@ def test_a_task_version_is_chosen_stated_and_trains_as_the_version_it_extends(tm
     from harness.results.record import read_record
     from harness.sweep import cell_dir
 
-    assert request_for(read_record(tmp_path / "distmap-v3" / "record.json")).task_version == "distmap-v3"
-    assert request_for(read_record(tmp_path / "distmap-v2" / "record.json")).task_version is None  # the default
-    cells = {cell_dir(tmp_path, RunRequest(method="none", budget="1%", task_version=v)) for v in (None, "distmap-v3")}
+    assert request_for(read_record(tmp_path / "distmap-v2" / "record.json")).task_version == "distmap-v2"
+    assert request_for(read_record(tmp_path / "distmap-v3" / "record.json")).task_version is None  # the default
+    cells = {cell_dir(tmp_path, RunRequest(method="none", budget="1%", task_version=v)) for v in (None, "distmap-v2")}
     assert len(cells) == 2
 
 

@@ -89,10 +89,10 @@ def common_run_options(func):
                           "image from the frozen encoder, a linear probe and kNN (datasets with image classes: "
                           "synthetic-nanowire; budgets like 4/class)."),
         click.option("--task-version", default=None, metavar="VERSION",
-                     help="The segment task's version instead of the default: distmap-v2 (default), distmap-v3 "
-                          "(distmap-v2's training; h-maxima seeds, a minimum share of the largest particle and "
-                          "test-time flips and turns), 3class-v1 (history). Stated in the record, whose "
-                          "leaderboard tables it never shares."),
+                     help="The segment task's version instead of the default: distmap-v3 (default: foreground + "
+                          "distance map, h-maxima seeds, a minimum share of the largest particle, test-time flips "
+                          "and turns), distmap-v2 (the same training, plain seeds; release v10), 3class-v1 "
+                          "(history). Stated in the record, whose leaderboard tables it never shares."),
         click.option("--protocol", type=click.Choice(["finetune", "frozen"]), default=None,
                      help="finetune (segment's default): the whole network trains; frozen: the pretrained encoder "
                           "stays fixed (classify is always frozen)."),

@@ -13,7 +13,7 @@ from harness.errors import HarnessError
 from harness.metrics.aggregate import GROUP_ORDER
 from harness.numerics import LEGACY_NUMERICS, NUMERICS_VERSION
 from harness.results.leaderboard import Filed
-from harness.task import LEGACY_TASK
+from harness.task import DEFAULT_TASK, LEGACY_TASK
 
 SeedKey = tuple[int, int, int]
 
@@ -72,7 +72,8 @@ class BoardKey:
         reason = self.history_reason
         if reason is not None:
             return f"history: {reason}"
-        return f"current: task {self.task}, numerics {self.numerics}, what this harness computes today"
+        default = " (the default)" if self.task == DEFAULT_TASK else ""
+        return f"current: task {self.task}{default}, numerics {self.numerics}, what this harness computes today"
 
 
 @dataclass(frozen=True)
@@ -175,9 +176,10 @@ def build_boards(filed: Sequence[Filed], dataset: str | None = None, budget: str
     for key, board in boards.items():
         board.budgets = sorted(((b, n) for (k, b), n in images.items() if k == key), key=lambda t: (t[1], t[0]))
         _disambiguate(board)
-    # current sections first: a reader meets today's numbers before the history
-    order = sorted(boards, key=lambda k: (not k.current, k.dataset, k.task, k.profile, k.manifest, k.schema,
-                                          k.protocol, k.settings, k.numerics))
+    # current sections first, the default task's first among them: a reader meets what
+    # `harness run` computes today before other versions and the history
+    order = sorted(boards, key=lambda k: (not k.current, k.dataset, k.task != DEFAULT_TASK, k.task, k.profile,
+                                          k.manifest, k.schema, k.protocol, k.settings, k.numerics))
     return [boards[k] for k in order]
 
 

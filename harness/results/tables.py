@@ -345,9 +345,10 @@ def pretext_table(board: Board) -> Table | None:
                 "loss, mean over the last tenth of the steps. Rule without learning: the same loss on the batches "
                 "that follow, drawn the same way and answered without a network (FCMAE: hidden patches inpainted "
                 "from the visible pixels; denoise: a Gaussian blur; SimCLR, DINO: one constant output); - where "
-                "the method states none (a constant output is BYOL's optimum). Ratio below 1: the pretext was "
-                "learnt beyond that rule; at 1 or above, the encoder did no better at its own pretext than no "
-                "learning, and its rows measure an unlearnt pretext, not the method."],
+                "the method states none (a constant output is BYOL's optimum) or a run reused an encoder cached "
+                "before runs kept the rule (`scripts/pretext_reference.py` computes it). Ratio below 1: the "
+                "pretext was learnt beyond that rule; at 1 or above, the encoder did no better at its own pretext "
+                "than no learning, and its rows measure an unlearnt pretext, not the method."],
     )
 
 

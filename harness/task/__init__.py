@@ -35,7 +35,7 @@ from harness.task.postprocess import seeded_watershed, to_instances
 from harness.task.targets import BACKGROUND, BOUNDARY, IGNORE_INDEX, INTERIOR, make_targets
 
 LEGACY_TASK = "3class-v1"  # what a record that states no task version was made with
-DEFAULT_TASK = "distmap-v2"
+DEFAULT_TASK = "distmap-v3"
 
 
 def _class_probabilities(logits: torch.Tensor) -> np.ndarray:

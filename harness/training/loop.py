@@ -216,6 +216,18 @@ def reference_pretext_loss(module: PretrainModule, store: ImageStore, settings: 
     return float(np.mean(values))
 
 
+def pretext_rule_loss(method: SSLMethod, store: ImageStore, settings: TrainSettings, runtime: Runtime,
+                      seed: int) -> float | None:
+    """``reference_pretext_loss`` without a pretraining: the rule needs no trained weights, so a fresh
+    module of the same seed scores exactly what the run recorded (for encoders cached, or records
+    made, before runs kept it). Under a forked RNG, so nothing after it moves."""
+    devices = [runtime.device] if runtime.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        module = runtime.prepare(build_pretrain_module(method, settings, seed))
+        module.train()
+        return reference_pretext_loss(module, store, settings, runtime, seed, pretraining_steps(method, settings))
+
+
 def late_loss(losses: list[float]) -> float | None:
     """The mean loss over the last tenth of the steps (at least one): one step's loss is noisy."""
     if not losses:
