@@ -33,7 +33,6 @@ def fill_levels(seed: int, profile: str = "quick", dataset: str = "synthetic-sem
         as_decoder_output,
         inpaint_visible,
         masked_patch_loss,
-        random_patch_mask,
     )
 
     ctx = Context(RunRequest(method="fcmae", budget="1", profile=profile, dataset=dataset, seed=seed, progress=False))
@@ -50,11 +49,9 @@ def fill_levels(seed: int, profile: str = "quick", dataset: str = "synthetic-sem
         torch.manual_seed(seed)  # the draws of reference_pretext_loss
         for index in range(steps, steps + REFERENCE_BATCHES):
             item = batches[index]
-            views = module._views(item[0] if isinstance(item, (tuple, list)) else item).float()
-            b, _, h, w = views.shape
+            views, mask, hidden = module.rule_draws(item[0] if isinstance(item, (tuple, list)) else item)
+            views = views.float()
             p = module.patch
-            mask = random_patch_mask(b, h // p, w // p, module.config.mask_ratio, views.device)
-            hidden = mask.view(b, 1, h // p, w // p).repeat_interleave(p, 2).repeat_interleave(p, 3)
             visible = 1 - hidden
             fills = {"visible mean of the image": ((views * visible).sum((2, 3), keepdim=True)
                                                    / visible.sum((2, 3), keepdim=True)).expand_as(views)}

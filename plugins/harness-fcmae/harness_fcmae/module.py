@@ -164,17 +164,24 @@ class FCMAEModule(PretrainModule):
         mask = random_patch_mask(b, h // self.patch, w // self.patch, self.config.mask_ratio, views.device)
         return self.reconstruction_loss(views, mask)
 
+    def rule_draws(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The views and patch mask a training step draws, plus the mask per pixel (B, 1, H, W), 1 = hidden."""
+        views = self._views(images)
+        b, _, h, w = views.shape
+        p = self.patch
+        mask = random_patch_mask(b, h // p, w // p, self.config.mask_ratio, views.device)
+        hidden = mask.view(b, 1, h // p, w // p).repeat_interleave(p, 2).repeat_interleave(p, 3)
+        return views, mask, hidden
+
     @torch.no_grad()
     def reference_loss(self, images: torch.Tensor, step: int, total_steps: int) -> float:
         """The same views and masks, the hidden patches filled from the visible pixels by
         normalised convolution at the best of a few widths (σ 2-16 px) for this batch: inpainting
         without learning. With ``norm_pix_loss`` each fill is standardised per patch, and predicting
         zeros (the standardised mean) is a candidate too."""
-        views = self._views(images)
-        b, _, h, w = views.shape
+        views, mask, hidden = self.rule_draws(images)
         p = self.patch
-        mask = random_patch_mask(b, h // p, w // p, self.config.mask_ratio, views.device).cpu()
-        hidden = mask.view(b, 1, h // p, w // p).repeat_interleave(p, 2).repeat_interleave(p, 3)
+        mask, hidden = mask.cpu(), hidden.cpu()
         target = views.float().cpu()
         candidates = [as_decoder_output(inpaint_visible(target, hidden, s), p) for s in INPAINT_SIGMAS]
         if self.config.norm_pix_loss:
