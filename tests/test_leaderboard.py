@@ -438,8 +438,15 @@ def test_the_pretext_table_sets_each_pretraining_against_its_rule_without_learni
     assert rows["no-rule"]["reference_loss"] is None and rows["no-rule"]["late_over_reference"] is None
     assert "was the pretext learnt?" in render(tables, "md")
     assert tables[-1].rows[1] == ["no-rule", "2", "300", "-0.8500 ± 0.0707", "-", "-"]
+    # the ranking marks an entry whose pretext went unlearnt on some seed, and says on how many
+    ranking = tables[0]
+    marks = {r["entry"]: (r["pretext_unlearnt"], r["pretext_judged"]) for r in ranking.data}
+    assert marks == {"learnt": (0, 2), "unlearnt": (1, 2), "no-rule": (0, 0), "none": (0, 0)}
+    assert {row[1] for row in ranking.rows} == {"learnt", "unlearnt ‡", "no-rule", "none"}
+    assert "‡ pretext not learnt" in ranking.footer[-1] and "unlearnt (1 of 2 pretrainings);" in ranking.footer[-1]
     assert cli("render", "--root", str(tmp_path / "lb")).exit_code == 0  # the published page has it too
     assert "was the pretext learnt?" in (tmp_path / "lb" / "README.md").read_text()
+    assert "unlearnt ‡" in (tmp_path / "lb" / "README.md").read_text()
     # a budget of its own is asked for: the ranking only; records that never kept the losses: no table
     assert [t.context["view"] for t in build_tables(build_boards(store.records()), METRIC, budget="1")] == ["ranking"]
     old = RecordStore(tmp_path / "old")

@@ -39,6 +39,7 @@ from harness.results.leaderboard import Filed
 Format = Literal["md", "csv", "html", "json"]
 TestChoice = Literal["auto", "seeds", "images"]
 MARK = "†"
+UNLEARNT = "‡"  # an entry some of whose pretrainings did no better at their pretext than no learning
 ROLE_ORDER = {"method": 0, "control": 1, "reference": 2}
 
 
@@ -211,21 +212,27 @@ def ranking_table(board: Board, budget: str, metric: str, scale: str = OVERALL,
         runner_up = seconds[0]
         result = compare(board, leaders[0], runner_up, budget, metric, scale, test)
     rows, data = [], []
+    unlearnt: list[str] = []
     for e in order:
         s = summaries[e]
         marked = result is not None and result.significant and e == leaders[0]
+        failed, judged = unlearnt_pretexts(board, e, budget)
+        if failed:
+            unlearnt.append(f"{board.labels[e]} ({failed} of {judged} pretraining{'s' if judged != 1 else ''})")
         vs = versus_baseline(board, e, budget, metric, scale, test)
         vs_text = "-" if vs is None or vs.p_value is None else f"{vs.p_value:.3g}"
         # a reference row (oracle, classical) runs no network, whatever backbone its settings name
         backbone = None if board.roles.get(e) == "reference" else e.backbone
-        rows.append([str(ranks[e]) if ranks[e] is not None else "-", board.display(e) + (f" {MARK}" if marked else ""),
+        rows.append([str(ranks[e]) if ranks[e] is not None else "-",
+                     board.display(e) + (f" {MARK}" if marked else "") + (f" {UNLEARNT}" if failed else ""),
                      backbone or "-", _cell(s), str(s.n), vs_text])
         data.append({"rank": ranks[e], "entry": board.labels[e], "role": board.roles.get(e, "method"),
                      "method": e.method, "config_hash": e.config_hash,
                      "backbone": backbone, "mean": s.mean, "std": s.std, "n": s.n, "significant": marked,
                      "p_value": result.p_value if (result is not None and e == leaders[0]) else None,
                      "test": result.test if (result is not None and e == leaders[0]) else None,
-                     "p_vs_none": None if vs is None else vs.p_value})
+                     "p_vs_none": None if vs is None else vs.p_value,
+                     "pretext_unlearnt": failed, "pretext_judged": judged})
     n_images = board.budget_images(budget)
     scale_text = "" if scale == OVERALL else f", length scale {scale}"
     footer = [_value_note(metric, board),
@@ -247,6 +254,10 @@ def ranking_table(board: Board, budget: str, metric: str, scale: str = OVERALL,
         else:
             footer.append(f"No {MARK} mark: {versus} >= alpha {stats.ALPHA}, the lead is not supported.")
     footer.append(detectable_line(board, budget, metric, scale))
+    if unlearnt:
+        footer.append(f"{UNLEARNT} pretext not learnt: the pretraining's loss over its last tenth was no lower than "
+                      f"its method's rule without learning in {', '.join(unlearnt)}; those seeds measure an unlearnt "
+                      "pretext, not the method (see 'Pretraining — was the pretext learnt?').")
     return Table(
         board=board.key.title, status=board.key.status,
         title=f"Budget {budget} ({n_images} labelled image{'s' if n_images != 1 else ''}) — "
@@ -300,15 +311,26 @@ def efficiency_table(board: Board, metric: str, scale: str = OVERALL) -> Table:
     )
 
 
-def _pretrainings(board: Board, entry: EntryKey) -> dict[str, Any]:
-    """The entry's distinct pretrainings (the budgets of a seed share one), by cache key."""
+def _pretrainings(board: Board, entry: EntryKey, budget: str | None = None) -> dict[str, Any]:
+    """The entry's distinct pretrainings (the budgets of a seed share one), by cache key; those of
+    the seeds at ``budget`` only, if given."""
     found: dict[str, Any] = {}
-    for budget, _ in board.budgets:
-        for filed in board.seeds(entry, budget).values():
+    for each, _ in board.budgets:
+        if budget is not None and each != budget:
+            continue
+        for filed in board.seeds(entry, each).values():
             info = filed.record.pretrain
             if info.steps and info.late_loss is not None:
                 found.setdefault(info.cache_key or filed.record.run_id, info)
     return found
+
+
+def unlearnt_pretexts(board: Board, entry: EntryKey, budget: str) -> tuple[int, int]:
+    """(unlearnt, judged): of the entry's pretrainings at ``budget`` whose method states a rule without
+    learning, how many ended (mean loss of the last tenth) no lower than that rule. Their seeds
+    measure an unlearnt pretext, not the method."""
+    judged = [r for r in _pretrainings(board, entry, budget).values() if r.reference_loss is not None]
+    return sum(r.late_loss >= r.reference_loss for r in judged), len(judged)
 
 
 def pretext_table(board: Board) -> Table | None:
