@@ -153,7 +153,9 @@ def obtain_encoder(entry: MethodEntry, method: SSLMethod, ctx: Context, seed: in
             reference = pretext_rule_loss(method, ctx.store(ctx.manifest.pools[pool], with_targets=False),
                                           ctx.settings, ctx.runtime, seed)
         info = PretrainInfo(cache_key=key, reused_cache=True, steps=meta["steps"], final_loss=meta["final_loss"],
-                            pool=pool, late_loss=late_loss(meta.get("losses") or []), reference_loss=reference)
+                            pool=pool, late_loss=late_loss(meta.get("losses") or []), reference_loss=reference,
+                            # needs the whole trained module, which no cache keeps: None for older caches
+                            held_out_loss=meta.get("held_out_loss"))
         return state, info, 0.0
     start = time.perf_counter()
     store = ctx.store(ctx.manifest.pools[pool], with_targets=method.uses_hidden_labels)
@@ -164,7 +166,7 @@ def obtain_encoder(entry: MethodEntry, method: SSLMethod, ctx: Context, seed: in
     if is_main_process():  # one writer; a second process would only race for the same bytes
         payload = save(state, metadata={"method": entry.name, "key": key})
         meta = {"created": _now(), "steps": len(stage.losses), "final_loss": final,
-                "reference_loss": stage.reference_loss, "losses": stage.losses,
+                "reference_loss": stage.reference_loss, "held_out_loss": stage.held_out_loss, "losses": stage.losses,
                 "seconds": elapsed, "device": ctx.runtime.describe(),
                 "sha256": hashlib.sha256(payload).hexdigest()}
         # meta first: an encoder file is never there without the digest that vouches for it
@@ -172,7 +174,8 @@ def obtain_encoder(entry: MethodEntry, method: SSLMethod, ctx: Context, seed: in
         write_bytes_atomic(directory / ENCODER_FILE, payload)
     log(f"pretraining: cached encoder as {name}")
     info = PretrainInfo(cache_key=key, reused_cache=False, steps=len(stage.losses), final_loss=final, pool=pool,
-                        late_loss=late_loss(stage.losses), reference_loss=stage.reference_loss)
+                        late_loss=late_loss(stage.losses), reference_loss=stage.reference_loss,
+                        held_out_loss=stage.held_out_loss)
     return state, info, elapsed
 
 

@@ -261,7 +261,8 @@ def compare_records(original: RunRecord, new: RunRecord, per_image_then: list | 
         ("pretrain.steps", original.pretrain.steps, new.pretrain.steps),
         ("pretrain.final_loss", original.pretrain.final_loss, new.pretrain.final_loss),
     ]
-    for name in ("late_loss", "reference_loss"):  # kept since 2026-12-05: compared where the record has them
+    # kept since 2026-12-05 (held_out_loss: 2026-12-06): compared where the record has them
+    for name in ("late_loss", "reference_loss", "held_out_loss"):
         if getattr(original.pretrain, name) is not None:
             parts.append((f"pretrain.{name}", getattr(original.pretrain, name), getattr(new.pretrain, name)))
     if per_image_then is not None and per_image_now is not None:

@@ -413,36 +413,42 @@ def test_label_efficiency_view_and_area_under_the_curve(smoke_run, tmp_path):
     assert stats.log_budget_auc([(10, 1.0)]) is None
 
 
-def _pretrain(seed: int, late: float | None, reference: float | None) -> dict:
+def _pretrain(seed: int, late: float | None, reference: float | None, held_out: float | None = None) -> dict:
     return {"cache_key": f"key{seed}", "reused_cache": False, "steps": 300, "final_loss": late, "pool": "unlabeled",
-            "late_loss": late, "reference_loss": reference}
+            "late_loss": late, "reference_loss": reference, "held_out_loss": held_out}
 
 
 def test_the_pretext_table_sets_each_pretraining_against_its_rule_without_learning(smoke_run, tmp_path):
     store = RecordStore(tmp_path / "lb")
-    pretexts = {"learnt": ([0.5, 0.7], [1.0, 1.0]), "unlearnt": ([1.1, 0.9], [1.0, 1.0]),
-                "no-rule": ([-0.8, -0.9], [None, None])}
-    for method, (late, reference) in pretexts.items():
+    # "paired": its last tenth (other batches) looks unlearnt, its trained network on the rule's own batches
+    # and draws does not, and the paired figure is the one that counts
+    pretexts = {"learnt": ([0.5, 0.7], [1.0, 1.0], [None, None]), "unlearnt": ([1.1, 0.9], [1.0, 1.0], [None, None]),
+                "no-rule": ([-0.8, -0.9], [None, None], [None, None]), "paired": ([1.2, 1.2], [1.0, 1.0], [0.8, 0.9])}
+    for method, (late, reference, held_out) in pretexts.items():
         for seed in (0, 1):
             for budget in ("1", "3"):  # the budgets of a seed share one pretraining: counted once
                 add_forged(store, variant(smoke_run, tmp_path / f"{method}{seed}-{budget}", method=method, seed=seed,
-                                          budget=budget, pretrain=_pretrain(seed, late[seed], reference[seed])))
+                                          budget=budget,
+                                          pretrain=_pretrain(seed, late[seed], reference[seed], held_out[seed])))
     add_forged(store, variant(smoke_run, tmp_path / "none", method="none", budget="1"))  # no pretraining: no row
     tables = build_tables(build_boards(store.records()), METRIC)
     assert [t.context["view"] for t in tables] == ["ranking", "ranking", "label-efficiency", "pretext"]
     rows = {r["entry"]: r for r in tables[-1].data}
-    assert set(rows) == {"learnt", "unlearnt", "no-rule"}
+    assert set(rows) == {"learnt", "unlearnt", "no-rule", "paired"}
     assert rows["learnt"]["pretrainings"] == 2 and rows["learnt"]["late_loss"] == pytest.approx(0.6)
-    assert rows["learnt"]["late_over_reference"] == pytest.approx(0.6)
-    assert rows["unlearnt"]["late_over_reference"] == pytest.approx(1.0)
-    assert rows["no-rule"]["reference_loss"] is None and rows["no-rule"]["late_over_reference"] is None
+    assert rows["learnt"]["ratio_to_reference"] == pytest.approx(0.6)
+    assert rows["unlearnt"]["ratio_to_reference"] == pytest.approx(1.0)
+    assert rows["no-rule"]["reference_loss"] is None and rows["no-rule"]["ratio_to_reference"] is None
+    assert rows["paired"]["ratio_to_reference"] == pytest.approx(0.85) and rows["paired"]["held_out_pretrainings"] == 2
     assert "was the pretext learnt?" in render(tables, "md")
-    assert tables[-1].rows[1] == ["no-rule", "2", "300", "-0.8500 ± 0.0707", "-", "-"]
+    assert tables[-1].rows[1] == ["no-rule", "2", "300", "-0.8500 ± 0.0707", "-", "-", "-"]
+    assert tables[-1].rows[2] == ["paired", "2", "300", "1.2000 ± 0.0000", "0.8500 ± 0.0707", "1.0000 ± 0.0000",
+                                  "0.850"]
     # the ranking marks an entry whose pretext went unlearnt on some seed, and says on how many
     ranking = tables[0]
     marks = {r["entry"]: (r["pretext_unlearnt"], r["pretext_judged"]) for r in ranking.data}
-    assert marks == {"learnt": (0, 2), "unlearnt": (1, 2), "no-rule": (0, 0), "none": (0, 0)}
-    assert {row[1] for row in ranking.rows} == {"learnt", "unlearnt ‡", "no-rule", "none"}
+    assert marks == {"learnt": (0, 2), "unlearnt": (1, 2), "no-rule": (0, 0), "none": (0, 0), "paired": (0, 2)}
+    assert {row[1] for row in ranking.rows} == {"learnt", "unlearnt ‡", "no-rule", "none", "paired"}
     assert "‡ pretext not learnt" in ranking.footer[-1] and "unlearnt (1 of 2 pretrainings);" in ranking.footer[-1]
     assert cli("render", "--root", str(tmp_path / "lb")).exit_code == 0  # the published page has it too
     assert "was the pretext learnt?" in (tmp_path / "lb" / "README.md").read_text()

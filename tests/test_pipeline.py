@@ -59,7 +59,7 @@ def test_pretraining_states_its_pretext_beside_a_rule_without_learning_and_moves
         if name == "older-cache":
             (meta_file,) = (tmp_path / "cache-with" / "pretrained").glob(f"*/{META_FILE}")
             meta = json.loads(meta_file.read_text())
-            del meta["reference_loss"]
+            del meta["reference_loss"]  # the rule is scored again; the network's held-out loss is kept
             meta_file.write_text(json.dumps(meta))
         with monkeypatch.context() as patch:
             if name == "without":
@@ -74,7 +74,9 @@ def test_pretraining_states_its_pretext_beside_a_rule_without_learning_and_moves
         assert with_rule[part] == without[part], part
     assert without["pretrain"]["late_loss"] == with_rule["pretrain"]["late_loss"]
     assert reused["pretrain"]["reused_cache"] and not with_rule["pretrain"]["reused_cache"]
-    for key in ("late_loss", "reference_loss"):
+    # the trained network's own loss on the rule's batches and draws: kept with the cache, so a reuse states it
+    assert without["pretrain"]["held_out_loss"] is None and with_rule["pretrain"]["held_out_loss"] > 0
+    for key in ("late_loss", "reference_loss", "held_out_loss"):
         assert reused["pretrain"][key] == with_rule["pretrain"][key]
         assert records["older-cache"]["pretrain"][key] == with_rule["pretrain"][key]
     assert records["older-cache"]["headline"] == reused["headline"]

@@ -67,6 +67,9 @@ class PretrainInfo(_Frozen):
     # learnt? None where the method states no rule, or in records from before these were kept
     late_loss: float | None = None
     reference_loss: float | None = None
+    # the trained module's own pretext loss on the rule's batches, with the rule's draws: paired with
+    # reference_loss batch by batch (late_loss saw other batches). None before it was kept (2026-12-06)
+    held_out_loss: float | None = None
 
 
 class Selection(_Frozen):

@@ -325,16 +325,22 @@ def _pretrainings(board: Board, entry: EntryKey, budget: str | None = None) -> d
     return found
 
 
+def judged_loss(info: Any) -> float | None:
+    """The pretraining's pretext loss set against its rule: the trained network's on the rule's own
+    batches and draws where the record keeps it (paired), else the mean of the last tenth of training."""
+    return info.held_out_loss if info.held_out_loss is not None else info.late_loss
+
+
 def unlearnt_pretexts(board: Board, entry: EntryKey, budget: str) -> tuple[int, int]:
     """(unlearnt, judged): of the entry's pretrainings at ``budget`` whose method states a rule without
-    learning, how many ended (mean loss of the last tenth) no lower than that rule. Their seeds
-    measure an unlearnt pretext, not the method."""
+    learning, how many ended (:func:`judged_loss`) no lower than that rule. Their seeds measure an
+    unlearnt pretext, not the method."""
     judged = [r for r in _pretrainings(board, entry, budget).values() if r.reference_loss is not None]
-    return sum(r.late_loss >= r.reference_loss for r in judged), len(judged)
+    return sum(judged_loss(r) >= r.reference_loss for r in judged), len(judged)
 
 
 def pretext_table(board: Board) -> Table | None:
-    """Was each method's pretext learnt? The mean loss of the last tenth of pretraining against the
+    """Was each method's pretext learnt? The pretraining's loss (:func:`judged_loss`) against the
     method's rule without learning (``PretrainModule.reference_loss``). None when no record of the
     board kept these (records from before they were kept)."""
     rows, data = [], []
@@ -343,17 +349,23 @@ def pretext_table(board: Board) -> Table | None:
         if not runs:
             continue
         late = stats.summarise([r.late_loss for r in runs])
+        held = [r.held_out_loss for r in runs if r.held_out_loss is not None]
+        held_out = stats.summarise(held) if held else None
         references = [r.reference_loss for r in runs if r.reference_loss is not None]
         reference = stats.summarise(references) if len(references) == len(runs) else None
-        ratios = [r.late_loss / r.reference_loss for r in runs if r.reference_loss]
+        ratios = [judged_loss(r) / r.reference_loss for r in runs if r.reference_loss]
         ratio = float(np.mean(ratios)) if reference is not None and len(ratios) == len(runs) else None
         steps = sorted({r.steps for r in runs})
-        rows.append([board.display(e), str(len(runs)), "/".join(map(str, steps)), _cell(late),
+        held_text = "-" if held_out is None else _cell(held_out) + ("" if len(held) == len(runs) else
+                                                                    f" ({len(held)} of {len(runs)})")
+        rows.append([board.display(e), str(len(runs)), "/".join(map(str, steps)), _cell(late), held_text,
                      "-" if reference is None else _cell(reference), "-" if ratio is None else f"{ratio:.3f}"])
         data.append({"entry": board.labels[e], "method": e.method, "config_hash": e.config_hash,
                      "backbone": e.backbone, "pretrainings": len(runs), "steps": steps, "late_loss": late.mean,
-                     "late_loss_std": late.std, "reference_loss": None if reference is None else reference.mean,
-                     "late_over_reference": ratio})
+                     "late_loss_std": late.std, "held_out_loss": None if held_out is None else held_out.mean,
+                     "held_out_pretrainings": len(held),
+                     "reference_loss": None if reference is None else reference.mean,
+                     "ratio_to_reference": ratio})
     if not rows:
         return None
     return Table(
@@ -361,16 +373,19 @@ def pretext_table(board: Board) -> Table | None:
         title="Pretraining — was the pretext learnt?",
         context={**_context(board), "view": "pretext"},
         columns=["method", "pretrainings", "steps", "pretext loss, last tenth (mean ± std)",
-                 "rule without learning", "ratio"],
+                 "trained network on the rule's batches", "rule without learning", "ratio"],
         rows=rows, data=data,
         footer=["Each pretraining once (the budgets of a seed share it). Pretext loss: the method's own training "
                 "loss, mean over the last tenth of the steps. Rule without learning: the same loss on the batches "
                 "that follow, drawn the same way and answered without a network (FCMAE: hidden patches inpainted "
                 "from the visible pixels; denoise: a Gaussian blur; SimCLR, DINO: one constant output); - where "
                 "the method states none (a constant output is BYOL's optimum) or a run reused an encoder cached "
-                "before runs kept the rule (`scripts/pretext_reference.py` computes it). Ratio below 1: the "
-                "pretext was learnt beyond that rule; at 1 or above, the encoder did no better at its own pretext "
-                "than no learning, and its rows measure an unlearnt pretext, not the method."],
+                "before runs kept the rule (`scripts/pretext_reference.py` computes it). Trained network on the "
+                "rule's batches: the finished pretraining's own loss on those batches with the rule's very crops, "
+                "masks and noise (kept since 2026-12-06; - before). Ratio: that paired loss over the rule where a "
+                "pretraining kept it, else the last tenth's (other batches, so noisier). Below 1: the pretext was "
+                "learnt beyond that rule; at 1 or above, the encoder did no better at its own pretext than no "
+                "learning, and its rows measure an unlearnt pretext, not the method."],
     )
 
 

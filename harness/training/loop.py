@@ -24,7 +24,7 @@ from harness.methods.base import PretrainModule, SSLMethod
 from harness.models import SegmentationNet, create_backbone
 from harness.task import InstanceTask, get_task
 from harness.training.batches import FinetuneBatches, ImageStore, PretrainBatches
-from harness.training.checkpoint import Checkpointing, set_rng_states
+from harness.training.checkpoint import Checkpointing, rng_states, set_rng_states
 from harness.training.runtime import Runtime, is_main_process, rank, world_size
 from harness.training.settings import TrainSettings
 
@@ -92,6 +92,7 @@ class StageLog:
     best_score: float | None = None
     stopped_early: bool = False
     reference_loss: float | None = None  # pretraining: the method's no-learning rule (reference_pretext_loss)
+    held_out_loss: float | None = None  # and the trained module's own loss on the rule's batches and draws
 
 
 def _loader(batches: torch.utils.data.Dataset, settings: TrainSettings, start: int = 0) -> torch.utils.data.DataLoader:
@@ -179,7 +180,8 @@ def pretrain(
                                            **_optimisation_state(optimisation)})
     if checkpoint:
         checkpoint.clear()
-    log.reference_loss = reference_pretext_loss(module, store, settings, runtime, seed, steps)
+    log.reference_loss, log.held_out_loss = reference_pretext_loss(module, store, settings, runtime, seed, steps,
+                                                                   network=True)
     state = {k: v.detach().float().cpu().contiguous() for k, v in module.transfer_state().items()}
     return state, log
 
@@ -197,23 +199,42 @@ REFERENCE_BATCHES = 4  # batches the no-learning rule is scored on
 
 
 def reference_pretext_loss(module: PretrainModule, store: ImageStore, settings: TrainSettings, runtime: Runtime,
-                           seed: int, steps: int) -> float | None:
-    """The mean of ``module.reference_loss`` over the batches that would follow the last step (the
-    same pool and crops, never trained on), under a forked RNG: the run's numbers do not move."""
+                           seed: int, steps: int, network: bool = False) -> tuple[float | None, float | None]:
+    """(rule, network) on the batches that would follow the last step (the same pool and crops, never
+    trained on): the mean of ``module.reference_loss``, and, with ``network``, the module's own pretext
+    loss with the same draws (views, masks, noise) as the rule's, so the two are paired batch by batch
+    (the last tenth of training saw other batches, and a rule that reads its batch, a blur or an
+    inpainting, moves with it). Under a forked RNG, and with the module's state put back (a forward
+    may move a centre or a queue): the run's numbers do not move. (None, None) where the method
+    states no rule."""
     batches = PretrainBatches(store, steps + REFERENCE_BATCHES, settings.pretrain_batch, settings.crop_size, seed,
                               rank())
-    values = []
+    rules, losses = [], []
+    state = {k: v.detach().clone() for k, v in module.state_dict().items()} if network else None
     with torch.random.fork_rng(devices=[runtime.device] if runtime.device.type == "cuda" else []):
         torch.manual_seed(seed)
         for index in range(steps, steps + REFERENCE_BATCHES):
             item = batches[index]
-            images = item[0] if isinstance(item, (tuple, list)) else item
+            images, targets = item if isinstance(item, (tuple, list)) else (item, None)
+            images = runtime.batch(images)
+            before = rng_states()
             with torch.no_grad():
-                value = module.reference_loss(runtime.batch(images), max(steps - 1, 0), steps)
+                value = module.reference_loss(images, max(steps - 1, 0), steps)
             if value is None:
-                return None
-            values.append(float(value))
-    return float(np.mean(values))
+                return None, None
+            rules.append(float(value))
+            if network:
+                after = rng_states()
+                set_rng_states(before)  # the rule's draws again
+                with torch.no_grad(), runtime.autocast():
+                    out = module(images, max(steps - 1, 0), steps,
+                                 None if targets is None else targets.to(runtime.device))
+                parts = out.values() if isinstance(out, dict) else [out]
+                losses.append(sum(float(v) for v in parts))
+                set_rng_states(after)
+    if state is not None:
+        module.load_state_dict(state)
+    return float(np.mean(rules)), (float(np.mean(losses)) if network else None)
 
 
 def pretext_rule_loss(method: SSLMethod, store: ImageStore, settings: TrainSettings, runtime: Runtime,
@@ -225,7 +246,7 @@ def pretext_rule_loss(method: SSLMethod, store: ImageStore, settings: TrainSetti
     with torch.random.fork_rng(devices=devices):
         module = runtime.prepare(build_pretrain_module(method, settings, seed))
         module.train()
-        return reference_pretext_loss(module, store, settings, runtime, seed, pretraining_steps(method, settings))
+        return reference_pretext_loss(module, store, settings, runtime, seed, pretraining_steps(method, settings))[0]
 
 
 def late_loss(losses: list[float]) -> float | None:
