@@ -26,7 +26,7 @@ from unittest import mock
 import click
 import torch
 
-from harness.cli.run import _parse_config
+from harness.cli.run import parse_config
 from harness.compat import ensure_torchvision
 from harness.context import Context, RunRequest
 from harness.errors import HarnessError
@@ -103,7 +103,7 @@ def main(pairs: tuple[str, ...], seed: int, profile: str, dataset: str, pretrain
     """Read DINO's student and teacher along its pretraining (see the module docstring)."""
     torch.set_num_threads(1)
     try:
-        result = probe(_parse_config(pairs), seed, profile, dataset, pretrain_steps, every)
+        result = probe(parse_config(pairs), seed, profile, dataset, pretrain_steps, every)
     except HarnessError as error:  # bad input: one line, not a traceback
         raise click.ClickException(str(error)) from None
     for row in result["rows"]:

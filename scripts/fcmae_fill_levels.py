@@ -23,7 +23,7 @@ from harness.context import Context, RunRequest
 from harness.methods.registry import get_method
 from harness.pipeline import pretraining_pool
 from harness.training.batches import PretrainBatches
-from harness.training.loop import REFERENCE_BATCHES, build_pretrain_module, pretraining_steps
+from harness.training.loop import REFERENCE_BATCHES, build_pretrain_module, forked_rng, pretraining_steps
 
 
 def fill_levels(seed: int, profile: str = "quick", dataset: str = "synthetic-sem") -> dict[str, float]:
@@ -45,7 +45,7 @@ def fill_levels(seed: int, profile: str = "quick", dataset: str = "synthetic-sem
     s = ctx.settings
     batches = PretrainBatches(store, steps + REFERENCE_BATCHES, s.pretrain_batch, s.crop_size, seed, 0)
     sums: dict[str, float] = {}
-    with torch.random.fork_rng():
+    with forked_rng(ctx.runtime):
         torch.manual_seed(seed)  # the draws of reference_pretext_loss
         for index in range(steps, steps + REFERENCE_BATCHES):
             item = batches[index]

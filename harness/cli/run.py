@@ -53,7 +53,7 @@ def backbones() -> None:
         click.echo(f"plugin {plugin!r}: backbone {name!r} ({timm_name}) ignored: the name is already taken", err=True)
 
 
-def _parse_config(items: tuple[str, ...]) -> dict:
+def parse_config(items: tuple[str, ...]) -> dict:
     """``--config key=value`` pairs; values are read as JSON when they parse, else as text."""
     config = {}
     for item in items:
@@ -147,7 +147,7 @@ def run(method, budget, seed, out, dataset, backbone, profile, data_seed, split_
     request = RunRequest(method=method, budget=budget, dataset=dataset, backbone=backbone, seed=seed,
                          split_seed=split_seed, data_seed=data_seed, profile=profile, task=task,
                          task_version=task_version, protocol=protocol,
-                         device=device, method_config=_parse_config(config_items), allow_leakage=allow_leakage,
+                         device=device, method_config=parse_config(config_items), allow_leakage=allow_leakage,
                          connectivity=int(connectivity), crop_bottom=crop_bottom, out=out, progress=not quiet,
                          pretrain_steps=pretrain_steps, finetune_steps=finetune_steps, threads=threads,
                          checkpoint_every=checkpoint_every)
@@ -237,7 +237,7 @@ def sweep(method_list, budgets, seeds, out, force, executor, partition, gpus_per
     limit_s, limit_steps = parse_interval(time_limit)
     if limit_s is None or limit_steps is not None:
         raise HarnessError(f"--time-limit {time_limit!r} must be a duration such as 90m or 12h")
-    config = _parse_config(config_items)
+    config = parse_config(config_items)
     requests = [
         RunRequest(method=method_name, budget=budget, dataset=dataset, backbone=backbone, seed=seed,
                    split_seed=split_seed, data_seed=data_seed, profile=profile, task=task,

@@ -35,6 +35,7 @@ from harness.results.boards import (
     EntryKey,
 )
 from harness.results.leaderboard import Filed
+from harness.results.record import PretrainInfo
 
 Format = Literal["md", "csv", "html", "json"]
 TestChoice = Literal["auto", "seeds", "images"]
@@ -326,7 +327,7 @@ def _pretrainings(board: Board, entry: EntryKey, budget: str | None = None) -> d
     return found
 
 
-def judged_loss(info: Any) -> float | None:
+def judged_loss(info: PretrainInfo) -> float | None:
     """The pretraining's pretext loss set against its rule: the trained network's on the rule's own
     batches and draws where the record keeps it (paired), else the mean of the last tenth of training."""
     return info.held_out_loss if info.held_out_loss is not None else info.late_loss

@@ -198,6 +198,11 @@ def build_pretrain_module(method: SSLMethod, settings: TrainSettings, seed: int)
 REFERENCE_BATCHES = 4  # batches the no-learning rule is scored on
 
 
+def forked_rng(runtime: Runtime) -> contextlib.AbstractContextManager:
+    """torch's RNG (and the runtime's CUDA one) restored on exit: work inside draws nothing the run sees."""
+    return torch.random.fork_rng(devices=[runtime.device] if runtime.device.type == "cuda" else [])
+
+
 def reference_pretext_loss(module: PretrainModule, store: ImageStore, settings: TrainSettings, runtime: Runtime,
                            seed: int, steps: int, network: bool = False) -> tuple[float | None, float | None]:
     """(rule, network) on the batches that would follow the last step (the same pool and crops, never
@@ -209,31 +214,31 @@ def reference_pretext_loss(module: PretrainModule, store: ImageStore, settings: 
     states no rule."""
     batches = PretrainBatches(store, steps + REFERENCE_BATCHES, settings.pretrain_batch, settings.crop_size, seed,
                               rank())
+    last = max(steps - 1, 0)
     rules, losses = [], []
     state = {k: v.detach().clone() for k, v in module.state_dict().items()} if network else None
-    with torch.random.fork_rng(devices=[runtime.device] if runtime.device.type == "cuda" else []):
-        torch.manual_seed(seed)
-        for index in range(steps, steps + REFERENCE_BATCHES):
-            item = batches[index]
-            images, targets = item if isinstance(item, (tuple, list)) else (item, None)
-            images = runtime.batch(images)
-            before = rng_states()
-            with torch.no_grad():
-                value = module.reference_loss(images, max(steps - 1, 0), steps)
-            if value is None:
-                return None, None
-            rules.append(float(value))
-            if network:
-                after = rng_states()
-                set_rng_states(before)  # the rule's draws again
-                with torch.no_grad(), runtime.autocast():
-                    out = module(images, max(steps - 1, 0), steps,
-                                 None if targets is None else targets.to(runtime.device))
-                parts = out.values() if isinstance(out, dict) else [out]
-                losses.append(sum(float(v) for v in parts))
-                set_rng_states(after)
-    if state is not None:
-        module.load_state_dict(state)
+    try:
+        with forked_rng(runtime):
+            torch.manual_seed(seed)
+            for index in range(steps, steps + REFERENCE_BATCHES):
+                item = batches[index]
+                images = item[0] if isinstance(item, (tuple, list)) else item
+                before = rng_states()
+                with torch.no_grad():
+                    value = module.reference_loss(runtime.batch(images), last, steps)
+                if value is None:
+                    return None, None
+                rules.append(float(value))
+                if network:
+                    after = rng_states()
+                    set_rng_states(before)  # the rule's draws again
+                    with torch.no_grad():
+                        losses.append(sum(float(v) for v in _pretext_losses(module, item, last, steps,
+                                                                              runtime).values()))
+                    set_rng_states(after)
+    finally:
+        if state is not None:
+            module.load_state_dict(state)
     return float(np.mean(rules)), (float(np.mean(losses)) if network else None)
 
 
@@ -242,8 +247,7 @@ def pretext_rule_loss(method: SSLMethod, store: ImageStore, settings: TrainSetti
     """``reference_pretext_loss`` without a pretraining: the rule needs no trained weights, so a fresh
     module of the same seed scores exactly what the run recorded (for encoders cached, or records
     made, before runs kept it). Under a forked RNG, so nothing after it moves."""
-    devices = [runtime.device] if runtime.device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
+    with forked_rng(runtime):
         module = runtime.prepare(build_pretrain_module(method, settings, seed))
         module.train()
         return reference_pretext_loss(module, store, settings, runtime, seed, pretraining_steps(method, settings))[0]
@@ -256,18 +260,23 @@ def late_loss(losses: list[float]) -> float | None:
     return float(np.mean(losses[-max(1, len(losses) // 10):]))
 
 
-def _pretrain_step(item, step: int, steps: int, method: SSLMethod, module: PretrainModule, trained: nn.Module,
-                   optimisation: Optimisation, groups: dict[str, list[nn.Parameter]], runtime: Runtime,
-                   log: StageLog, bar) -> None:
-    """One optimisation step of pretraining (the loss must stay finite)."""
+def _pretext_losses(net: nn.Module, item, step: int, steps: int, runtime: Runtime) -> dict[str, torch.Tensor]:
+    """The pretraining module's losses on one batch item (crops, or crops and hidden targets), by name."""
     images, targets = item if isinstance(item, (tuple, list)) else (item, None)
     images = runtime.batch(images)
     with runtime.autocast():
         if targets is None:
-            out = trained(images, step, steps)
+            out = net(images, step, steps)
         else:
-            out = trained(images, step, steps, targets.to(runtime.device))
-    losses = out if isinstance(out, dict) else {"main": out}
+            out = net(images, step, steps, targets.to(runtime.device))
+    return out if isinstance(out, dict) else {"main": out}
+
+
+def _pretrain_step(item, step: int, steps: int, method: SSLMethod, module: PretrainModule, trained: nn.Module,
+                   optimisation: Optimisation, groups: dict[str, list[nn.Parameter]], runtime: Runtime,
+                   log: StageLog, bar) -> None:
+    """One optimisation step of pretraining (the loss must stay finite)."""
+    losses = _pretext_losses(trained, item, step, steps, runtime)
     total = sum(float(v.detach()) for v in losses.values())
     if not math.isfinite(total):
         raise HarnessError(f"{method.name}: the pretraining loss became {total} at step {step}; training "
