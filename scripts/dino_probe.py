@@ -34,7 +34,7 @@ from harness.methods.registry import get_method
 from harness.models import pooled
 from harness.pipeline import pretraining_pool
 from harness.training import loop
-from harness.training.batches import PretrainBatches
+from harness.training.batches import PretrainBatches, split_item
 
 ensure_torchvision()  # lightly imports torchvision, which needs this next to a CPU torch
 
@@ -55,7 +55,7 @@ def probe(config: dict[str, Any], seed: int = 0, profile: str = "quick", dataset
     method = get_method("dino").cls(config)
     store = ctx.store(ctx.manifest.pools[pretraining_pool(ctx.manifest)], with_targets=False)
     item = PretrainBatches(store, 1, probe_batch, ctx.settings.crop_size, PROBE_SEED, 0)[0]
-    crops = ctx.runtime.batch(item[0] if isinstance(item, (tuple, list)) else item)
+    crops = ctx.runtime.batch(split_item(item)[0])
     rows: list[dict[str, float]] = []
     build = loop.build_pretrain_module
 

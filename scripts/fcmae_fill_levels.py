@@ -22,8 +22,14 @@ import torch.nn.functional as F
 from harness.context import Context, RunRequest
 from harness.methods.registry import get_method
 from harness.pipeline import pretraining_pool
-from harness.training.batches import PretrainBatches
-from harness.training.loop import REFERENCE_BATCHES, build_pretrain_module, forked_rng, pretraining_steps
+from harness.training.batches import split_item
+from harness.training.loop import (
+    REFERENCE_BATCHES,
+    build_pretrain_module,
+    forked_rng,
+    pretraining_steps,
+    reference_batches,
+)
 
 
 def fill_levels(seed: int, profile: str = "quick", dataset: str = "synthetic-sem") -> dict[str, float]:
@@ -42,14 +48,11 @@ def fill_levels(seed: int, profile: str = "quick", dataset: str = "synthetic-sem
     if module.config.norm_pix_loss:
         raise click.ClickException("fcmae_fill_levels: the fills are pixel values; norm_pix_loss is on")
     steps = pretraining_steps(method, ctx.settings)
-    s = ctx.settings
-    batches = PretrainBatches(store, steps + REFERENCE_BATCHES, s.pretrain_batch, s.crop_size, seed, 0)
     sums: dict[str, float] = {}
     with forked_rng(ctx.runtime):
         torch.manual_seed(seed)  # the draws of reference_pretext_loss
-        for index in range(steps, steps + REFERENCE_BATCHES):
-            item = batches[index]
-            views, mask, hidden = module.rule_draws(item[0] if isinstance(item, (tuple, list)) else item)
+        for item in reference_batches(store, ctx.settings, seed, steps):
+            views, mask, hidden = module.rule_draws(split_item(item)[0])
             views = views.float()
             p = module.patch
             visible = 1 - hidden

@@ -117,6 +117,11 @@ class PretrainBatches(torch.utils.data.Dataset):
         return (images, torch.from_numpy(np.stack(target_crops))) if target_crops else images
 
 
+def split_item(item: torch.Tensor | tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(crops, target crops or None) of a ``PretrainBatches`` item, whichever store it came from."""
+    return (item[0], item[1]) if isinstance(item, (tuple, list)) else (item, None)
+
+
 class FinetuneBatches(torch.utils.data.Dataset):
     """Random crops of labeled images with their targets, randomly flipped and rotated by 90 degrees."""
 

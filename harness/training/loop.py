@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -23,7 +23,7 @@ from harness.errors import HarnessError
 from harness.methods.base import PretrainModule, SSLMethod
 from harness.models import SegmentationNet, create_backbone
 from harness.task import InstanceTask, get_task
-from harness.training.batches import FinetuneBatches, ImageStore, PretrainBatches
+from harness.training.batches import FinetuneBatches, ImageStore, PretrainBatches, split_item
 from harness.training.checkpoint import Checkpointing, rng_states, set_rng_states
 from harness.training.runtime import Runtime, is_main_process, rank, world_size
 from harness.training.settings import TrainSettings
@@ -198,6 +198,14 @@ def build_pretrain_module(method: SSLMethod, settings: TrainSettings, seed: int)
 REFERENCE_BATCHES = 4  # batches the no-learning rule is scored on
 
 
+def reference_batches(store: ImageStore, settings: TrainSettings, seed: int, steps: int) -> Iterator:
+    """The items (as ``PretrainBatches`` gives them) of the REFERENCE_BATCHES batches that would follow a
+    pretraining's last step: never trained on, they are where its rule without learning is scored."""
+    batches = PretrainBatches(store, steps + REFERENCE_BATCHES, settings.pretrain_batch, settings.crop_size, seed,
+                              rank())
+    return (batches[index] for index in range(steps, steps + REFERENCE_BATCHES))
+
+
 def forked_rng(runtime: Runtime) -> contextlib.AbstractContextManager:
     """torch's RNG (and the runtime's CUDA one) restored on exit: work inside draws nothing the run sees."""
     return torch.random.fork_rng(devices=[runtime.device] if runtime.device.type == "cuda" else [])
@@ -212,17 +220,14 @@ def reference_pretext_loss(module: PretrainModule, store: ImageStore, settings: 
     inpainting, moves with it). Under a forked RNG, and with the module's state put back (a forward
     may move a centre or a queue): the run's numbers do not move. (None, None) where the method
     states no rule."""
-    batches = PretrainBatches(store, steps + REFERENCE_BATCHES, settings.pretrain_batch, settings.crop_size, seed,
-                              rank())
     last = max(steps - 1, 0)
     rules, losses = [], []
     state = {k: v.detach().clone() for k, v in module.state_dict().items()} if network else None
     try:
         with forked_rng(runtime):
             torch.manual_seed(seed)
-            for index in range(steps, steps + REFERENCE_BATCHES):
-                item = batches[index]
-                images = item[0] if isinstance(item, (tuple, list)) else item
+            for item in reference_batches(store, settings, seed, steps):
+                images, _ = split_item(item)
                 before = rng_states()
                 with torch.no_grad():
                     value = module.reference_loss(runtime.batch(images), last, steps)
@@ -262,7 +267,7 @@ def late_loss(losses: list[float]) -> float | None:
 
 def _pretext_losses(net: nn.Module, item, step: int, steps: int, runtime: Runtime) -> dict[str, torch.Tensor]:
     """The pretraining module's losses on one batch item (crops, or crops and hidden targets), by name."""
-    images, targets = item if isinstance(item, (tuple, list)) else (item, None)
+    images, targets = split_item(item)
     images = runtime.batch(images)
     with runtime.autocast():
         if targets is None:
