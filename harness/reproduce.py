@@ -250,6 +250,11 @@ def differences(then: Any, now: Any, path: str = "") -> tuple[int, list[str]]:
     return 1, ([] if same else [f"{path}: {then!r} (record) vs {now!r} (now)"])
 
 
+def unstated_held_out(new: RunRecord) -> bool:
+    """The new run reused an encoder cache made before caches kept the trained module's held-out loss."""
+    return new.pretrain.reused_cache and new.pretrain.held_out_loss is None and new.pretrain.reference_loss is not None
+
+
 def compare_records(original: RunRecord, new: RunRecord, per_image_then: list | None,
                     per_image_now: list | None) -> tuple[int, list[str]]:
     parts = [
@@ -261,9 +266,10 @@ def compare_records(original: RunRecord, new: RunRecord, per_image_then: list | 
         ("pretrain.steps", original.pretrain.steps, new.pretrain.steps),
         ("pretrain.final_loss", original.pretrain.final_loss, new.pretrain.final_loss),
     ]
-    # kept since 2026-12-05 (held_out_loss: 2026-12-06): compared where the record has them
+    # kept since 2026-12-05 (held_out_loss: 2026-12-06): compared where the record has them, except a
+    # held-out loss that a reused encoder cache made before 2026-12-06 cannot state (reproduce says so)
     for name in ("late_loss", "reference_loss", "held_out_loss"):
-        if getattr(original.pretrain, name) is not None:
+        if getattr(original.pretrain, name) is not None and not (name == "held_out_loss" and unstated_held_out(new)):
             parts.append((f"pretrain.{name}", getattr(original.pretrain, name), getattr(new.pretrain, name)))
     if per_image_then is not None and per_image_now is not None:
         parts.append(("per_image", per_image_then, per_image_now))
@@ -296,6 +302,9 @@ def reproduce(record: RunRecord, per_image: list | None = None, *, dataset: str 
         compared, diffs = compare_records(record, new, per_image, per_image_now)
     if new.pretrain.reused_cache:
         log(f"note: pretraining reused the cached encoder {new.method.name}-{new.pretrain.cache_key}")
+    if record.pretrain.held_out_loss is not None and unstated_held_out(new):
+        log("note: that cache predates the held-out pretext loss, so pretrain.held_out_loss was not compared; "
+            "--fresh pretrains again and compares it")
     return Reproduction(original=record, new=new, run_dir=run_dir, differences=diffs, compared=compared)
 
 

@@ -11,8 +11,9 @@ the pool's crops (no RNG is drawn, so the run's losses do not move):
 - ``spread``: lightly's ``std_of_l2_normalized`` of the teacher encoder's pooled features over the
   batch (0: every crop gets the same feature; ``isotropic`` = 1/sqrt(width) for isotropic ones).
 
-At the end it prints the mean loss over the last tenth, the rule (log K) and their ratio, as the
-leaderboard's pretext table would.
+At the end it prints the mean loss over the last tenth, the trained networks' loss on the rule's
+held-out batches (``held_out_loss``), the rule (log K), and the ratio the leaderboard's pretext table
+shows (the held-out loss over the rule; the last tenth's over the rule where there is none).
 
     python scripts/dino_probe.py --config lr=3e-5 --config batch_norm_head=true
 """
@@ -73,10 +74,10 @@ def probe(config: dict[str, Any], seed: int = 0, profile: str = "quick", dataset
 
     with mock.patch.object(loop, "build_pretrain_module", instrumented):
         _, log = loop.pretrain(method, store, ctx.settings, ctx.runtime, seed, progress=False)
-    late = loop.late_loss(log.losses)
-    rule = log.reference_loss
-    return {"rows": rows, "losses": log.losses, "late": late, "rule": rule,
-            "ratio": None if late is None or not rule else late / rule}
+    late, held_out, rule = loop.late_loss(log.losses), log.held_out_loss, log.reference_loss
+    judged = held_out if held_out is not None else late
+    return {"rows": rows, "losses": log.losses, "late": late, "held_out": held_out, "rule": rule,
+            "ratio": None if judged is None or not rule else judged / rule}
 
 
 @torch.no_grad()
@@ -96,8 +97,10 @@ def _read(module, crops: torch.Tensor, step: int, total: int) -> dict[str, float
 @click.option("--seed", type=int, default=0, show_default=True, help="Training seed.")
 @click.option("--profile", default="quick", show_default=True)
 @click.option("--dataset", default="synthetic-sem", show_default=True)
-@click.option("--pretrain-steps", type=int, default=None, help="As `harness run --pretrain-steps`.")
-@click.option("--every", type=int, default=25, show_default=True, help="Read the networks every N steps.")
+@click.option("--pretrain-steps", type=click.IntRange(min=1), default=None,
+              help="As `harness run --pretrain-steps`.")
+@click.option("--every", type=click.IntRange(min=1), default=25, show_default=True,
+              help="Read the networks every N steps.")
 def main(pairs: tuple[str, ...], seed: int, profile: str, dataset: str, pretrain_steps: int | None,
          every: int) -> None:
     """Read DINO's student and teacher along its pretraining (see the module docstring)."""
@@ -108,9 +111,11 @@ def main(pairs: tuple[str, ...], seed: int, profile: str, dataset: str, pretrain
         raise click.ClickException(str(error)) from None
     for row in result["rows"]:
         click.echo("  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
-    ratio = "n/a" if result["ratio"] is None else f"{result['ratio']:.4f}"
-    click.echo(f"pretext loss over the last tenth {result['late']:.4f}; rule (log K) {result['rule']:.4f}; "
-               f"ratio {ratio}")
+    def shown(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.4f}"
+
+    click.echo(f"pretext loss over the last tenth {shown(result['late'])}; on the rule's batches "
+               f"{shown(result['held_out'])}; rule (log K) {shown(result['rule'])}; ratio {shown(result['ratio'])}")
 
 
 if __name__ == "__main__":

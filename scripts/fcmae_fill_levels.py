@@ -44,7 +44,7 @@ def fill_levels(seed: int, profile: str = "quick", dataset: str = "synthetic-sem
     ctx = Context(RunRequest(method="fcmae", budget="1", profile=profile, dataset=dataset, seed=seed, progress=False))
     method = get_method("fcmae").cls({})
     store = ctx.store(ctx.manifest.pools[pretraining_pool(ctx.manifest)], with_targets=False)
-    module = build_pretrain_module(method, ctx.settings, seed)
+    module = ctx.runtime.prepare(build_pretrain_module(method, ctx.settings, seed))  # draws where the run draws
     if module.config.norm_pix_loss:
         raise click.ClickException("fcmae_fill_levels: the fills are pixel values; norm_pix_loss is on")
     steps = pretraining_steps(method, ctx.settings)
@@ -52,7 +52,7 @@ def fill_levels(seed: int, profile: str = "quick", dataset: str = "synthetic-sem
     with forked_rng(ctx.runtime):
         torch.manual_seed(seed)  # the draws of reference_pretext_loss
         for item in reference_batches(store, ctx.settings, seed, steps):
-            views, mask, hidden = module.rule_draws(split_item(item)[0])
+            views, mask, hidden = module.rule_draws(ctx.runtime.batch(split_item(item)[0]))
             views = views.float()
             p = module.patch
             visible = 1 - hidden

@@ -595,6 +595,23 @@ def test_reproduce_matches_a_smoke_record_to_the_last_digit(smoke_run, tiny_pipe
     assert len(diffs) == 1 and diffs[0].startswith("metrics.groups.overall.per_image.f1.mean")
 
 
+def test_reproduce_does_not_count_a_held_out_loss_that_an_older_reused_cache_cannot_state(smoke_run):
+    """An encoder cache made before 2026-12-06 keeps no module, so a run reusing it states no held-out
+    loss: not a difference (the note says --fresh compares it), unless the run pretrained afresh."""
+    from harness.reproduce import compare_records, unstated_held_out
+
+    data = read_record(smoke_run / RECORD_FILE).model_dump(mode="json")
+    data["pretrain"].update(steps=4, reference_loss=0.6, held_out_loss=0.5, late_loss=0.55, reused_cache=False)
+    original = RunRecord.model_validate(data)
+    data["pretrain"].update(held_out_loss=None, reused_cache=True)
+    older_cache = RunRecord.model_validate(data)
+    assert unstated_held_out(older_cache) and not unstated_held_out(original)
+    assert compare_records(original, older_cache, None, None)[1] == []
+    data["pretrain"]["reused_cache"] = False  # pretrained afresh and still no figure: a difference
+    _, diffs = compare_records(original, RunRecord.model_validate(data), None, None)
+    assert diffs == ["pretrain.held_out_loss: 0.5 (record) vs None (now)"]
+
+
 def test_reproduce_refuses_another_device(smoke_run, tmp_path):
     data = json.loads((smoke_run / RECORD_FILE).read_text())
     data["device"] = {"type": "cpu", "name": "a different processor (64 threads)", "precision": "fp32",

@@ -122,8 +122,12 @@ class PretrainModule(nn.Module):
         Draw the views, masks and noise exactly as :meth:`training_step` would, then answer with
         the rule instead of the network (FCMAE: hidden patches filled by blurring the visible
         pixels; denoising: a Gaussian blur; SimCLR and DINO: one constant output for every view).
-        The harness records it beside the mean loss of the last tenth of pretraining, so a table
-        can say whether the pretext was learnt at all at that profile. Return None where no rule
+        The harness records it beside the mean loss of the last tenth of pretraining, and beside the
+        trained module's own loss on the same batches (``held_out_loss``): it rewinds the RNG to where
+        this method began and runs the training forward, so the two are paired draw by draw only if
+        this method draws first, in :meth:`training_step`'s order. A rule that draws nothing (a
+        constant output) is paired on the images only. A table then says whether the pretext was
+        learnt at all at that profile. Return None where no rule
         is a fair floor, e.g. where a constant output is the loss's own optimum (BYOL). Must not
         change the module: the harness calls it after training, before the weights are saved.
         """
