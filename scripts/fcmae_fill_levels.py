@@ -26,9 +26,9 @@ from harness.training.batches import split_item
 from harness.training.loop import (
     REFERENCE_BATCHES,
     build_pretrain_module,
-    forked_rng,
     pretraining_steps,
     reference_batches,
+    reference_draws,
 )
 
 
@@ -49,8 +49,7 @@ def fill_levels(seed: int, profile: str = "quick", dataset: str = "synthetic-sem
         raise click.ClickException("fcmae_fill_levels: the fills are pixel values; norm_pix_loss is on")
     steps = pretraining_steps(method, ctx.settings)
     sums: dict[str, float] = {}
-    with forked_rng(ctx.runtime):
-        torch.manual_seed(seed)  # the draws of reference_pretext_loss
+    with reference_draws(ctx.runtime, seed):  # the draws of reference_pretext_loss
         for item in reference_batches(store, ctx.settings, seed, steps):
             views, mask, hidden = module.rule_draws(ctx.runtime.batch(split_item(item)[0]))
             views = views.float()

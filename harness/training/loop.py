@@ -211,6 +211,15 @@ def forked_rng(runtime: Runtime) -> contextlib.AbstractContextManager:
     return torch.random.fork_rng(devices=[runtime.device] if runtime.device.type == "cuda" else [])
 
 
+@contextlib.contextmanager
+def reference_draws(runtime: Runtime, seed: int) -> Iterator[None]:
+    """The RNG a pretraining's rule draws its views, masks and noise from: forked (the run sees none of
+    it) and seeded with the training seed, so any script scoring fills on those batches draws the same."""
+    with forked_rng(runtime):
+        torch.manual_seed(seed)
+        yield
+
+
 def reference_pretext_loss(module: PretrainModule, store: ImageStore, settings: TrainSettings, runtime: Runtime,
                            seed: int, steps: int, network: bool = False) -> tuple[float | None, float | None]:
     """(rule, network) on the batches that would follow the last step (the same pool and crops, never
@@ -224,8 +233,7 @@ def reference_pretext_loss(module: PretrainModule, store: ImageStore, settings: 
     rules, losses = [], []
     state = {k: v.detach().clone() for k, v in module.state_dict().items()} if network else None
     try:
-        with forked_rng(runtime):
-            torch.manual_seed(seed)
+        with reference_draws(runtime, seed):
             for item in reference_batches(store, settings, seed, steps):
                 images, _ = split_item(item)
                 before = rng_states()
