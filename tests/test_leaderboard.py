@@ -702,6 +702,28 @@ def test_constant_differences_make_no_difference_detectable_below_six_seeds(smok
     assert "Detectable difference: none with 4 seeds" in text
 
 
+def test_a_confirmation_reads_its_fresh_seeds_alone(smoke_run, tmp_path):
+    """--seeds keeps only those training seeds (a declared confirmation's fresh ones), never the seeds its
+    hypothesis was read from; reference rows, which train nothing, stay."""
+    none = [0.30, 0.32, 0.31, 0.35, 0.33, 0.34]
+    lead = [0.20, 0.22, 0.21, 0.36, 0.32, 0.35]  # a clear lead on seeds 0-2, a tie on 3-5
+    root = _with_roles(smoke_run, tmp_path, {"none": none, "lead": lead, "oracle": [0.01]}, {"oracle": "reference"})
+    from scipy import stats as sps
+
+    everything, _ = _ranking(root, "--test", "seeds")
+    assert everything.set_index("entry").loc["lead", "p_vs_none"] == pytest.approx(sps.ttest_rel(lead, none).pvalue)
+    fresh, text = _ranking(root, "--test", "seeds", "--seeds", "3-5")
+    rows = fresh.set_index("entry")
+    assert rows.loc["lead", "p_vs_none"] == pytest.approx(sps.ttest_rel(lead[3:], none[3:]).pvalue) != \
+        pytest.approx(sps.ttest_rel(lead, none).pvalue)
+    assert rows.loc["lead", "n"] == 3 and rows.loc["lead", "mean"] == pytest.approx(np.mean(lead[3:]))
+    assert "oracle (reference)" in text and "over training seeds 3,4,5 only" in text
+    assert _ranking(root, "--test", "seeds", "--seeds", "0,2,1")[0].set_index("entry").loc["lead", "n"] == 3
+    refused = CliRunner().invoke(main, ["leaderboard", "show", "--root", str(root), "--seeds", "7-9"])
+    assert refused.exit_code == 2 and "no records match --seeds 7,8,9" in refused.output
+    assert "Traceback" not in refused.output and len(refused.output.strip().splitlines()) == 1
+
+
 def test_detectable_difference_has_the_stated_power():
     from scipy import stats as sps
 

@@ -46,10 +46,13 @@ def test_atomic_writes_leave_no_temporary_files(tmp_path):
     ["run", "--method", "none", "--budget", "10%", "--data-seed", "-1"],
     ["run", "--method", "none", "--budget", "10%", "--split-seed", "-3"],
     ["sweep", "--methods", "none", "--seeds", "0,-1"],
+    ["sweep", "--methods", "none", "--seeds", "3-1"],
+    ["sweep", "--methods", "none", "--seeds", "0-x"],
+    ["leaderboard", "show", "--seeds", "2-"],
     ["data", "check", ".", "--split-seed", "-1"],
 ])
 def test_bad_seeds_are_refused_in_one_line(args):
-    result = invoke(*args, "--profile", "smoke") if args[0] != "data" else invoke(*args)
+    result = invoke(*args, "--profile", "smoke") if args[0] in ("run", "sweep") else invoke(*args)
     assert result.exit_code == 2, result.output
     assert "Traceback" not in result.output and ("seed" in result.output.lower())
 

@@ -21,6 +21,33 @@ profile_option = click.option(
     help="Size of embedded datasets: smoke (tests), quick (CPU minutes), paper (source-work scale).",
 )
 SEED = click.IntRange(0, MAX_SEED)  # every seed: numpy and torch take 0 .. 2**32 - 1
+
+
+class SeedList(click.ParamType):
+    """Training seeds as comma-separated integers and inclusive ranges: ``0,1,2``, ``6-11``, ``0-2,5``."""
+
+    name = "seeds"
+
+    def convert(self, value, param, ctx) -> tuple[int, ...]:
+        if isinstance(value, tuple):
+            return value
+        seeds: list[int] = []
+        for part in (p.strip() for p in str(value).split(",")):
+            low, dash, high = part.partition("-")
+            try:
+                first = int(low)
+                last = int(high) if dash else first
+            except ValueError:
+                self.fail(f"{part!r} is not a seed or a range such as 6-11", param, ctx)
+            if last < first:
+                self.fail(f"the range {part!r} runs backwards", param, ctx)
+            if not (0 <= first and last <= MAX_SEED):
+                self.fail(f"{value!r}: every seed must lie in 0..{MAX_SEED}", param, ctx)
+            seeds.extend(s for s in range(first, last + 1) if s not in seeds)
+        return tuple(seeds)
+
+
+SEED_LIST = SeedList()
 data_seed_option = click.option(
     "--data-seed",
     type=SEED,

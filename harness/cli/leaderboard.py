@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from harness.cli.data import SEED_LIST
 from harness.errors import HarnessError
 from harness.metrics.classification import CLASSIFICATION_METRICS
 from harness.metrics.scores import HEADLINE_METRIC, METRIC_NAMES
@@ -122,15 +123,19 @@ def release(name: str, root: Path | None) -> None:
               help="budget: a ranking per budget plus the label-efficiency table; length-scale: per-bin tables.")
 @click.option("--format", "fmt", type=click.Choice(["md", "csv", "html", "json"]), default="md", show_default=True)
 @_test_option
+@click.option("--seeds", type=SEED_LIST, default=None, metavar="SEEDS",
+              help="Only these training seeds (0,1,2 or 6-11), e.g. a confirmation's fresh seeds alone; reference "
+                   "rows, which train nothing, stay.")
 @_release_option
 @_root_option
-def show(dataset, budget, protocol, metric, by, fmt, test, release, root) -> None:
+def show(dataset, budget, protocol, metric, by, fmt, test, seeds, release, root) -> None:
     """Print leaderboard tables: mean ± std over seeds, seed count, rank and a significance mark."""
     from harness.results.boards import build_boards
     from harness.results.tables import build_tables, render
 
     store = _store(root)
-    boards = build_boards(store.select(release), dataset=dataset, budget=budget, protocol=protocol)
+    boards = build_boards(store.select(release), dataset=dataset, budget=budget, protocol=protocol,
+                          train_seeds=seeds)
     click.echo(render(build_tables(boards, metric, by=by, budget=budget, test=test), fmt), nl=False)
 
 

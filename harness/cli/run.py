@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import click
 from tabulate import tabulate
 
-from harness.cli.data import SEED, data_seed_option, profile_option, split_seed_option
+from harness.cli.data import SEED, SEED_LIST, data_seed_option, profile_option, split_seed_option
 from harness.errors import HarnessError
 from harness.plugins.hookspecs import HOOKSPEC_VERSION
 from harness.plugins.manager import DISABLE_ENV, plugin_state
@@ -177,7 +177,8 @@ def _split_list(text: str, what: str) -> list[str]:
 @click.command("sweep")
 @click.option("--methods", "method_list", required=True, help="Comma-separated methods, e.g. none,denoise,fcmae.")
 @click.option("--budgets", default="1%,10%,100%", show_default=True, help="Comma-separated label budgets.")
-@click.option("--seeds", default="0,1", show_default=True, help="Comma-separated training seeds.")
+@click.option("--seeds", type=SEED_LIST, default="0,1", show_default=True,
+              help="Training seeds: comma-separated, ranges allowed (0,1,2 or 6-11).")
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=Path("runs"), show_default=True,
               help="Folder for the run folders and failures.")
 @click.option("--force", is_flag=True, help="Run cells again that already have a record in OUT (replacing it).")
@@ -208,7 +209,7 @@ def sweep(method_list, budgets, seeds, out, force, executor, partition, gpus_per
     Example on a cluster: harness sweep --methods none,fcmae --seeds 0,1,2 --profile paper
     --executor slurm --partition gpu --gpus-per-job 1 --time-limit 12h
     """
-    from harness.data.splits import MAX_SEED, Budget
+    from harness.data.splits import Budget
     from harness.methods.registry import get_method
     from harness.pipeline import RunRequest
     from harness.results.provenance import command_line
@@ -222,12 +223,7 @@ def sweep(method_list, budgets, seeds, out, force, executor, partition, gpus_per
     budgets_ = _split_list(budgets, "budgets")
     for b in budgets_:
         Budget.parse(b)
-    try:
-        seeds_ = [int(s) for s in _split_list(seeds, "seeds")]
-    except ValueError:
-        raise HarnessError(f"--seeds {seeds!r} must be comma-separated integers") from None
-    if any(not 0 <= s <= MAX_SEED for s in seeds_):
-        raise HarnessError(f"--seeds {seeds!r}: every seed must lie in 0..{MAX_SEED}")
+    seeds_ = list(seeds)
     if executor is None and (partition or gpus_per_job is not None or cpus_per_job is not None or wait is not None
                              or max_jobs is not None):
         raise HarnessError("--partition, --gpus-per-job, --cpus-per-job, --wait and --max-jobs need --executor "

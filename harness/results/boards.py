@@ -4,7 +4,7 @@ settings, numerics, schema) and the entries of each; :mod:`harness.results.table
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -92,6 +92,7 @@ class Board:
     labels: dict[EntryKey, str] = field(default_factory=dict)
     roles: dict[EntryKey, str] = field(default_factory=dict)  # method, control or reference
     runs: dict[tuple[EntryKey, str], dict[SeedKey, Filed]] = field(default_factory=dict)
+    train_seeds: tuple[int, ...] | None = None  # only these training seeds were kept (None: all filed)
 
     @property
     def entries(self) -> list[EntryKey]:
@@ -135,8 +136,9 @@ def _seed_key(filed: Filed) -> SeedKey:
 
 
 def build_boards(filed: Sequence[Filed], dataset: str | None = None, budget: str | None = None,
-                 protocol: str | None = None) -> list[Board]:
-    """Partition records into boards, after the optional filters (dataset name or key, budget, protocol)."""
+                 protocol: str | None = None, train_seeds: Collection[int] | None = None) -> list[Board]:
+    """Partition records into boards, after the optional filters (dataset name or key, budget, protocol,
+    training seeds). Reference rows train nothing, so the seed filter keeps them whatever their seed."""
     if not filed:
         raise HarnessError("no records to show: file runs with `harness leaderboard add RUN_DIR...` first "
                            "(or point --root at a leaderboard folder)")
@@ -147,9 +149,12 @@ def build_boards(filed: Sequence[Filed], dataset: str | None = None, budget: str
         chosen = [f for f in chosen if f.record.protocol == protocol]
     if budget is not None:
         chosen = [f for f in chosen if f.record.budget == budget]
-    if not chosen:
+    if train_seeds is not None:
+        chosen = [f for f in chosen if f.record.method.role == "reference" or f.record.seeds.train in train_seeds]
+    if not chosen or (train_seeds is not None and all(f.record.method.role == "reference" for f in chosen)):
+        seeds = None if train_seeds is None else ",".join(map(str, sorted(train_seeds)))
         asked = ", ".join(f"--{k} {v}" for k, v in (("dataset", dataset), ("budget", budget),
-                                                    ("protocol", protocol)) if v is not None)
+                                                    ("protocol", protocol), ("seeds", seeds)) if v is not None)
         present = sorted({f"{f.record.dataset.key} ({f.record.dataset.name}) budget {f.record.budget} "
                           f"{f.record.protocol}" for f in filed})
         raise HarnessError(f"no records match {asked}; filed: {'; '.join(present[:8])}"
@@ -160,7 +165,8 @@ def build_boards(filed: Sequence[Filed], dataset: str | None = None, budget: str
         r = f.record
         key = BoardKey(r.dataset.key, r.dataset.manifest_hash, r.dataset.profile, f.stored_schema, r.protocol,
                        settings_hash(r.settings), str(r.settings.get("task", LEGACY_TASK)), r.numerics)
-        board = boards.setdefault(key, Board(key))
+        board = boards.setdefault(key, Board(key, train_seeds=None if train_seeds is None else
+                                             tuple(sorted(train_seeds))))
         entry = EntryKey(r.method.name, r.method.config_hash, r.backbone)
         board.labels[entry] = r.method.name
         board.roles[entry] = r.method.role
@@ -173,6 +179,8 @@ def build_boards(filed: Sequence[Filed], dataset: str | None = None, budget: str
         if known != r.budget_images:
             raise HarnessError(f"{f.path}: budget {r.budget} means {r.budget_images} images here but {known} "
                                "in another record of the same manifest")
+    if train_seeds is not None:  # a section left with reference rows only has no seed of those asked
+        boards = {k: b for k, b in boards.items() if set(b.roles.values()) != {"reference"}}
     for key, board in boards.items():
         board.budgets = sorted(((b, n) for (k, b), n in images.items() if k == key), key=lambda t: (t[1], t[0]))
         _disambiguate(board)

@@ -139,7 +139,9 @@ class Table:
 def _value_note(metric: str, board: Board) -> str:
     n_images = sorted({n for f in board.all_filed() if (n := f.record.metrics.n_images(OVERALL)) is not None})
     images = "/".join(str(n) for n in n_images) or "?"
-    return (f"Value: mean ± sample std over seeds of each run's mean of {metric_label(metric)} ({metric}) "
+    seeds = "seeds" if board.train_seeds is None else \
+        f"training seeds {','.join(map(str, board.train_seeds))} only (--seeds; reference rows train nothing)"
+    return (f"Value: mean ± sample std over {seeds} of each run's mean of {metric_label(metric)} ({metric}) "
             f"over its {images} test images; {stats.better_text(stats.direction(metric))}.")
 
 
