@@ -776,3 +776,74 @@ def test_a_record_with_an_unknown_protocol_or_role_is_refused(tmp_path):
         target[path[-1]] = value
         with pytest.raises(HarnessError, match=path[-1]):
             parse_record(changed, source)
+
+
+# ---- confirmations: declared first, tested once on their own seeds -----------------------------
+
+
+def _declare(root: Path, name: str = "C9", **changes) -> Path:
+    key = build_boards(RecordStore(root).records())[0].key
+    declaration = {"name": name, "declared": "2026-12-06T06:46Z", "hypothesis": "a and b beat none",
+                   "dataset": key.dataset, "task": key.task, "settings": key.settings, "budget": "1",
+                   "metric": METRIC, "methods": ["a", "b"], "seeds": [3, 4, 5]} | changes
+    path = root / "confirmations" / f"{name}.json"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(json.dumps(declaration))
+    return path
+
+
+def test_holm_steps_down():
+    from harness.results.confirmation import holm_rejects, holm_thresholds
+
+    assert holm_thresholds([0.04, 0.01], 0.05) == pytest.approx([0.05, 0.025])
+    assert holm_rejects([0.04, 0.01], 0.05) == [True, True]
+    assert holm_rejects([0.04, 0.03], 0.05) == [False, False]  # the smallest fails its alpha / 2: all are kept
+    assert holm_rejects([0.001, 0.2, 0.04], 0.05) == [True, False, False]  # 0.04 >= 0.05 / 2
+
+
+def test_a_confirmation_tests_its_declared_seeds_once_every_cell_is_filed(smoke_run, tmp_path):
+    from scipy import stats as sps
+
+    none = [0.30, 0.32, 0.31, 0.35, 0.33, 0.34]
+    a = [0.31, 0.33, 0.32, 0.30, 0.27, 0.285]  # behind on seeds 0-2, clearly ahead on 3-5
+    b = [0.10, 0.10, 0.10, 0.36, 0.31, 0.345]  # far ahead on seeds 0-2 (the hypothesis), a tie on 3-5
+    root = _with_roles(smoke_run, tmp_path, {"none": none, "a": a, "b": b, "oracle": [0.01]},
+                       {"oracle": "reference"})
+    _declare(root)
+    result = cli("confirm", "C9", "--root", str(root), "--format", "json")
+    assert result.exit_code == 0, result.output
+    outcome = json.loads(result.output)
+    assert outcome["complete"] and outcome["missing"] == []
+    rows = {c["method"]: c for c in outcome["comparisons"]}
+    p_a, p_b = sps.ttest_rel(a[3:], none[3:]).pvalue, sps.ttest_rel(b[3:], none[3:]).pvalue
+    assert rows["a"]["p"] == pytest.approx(p_a) and rows["b"]["p"] == pytest.approx(p_b)
+    assert rows["a"]["threshold"] == pytest.approx(0.025) and rows["b"]["threshold"] == pytest.approx(0.05)
+    assert rows["a"]["verdict"] == "better" and rows["b"]["verdict"] == "tie"
+    assert rows["b"]["mean"] == pytest.approx(np.mean(b[3:]))  # seeds 0-2 are not pooled in
+    assert rows["a"]["difference"] == pytest.approx(np.mean(np.subtract(a[3:], none[3:])))
+    text = cli("confirm", "C9", "--root", str(root)).output
+    assert "a: confirmed better than none" in text and "b: a tie with none" in text
+    assert cli("render", "--root", str(root)).exit_code == 0  # the published page states it too
+    assert "## Confirmations" in (root / "README.md").read_text() and text in (root / "README.md").read_text()
+    # a declared seed not yet run: the missing cells are listed, and no p-value is given
+    _declare(root, name="C10", seeds=[3, 4, 5, 6])
+    pending = json.loads(cli("confirm", "C10", "--root", str(root), "--format", "json").output)
+    assert not pending["complete"] and pending["comparisons"] == []
+    assert pending["missing"] == [["none", 6], ["a", 6], ["b", 6]]
+    text = cli("confirm", "C10", "--root", str(root)).output
+    assert "9 of 12 declared cells filed; missing: none seed 6, a seed 6, b seed 6" in text and " p " not in text
+
+
+def test_a_bad_confirmation_is_refused_in_one_line(smoke_run, tmp_path):
+    root = _with_roles(smoke_run, tmp_path, {"none": [0.3, 0.31]}, {})
+    path = _declare(root, seeds=[0])  # one seed pairs nothing
+    for problem, expected in (({"seeds": [0]}, "seeds"), ({"metric": "speed"}, "unknown metric 'speed'"),
+                              ({"alpha": 2}, "alpha"), ({"extra": 1}, "extra")):
+        _declare(root, **problem)
+        result = CliRunner().invoke(main, ["leaderboard", "confirm", "C9", "--root", str(root)])
+        assert result.exit_code == 2 and expected in result.output, result.output
+        assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+    path.write_text("{")
+    assert "not JSON" in CliRunner().invoke(main, ["leaderboard", "confirm", "C9", "--root", str(root)]).output
+    missing = CliRunner().invoke(main, ["leaderboard", "confirm", "C3", "--root", str(root)])
+    assert missing.exit_code == 2 and "no such confirmation; declared: C9" in missing.output

@@ -214,6 +214,31 @@ def _plot_run(run: str, image: int, overlay: bool, out: Path, root: Path | None)
     return written
 
 
+@leaderboard.command("confirm")
+@click.argument("name")
+@click.option("--format", "fmt", type=click.Choice(["md", "json"]), default="md", show_default=True)
+@_root_option
+def confirm(name: str, fmt: str, root: Path | None) -> None:
+    """Test confirmation NAME, declared in ROOT/confirmations/NAME.json before its cells ran.
+
+    The declared methods against the baseline at the declared budget, paired over the declared
+    training seeds only, Holm-corrected over the methods. While any declared cell is missing it lists
+    them and tests nothing.
+    """
+    import dataclasses
+    import json
+
+    from harness.results.confirmation import describe, evaluate, read_confirmation
+
+    store = _store(root)
+    outcome = evaluate(read_confirmation(store.root, name), store.records())
+    if fmt == "json":
+        click.echo(json.dumps(dataclasses.asdict(outcome) | {"complete": outcome.complete}, indent=2,
+                              default=lambda o: o.model_dump()))
+    else:
+        click.echo(describe(outcome), nl=False)
+
+
 @leaderboard.command("render")
 @click.option("--metric", "metrics", multiple=True, type=click.Choice(TABLE_METRICS),
               help="Metrics to publish, repeatable; the first is ranked per budget "

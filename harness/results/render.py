@@ -20,6 +20,7 @@ from harness.metrics.scores import COMPANION_METRIC, HEADLINE_METRIC
 from harness.numerics import LEGACY_NUMERICS
 from harness.results import plots, stats
 from harness.results.boards import Board, build_boards
+from harness.results.confirmation import CONFIRMATIONS_DIR, declared, describe, evaluate, read_confirmation
 from harness.results.leaderboard import Filed, RecordStore
 from harness.results.tables import (
     MARK,
@@ -139,6 +140,7 @@ def render_page(
         "",
         *(f"- {board.key.title}: {len(board.all_filed())} record(s); {board.key.status}" for board in boards),
         "",
+        *_confirmations(store, filed),
     ]
     asked = metrics
     for board in boards:
@@ -168,6 +170,20 @@ def render_page(
         if board.key.task != CLASSIFY_TASK:  # the one-run view shows particle sizes and outlines
             lines += _one_run(board, store, root, largest, headline, plot_dir, name, overlay, log)
     return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def _confirmations(store: RecordStore, filed: list[Filed]) -> list[str]:
+    """Each declared confirmation's state: its missing cells, or its test and verdicts."""
+    names = declared(store.root)
+    if not names:
+        return []
+    lines = ["## Confirmations", "",
+             f"Each was declared in `{CONFIRMATIONS_DIR}/NAME.json` before any of its cells ran, and is tested "
+             "once, on its own training seeds only, when all its cells are filed (`harness leaderboard confirm "
+             "NAME`).", ""]
+    for name in names:
+        lines += [f"### {name}", "", describe(evaluate(read_confirmation(store.root, name), filed)), ""]
+    return lines
 
 
 def _md(tables) -> str:

@@ -1,0 +1,211 @@
+"""Confirmations: a comparison declared before its cells run, tested once when every cell is filed.
+
+A lead read off a table whose seeds were added while reading it is a hypothesis. A confirmation
+states, in a file committed before its first cell starts (``ROOT/confirmations/NAME.json``), the
+section, the budget, the methods, the baseline, the fresh training seeds, the metric and the
+correction for several comparisons. :func:`evaluate` tests it on those seeds alone, and only once
+every declared cell is filed: while cells are missing it reports which, and no p-value, so the tool
+offers no way to stop early on a good-looking partial result.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from harness.errors import HarnessError
+from harness.results import stats
+from harness.results.boards import BASELINE_METHOD, Board, build_boards
+from harness.results.leaderboard import Filed, validation_reason
+from harness.results.tables import run_value
+
+CONFIRMATIONS_DIR = "confirmations"
+
+
+class Confirmation(BaseModel):
+    """The declaration: everything the test depends on, fixed before any of its cells runs."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    declared: str = Field(description="When it was declared (ISO 8601, UTC), before any cell ran.")
+    hypothesis: str
+    dataset: str = Field(description="Dataset key or name of the section.")
+    task: str
+    settings: str = Field(description="The section's settings hash (harness leaderboard show prints it).")
+    protocol: Literal["finetune", "frozen"] = "finetune"
+    budget: str
+    metric: str = "count_rel_error"
+    baseline: str = BASELINE_METHOD
+    methods: list[str] = Field(min_length=1)
+    seeds: list[int] = Field(min_length=2, description="The fresh training seeds; no other seed is pooled in.")
+    alpha: float = Field(0.05, gt=0, lt=1, description="Family-wise, over the methods (Holm).")
+
+
+def confirmation_path(root: Path, name: str) -> Path:
+    return root / CONFIRMATIONS_DIR / f"{name}.json"
+
+
+def declared(root: Path) -> list[str]:
+    """The names of the confirmations declared under the leaderboard root, sorted."""
+    return sorted(p.stem for p in (root / CONFIRMATIONS_DIR).glob("*.json"))
+
+
+def read_confirmation(root: Path, name: str) -> Confirmation:
+    path = confirmation_path(root, name)
+    if not path.is_file():
+        raise HarnessError(f"{path}: no such confirmation; declared: {', '.join(declared(root)) or 'none'}")
+    try:
+        confirmation = Confirmation.model_validate(json.loads(path.read_text()))
+    except json.JSONDecodeError as err:
+        raise HarnessError(f"{path}: not JSON ({err.msg}, line {err.lineno})") from None
+    except ValidationError as err:
+        raise HarnessError(f"{path}: {validation_reason(err)}") from None
+    stats.direction(confirmation.metric)  # an unknown metric is refused here, not after the wait
+    if confirmation.name != name:
+        raise HarnessError(f"{path}: declares the name {confirmation.name!r}, not {name!r}")
+    return confirmation
+
+
+@dataclass(frozen=True)
+class Comparison:
+    method: str
+    mean: float
+    baseline_mean: float
+    difference: float  # method - baseline, in the metric's own units, paired by seed
+    p: float
+    threshold: float  # Holm's level for this p's place
+    verdict: Literal["better", "worse", "tie"]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    confirmation: Confirmation
+    missing: list[tuple[str, int]]  # (method, seed) cells not filed yet
+    comparisons: list[Comparison]  # empty while cells are missing
+    detectable: float | None  # the smallest difference the seeds detect at power 0.8 and alpha / m
+
+    @property
+    def complete(self) -> bool:
+        return not self.missing
+
+
+def holm_thresholds(p_values: list[float], alpha: float) -> list[float]:
+    """Holm's step-down levels, in the input's order: the k-th smallest p is held to alpha / (m - k).
+    A p passes only if it and every smaller p pass their levels."""
+    order = sorted(range(len(p_values)), key=lambda i: p_values[i])
+    levels = [0.0] * len(p_values)
+    for place, i in enumerate(order):
+        levels[i] = alpha / (len(p_values) - place)
+    return levels
+
+
+def holm_rejects(p_values: list[float], alpha: float) -> list[bool]:
+    levels = holm_thresholds(p_values, alpha)
+    rejected = [False] * len(p_values)
+    for i in sorted(range(len(p_values)), key=lambda i: p_values[i]):
+        if p_values[i] >= levels[i]:
+            break  # step-down: every larger p is retained too
+        rejected[i] = True
+    return rejected
+
+
+def _board(confirmation: Confirmation, filed: list[Filed]) -> Board | None:
+    c = confirmation
+    if not any(f.record.budget == c.budget and f.record.seeds.train in c.seeds and f.record.protocol == c.protocol
+               and c.dataset in (f.record.dataset.key, f.record.dataset.name) for f in filed):
+        return None  # no cell filed yet
+    boards = build_boards(filed, dataset=c.dataset, budget=c.budget, protocol=c.protocol, train_seeds=c.seeds)
+    found = [b for b in boards if b.key.task == confirmation.task and b.key.settings == confirmation.settings]
+    return found[0] if found else None
+
+
+def _seed_values(board: Board | None, method: str, confirmation: Confirmation) -> dict[int, float]:
+    if board is None:
+        return {}
+    values: dict[int, float] = {}
+    for entry in board.entries:
+        if entry.method != method:
+            continue
+        for filed in board.seeds(entry, confirmation.budget).values():
+            value = run_value(filed, confirmation.metric)
+            if value is not None:
+                values[filed.record.seeds.train] = value
+    return values
+
+
+def evaluate(confirmation: Confirmation, filed: list[Filed]) -> Outcome:
+    """The declared test, on the declared seeds only; no test while any declared cell is missing."""
+    board = _board(confirmation, filed)
+    values = {m: _seed_values(board, m, confirmation) for m in (confirmation.baseline, *confirmation.methods)}
+    missing = [(m, s) for s in confirmation.seeds for m in values if s not in values[m]]
+    if missing:
+        return Outcome(confirmation, missing, [], None)
+    better = stats.direction(confirmation.metric)
+    seeds = confirmation.seeds
+    base = [values[confirmation.baseline][s] for s in seeds]
+    results = []
+    for method in confirmation.methods:
+        own = [values[method][s] for s in seeds]
+        p = stats.paired_t(own, base)
+        results.append((method, own, 1.0 if p is None else p))
+    p_values = [p for _, _, p in results]
+    levels, rejected = holm_thresholds(p_values, confirmation.alpha), holm_rejects(p_values, confirmation.alpha)
+    comparisons, spreads = [], []
+    for (method, own, p), level, reject in zip(results, levels, rejected, strict=True):
+        diffs = np.subtract(own, base)
+        spreads.append(float(np.std(diffs, ddof=1)))
+        gain = stats.badness(float(np.mean(own)), better) < stats.badness(float(np.mean(base)), better)
+        verdict: Literal["better", "worse", "tie"] = ("better" if gain else "worse") if reject else "tie"
+        comparisons.append(Comparison(method, float(np.mean(own)), float(np.mean(base)), float(np.mean(diffs)), p,
+                                      level, verdict))
+    pooled = float(np.sqrt(np.mean(np.square(spreads))))
+    # at Holm's strictest level (alpha / m), the one the first comparison faces
+    detectable = stats.detectable_difference(pooled, len(seeds), alpha=confirmation.alpha / len(results))
+    return Outcome(confirmation, [], comparisons, detectable)
+
+
+def _seed_text(seeds: list[int]) -> str:
+    ordered = sorted(seeds)
+    if ordered == list(range(ordered[0], ordered[-1] + 1)) and len(ordered) > 2:
+        return f"{ordered[0]}-{ordered[-1]}"
+    return ",".join(map(str, ordered))
+
+
+def describe(outcome: Outcome) -> str:
+    """The outcome for a reader: what was declared, then the missing cells or the test and its verdicts."""
+    c = outcome.confirmation
+    m = len(c.methods)
+    lines = [f"Confirmation {c.name} (declared {c.declared}): {c.hypothesis}", "",
+             f"Declared: {c.dataset} · task {c.task} · settings {c.settings} · {c.protocol} · budget {c.budget} · "
+             f"{', '.join(c.methods)} against {c.baseline} · training seeds {_seed_text(c.seeds)} only · "
+             f"{c.metric} ({stats.better_text(stats.direction(c.metric))}) · two-sided paired t-test over seeds, "
+             f"Holm over {m} comparison{'s' if m > 1 else ''} at family alpha {c.alpha}", ""]
+    if outcome.missing:
+        cells = len(c.seeds) * (m + 1)
+        lines += [f"Incomplete: {cells - len(outcome.missing)} of {cells} declared cells filed; missing: "
+                  + ", ".join(f"{method} seed {seed}" for method, seed in outcome.missing) + ".",
+                  "No test is run until every declared cell is filed (a partial look invites stopping early)."]
+        return "\n".join(lines) + "\n"
+    from tabulate import tabulate
+
+    rows = [[x.method, f"{x.mean:.4f}", f"{x.baseline_mean:.4f}", f"{x.difference:+.4f}", f"{x.p:.3g}",
+             f"{x.threshold:.3g}", x.verdict] for x in outcome.comparisons]
+    lines.append(tabulate(rows, headers=["method", "mean", f"{c.baseline} mean", "paired difference", "p",
+                                         "Holm level", "verdict"], tablefmt="github", disable_numparse=True))
+    lines.append("")
+    size = "n/a" if outcome.detectable is None else f"{outcome.detectable:.4f}"
+    for x in outcome.comparisons:
+        if x.verdict == "tie":
+            lines.append(f"{x.method}: a tie with {c.baseline} at this profile (p {x.p:.3g}, Holm level "
+                         f"{x.threshold:.3g} or not reached); these {len(c.seeds)} seeds detect a true difference "
+                         f"of {size} or more with power {stats.POWER} at alpha {c.alpha / m:.3g}.")
+        else:
+            lines.append(f"{x.method}: confirmed {x.verdict} than {c.baseline} (paired difference "
+                         f"{x.difference:+.4f}, p {x.p:.3g} < Holm level {x.threshold:.3g}).")
+    return "\n".join(lines) + "\n"
