@@ -644,12 +644,14 @@ def test_reproduce_warns_when_the_cpu_instruction_set_differs(smoke_run):
 # ---- controls, reference rows, p vs none, detectable difference --------------------------------
 
 
-def _with_roles(smoke_run: Path, tmp_path: Path, values: dict[str, list[float]], roles: dict[str, str]) -> Path:
+def _with_roles(smoke_run: Path, tmp_path: Path, values: dict[str, list[float]], roles: dict[str, str],
+                metric: str = METRIC) -> Path:
     root = tmp_path / "lb"
     store = RecordStore(root)
     for method, per_seed in values.items():
         for seed, value in enumerate(per_seed):
-            dest = variant(smoke_run, tmp_path / f"{method}-{seed}", method=method, seed=seed, value=value)
+            dest = variant(smoke_run, tmp_path / f"{method}-{seed}", method=method, seed=seed, value=value,
+                           metric=metric)
             data = json.loads((dest / RECORD_FILE).read_text())
             data["method"]["role"] = roles.get(method, "method")
             (dest / RECORD_FILE).write_text(json.dumps(data))
@@ -717,10 +719,12 @@ def test_a_confirmation_reads_its_fresh_seeds_alone(smoke_run, tmp_path):
     assert rows.loc["lead", "p_vs_none"] == pytest.approx(sps.ttest_rel(lead[3:], none[3:]).pvalue) != \
         pytest.approx(sps.ttest_rel(lead, none).pvalue)
     assert rows.loc["lead", "n"] == 3 and rows.loc["lead", "mean"] == pytest.approx(np.mean(lead[3:]))
-    assert "oracle (reference)" in text and "over training seeds 3,4,5 only" in text
+    assert "oracle (reference)" in text and "over training seeds 3-5 only" in text
     assert _ranking(root, "--test", "seeds", "--seeds", "0,2,1")[0].set_index("entry").loc["lead", "n"] == 3
+    csv = cli("show", "--root", str(root), "--seeds", "3-5", "--format", "csv").output
+    assert "train_seeds" in csv.splitlines()[0] and ",3-5," in csv  # an export says it is filtered
     refused = CliRunner().invoke(main, ["leaderboard", "show", "--root", str(root), "--seeds", "7-9"])
-    assert refused.exit_code == 2 and "no records match --seeds 7,8,9" in refused.output
+    assert refused.exit_code == 2 and "no records match --seeds 7-9" in refused.output
     assert "Traceback" not in refused.output and len(refused.output.strip().splitlines()) == 1
 
 
@@ -792,6 +796,13 @@ def _declare(root: Path, name: str = "C9", **changes) -> Path:
     return path
 
 
+def test_seed_lists_read_as_ranges():
+    from harness.results.boards import seeds_text
+
+    assert seeds_text([11, 0, 2, 6, 7, 8, 9, 10]) == "0,2,6-11" and seeds_text([4, 5]) == "4,5"
+    assert seeds_text([1, 2, 3, 5, 6, 7]) == "1-3,5-7" and seeds_text([3]) == "3"
+
+
 def test_holm_steps_down():
     from harness.results.confirmation import holm_rejects, holm_thresholds
 
@@ -832,13 +843,54 @@ def test_a_confirmation_tests_its_declared_seeds_once_every_cell_is_filed(smoke_
     assert pending["missing"] == [["none", 6], ["a", 6], ["b", 6]]
     text = cli("confirm", "C10", "--root", str(root)).output
     assert "9 of 12 declared cells filed; missing: none seed 6, a seed 6, b seed 6" in text and " p " not in text
+    assert "Warning" not in text
+    assert cli("render", "--root", str(root)).exit_code == 0
+    assert "9 of 12 declared cells filed" in (root / "README.md").read_text()
+
+
+def test_a_confirmation_judges_in_the_metrics_own_direction_and_keeps_entries_apart(smoke_run, tmp_path):
+    from scipy import stats as sps
+
+    # higher is better (F1): a method clearly lower is confirmed worse
+    none = [0.80, 0.82, 0.81, 0.85]
+    root = _with_roles(smoke_run, tmp_path / "f1", {"none": none, "a": [0.70, 0.73, 0.70, 0.76]}, {}, metric="f1")
+    _declare(root, methods=["a"], seeds=[0, 1, 2, 3], metric="f1")
+    row = json.loads(cli("confirm", "C9", "--root", str(root), "--format", "json").output)["comparisons"][0]
+    assert row["verdict"] == "worse" and row["difference"] < 0
+    # closer to 0 is better (signed count error): tested on the distance from 0, as the tables do
+    signed_none, signed_a = [0.30, -0.28, 0.33, -0.35], [0.02, -0.03, 0.01, -0.02]
+    root = _with_roles(smoke_run, tmp_path / "signed", {"none": signed_none, "a": signed_a}, {},
+                       metric="count_signed_rel_error")
+    _declare(root, methods=["a"], seeds=[0, 1, 2, 3], metric="count_signed_rel_error")
+    row = json.loads(cli("confirm", "C9", "--root", str(root), "--format", "json").output)["comparisons"][0]
+    assert row["p"] == pytest.approx(sps.ttest_rel(np.abs(signed_a), np.abs(signed_none)).pvalue)
+    assert row["verdict"] == "better"
+    # one method on two backbones in one section: its seeds would mix them, so it is refused
+    root = _with_roles(smoke_run, tmp_path / "two", {"none": [0.3, 0.31], "a": [0.2, 0.21]}, {})
+    other = variant(smoke_run, tmp_path / "a-other", method="a", seed=0, value=0.25)
+    data = json.loads((other / RECORD_FILE).read_text())
+    data["backbone"], data["run_id"] = "resnet18", "a-other-backbone"
+    (other / RECORD_FILE).write_text(json.dumps(data))
+    add_forged(RecordStore(root), other)
+    _declare(root, methods=["a"], seeds=[0, 1])
+    refused = CliRunner().invoke(main, ["leaderboard", "confirm", "C9", "--root", str(root)])
+    assert refused.exit_code == 2 and "a has 2 entries in the section" in refused.output, refused.output
+    backbone = build_boards(RecordStore(root).records())[0].entries[0].backbone
+    _declare(root, methods=["a"], seeds=[0, 1], backbone=backbone)
+    assert json.loads(cli("confirm", "C9", "--root", str(root), "--format", "json").output)["complete"]
+    # a declaration dated after its cells were made says that it does not hold for them
+    _declare(root, methods=["a"], seeds=[0, 1], backbone=backbone, declared="2099-01-01T00:00Z")
+    assert "Warning: 4 declared cell(s) were made before the declaration" in cli("confirm", "C9", "--root",
+                                                                                   str(root)).output
 
 
 def test_a_bad_confirmation_is_refused_in_one_line(smoke_run, tmp_path):
     root = _with_roles(smoke_run, tmp_path, {"none": [0.3, 0.31]}, {})
     path = _declare(root, seeds=[0])  # one seed pairs nothing
     for problem, expected in (({"seeds": [0]}, "seeds"), ({"metric": "speed"}, "unknown metric 'speed'"),
-                              ({"alpha": 2}, "alpha"), ({"extra": 1}, "extra")):
+                              ({"alpha": 2}, "alpha"), ({"extra": 1}, "extra"),
+                              ({"seeds": [3, 3, 4]}, "must be distinct"), ({"methods": ["a", "none"]}, "baseline"),
+                              ({"declared": "yesterday"}, "declared"), ({"declared": "2026-12-06T06:46"}, "time zone")):
         _declare(root, **problem)
         result = CliRunner().invoke(main, ["leaderboard", "confirm", "C9", "--root", str(root)])
         assert result.exit_code == 2 and expected in result.output, result.output

@@ -49,6 +49,8 @@ def test_atomic_writes_leave_no_temporary_files(tmp_path):
     ["sweep", "--methods", "none", "--seeds", "3-1"],
     ["sweep", "--methods", "none", "--seeds", "0-x"],
     ["leaderboard", "show", "--seeds", "2-"],
+    ["leaderboard", "show", "--seeds", "0-100000"],
+    ["leaderboard", "show", "--seeds", ","],
     ["data", "check", ".", "--split-seed", "-1"],
 ])
 def test_bad_seeds_are_refused_in_one_line(args):

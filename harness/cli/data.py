@@ -27,12 +27,15 @@ class SeedList(click.ParamType):
     """Training seeds as comma-separated integers and inclusive ranges: ``0,1,2``, ``6-11``, ``0-2,5``."""
 
     name = "seeds"
+    most = 10_000  # a longer list is a typo, not a grid anyone runs
 
     def convert(self, value, param, ctx) -> tuple[int, ...]:
         if isinstance(value, tuple):
             return value
-        seeds: list[int] = []
+        seeds: dict[int, None] = {}  # ordered, each seed once
         for part in (p.strip() for p in str(value).split(",")):
+            if not part:
+                continue
             low, dash, high = part.partition("-")
             try:
                 first = int(low)
@@ -43,7 +46,11 @@ class SeedList(click.ParamType):
                 self.fail(f"the range {part!r} runs backwards", param, ctx)
             if not (0 <= first and last <= MAX_SEED):
                 self.fail(f"{value!r}: every seed must lie in 0..{MAX_SEED}", param, ctx)
-            seeds.extend(s for s in range(first, last + 1) if s not in seeds)
+            if last - first + len(seeds) >= self.most:
+                self.fail(f"{value!r} names more than {self.most} seeds", param, ctx)
+            seeds.update(dict.fromkeys(range(first, last + 1)))
+        if not seeds:
+            self.fail("no seed given", param, ctx)
         return tuple(seeds)
 
 

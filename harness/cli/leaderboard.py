@@ -46,6 +46,9 @@ _filters = [
     click.option("--budget", default=None, help="Only this label budget, as written in the records (e.g. 10%)."),
     click.option("--protocol", type=click.Choice(["finetune", "frozen"]), default=None,
                  help="Only this protocol (default: each protocol in its own section)."),
+    click.option("--seeds", type=SEED_LIST, default=None, metavar="SEEDS",
+                 help="Only these training seeds (0,1,2 or 6-11), e.g. a confirmation's fresh seeds alone; "
+                      "reference rows, which train nothing, stay."),
 ]
 
 
@@ -123,12 +126,9 @@ def release(name: str, root: Path | None) -> None:
               help="budget: a ranking per budget plus the label-efficiency table; length-scale: per-bin tables.")
 @click.option("--format", "fmt", type=click.Choice(["md", "csv", "html", "json"]), default="md", show_default=True)
 @_test_option
-@click.option("--seeds", type=SEED_LIST, default=None, metavar="SEEDS",
-              help="Only these training seeds (0,1,2 or 6-11), e.g. a confirmation's fresh seeds alone; reference "
-                   "rows, which train nothing, stay.")
 @_release_option
 @_root_option
-def show(dataset, budget, protocol, metric, by, fmt, test, seeds, release, root) -> None:
+def show(dataset, budget, protocol, seeds, metric, by, fmt, test, release, root) -> None:
     """Print leaderboard tables: mean ± std over seeds, seed count, rank and a significance mark."""
     from harness.results.boards import build_boards
     from harness.results.tables import build_tables, render
@@ -150,7 +150,7 @@ def show(dataset, budget, protocol, metric, by, fmt, test, seeds, release, root)
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=Path("plots"), show_default=True)
 @_release_option
 @_root_option
-def plot(dataset, budget, protocol, metric, run, image, overlay, out, release, root) -> None:
+def plot(dataset, budget, protocol, seeds, metric, run, image, overlay, out, release, root) -> None:
     """Figures as PNG and SVG: metric vs label budget with bands, and per-length-scale bars.
 
     With --run: predicted vs true particle-size histograms and predicted outlines on a test image.
@@ -164,7 +164,8 @@ def plot(dataset, budget, protocol, metric, run, image, overlay, out, release, r
             click.echo(f"wrote {path}")
         return
     store = _store(root)
-    for b in build_boards(store.select(release), dataset=dataset, budget=budget, protocol=protocol):
+    for b in build_boards(store.select(release), dataset=dataset, budget=budget, protocol=protocol,
+                          train_seeds=seeds):
         name = slug(b)
         written = plots.budget_curves(b, metric, out / f"{name}-{metric}-vs-budget")
         for budget_text, _ in b.budgets:

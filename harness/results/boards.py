@@ -125,6 +125,19 @@ class Board:
         return [g for g in GROUP_ORDER if g in present]
 
 
+def seeds_text(seeds: Collection[int]) -> str:
+    """Seeds for a reader, runs of three or more as ranges: 0,2,6-11."""
+    parts: list[str] = []
+    ordered = sorted(set(seeds))
+    start = 0
+    for i in range(1, len(ordered) + 1):
+        if i == len(ordered) or ordered[i] != ordered[i - 1] + 1:
+            run = ordered[start:i]
+            parts.append(f"{run[0]}-{run[-1]}" if len(run) > 2 else ",".join(map(str, run)))
+            start = i
+    return ",".join(parts)
+
+
 def settings_hash(settings: dict[str, Any]) -> str:
     """Hash of the settings that decide results: the backbone is an entry property, the cache size is not."""
     return stable_hash({k: v for k, v in settings.items() if k not in ("backbone", "memory_cache_mb")}, length=8)
@@ -152,7 +165,7 @@ def build_boards(filed: Sequence[Filed], dataset: str | None = None, budget: str
     if train_seeds is not None:
         chosen = [f for f in chosen if f.record.method.role == "reference" or f.record.seeds.train in train_seeds]
     if not chosen or (train_seeds is not None and all(f.record.method.role == "reference" for f in chosen)):
-        seeds = None if train_seeds is None else ",".join(map(str, sorted(train_seeds)))
+        seeds = None if train_seeds is None else seeds_text(train_seeds)
         asked = ", ".join(f"--{k} {v}" for k, v in (("dataset", dataset), ("budget", budget),
                                                     ("protocol", protocol), ("seeds", seeds)) if v is not None)
         present = sorted({f"{f.record.dataset.key} ({f.record.dataset.name}) budget {f.record.budget} "

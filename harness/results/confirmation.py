@@ -12,15 +12,16 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from harness.errors import HarnessError
 from harness.results import stats
-from harness.results.boards import BASELINE_METHOD, Board, build_boards
+from harness.results.boards import BASELINE_METHOD, Board, build_boards, seeds_text
 from harness.results.leaderboard import Filed, validation_reason
 from harness.results.tables import run_value
 
@@ -43,8 +44,31 @@ class Confirmation(BaseModel):
     metric: str = "count_rel_error"
     baseline: str = BASELINE_METHOD
     methods: list[str] = Field(min_length=1)
+    backbone: str | None = Field(None, description="Needed only where a method has runs on several backbones.")
     seeds: list[int] = Field(min_length=2, description="The fresh training seeds; no other seed is pooled in.")
     alpha: float = Field(0.05, gt=0, lt=1, description="Family-wise, over the methods (Holm).")
+
+    @field_validator("declared")
+    @classmethod
+    def _a_time(cls, value: str) -> str:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))  # a ValueError is pydantic's refusal
+        if moment.tzinfo is None:
+            raise ValueError("must state its time zone (e.g. 2026-12-06T06:46Z)")
+        return value
+
+    @model_validator(mode="after")
+    def _each_once(self) -> Confirmation:
+        # a repeated seed would inflate n, a repeated method Holm's m
+        if len(set(self.seeds)) != len(self.seeds) or min(self.seeds) < 0:
+            raise ValueError(f"seeds {self.seeds} must be distinct and non-negative")
+        if len(set(self.methods)) != len(self.methods) or self.baseline in self.methods:
+            raise ValueError(f"methods {self.methods} must be distinct and must not include the baseline "
+                             f"{self.baseline!r}")
+        return self
+
+    @property
+    def declared_at(self) -> datetime:
+        return datetime.fromisoformat(self.declared.replace("Z", "+00:00"))
 
 
 def confirmation_path(root: Path, name: str) -> Path:
@@ -89,6 +113,7 @@ class Outcome:
     missing: list[tuple[str, int]]  # (method, seed) cells not filed yet
     comparisons: list[Comparison]  # empty while cells are missing
     detectable: float | None  # the smallest difference the seeds detect at power 0.8 and alpha / m
+    early: list[str]  # run ids of declared cells created before the declaration (should be none)
 
     @property
     def complete(self) -> bool:
@@ -117,64 +142,71 @@ def holm_rejects(p_values: list[float], alpha: float) -> list[bool]:
 
 def _board(confirmation: Confirmation, filed: list[Filed]) -> Board | None:
     c = confirmation
-    if not any(f.record.budget == c.budget and f.record.seeds.train in c.seeds and f.record.protocol == c.protocol
-               and c.dataset in (f.record.dataset.key, f.record.dataset.name) for f in filed):
+    if not any(f.record.method.role != "reference" and f.record.budget == c.budget and f.record.seeds.train in c.seeds
+               and f.record.protocol == c.protocol and c.dataset in (f.record.dataset.key, f.record.dataset.name)
+               for f in filed):
         return None  # no cell filed yet
     boards = build_boards(filed, dataset=c.dataset, budget=c.budget, protocol=c.protocol, train_seeds=c.seeds)
-    found = [b for b in boards if b.key.task == confirmation.task and b.key.settings == confirmation.settings]
+    found = [b for b in boards if b.key.task == c.task and b.key.settings == c.settings]
+    if len(found) > 1:  # e.g. another split manifest, profile or numerics version with the same settings
+        titles = "; ".join(b.key.title for b in found)
+        raise HarnessError(f"confirmation {c.name}: {len(found)} sections match, it cannot tell them apart: {titles}")
     return found[0] if found else None
 
 
-def _seed_values(board: Board | None, method: str, confirmation: Confirmation) -> dict[int, float]:
+def _cells(board: Board | None, method: str, confirmation: Confirmation) -> dict[int, Filed]:
+    """The method's filed cells by training seed, from its one entry (a backbone or config mixed in is refused)."""
     if board is None:
         return {}
-    values: dict[int, float] = {}
-    for entry in board.entries:
-        if entry.method != method:
-            continue
-        for filed in board.seeds(entry, confirmation.budget).values():
-            value = run_value(filed, confirmation.metric)
-            if value is not None:
-                values[filed.record.seeds.train] = value
-    return values
+    entries = [e for e in board.entries if e.method == method
+               and confirmation.backbone in (None, e.backbone)]
+    if len(entries) > 1:
+        listed = ", ".join(f"{e.backbone} config {e.config_hash[:8]}" for e in entries)
+        raise HarnessError(f"confirmation {confirmation.name}: {method} has {len(entries)} entries in the section "
+                           f"({listed}); declare the backbone, or the seeds would mix them")
+    if not entries:
+        return {}
+    return {f.record.seeds.train: f for f in board.seeds(entries[0], confirmation.budget).values()}
 
 
 def evaluate(confirmation: Confirmation, filed: list[Filed]) -> Outcome:
     """The declared test, on the declared seeds only; no test while any declared cell is missing."""
     board = _board(confirmation, filed)
-    values = {m: _seed_values(board, m, confirmation) for m in (confirmation.baseline, *confirmation.methods)}
+    cells = {m: _cells(board, m, confirmation) for m in (confirmation.baseline, *confirmation.methods)}
+    values = {m: {s: v for s, f in runs.items() if (v := run_value(f, confirmation.metric)) is not None}
+              for m, runs in cells.items()}
     missing = [(m, s) for s in confirmation.seeds for m in values if s not in values[m]]
+    # a cell made before the declaration breaks its promise: say so, whatever the test gives
+    early = sorted(f.record.run_id for runs in cells.values() for f in runs.values()
+                   if datetime.fromisoformat(f.record.created) < confirmation.declared_at)
     if missing:
-        return Outcome(confirmation, missing, [], None)
+        return Outcome(confirmation, missing, [], None, early)
     better = stats.direction(confirmation.metric)
     seeds = confirmation.seeds
+
+    def bad(method: str) -> np.ndarray:  # the metric's own direction: lower, higher, or closer to 0
+        return np.array([stats.badness(values[method][s], better) for s in seeds])
+
     base = [values[confirmation.baseline][s] for s in seeds]
     results = []
     for method in confirmation.methods:
-        own = [values[method][s] for s in seeds]
-        p = stats.paired_t(own, base)
-        results.append((method, own, 1.0 if p is None else p))
+        diffs = bad(method) - bad(confirmation.baseline)  # below 0: better, paired by seed
+        p = stats.paired_t(list(bad(method)), list(bad(confirmation.baseline)))
+        results.append((method, diffs, 1.0 if p is None else p))
     p_values = [p for _, _, p in results]
     levels, rejected = holm_thresholds(p_values, confirmation.alpha), holm_rejects(p_values, confirmation.alpha)
     comparisons, spreads = [], []
-    for (method, own, p), level, reject in zip(results, levels, rejected, strict=True):
-        diffs = np.subtract(own, base)
-        spreads.append(float(np.std(diffs, ddof=1)))
-        gain = stats.badness(float(np.mean(own)), better) < stats.badness(float(np.mean(base)), better)
-        verdict: Literal["better", "worse", "tie"] = ("better" if gain else "worse") if reject else "tie"
-        comparisons.append(Comparison(method, float(np.mean(own)), float(np.mean(base)), float(np.mean(diffs)), p,
-                                      level, verdict))
+    for (method, diffs, p), level, reject in zip(results, levels, rejected, strict=True):
+        own = [values[method][s] for s in seeds]
+        # as the tables' detectable line: constant differences leave the sign test, no spread
+        spreads.append(0.0 if stats.constant_up_to_rounding(diffs) else float(np.std(diffs, ddof=1)))
+        verdict: Literal["better", "worse", "tie"] = ("better" if diffs.mean() < 0 else "worse") if reject else "tie"
+        comparisons.append(Comparison(method, float(np.mean(own)), float(np.mean(base)),
+                                      float(np.mean(np.subtract(own, base))), p, level, verdict))
     pooled = float(np.sqrt(np.mean(np.square(spreads))))
     # at Holm's strictest level (alpha / m), the one the first comparison faces
     detectable = stats.detectable_difference(pooled, len(seeds), alpha=confirmation.alpha / len(results))
-    return Outcome(confirmation, [], comparisons, detectable)
-
-
-def _seed_text(seeds: list[int]) -> str:
-    ordered = sorted(seeds)
-    if ordered == list(range(ordered[0], ordered[-1] + 1)) and len(ordered) > 2:
-        return f"{ordered[0]}-{ordered[-1]}"
-    return ",".join(map(str, ordered))
+    return Outcome(confirmation, [], comparisons, detectable, early)
 
 
 def describe(outcome: Outcome) -> str:
@@ -183,9 +215,12 @@ def describe(outcome: Outcome) -> str:
     m = len(c.methods)
     lines = [f"Confirmation {c.name} (declared {c.declared}): {c.hypothesis}", "",
              f"Declared: {c.dataset} · task {c.task} · settings {c.settings} · {c.protocol} · budget {c.budget} · "
-             f"{', '.join(c.methods)} against {c.baseline} · training seeds {_seed_text(c.seeds)} only · "
+             f"{', '.join(c.methods)} against {c.baseline} · training seeds {seeds_text(c.seeds)} only · "
              f"{c.metric} ({stats.better_text(stats.direction(c.metric))}) · two-sided paired t-test over seeds, "
              f"Holm over {m} comparison{'s' if m > 1 else ''} at family alpha {c.alpha}", ""]
+    if outcome.early:
+        lines += [f"Warning: {len(outcome.early)} declared cell(s) were made before the declaration, so it does not "
+                  f"hold for them: {', '.join(outcome.early)}.", ""]
     if outcome.missing:
         cells = len(c.seeds) * (m + 1)
         lines += [f"Incomplete: {cells - len(outcome.missing)} of {cells} declared cells filed; missing: "
@@ -199,12 +234,16 @@ def describe(outcome: Outcome) -> str:
     lines.append(tabulate(rows, headers=["method", "mean", f"{c.baseline} mean", "paired difference", "p",
                                          "Holm level", "verdict"], tablefmt="github", disable_numparse=True))
     lines.append("")
-    size = "n/a" if outcome.detectable is None else f"{outcome.detectable:.4f}"
+    if outcome.detectable is None:
+        power = (f"these {len(c.seeds)} seeds cannot detect a difference at alpha {c.alpha / m:.3g} (their "
+                 "differences are constant, and the exact sign test needs more seeds).")
+    else:
+        power = (f"these {len(c.seeds)} seeds detect a true difference of {outcome.detectable:.4f} or more with "
+                 f"power {stats.POWER} at alpha {c.alpha / m:.3g}.")
     for x in outcome.comparisons:
         if x.verdict == "tie":
             lines.append(f"{x.method}: a tie with {c.baseline} at this profile (p {x.p:.3g}, Holm level "
-                         f"{x.threshold:.3g} or not reached); these {len(c.seeds)} seeds detect a true difference "
-                         f"of {size} or more with power {stats.POWER} at alpha {c.alpha / m:.3g}.")
+                         f"{x.threshold:.3g} or not reached); {power}")
         else:
             lines.append(f"{x.method}: confirmed {x.verdict} than {c.baseline} (paired difference "
                          f"{x.difference:+.4f}, p {x.p:.3g} < Holm level {x.threshold:.3g}).")

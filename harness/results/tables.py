@@ -30,10 +30,7 @@ from harness.metrics.classification import ACCURACY, CLASSIFICATION_METRICS, CLA
 from harness.metrics.scores import HEADLINE_METRIC, METRICS
 from harness.numerics import LEGACY_NUMERICS
 from harness.results import stats
-from harness.results.boards import (
-    Board,
-    EntryKey,
-)
+from harness.results.boards import Board, EntryKey, seeds_text
 from harness.results.leaderboard import Filed
 from harness.results.record import PretrainInfo
 
@@ -136,13 +133,17 @@ class Table:
     status: str = ""  # the board's status line: current, or history and why
 
 
+def _seeds_phrase(board: Board) -> str:
+    if board.train_seeds is None:
+        return "seeds"
+    return f"training seeds {seeds_text(board.train_seeds)} only (--seeds; reference rows train nothing)"
+
+
 def _value_note(metric: str, board: Board) -> str:
     n_images = sorted({n for f in board.all_filed() if (n := f.record.metrics.n_images(OVERALL)) is not None})
     images = "/".join(str(n) for n in n_images) or "?"
-    seeds = "seeds" if board.train_seeds is None else \
-        f"training seeds {','.join(map(str, board.train_seeds))} only (--seeds; reference rows train nothing)"
-    return (f"Value: mean ± sample std over {seeds} of each run's mean of {metric_label(metric)} ({metric}) "
-            f"over its {images} test images; {stats.better_text(stats.direction(metric))}.")
+    return (f"Value: mean ± sample std over {_seeds_phrase(board)} of each run's mean of {metric_label(metric)} "
+            f"({metric}) over its {images} test images; {stats.better_text(stats.direction(metric))}.")
 
 
 def _order(board: Board, entries: Sequence[EntryKey], badness: Mapping[EntryKey, float | None]
@@ -427,8 +428,9 @@ def scales_table(board: Board, budget: str, metric: str) -> Table:
                  "metric": metric},
         columns=["rank", "method", *scales, "n seeds"],
         rows=rows, data=data,
-        footer=[f"Value: mean ± sample std over seeds of each run's mean over the test images of that bin "
-                f"(test images per bin: {', '.join(counts)}); {stats.better_text(better)}; ranked by overall."],
+        footer=[f"Value: mean ± sample std over {_seeds_phrase(board)} of each run's mean over the test images of "
+                f"that bin (test images per bin: {', '.join(counts)}); {stats.better_text(better)}; ranked by "
+                "overall."],
     )
 
 
@@ -436,7 +438,11 @@ def _context(board: Board) -> dict[str, Any]:
     k = board.key
     context = {"dataset": k.dataset, "manifest": k.manifest, "profile": k.profile, "schema": k.schema,
                "protocol": k.protocol, "settings": k.settings}
-    return context if k.numerics == LEGACY_NUMERICS else {**context, "numerics": k.numerics}
+    if k.numerics != LEGACY_NUMERICS:
+        context["numerics"] = k.numerics
+    if board.train_seeds is not None:  # a filtered table says so in CSV and JSON too
+        context["train_seeds"] = seeds_text(board.train_seeds)
+    return context
 
 
 def build_tables(boards: Sequence[Board], metric: str, by: Literal["budget", "length-scale"] = "budget",
