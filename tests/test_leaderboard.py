@@ -884,6 +884,23 @@ def test_a_confirmation_judges_in_the_metrics_own_direction_and_keeps_entries_ap
                                                                                    str(root)).output
 
 
+def test_a_release_freezes_the_declarations_with_the_records(smoke_run, tmp_path):
+    root = _with_roles(smoke_run, tmp_path, {"none": [0.30, 0.31], "a": [0.20, 0.22], "b": [0.3, 0.3]}, {})
+    path = _declare(root, seeds=[0, 1])
+    assert cli("release", "v1", "--root", str(root)).exit_code == 0
+    listed = [e["path"] for e in json.loads((root / "releases" / "v1.json").read_text())["files"]]
+    assert "confirmations/C9.json" in listed
+    assert len(RecordStore(root).release_records("v1")) == 6  # the declaration is checked, not read as a record
+    _declare(root, name="C10", seeds=[0, 1])  # declared after v1: not part of it
+    assert RecordStore(root).confirmations("v1") == ["C9"] and RecordStore(root).confirmations() == ["C10", "C9"]
+    assert cli("render", "--root", str(root), "--release", "v1").exit_code == 0
+    page = (root / "README.md").read_text()
+    assert "### C9" in page and "### C10" not in page
+    path.write_text(path.read_text().replace('"name": "C9"', '"name": "C9", "alpha": 0.1'))  # a later edit
+    with pytest.raises(HarnessError, match="confirmations/C9.json changed since the release"):
+        RecordStore(root).release_records("v1")
+
+
 def test_a_bad_confirmation_is_refused_in_one_line(smoke_run, tmp_path):
     root = _with_roles(smoke_run, tmp_path, {"none": [0.3, 0.31]}, {})
     path = _declare(root, seeds=[0])  # one seed pairs nothing

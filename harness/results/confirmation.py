@@ -22,10 +22,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from harness.errors import HarnessError
 from harness.results import stats
 from harness.results.boards import BASELINE_METHOD, Board, build_boards, seeds_text
-from harness.results.leaderboard import Filed, validation_reason
+from harness.results.leaderboard import CONFIRMATIONS_DIR, Filed, RecordStore, validation_reason
 from harness.results.tables import run_value
-
-CONFIRMATIONS_DIR = "confirmations"
 
 
 class Confirmation(BaseModel):
@@ -75,15 +73,11 @@ def confirmation_path(root: Path, name: str) -> Path:
     return root / CONFIRMATIONS_DIR / f"{name}.json"
 
 
-def declared(root: Path) -> list[str]:
-    """The names of the confirmations declared under the leaderboard root, sorted."""
-    return sorted(p.stem for p in (root / CONFIRMATIONS_DIR).glob("*.json"))
-
-
 def read_confirmation(root: Path, name: str) -> Confirmation:
     path = confirmation_path(root, name)
     if not path.is_file():
-        raise HarnessError(f"{path}: no such confirmation; declared: {', '.join(declared(root)) or 'none'}")
+        known = ", ".join(RecordStore(root).confirmations()) or "none"
+        raise HarnessError(f"{path}: no such confirmation; declared: {known}")
     try:
         confirmation = Confirmation.model_validate(json.loads(path.read_text()))
     except json.JSONDecodeError as err:

@@ -41,6 +41,7 @@ except ImportError:  # pragma: no cover - Windows
 ROOT_ENV = "HARNESS_LEADERBOARD_DIR"
 RECORDS_DIR = "records"
 RELEASES_DIR = "releases"
+CONFIRMATIONS_DIR = "confirmations"  # declarations of tests made before their cells ran (results.confirmation)
 PER_IMAGE_SUFFIX = ".per_image.json"
 #: The run folder's overlay montage, filed beside its record when the run has one (a picture for
 #: readers: not part of the digest, which vouches for numbers)
@@ -395,7 +396,8 @@ class RecordStore:
         return self.releases_dir / f"{name}.json"
 
     def release(self, name: str) -> ReleaseManifest:
-        """Freeze every filed record (and per-image file) with its sha256 as release ``name``."""
+        """Freeze every filed record (and per-image file), and every declared confirmation, with its sha256
+        as release ``name``."""
         from harness import __version__
 
         path = self.release_path(name)
@@ -410,6 +412,7 @@ class RecordStore:
                 files.append(self._entry(f.path))
                 if f.per_image is not None:
                     files.append(self._entry(f.per_image))
+            files += [self._entry(path) for path in sorted((self.root / CONFIRMATIONS_DIR).glob("*.json"))]
             datasets: dict[str, int] = {}
             for f in filed:
                 datasets[f.record.dataset.key] = datasets.get(f.record.dataset.key, 0) + 1
@@ -450,7 +453,7 @@ class RecordStore:
                 raise HarnessError(f"release {name}: {path} changed since the release (sha256 differs)")
         out = []
         for rel in sorted(listed):
-            if rel.endswith(PER_IMAGE_SUFFIX):
+            if rel.endswith(PER_IMAGE_SUFFIX) or rel.startswith(f"{CONFIRMATIONS_DIR}/"):
                 continue
             filed = self._read_filed(self.root / rel)
             side = filed.per_image
@@ -458,6 +461,14 @@ class RecordStore:
                 filed = Filed(filed.path, filed.record, filed.stored_schema, None)  # added after the release
             out.append(filed)
         return out
+
+    def confirmations(self, release: str | None = None) -> list[str]:
+        """The names of the declared confirmations: those frozen in ``release`` (checked with its records),
+        else those under the root now."""
+        if release is None:
+            return sorted(p.stem for p in (self.root / CONFIRMATIONS_DIR).glob("*.json"))
+        prefix = f"{CONFIRMATIONS_DIR}/"
+        return sorted(Path(e.path).stem for e in self.read_release(release).files if e.path.startswith(prefix))
 
     def select(self, release: str | None = None) -> list[Filed]:
         return self.release_records(release) if release else self.records()

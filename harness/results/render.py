@@ -20,8 +20,8 @@ from harness.metrics.scores import COMPANION_METRIC, HEADLINE_METRIC
 from harness.numerics import LEGACY_NUMERICS
 from harness.results import plots, stats
 from harness.results.boards import Board, build_boards
-from harness.results.confirmation import CONFIRMATIONS_DIR, declared, describe, evaluate, read_confirmation
-from harness.results.leaderboard import Filed, RecordStore
+from harness.results.confirmation import describe, evaluate, read_confirmation
+from harness.results.leaderboard import CONFIRMATIONS_DIR, Filed, RecordStore
 from harness.results.tables import (
     MARK,
     TestChoice,
@@ -140,7 +140,7 @@ def render_page(
         "",
         *(f"- {board.key.title}: {len(board.all_filed())} record(s); {board.key.status}" for board in boards),
         "",
-        *_confirmations(store, filed),
+        *_confirmations(store, filed, release),
     ]
     asked = metrics
     for board in boards:
@@ -172,9 +172,10 @@ def render_page(
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
-def _confirmations(store: RecordStore, filed: list[Filed]) -> list[str]:
-    """Each declared confirmation's state: its missing cells, or its test and verdicts."""
-    names = declared(store.root)
+def _confirmations(store: RecordStore, filed: list[Filed], release: str | None) -> list[str]:
+    """Each declared confirmation's state (of the release's, if one is rendered): its missing cells, or its
+    test and verdicts."""
+    names = store.confirmations(release)
     if not names:
         return []
     lines = ["## Confirmations", "",
