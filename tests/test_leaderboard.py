@@ -901,6 +901,29 @@ def test_a_release_freezes_the_declarations_with_the_records(smoke_run, tmp_path
         RecordStore(root).release_records("v1")
 
 
+def test_declare_writes_a_confirmation_only_for_seeds_not_yet_run(smoke_run, tmp_path):
+    from harness.results.confirmation import read_confirmation
+
+    root = _with_roles(smoke_run, tmp_path, {"none": [0.30, 0.31], "a": [0.20, 0.22]}, {})
+    key = build_boards(RecordStore(root).records())[0].key
+    base = ["declare", "C5", "--root", str(root), "--hypothesis", "a beats none", "--dataset", "synthetic-sem",
+            "--budget", "1", "--methods", "a", "--task", key.task]
+    taken = CliRunner().invoke(main, ["leaderboard", *base, "--seeds", "1-3"])
+    assert taken.exit_code == 2 and "already filed at budget 1: a seed 1, none seed 1;" in taken.output
+    assert not (root / "confirmations").exists()
+    made = cli(*base, "--seeds", "2-4")
+    assert made.exit_code == 0 and "declared C5 at " in made.output and ": 6 cells ->" in made.output
+    confirmation = read_confirmation(root, "C5")  # the section's key and settings, read from the records
+    assert (confirmation.dataset, confirmation.settings, confirmation.seeds) == (key.dataset, key.settings, [2, 3, 4])
+    assert "Incomplete: 0 of 6 declared cells filed" in cli("confirm", "C5", "--root", str(root)).output
+    again = CliRunner().invoke(main, ["leaderboard", *base, "--seeds", "5-6"])
+    assert again.exit_code == 2 and "already declared; declarations are not replaced" in again.output
+    assert read_confirmation(root, "C5").seeds == [2, 3, 4]
+    unknown = CliRunner().invoke(main, ["leaderboard", "declare", "C6", *base[2:-2], "--task", "no-such", "--seeds",
+                                        "5-6"])
+    assert unknown.exit_code == 2 and "0 sections of task no-such" in unknown.output
+
+
 def test_a_bad_confirmation_is_refused_in_one_line(smoke_run, tmp_path):
     root = _with_roles(smoke_run, tmp_path, {"none": [0.3, 0.31]}, {})
     path = _declare(root, seeds=[0])  # one seed pairs nothing

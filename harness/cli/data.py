@@ -23,6 +23,14 @@ profile_option = click.option(
 SEED = click.IntRange(0, MAX_SEED)  # every seed: numpy and torch take 0 .. 2**32 - 1
 
 
+def split_list(text: str, what: str) -> list[str]:
+    """A comma-separated option's items (``--methods none,fcmae``); empty items are skipped."""
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if not items:
+        raise HarnessError(f"--{what} is empty")
+    return items
+
+
 class SeedList(click.ParamType):
     """Training seeds as comma-separated integers and inclusive ranges: ``0,1,2``, ``6-11``, ``0-2,5``."""
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from harness.cli.data import SEED_LIST
+from harness.cli.data import SEED_LIST, split_list
 from harness.errors import HarnessError
 from harness.metrics.classification import CLASSIFICATION_METRICS
 from harness.metrics.scores import HEADLINE_METRIC, METRIC_NAMES
@@ -213,6 +213,43 @@ def _plot_run(run: str, image: int, overlay: bool, out: Path, root: Path | None)
                                  out / f"{record.run_id}-overlay-{image}", f"{title}\ntest image {image} "
                                                                           f"({rebuilt.sample_id})")
     return written
+
+
+@leaderboard.command("declare")
+@click.argument("name")
+@click.option("--hypothesis", required=True, help="What the test should show, in a sentence (and where it came from).")
+@click.option("--dataset", required=True, help="Dataset name or key of the section.")
+@click.option("--budget", required=True, help="The label budget, as the records write it (e.g. 100%).")
+@click.option("--methods", "method_list", required=True, help="Comma-separated methods tested against the baseline.")
+@click.option("--seeds", type=SEED_LIST, required=True, help="Fresh training seeds (6-11): none may be run yet.")
+@click.option("--task", "task_version", default=None, help="Task version of the section (default: the default task).")
+@click.option("--settings", default=None, help="The section's settings hash, where the dataset has several sections "
+                                               "of the task (or none yet).")
+@click.option("--protocol", type=click.Choice(["finetune", "frozen"]), default="finetune", show_default=True)
+@_metric_option
+@click.option("--baseline", default="none", show_default=True)
+@click.option("--alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.05, show_default=True,
+              help="Family-wise, Holm over the methods.")
+@click.option("--backbone", default=None, help="Where a method has runs on several backbones in the section.")
+@_root_option
+def declare_cmd(name, hypothesis, dataset, budget, method_list, seeds, task_version, settings, protocol, metric,
+                baseline, alpha, backbone, root) -> None:
+    """Declare confirmation NAME before its cells run: writes ROOT/confirmations/NAME.json, stamped now.
+
+    Refused if any declared cell (a method or the baseline at a declared seed and budget) is already
+    filed, or if NAME is taken. Commit the file before starting the cells; `confirm NAME` tests it
+    once they are all filed.
+    """
+    from harness.results.confirmation import declare
+    from harness.task import DEFAULT_TASK
+
+    path, confirmation = declare(
+        _store(root), name=name, hypothesis=hypothesis, dataset=dataset, budget=budget,
+        methods=split_list(method_list, "methods"), seeds=list(seeds), task=task_version or DEFAULT_TASK,
+        settings=settings, protocol=protocol, metric=metric, baseline=baseline, alpha=alpha, backbone=backbone)
+    cells = len(confirmation.seeds) * (len(confirmation.methods) + 1)
+    click.echo(f"declared {name} at {confirmation.declared}: {cells} cells -> {path}; commit it before the first "
+               "cell starts")
 
 
 @leaderboard.command("confirm")

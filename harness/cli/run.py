@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import click
 from tabulate import tabulate
 
-from harness.cli.data import SEED, SEED_LIST, data_seed_option, profile_option, split_seed_option
+from harness.cli.data import SEED, SEED_LIST, data_seed_option, profile_option, split_list, split_seed_option
 from harness.errors import HarnessError
 from harness.plugins.hookspecs import HOOKSPEC_VERSION
 from harness.plugins.manager import DISABLE_ENV, plugin_state
@@ -167,13 +167,6 @@ def _report_table(metrics: MetricsReport | ClassificationReport) -> str:
     return metrics.table()
 
 
-def _split_list(text: str, what: str) -> list[str]:
-    items = [t.strip() for t in text.split(",") if t.strip()]
-    if not items:
-        raise HarnessError(f"--{what} is empty")
-    return items
-
-
 @click.command("sweep")
 @click.option("--methods", "method_list", required=True, help="Comma-separated methods, e.g. none,denoise,fcmae.")
 @click.option("--budgets", default="1%,10%,100%", show_default=True, help="Comma-separated label budgets.")
@@ -217,10 +210,10 @@ def sweep(method_list, budgets, seeds, out, force, executor, partition, gpus_per
     from harness.training.checkpoint import parse_interval
     from harness.training.runtime import on_main_process
 
-    methods_ = _split_list(method_list, "methods")
+    methods_ = split_list(method_list, "methods")
     for name in methods_:  # every name before the first cell runs, not when the sweep reaches it
         get_method(name)
-    budgets_ = _split_list(budgets, "budgets")
+    budgets_ = split_list(budgets, "budgets")
     for b in budgets_:
         Budget.parse(b)
     seeds_ = list(seeds)

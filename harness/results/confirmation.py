@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Literal
 
@@ -21,8 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from harness.errors import HarnessError
 from harness.results import stats
-from harness.results.boards import BASELINE_METHOD, Board, build_boards, seeds_text
-from harness.results.leaderboard import CONFIRMATIONS_DIR, Filed, RecordStore, validation_reason
+from harness.results.boards import BASELINE_METHOD, Board, build_boards, seeds_text, settings_hash
+from harness.results.leaderboard import CONFIRMATIONS_DIR, Filed, RecordStore, create_exclusive, validation_reason
 from harness.results.tables import run_value
 
 
@@ -242,3 +242,51 @@ def describe(outcome: Outcome) -> str:
             lines.append(f"{x.method}: confirmed {x.verdict} than {c.baseline} (paired difference "
                          f"{x.difference:+.4f}, p {x.p:.3g} < Holm level {x.threshold:.3g}).")
     return "\n".join(lines) + "\n"
+
+
+def declare(store: RecordStore, *, name: str, hypothesis: str, dataset: str, budget: str, methods: list[str],
+            seeds: list[int], task: str, settings: str | None = None, protocol: str = "finetune",
+            metric: str = "count_rel_error", baseline: str = BASELINE_METHOD, alpha: float = 0.05,
+            backbone: str | None = None, now: datetime | None = None) -> tuple[Path, Confirmation]:
+    """Write ``ROOT/confirmations/NAME.json``, stamped now, refusing seeds already run in the section.
+
+    The section is the dataset's one section of ``task`` (``settings`` picks among several, and names
+    a section that has no record yet). A declared cell that is already filed would have been read
+    before the declaration: the declaration is refused, naming it.
+    """
+    filed = store.records()
+    matching = [f for f in filed if dataset in (f.record.dataset.key, f.record.dataset.name)
+                and f.record.protocol == protocol and str(f.record.settings.get("task")) == task]
+    sections = sorted({(f.record.dataset.key, settings_hash(f.record.settings)) for f in matching
+                       if settings is None or settings_hash(f.record.settings) == settings})
+    if settings is None:
+        if len(sections) != 1:
+            found = ", ".join(s for _, s in sections) or "none"
+            raise HarnessError(f"{dataset}: {len(sections)} sections of task {task} ({protocol}; settings {found}): "
+                               "name one with --settings")
+        dataset, settings = sections[0]
+    elif len(sections) == 1:
+        dataset = sections[0][0]
+    stamp = (now or datetime.now(timezone.utc)).isoformat(timespec="seconds")
+    try:
+        confirmation = Confirmation(name=name, declared=stamp, hypothesis=hypothesis, dataset=dataset, task=task,
+                                    settings=settings, protocol=protocol, budget=budget,
+                                    metric=metric, baseline=baseline, methods=methods, backbone=backbone,
+                                    seeds=seeds, alpha=alpha)
+    except ValidationError as err:
+        raise HarnessError(f"confirmation {name}: {validation_reason(err)}") from None
+    stats.direction(metric)
+    wanted = {confirmation.baseline, *confirmation.methods}
+    taken = sorted({(f.record.method.name, f.record.seeds.train) for f in matching
+                    if settings_hash(f.record.settings) == settings and f.record.budget == budget
+                    and f.record.method.name in wanted and f.record.seeds.train in seeds},
+                   key=lambda cell: (cell[1], cell[0]))
+    if taken:
+        cells = ", ".join(f"{m} seed {s}" for m, s in taken)
+        raise HarnessError(f"confirmation {name}: already filed at budget {budget}: {cells}; a confirmation is "
+                           "declared before its cells run, so choose seeds not yet run")
+    path = confirmation_path(store.root, name)
+    payload = (json.dumps(confirmation.model_dump(mode="json", exclude_none=True), indent=2) + "\n").encode()
+    if not create_exclusive(path, payload):
+        raise HarnessError(f"{path}: confirmation {name} is already declared; declarations are not replaced")
+    return path, confirmation
