@@ -48,3 +48,26 @@ def script():
         return module
 
     return load
+
+
+@pytest.fixture(scope="session")
+def resampled_emps_run(tmp_path_factory) -> Path:
+    """``none`` at 100% on the vendored EMPS subset (smoke), as if the network's view held 20 px particles
+    at most: the run resamples (factor < 1) and each image gets the second look. Shared by the tests of
+    the working resolution and of scripts that read such a run."""
+    import harness.context as context
+    import harness.pipeline as pipeline
+
+    original = context.settings_for
+
+    def small_view(profile: str, **overrides):
+        return original(profile, **overrides).model_copy(update={"scale_max_diameter_px": 20.0,
+                                                                 "scale_target_diameter_px": 16.0})
+
+    out = tmp_path_factory.mktemp("resampled-emps") / "run"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(context, "settings_for", small_view)
+        pipeline.run_one(pipeline.RunRequest(method="none", budget="100%", profile="smoke",
+                                             dataset=str(Path(__file__).parent / "data" / "emps-mini"),
+                                             progress=False, out=out), log=lambda _m: None)
+    return out

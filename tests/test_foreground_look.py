@@ -7,35 +7,12 @@ import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
-
-from harness.cli import main
 
 EMPS = Path(__file__).parent / "data" / "emps-mini"
 
 
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    """A smoke run that resamples (as if the network's view held 20 px particles at most), so each image
-    gets the second look; the settings are the ones tests/test_real_folder.py uses for that."""
-    import harness.context as context
-
-    original = context.settings_for
-
-    def small_view(profile: str, **overrides):
-        return original(profile, **overrides).model_copy(update={"scale_max_diameter_px": 20.0,
-                                                                 "scale_target_diameter_px": 16.0})
-
-    out = tmp_path_factory.mktemp("runs") / "run"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(context, "settings_for", small_view)
-        result = CliRunner().invoke(main, ["run", "--method", "none", "--budget", "100%", "--profile", "smoke",
-                                           "--dataset", str(EMPS), "--quiet", "--out", str(out)])
-    assert result.exit_code == 0, result.output
-    return out
-
-
-def test_the_shipped_rule_is_the_tasks_look(script, run_dir):
+def test_the_shipped_rule_is_the_tasks_look(script, resampled_emps_run):
+    run_dir = resampled_emps_run
     card = json.loads((run_dir / "record.json").read_text())
     assert card["postprocess"]["working_scale"] < 1 and card["postprocess"]["second_look_px"]  # a look to read
     rows = script("foreground_look").read_split(run_dir, str(EMPS), "test", 0, progress=False)

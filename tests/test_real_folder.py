@@ -54,30 +54,21 @@ def test_a_run_on_real_figure_crops_writes_an_honest_record(tmp_path):
     assert "size units" in result.output and "px" in result.output  # no pixel size: sizes stay in px
 
 
-def test_a_budget_of_large_particles_is_resampled_and_scored_in_original_pixels(tmp_path, monkeypatch):
-    import harness.context as context
-    import harness.pipeline as pipeline
+def test_a_budget_of_large_particles_is_resampled_and_scored_in_original_pixels(resampled_emps_run):
+    from harness.results.record import read_record
 
-    original = context.settings_for
-
-    def small_view(profile: str, **overrides):  # as if the network's view held 20 px particles at most
-        return original(profile, **overrides).model_copy(update={"scale_max_diameter_px": 20.0,
-                                                                 "scale_target_diameter_px": 16.0})
-
-    monkeypatch.setattr(context, "settings_for", small_view)
-    record = pipeline.run_one(pipeline.RunRequest(method="none", budget="100%", profile="smoke", dataset=str(EMPS),
-                                                  progress=False, out=tmp_path / "run"), log=lambda _m: None)
+    record = read_record(resampled_emps_run / "record.json")
     post = record.postprocess
     assert post["working_scale"] == round(16.0 / post["budget_median_diameter_px"], 4) < 1
     # each image's second look aims at the run's target; the model card carries it to harness predict
     assert post["second_look_px"] == 16.0
-    assert json.loads((tmp_path / "run" / "model.json").read_text())["second_look_px"] == 16.0
+    assert json.loads((resampled_emps_run / "model.json").read_text())["second_look_px"] == 16.0
     # the test split is scored against the untouched masks, in manifest order: the original counts
     from harness.data.splits import make_manifest
 
     ds = open_dataset(str(EMPS), profile="smoke")
     test_ids = make_manifest(ds, 0).pools["test"]
-    per_image = json.loads((tmp_path / "run" / "per_image.json").read_text())
+    per_image = json.loads((resampled_emps_run / "per_image.json").read_text())
     assert [row["n_true"] for row in per_image] == [len(np.unique(ds.load(i).mask)) - 1 for i in test_ids]
 
 
