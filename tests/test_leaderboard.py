@@ -939,3 +939,6 @@ def test_a_bad_confirmation_is_refused_in_one_line(smoke_run, tmp_path):
     assert "not JSON" in CliRunner().invoke(main, ["leaderboard", "confirm", "C9", "--root", str(root)]).output
     missing = CliRunner().invoke(main, ["leaderboard", "confirm", "C3", "--root", str(root)])
     assert missing.exit_code == 2 and "no such confirmation; declared: C9" in missing.output
+    for bad in ("../C9", "C 9"):
+        refused = CliRunner().invoke(main, ["leaderboard", "confirm", bad, "--root", str(root)])
+        assert refused.exit_code == 2 and "use letters, digits" in refused.output

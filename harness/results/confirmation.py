@@ -11,6 +11,7 @@ offers no way to stop early on a good-looking partial result.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,13 +26,15 @@ from harness.results.boards import BASELINE_METHOD, Board, build_boards, seeds_t
 from harness.results.leaderboard import CONFIRMATIONS_DIR, Filed, RecordStore, create_exclusive, validation_reason
 from harness.results.tables import run_value
 
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+
 
 class Confirmation(BaseModel):
     """The declaration: everything the test depends on, fixed before any of its cells runs."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str
+    name: str = Field(pattern=NAME_PATTERN, description="A file name: letters, digits, '.', '_', '-'.")
     declared: str = Field(description="When it was declared (ISO 8601, UTC), before any cell ran.")
     hypothesis: str
     dataset: str = Field(description="Dataset key or name of the section.")
@@ -70,6 +73,8 @@ class Confirmation(BaseModel):
 
 
 def confirmation_path(root: Path, name: str) -> Path:
+    if not re.fullmatch(NAME_PATTERN, name):
+        raise HarnessError(f"confirmation name {name!r}: use letters, digits, '.', '_' and '-' (e.g. C2)")
     return root / CONFIRMATIONS_DIR / f"{name}.json"
 
 
