@@ -942,3 +942,28 @@ def test_a_bad_confirmation_is_refused_in_one_line(smoke_run, tmp_path):
     for bad in ("../C9", "C 9"):
         refused = CliRunner().invoke(main, ["leaderboard", "confirm", bad, "--root", str(root)])
         assert refused.exit_code == 2 and "use letters, digits" in refused.output
+
+
+def test_sweep_runs_exactly_a_confirmations_cells_in_its_own_section(tmp_path, monkeypatch):
+    import harness.sweep
+    from harness.results.boards import settings_hash
+    from harness.training.settings import settings_for
+
+    smoke = settings_hash(settings_for("smoke", task="distmap-v3").model_dump(mode="json"))
+    path = tmp_path / "lb" / "confirmations" / "C4.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"name": "C4", "declared": "2026-12-06T06:46Z", "hypothesis": "h",
+                                "dataset": "synthetic-sem", "task": "distmap-v3", "settings": smoke, "budget": "2",
+                                "methods": ["denoise"], "seeds": [6, 7]}))
+    asked = []
+    monkeypatch.setattr(harness.sweep, "run_cells", lambda requests, *a, **k: asked.extend(requests) or [])
+    ran = CliRunner().invoke(main, ["sweep", "--confirmation", str(path), "--profile", "smoke", "--quiet"])
+    assert ran.exit_code == 0, ran.output
+    assert sorted((r.method, r.budget, r.seed, r.task_version) for r in asked) == [
+        (m, "2", s, "distmap-v3") for m in ("denoise", "none") for s in (6, 7)]
+    # another section (the quick profile's settings), or cells named twice: refused before anything runs
+    for extra, reason in ((["--profile", "quick"], "are not confirmation C4's section's"),
+                          (["--profile", "smoke", "--seeds", "1"], "names the cells; drop --seeds"),
+                          (["--profile", "smoke", "--task-version", "distmap-v2"], "is of task distmap-v3")):
+        refused = CliRunner().invoke(main, ["sweep", "--confirmation", str(path), *extra])
+        assert refused.exit_code == 2 and reason in refused.output, refused.output

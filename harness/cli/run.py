@@ -168,7 +168,12 @@ def _report_table(metrics: MetricsReport | ClassificationReport) -> str:
 
 
 @click.command("sweep")
-@click.option("--methods", "method_list", required=True, help="Comma-separated methods, e.g. none,denoise,fcmae.")
+@click.option("--methods", "method_list", default=None,
+              help="Comma-separated methods, e.g. none,denoise,fcmae (required unless --confirmation).")
+@click.option("--confirmation", type=click.Path(path_type=Path, dir_okay=False, exists=True), default=None,
+              metavar="FILE", help="Run exactly the cells a declared confirmation names "
+                                   "(leaderboard/confirmations/NAME.json): its baseline and methods, budget and seeds, "
+                                   "refused unless this sweep's settings are its section's.")
 @click.option("--budgets", default="1%,10%,100%", show_default=True, help="Comma-separated label budgets.")
 @click.option("--seeds", type=SEED_LIST, default="0,1", show_default=True,
               help="Training seeds: comma-separated, ranges allowed (0,1,2 or 6-11).")
@@ -189,9 +194,9 @@ def _report_table(metrics: MetricsReport | ClassificationReport) -> str:
               help="With --executor local: at most N jobs at once, the next started as one ends (default: all "
                    "at once). On a machine with C cores, N jobs with --threads C/N each.")
 @common_run_options
-def sweep(method_list, budgets, seeds, out, force, executor, partition, gpus_per_job, cpus_per_job, time_limit,
-          wait, max_jobs, dataset, backbone, profile, data_seed, split_seed, task, task_version, protocol, device,
-          config_items, allow_leakage, connectivity, crop_bottom, threads, pretrain_steps, finetune_steps,
+def sweep(method_list, confirmation, budgets, seeds, out, force, executor, partition, gpus_per_job, cpus_per_job,
+          time_limit, wait, max_jobs, dataset, backbone, profile, data_seed, split_seed, task, task_version, protocol,
+          device, config_items, allow_leakage, connectivity, crop_bottom, threads, pretrain_steps, finetune_steps,
           checkpoint_every, quiet) -> None:
     """Run the grid methods x budgets x seeds, reusing each pretraining for every budget.
 
@@ -210,6 +215,12 @@ def sweep(method_list, budgets, seeds, out, force, executor, partition, gpus_per
     from harness.training.checkpoint import parse_interval
     from harness.training.runtime import on_main_process
 
+    if confirmation is not None:
+        method_list, budgets, seeds, task_version = _declared_cells(
+            click.get_current_context(), confirmation, profile=profile, backbone=backbone, task_version=task_version,
+            protocol=protocol, pretrain_steps=pretrain_steps, finetune_steps=finetune_steps)
+    elif method_list is None:
+        raise HarnessError("--methods is required (or --confirmation FILE, which names them)")
     methods_ = split_list(method_list, "methods")
     for name in methods_:  # every name before the first cell runs, not when the sweep reaches it
         get_method(name)
@@ -251,6 +262,39 @@ def sweep(method_list, budgets, seeds, out, force, executor, partition, gpus_per
     say(tabulate(rows, headers="keys", floatfmt=".4f"))
     if any(r["status"] not in DONE_STATUSES for r in rows):
         raise SystemExit(1)
+
+
+def _declared_cells(ctx: click.Context, path: Path, *, profile: str, backbone: str | None, task_version: str | None,
+                    protocol: str | None, pretrain_steps: int | None,
+                    finetune_steps: int | None) -> tuple[str, str, tuple[int, ...], str]:
+    """A confirmation's cells as the sweep's methods, budgets, seeds and task version, after checking that
+    the sweep would file them into the confirmation's own section (else they would stay missing)."""
+    from click.core import ParameterSource
+
+    from harness.context import step_overrides
+    from harness.results.boards import settings_hash
+    from harness.results.confirmation import read_confirmation
+    from harness.training.settings import settings_for
+
+    declared = read_confirmation(path.parent.parent, path.stem)
+    given = [f"--{name}" for name in ("methods", "budgets", "seeds")
+             if ctx.get_parameter_source("method_list" if name == "methods" else name) != ParameterSource.DEFAULT]
+    if given:
+        raise HarnessError(f"--confirmation {path} names the cells; drop {', '.join(given)}")
+    if task_version not in (None, declared.task):
+        raise HarnessError(f"--task-version {task_version}: confirmation {declared.name} is of task {declared.task}")
+    if (protocol or "finetune") != declared.protocol:
+        raise HarnessError(f"--protocol {protocol}: confirmation {declared.name} is of protocol {declared.protocol}")
+    if declared.backbone not in (None, backbone):
+        raise HarnessError(f"confirmation {declared.name} is of backbone {declared.backbone}: pass --backbone "
+                           f"{declared.backbone}")
+    settings = settings_for(profile, backbone=backbone, task=declared.task,
+                            **step_overrides(pretrain_steps, finetune_steps))
+    own = settings_hash(settings.model_dump(mode="json"))
+    if own != declared.settings:
+        raise HarnessError(f"this sweep's settings ({own}: profile {profile}, steps as given) are not confirmation "
+                           f"{declared.name}'s section's ({declared.settings}); its cells would file elsewhere")
+    return (",".join([declared.baseline, *declared.methods]), declared.budget, tuple(declared.seeds), declared.task)
 
 
 COMMANDS = [methods, backbones, run, sweep]
