@@ -116,10 +116,11 @@ def scale_bars(board: Board, budget: str, metric: str, stem: Path) -> list[Path]
         errs: list[list[float]] = [[], []]
         for scale in scales:
             s = entry_summary(board, entry, budget, metric, scale)
-            band = interval(board, entry, budget, metric, scale) if s.mean is not None else None
-            means.append(np.nan if s.mean is None else s.mean)
-            errs[0].append(0.0 if band is None else max(s.mean - band[0], 0.0))  # type: ignore[operator]
-            errs[1].append(0.0 if band is None else max(band[1] - s.mean, 0.0))  # type: ignore[operator]
+            mean = s.mean
+            band = interval(board, entry, budget, metric, scale) if mean is not None else None
+            means.append(np.nan if mean is None else mean)
+            errs[0].append(0.0 if band is None or mean is None else max(mean - band[0], 0.0))
+            errs[1].append(0.0 if band is None or mean is None else max(band[1] - mean, 0.0))
         ax.bar(x + (i - (len(entries) - 1) / 2) * width, means, width, yerr=errs, capsize=2, color=color,
                label=board.display(entry))
     ax.set_xticks(x, scales)

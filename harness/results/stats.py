@@ -149,10 +149,11 @@ def wilcoxon_p(best: Sequence[float], other: Sequence[float]) -> float | None:
 def seed_test(best: Mapping[object, float | None], other: Mapping[object, float | None],
               better: Direction) -> PairedResult:
     """Paired t-test over the seeds both entries have a defined value for."""
-    keys = sorted((k for k in best if k in other and best[k] is not None and other[k] is not None), key=repr)
-    a = [badness(best[k], better) for k in keys]  # type: ignore[arg-type]
-    b = [badness(other[k], better) for k in keys]  # type: ignore[arg-type]
-    return PairedResult("seeds", len(keys), paired_t(a, b))
+    pairs = [(x, y) for k in sorted((k for k in best if k in other), key=repr)
+             if (x := best[k]) is not None and (y := other[k]) is not None]
+    a = [badness(x, better) for x, _ in pairs]
+    b = [badness(y, better) for _, y in pairs]
+    return PairedResult("seeds", len(pairs), paired_t(a, b))
 
 
 def image_test(best: Mapping[Any, Sequence[float | None]], other: Mapping[Any, Sequence[float | None]],
@@ -169,12 +170,12 @@ def image_test(best: Mapping[Any, Sequence[float | None]], other: Mapping[Any, S
         raise HarnessError("per-image scores of compared runs cover different numbers of test images")
     a_vals, b_vals = [], []
     for i in range(lengths.pop()):
-        a_i = [best[k][i] for k in seeds]
-        b_i = [other[k][i] for k in seeds]
-        if any(v is None for v in a_i + b_i):
+        a_i = [v for k in seeds if (v := best[k][i]) is not None]
+        b_i = [v for k in seeds if (v := other[k][i]) is not None]
+        if len(a_i) + len(b_i) < 2 * len(seeds):
             continue  # undefined for this image in some run: no pair
-        a_vals.append(float(np.mean([badness(v, better) for v in a_i])))  # type: ignore[arg-type]
-        b_vals.append(float(np.mean([badness(v, better) for v in b_i])))  # type: ignore[arg-type]
+        a_vals.append(float(np.mean([badness(v, better) for v in a_i])))
+        b_vals.append(float(np.mean([badness(v, better) for v in b_i])))
     return PairedResult("images", len(a_vals), wilcoxon_p(a_vals, b_vals))
 
 

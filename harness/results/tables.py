@@ -177,11 +177,10 @@ def detectable_line(board: Board, budget: str, metric: str, scale: str = OVERALL
         if e == baseline or not board.ranked(e):
             continue
         other = {k: run_value(f, metric, scale) for k, f in board.seeds(e, budget).items()}
-        keys = [k for k in other if k in base and other[k] is not None and base[k] is not None]
-        if len(keys) >= 2:
-            diffs = [other[k] - base[k] for k in keys]  # type: ignore[operator]
+        diffs = [x - y for k in other if k in base and (x := other[k]) is not None and (y := base[k]) is not None]
+        if len(diffs) >= 2:
             spreads.append(0.0 if stats.constant_up_to_rounding(diffs) else float(np.std(diffs, ddof=1)))
-            pairs.append(len(keys))
+            pairs.append(len(diffs))
     if not spreads:
         return "Detectable difference: n/a (fewer than 2 seeds paired with `none`)."
     # the table's seed count: the most pairs any method shares with none; pooled over those methods
@@ -283,9 +282,9 @@ def efficiency_table(board: Board, metric: str, scale: str = OVERALL) -> Table:
     max_n = max((s.n for s in grid.values()), default=0)
     aucs: dict[EntryKey, float | None] = {}
     for e in entries:
-        points = [(float(n), grid[(e, b)].mean) for b, n in common]
-        aucs[e] = stats.log_budget_auc(points)  # type: ignore[arg-type]
-    bad = {e: None if aucs[e] is None else stats.badness(aucs[e], better) for e in entries}  # type: ignore[arg-type]
+        points = [(float(n), mean) for b, n in common if (mean := grid[(e, b)].mean) is not None]
+        aucs[e] = stats.log_budget_auc(points)
+    bad = {e: None if (auc := aucs[e]) is None else stats.badness(auc, better) for e in entries}
     order, ranks = _order(board, entries, bad)
     rows, data = [], []
     for e in order:
@@ -403,8 +402,7 @@ def scales_table(board: Board, budget: str, metric: str) -> Table:
     entries = [e for e in board.entries if board.seeds(e, budget)]
     scales = board.scales()
     grid = {(e, s): entry_summary(board, e, budget, metric, s) for e in entries for s in scales}
-    bad = {e: None if grid[(e, OVERALL)].mean is None else stats.badness(grid[(e, OVERALL)].mean, better)  # type: ignore[arg-type]
-           for e in entries}
+    bad = {e: None if (mean := grid[(e, OVERALL)].mean) is None else stats.badness(mean, better) for e in entries}
     order, ranks = _order(board, entries, bad)
     rows, data = [], []
     for e in order:
