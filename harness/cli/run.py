@@ -272,6 +272,8 @@ def _declared_cells(ctx: click.Context, path: Path, *, profile: str, backbone: s
     from click.core import ParameterSource
 
     from harness.context import step_overrides
+    from harness.methods.registry import get_method
+    from harness.pipeline import record_settings
     from harness.results.boards import settings_hash
     from harness.results.confirmation import read_confirmation
     from harness.training.settings import settings_for
@@ -290,10 +292,12 @@ def _declared_cells(ctx: click.Context, path: Path, *, profile: str, backbone: s
                            f"{declared.backbone}")
     settings = settings_for(profile, backbone=backbone, task=declared.task,
                             **step_overrides(pretrain_steps, finetune_steps))
-    own = settings_hash(settings.model_dump(mode="json"))
-    if own != declared.settings:
-        raise HarnessError(f"this sweep's settings ({own}: profile {profile}, steps as given) are not confirmation "
-                           f"{declared.name}'s section's ({declared.settings}); its cells would file elsewhere")
+    for method in (declared.baseline, *declared.methods):  # what each cell's record will state (record_settings)
+        own = settings_hash(record_settings(settings, get_method(method).cls.pretrains))
+        if own != declared.settings:
+            raise HarnessError(f"this sweep's settings for {method} ({own}: profile {profile}, steps and processes as "
+                               f"given) are not confirmation {declared.name}'s section's ({declared.settings}); its "
+                               "cells would file elsewhere")
     return (",".join([declared.baseline, *declared.methods]), declared.budget, tuple(declared.seeds), declared.task)
 
 
