@@ -247,9 +247,8 @@ def declare_cmd(name, hypothesis, dataset, budget, method_list, seeds, task_vers
         _store(root), name=name, hypothesis=hypothesis, dataset=dataset, budget=budget,
         methods=split_list(method_list, "methods"), seeds=list(seeds), task=task_version or DEFAULT_TASK,
         settings=settings, protocol=protocol, metric=metric, baseline=baseline, alpha=alpha, backbone=backbone)
-    cells = len(confirmation.seeds) * (len(confirmation.methods) + 1)
-    click.echo(f"declared {name} at {confirmation.declared}: {cells} cells -> {path}; commit it before the first "
-               "cell starts")
+    click.echo(f"declared {name} at {confirmation.declared}: {confirmation.n_cells} cells -> {path}; commit it "
+               "before the first cell starts")
 
 
 @leaderboard.command("confirm")

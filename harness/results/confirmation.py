@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from harness.errors import HarnessError
 from harness.results import stats
-from harness.results.boards import BASELINE_METHOD, Board, build_boards, seeds_text, settings_hash
+from harness.results.boards import BASELINE_METHOD, Board, build_boards, seeds_text
 from harness.results.leaderboard import CONFIRMATIONS_DIR, Filed, RecordStore, create_exclusive, validation_reason
 from harness.results.tables import run_value
 
@@ -66,6 +67,11 @@ class Confirmation(BaseModel):
             raise ValueError(f"methods {self.methods} must be distinct and must not include the baseline "
                              f"{self.baseline!r}")
         return self
+
+    @property
+    def n_cells(self) -> int:
+        """The declared cells: the baseline and each method at every declared seed."""
+        return len(self.seeds) * (len(self.methods) + 1)
 
     @property
     def declared_at(self) -> datetime:
@@ -139,39 +145,45 @@ def holm_rejects(p_values: list[float], alpha: float) -> list[bool]:
     return rejected
 
 
-def _board(confirmation: Confirmation, filed: list[Filed]) -> Board | None:
-    c = confirmation
-    if not any(f.record.method.role != "reference" and f.record.budget == c.budget and f.record.seeds.train in c.seeds
-               and f.record.protocol == c.protocol and c.dataset in (f.record.dataset.key, f.record.dataset.name)
+def _section(filed: list[Filed], name: str, dataset: str, protocol: str, task: str,
+             settings: str | None) -> Board | None:
+    """The one current section (board) of ``dataset`` and ``task`` with ``settings`` (any, if None) that a
+    confirmation reads; None while nothing of it is filed; refused where several match."""
+    if not any(dataset in (f.record.dataset.key, f.record.dataset.name) and f.record.protocol == protocol
                for f in filed):
-        return None  # no cell filed yet
-    boards = build_boards(filed, dataset=c.dataset, budget=c.budget, protocol=c.protocol, train_seeds=c.seeds)
-    found = [b for b in boards if b.key.task == c.task and b.key.settings == c.settings]
-    if len(found) > 1:  # e.g. another split manifest, profile or numerics version with the same settings
+        return None
+    # history sections (a retired task, another numerics version) are not what runs today: never a target
+    found = [b for b in build_boards(filed, dataset=dataset, protocol=protocol)
+             if b.key.current and b.key.task == task and settings in (None, b.key.settings)]
+    if len(found) > 1:  # another settings hash, split manifest or profile
         titles = "; ".join(b.key.title for b in found)
-        raise HarnessError(f"confirmation {c.name}: {len(found)} sections match, it cannot tell them apart: {titles}")
+        raise HarnessError(f"confirmation {name}: {len(found)} sections match, it cannot tell them apart: {titles}"
+                           + ("" if settings else "; name one with --settings"))
     return found[0] if found else None
 
 
-def _cells(board: Board | None, method: str, confirmation: Confirmation) -> dict[int, Filed]:
-    """The method's filed cells by training seed, from its one entry (a backbone or config mixed in is refused)."""
+def _cells(board: Board | None, method: str, budget: str, seeds: Collection[int],
+           backbone: str | None, name: str) -> dict[int, Filed]:
+    """The method's filed cells at ``budget`` and ``seeds``, by training seed, from its one entry in the
+    section (a second backbone or config is refused: the seeds would mix them)."""
     if board is None:
         return {}
-    entries = [e for e in board.entries if e.method == method
-               and confirmation.backbone in (None, e.backbone)]
+    entries = [e for e in board.entries if e.method == method and backbone in (None, e.backbone)]
     if len(entries) > 1:
         listed = ", ".join(f"{e.backbone} config {e.config_hash[:8]}" for e in entries)
-        raise HarnessError(f"confirmation {confirmation.name}: {method} has {len(entries)} entries in the section "
+        raise HarnessError(f"confirmation {name}: {method} has {len(entries)} entries in the section "
                            f"({listed}); declare the backbone, or the seeds would mix them")
     if not entries:
         return {}
-    return {f.record.seeds.train: f for f in board.seeds(entries[0], confirmation.budget).values()}
+    runs = board.seeds(entries[0], budget).values()
+    return {f.record.seeds.train: f for f in runs if f.record.seeds.train in seeds}
 
 
 def evaluate(confirmation: Confirmation, filed: list[Filed]) -> Outcome:
     """The declared test, on the declared seeds only; no test while any declared cell is missing."""
-    board = _board(confirmation, filed)
-    cells = {m: _cells(board, m, confirmation) for m in (confirmation.baseline, *confirmation.methods)}
+    c = confirmation
+    board = _section(filed, c.name, c.dataset, c.protocol, c.task, c.settings)
+    cells = {m: _cells(board, m, c.budget, c.seeds, c.backbone, c.name) for m in (c.baseline, *c.methods)}
     values = {m: {s: v for s, f in runs.items() if (v := run_value(f, confirmation.metric)) is not None}
               for m, runs in cells.items()}
     missing = [(m, s) for s in confirmation.seeds for m in values if s not in values[m]]
@@ -183,28 +195,22 @@ def evaluate(confirmation: Confirmation, filed: list[Filed]) -> Outcome:
     better = stats.direction(confirmation.metric)
     seeds = confirmation.seeds
 
-    def bad(method: str) -> np.ndarray:  # the metric's own direction: lower, higher, or closer to 0
-        return np.array([stats.badness(values[method][s], better) for s in seeds])
-
-    base = [values[confirmation.baseline][s] for s in seeds]
-    results = []
-    for method in confirmation.methods:
-        diffs = bad(method) - bad(confirmation.baseline)  # below 0: better, paired by seed
-        p = stats.paired_t(list(bad(method)), list(bad(confirmation.baseline)))
-        results.append((method, diffs, 1.0 if p is None else p))
-    p_values = [p for _, _, p in results]
+    raw = {m: np.array([values[m][s] for s in seeds]) for m in values}
+    # tested on badness, the metric's own direction: lower, higher, or closer to 0
+    bad = {m: np.array([stats.badness(float(v), better) for v in raw[m]]) for m in raw}
+    base = confirmation.baseline
+    diffs = {m: bad[m] - bad[base] for m in confirmation.methods}  # below 0: better, paired by seed
+    p_values = [1.0 if (p := stats.paired_t(list(bad[m]), list(bad[base]))) is None else p
+                for m in confirmation.methods]
     levels, rejected = holm_thresholds(p_values, confirmation.alpha), holm_rejects(p_values, confirmation.alpha)
-    comparisons, spreads = [], []
-    for (method, diffs, p), level, reject in zip(results, levels, rejected, strict=True):
-        own = [values[method][s] for s in seeds]
-        # as the tables' detectable line: constant differences leave the sign test, no spread
-        spreads.append(0.0 if stats.constant_up_to_rounding(diffs) else float(np.std(diffs, ddof=1)))
-        verdict: Literal["better", "worse", "tie"] = ("better" if diffs.mean() < 0 else "worse") if reject else "tie"
-        comparisons.append(Comparison(method, float(np.mean(own)), float(np.mean(base)),
-                                      float(np.mean(np.subtract(own, base))), p, level, verdict))
-    pooled = float(np.sqrt(np.mean(np.square(spreads))))
+    comparisons = []
+    for m, p, level, reject in zip(confirmation.methods, p_values, levels, rejected, strict=True):
+        verdict: Literal["better", "worse", "tie"] = ("better" if diffs[m].mean() < 0 else "worse") if reject else "tie"
+        comparisons.append(Comparison(m, float(raw[m].mean()), float(raw[base].mean()),
+                                      float((raw[m] - raw[base]).mean()), p, level, verdict))
+    pooled = stats.pooled_difference_sd([list(d) for d in diffs.values()])
     # at Holm's strictest level (alpha / m), the one the first comparison faces
-    detectable = stats.detectable_difference(pooled, len(seeds), alpha=confirmation.alpha / len(results))
+    detectable = stats.detectable_difference(pooled, len(seeds), alpha=confirmation.alpha / len(comparisons))
     return Outcome(confirmation, [], comparisons, detectable, early)
 
 
@@ -221,8 +227,7 @@ def describe(outcome: Outcome) -> str:
         lines += [f"Warning: {len(outcome.early)} declared cell(s) were made before the declaration, so it does not "
                   f"hold for them: {', '.join(outcome.early)}.", ""]
     if outcome.missing:
-        cells = len(c.seeds) * (m + 1)
-        lines += [f"Incomplete: {cells - len(outcome.missing)} of {cells} declared cells filed; missing: "
+        lines += [f"Incomplete: {c.n_cells - len(outcome.missing)} of {c.n_cells} declared cells filed; missing: "
                   + ", ".join(f"{method} seed {seed}" for method, seed in outcome.missing) + ".",
                   "No test is run until every declared cell is filed (a partial look invites stopping early)."]
         return "\n".join(lines) + "\n"
@@ -259,19 +264,12 @@ def declare(store: RecordStore, *, name: str, hypothesis: str, dataset: str, bud
     a section that has no record yet). A declared cell that is already filed would have been read
     before the declaration: the declaration is refused, naming it.
     """
-    filed = store.records()
-    matching = [f for f in filed if dataset in (f.record.dataset.key, f.record.dataset.name)
-                and f.record.protocol == protocol and str(f.record.settings.get("task")) == task]
-    sections = sorted({(f.record.dataset.key, settings_hash(f.record.settings)) for f in matching
-                       if settings is None or settings_hash(f.record.settings) == settings})
-    if settings is None:
-        if len(sections) != 1:
-            found = ", ".join(s for _, s in sections) or "none"
-            raise HarnessError(f"{dataset}: {len(sections)} sections of task {task} ({protocol}; settings {found}): "
-                               "name one with --settings")
-        dataset, settings = sections[0]
-    elif len(sections) == 1:
-        dataset = sections[0][0]
+    section = _section(store.records(), name, dataset, protocol, task, settings)
+    if section is not None:
+        dataset, settings = section.key.dataset, section.key.settings
+    elif settings is None:
+        raise HarnessError(f"{dataset}: 0 sections of task {task} ({protocol}) filed: name the section's settings "
+                           "with --settings")
     stamp = (now or datetime.now(timezone.utc)).isoformat(timespec="seconds")
     try:
         confirmation = Confirmation(name=name, declared=stamp, hypothesis=hypothesis, dataset=dataset, task=task,
@@ -281,11 +279,8 @@ def declare(store: RecordStore, *, name: str, hypothesis: str, dataset: str, bud
     except ValidationError as err:
         raise HarnessError(f"confirmation {name}: {validation_reason(err)}") from None
     stats.direction(metric)
-    wanted = {confirmation.baseline, *confirmation.methods}
-    taken = sorted({(f.record.method.name, f.record.seeds.train) for f in matching
-                    if settings_hash(f.record.settings) == settings and f.record.budget == budget
-                    and f.record.method.name in wanted and f.record.seeds.train in seeds},
-                   key=lambda cell: (cell[1], cell[0]))
+    taken = sorted(((m, seed) for m in (confirmation.baseline, *confirmation.methods)
+                    for seed in _cells(section, m, budget, seeds, backbone, name)), key=lambda cell: (cell[1], cell[0]))
     if taken:
         cells = ", ".join(f"{m} seed {s}" for m, s in taken)
         raise HarnessError(f"confirmation {name}: already filed at budget {budget}: {cells}; a confirmation is "

@@ -412,7 +412,7 @@ class RecordStore:
                 files.append(self._entry(f.path))
                 if f.per_image is not None:
                     files.append(self._entry(f.per_image))
-            files += [self._entry(path) for path in sorted((self.root / CONFIRMATIONS_DIR).glob("*.json"))]
+            files += [self._entry(path) for path in self._confirmation_files()]
             datasets: dict[str, int] = {}
             for f in filed:
                 datasets[f.record.dataset.key] = datasets.get(f.record.dataset.key, 0) + 1
@@ -462,11 +462,14 @@ class RecordStore:
             out.append(filed)
         return out
 
+    def _confirmation_files(self) -> list[Path]:
+        return sorted((self.root / CONFIRMATIONS_DIR).glob("*.json"))
+
     def confirmations(self, release: str | None = None) -> list[str]:
         """The names of the declared confirmations: those frozen in ``release`` (checked with its records),
         else those under the root now."""
         if release is None:
-            return sorted(p.stem for p in (self.root / CONFIRMATIONS_DIR).glob("*.json"))
+            return [p.stem for p in self._confirmation_files()]
         prefix = f"{CONFIRMATIONS_DIR}/"
         return sorted(Path(e.path).stem for e in self.read_release(release).files if e.path.startswith(prefix))
 

@@ -206,6 +206,14 @@ def log_budget_auc(points: Sequence[tuple[float, float]]) -> float | None:
 POWER = 0.8
 
 
+def pooled_difference_sd(differences: Sequence[Sequence[float]]) -> float:
+    """Several comparisons' seed-paired differences pooled into one standard deviation: the root mean
+    square of each one's sample sd, where differences constant up to rounding count 0 (there
+    :func:`paired_t` answers with the sign test, which :func:`detectable_difference` then sizes)."""
+    sds = [0.0 if constant_up_to_rounding(d) else float(np.std(d, ddof=1)) for d in differences]
+    return float(np.sqrt(np.mean(np.square(sds))))
+
+
 def detectable_difference(sd_of_differences: float | None, n_pairs: int, alpha: float = ALPHA,
                           power: float = POWER) -> float | None:
     """The smallest true mean difference that a two-sided paired t-test at ``alpha`` detects with

@@ -172,21 +172,19 @@ def detectable_line(board: Board, budget: str, metric: str, scale: str = OVERALL
     if baseline is None:
         return "Detectable difference: n/a (no `none` entry to pair with)."
     base = {k: run_value(f, metric, scale) for k, f in board.seeds(baseline, budget).items()}
-    spreads, pairs = [], []
+    paired: list[list[float]] = []
     for e in board.entries:
         if e == baseline or not board.ranked(e):
             continue
         other = {k: run_value(f, metric, scale) for k, f in board.seeds(e, budget).items()}
         diffs = [x - y for k in other if k in base and (x := other[k]) is not None and (y := base[k]) is not None]
         if len(diffs) >= 2:
-            spreads.append(0.0 if stats.constant_up_to_rounding(diffs) else float(np.std(diffs, ddof=1)))
-            pairs.append(len(diffs))
-    if not spreads:
+            paired.append(diffs)
+    if not paired:
         return "Detectable difference: n/a (fewer than 2 seeds paired with `none`)."
     # the table's seed count: the most pairs any method shares with none; pooled over those methods
-    n = max(pairs)
-    spreads = [sd for sd, k in zip(spreads, pairs, strict=True) if k == n]
-    pooled = float(np.sqrt(np.mean(np.square(spreads))))
+    n = max(len(d) for d in paired)
+    pooled = stats.pooled_difference_sd([d for d in paired if len(d) == n])
     smallest = stats.detectable_difference(pooled, n)
     if smallest is None:  # every paired difference constant: the sign test decides, and cannot at n < 6
         return (f"Detectable difference: none with {n} seeds (every seed-paired difference from none is "
