@@ -967,3 +967,35 @@ def test_sweep_runs_exactly_a_confirmations_cells_in_its_own_section(tmp_path, m
                           (["--profile", "smoke", "--task-version", "distmap-v2"], "is of task distmap-v3")):
         refused = CliRunner().invoke(main, ["sweep", "--confirmation", str(path), *extra])
         assert refused.exit_code == 2 and reason in refused.output, refused.output
+
+
+def test_sweep_of_a_confirmation_skips_the_cells_already_filed(smoke_run, tmp_path, monkeypatch):
+    import harness.sweep
+    from harness.training.settings import settings_for
+
+    task = json.loads((smoke_run / RECORD_FILE).read_text())["settings"]["task"]
+    smoke = settings_for("smoke", task=task).model_dump(mode="json")  # what `sweep --profile smoke` states
+    store = RecordStore(tmp_path / "lb")
+
+    def file(method: str, seed: int) -> None:
+        add_forged(store, variant(smoke_run, tmp_path / f"{method}-{seed}", method=method, seed=seed, settings=smoke))
+
+    # a fresh machine resuming a confirmation: seeds 0 and 1 are filed, seed 2 of each method is not
+    for method in ("none", "denoise"):
+        for seed in (0, 1):
+            file(method, seed)
+    path = _declare(store.root, methods=["denoise"], seeds=[0, 1, 2])
+    asked = []
+    monkeypatch.setattr(harness.sweep, "run_cells", lambda requests, *a, **k: asked.extend(requests) or [])
+    sweep = ["sweep", "--confirmation", str(path), "--profile", "smoke", "--quiet"]
+    ran = CliRunner().invoke(main, sweep)
+    assert ran.exit_code == 0, ran.output
+    assert sorted((r.method, r.seed) for r in asked) == [("denoise", 2), ("none", 2)]
+    assert f"4 of the confirmation's cells are already filed in {store.root}: running the other 2" in ran.output
+    # all filed: nothing runs, and the sweep says what to do instead
+    file("none", 2)
+    file("denoise", 2)
+    asked.clear()
+    done = CliRunner().invoke(main, sweep)
+    assert done.exit_code == 0 and not asked, done.output
+    assert f"nothing to run: harness leaderboard confirm C9 --root {store.root}" in done.output

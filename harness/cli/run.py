@@ -173,7 +173,8 @@ def _report_table(metrics: MetricsReport | ClassificationReport) -> str:
 @click.option("--confirmation", type=click.Path(path_type=Path, dir_okay=False, exists=True), default=None,
               metavar="FILE", help="Run exactly the cells a declared confirmation names "
                                    "(leaderboard/confirmations/NAME.json): its baseline and methods, budget and seeds, "
-                                   "refused unless this sweep's settings are its section's.")
+                                   "refused unless this sweep's settings are its section's; cells already filed "
+                                   "in that leaderboard are skipped.")
 @click.option("--budgets", default="1%,10%,100%", show_default=True, help="Comma-separated label budgets.")
 @click.option("--seeds", type=SEED_LIST, default="0,1", show_default=True,
               help="Training seeds: comma-separated, ranges allowed (0,1,2 or 6-11).")
@@ -215,8 +216,9 @@ def sweep(method_list, confirmation, budgets, seeds, out, force, executor, parti
     from harness.training.checkpoint import parse_interval
     from harness.training.runtime import on_main_process
 
+    filed: set[tuple[str, int]] = set()  # a confirmation's cells already in the leaderboard
     if confirmation is not None:
-        method_list, budgets, seeds, task_version = _declared_cells(
+        method_list, budgets, seeds, task_version, filed = _declared_cells(
             click.get_current_context(), confirmation, profile=profile, backbone=backbone, task_version=task_version,
             protocol=protocol, pretrain_steps=pretrain_steps, finetune_steps=finetune_steps)
     elif method_list is None:
@@ -247,8 +249,15 @@ def sweep(method_list, confirmation, budgets, seeds, out, force, executor, parti
                    finetune_steps=finetune_steps, threads=threads, checkpoint_every=checkpoint_every,
                    command=command_line())
         for method_name in methods_ for seed in seeds_ for budget in budgets_
+        if (method_name, seed) not in filed
     ]
     say = on_main_process(click.echo)
+    if filed:
+        say(f"{len(filed)} of the confirmation's cells are already filed in {confirmation.parent.parent}: "
+            f"running the other {len(requests)}")
+        if not requests:
+            say(f"nothing to run: harness leaderboard confirm {confirmation.stem} --root {confirmation.parent.parent}")
+            return
     if executor is None:
         rows = run_cells(requests, out, force, log=say, warn=lambda m: click.echo(m, err=True))
     else:
@@ -266,16 +275,18 @@ def sweep(method_list, confirmation, budgets, seeds, out, force, executor, parti
 
 def _declared_cells(ctx: click.Context, path: Path, *, profile: str, backbone: str | None, task_version: str | None,
                     protocol: str | None, pretrain_steps: int | None,
-                    finetune_steps: int | None) -> tuple[str, str, tuple[int, ...], str]:
+                    finetune_steps: int | None) -> tuple[str, str, tuple[int, ...], str, set[tuple[str, int]]]:
     """A confirmation's cells as the sweep's methods, budgets, seeds and task version, after checking that
-    the sweep would file them into the confirmation's own section (else they would stay missing)."""
+    the sweep would file them into the confirmation's own section (else they would stay missing), and the
+    (method, seed) cells already filed there, which a fresh machine must not run again."""
     from click.core import ParameterSource
 
     from harness.context import step_overrides
     from harness.methods.registry import get_method
     from harness.pipeline import record_settings
     from harness.results.boards import settings_hash
-    from harness.results.confirmation import read_confirmation
+    from harness.results.confirmation import declared_cells, read_confirmation
+    from harness.results.leaderboard import RecordStore
     from harness.training.settings import settings_for
 
     declared = read_confirmation(path.parent.parent, path.stem)
@@ -298,7 +309,10 @@ def _declared_cells(ctx: click.Context, path: Path, *, profile: str, backbone: s
             raise HarnessError(f"this sweep's settings for {method} ({own}: profile {profile}, steps and processes as "
                                f"given) are not confirmation {declared.name}'s section's ({declared.settings}); its "
                                "cells would file elsewhere")
-    return (",".join([declared.baseline, *declared.methods]), declared.budget, tuple(declared.seeds), declared.task)
+    filed = {(method, seed) for method, runs in declared_cells(declared, RecordStore(path.parent.parent).records())
+             .items() for seed in runs}
+    return (",".join([declared.baseline, *declared.methods]), declared.budget, tuple(declared.seeds), declared.task,
+            filed)
 
 
 COMMANDS = [methods, backbones, run, sweep]

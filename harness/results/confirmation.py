@@ -179,11 +179,16 @@ def _cells(board: Board | None, method: str, budget: str, seeds: Collection[int]
     return {f.record.seeds.train: f for f in runs if f.record.seeds.train in seeds}
 
 
-def evaluate(confirmation: Confirmation, filed: list[Filed]) -> Outcome:
-    """The declared test, on the declared seeds only; no test while any declared cell is missing."""
+def declared_cells(confirmation: Confirmation, filed: list[Filed]) -> dict[str, dict[int, Filed]]:
+    """Each declared method's filed cells (baseline first), by training seed, in the confirmation's section."""
     c = confirmation
     board = _section(filed, c.name, c.dataset, c.protocol, c.task, c.settings)
-    cells = {m: _cells(board, m, c.budget, c.seeds, c.backbone, c.name) for m in (c.baseline, *c.methods)}
+    return {m: _cells(board, m, c.budget, c.seeds, c.backbone, c.name) for m in (c.baseline, *c.methods)}
+
+
+def evaluate(confirmation: Confirmation, filed: list[Filed]) -> Outcome:
+    """The declared test, on the declared seeds only; no test while any declared cell is missing."""
+    cells = declared_cells(confirmation, filed)
     values = {m: {s: v for s, f in runs.items() if (v := run_value(f, confirmation.metric)) is not None}
               for m, runs in cells.items()}
     missing = [(m, s) for s in confirmation.seeds for m in values if s not in values[m]]
