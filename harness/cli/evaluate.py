@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -12,6 +13,10 @@ from harness.data.masks import CONNECTIVITIES
 from harness.data.splits import MAX_SEED
 from harness.errors import HarnessError
 from harness.metrics.masks import MASK_TYPES
+
+if TYPE_CHECKING:
+    from harness.metrics.folders import UnitsOption
+    from harness.metrics.masks import MaskType
 from harness.metrics.match import DEFAULT_IOU_THRESHOLD
 
 
@@ -36,8 +41,9 @@ from harness.metrics.match import DEFAULT_IOU_THRESHOLD
               help="Seed of the bootstrap confidence intervals.")
 @click.option("--json", "json_out", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Write every per-image and aggregate number to this JSON file.")
-def evaluate(pred_dir: Path, truth_dir: Path, metadata: Path | None, pixel_size_nm: float | None, units: str,
-             connectivity: str, mask_type: str, iou_threshold: float, seed: int, json_out: Path | None) -> None:
+def evaluate(pred_dir: Path, truth_dir: Path, metadata: Path | None, pixel_size_nm: float | None,
+             units: UnitsOption, connectivity: str, mask_type: MaskType, iou_threshold: float, seed: int,
+             json_out: Path | None) -> None:
     """Compare predicted with true instance masks: particle count and size errors per length scale.
 
     Example: harness evaluate --pred runs/pred --truth data/test --json scores.json
@@ -54,9 +60,9 @@ def evaluate(pred_dir: Path, truth_dir: Path, metadata: Path | None, pixel_size_
         truth_dir,
         metadata=metadata,
         pixel_size_nm=pixel_size_nm,
-        units=units,  # type: ignore[arg-type]
-        connectivity=int(connectivity),  # type: ignore[arg-type]
-        mask_type=mask_type,  # type: ignore[arg-type]
+        units=units,  # click.Choice has checked these
+        connectivity=4 if connectivity == "4" else 8,
+        mask_type=mask_type,
         iou_threshold=iou_threshold,
         seed=seed,
         warn=lambda message: click.echo(f"warning: {message}", err=True),
