@@ -845,7 +845,17 @@ def test_a_confirmation_tests_its_declared_seeds_once_every_cell_is_filed(smoke_
     assert "9 of 12 declared cells filed; missing: none seed 6, a seed 6, b seed 6" in text and " p " not in text
     assert "Warning" not in text
     assert cli("render", "--root", str(root)).exit_code == 0
-    assert "9 of 12 declared cells filed" in (root / "README.md").read_text()
+    page = (root / "README.md").read_text()
+    assert "9 of 12 declared cells filed" in page
+    # the section itself points from its pooled tables to the verdicts that rest on their own seeds
+    _, section = page.split(f"## {build_boards(RecordStore(root).records())[0].key.title}", 1)
+    pointer = next(line for line in section.splitlines() if line.startswith("Confirmations in this section"))
+    assert (f"C10 at 1, seeds 3-6: 9 of 12 cells filed, no test yet; C9 at 1, seeds 3-5: a better (p {p_a:.3g}), "
+            f"b tie (p {p_b:.3g})." in pointer)
+    # a declaration of another section (other settings) is not listed there
+    _declare(root, name="C11", settings="00000000")
+    assert cli("render", "--root", str(root)).exit_code == 0
+    assert "C11" not in (root / "README.md").read_text().split("Confirmations in this section", 1)[1].splitlines()[0]
 
 
 def test_a_confirmation_judges_in_the_metrics_own_direction_and_keeps_entries_apart(smoke_run, tmp_path):

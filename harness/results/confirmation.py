@@ -219,6 +219,23 @@ def evaluate(confirmation: Confirmation, filed: list[Filed]) -> Outcome:
     return Outcome(confirmation, [], comparisons, detectable, early)
 
 
+def summary(outcome: Outcome) -> str:
+    """One line: the confirmation's budget and its verdicts, or how many of its cells are filed."""
+    c = outcome.confirmation
+    head = f"{c.name} at {c.budget}, seeds {seeds_text(c.seeds)}"
+    if outcome.missing:
+        return f"{head}: {c.n_cells - len(outcome.missing)} of {c.n_cells} cells filed, no test yet"
+    return f"{head}: " + ", ".join(f"{x.method} {x.verdict} (p {x.p:.3g})" for x in outcome.comparisons)
+
+
+def covers(confirmation: Confirmation, board: Board) -> bool:
+    """Whether the confirmation tests cells of this section (a current one: history is never a target)."""
+    c, key = confirmation, board.key
+    names = {key.dataset, *(f.record.dataset.name for f in board.all_filed())}
+    return key.current and c.dataset in names and (c.task, c.settings, c.protocol) == (key.task, key.settings,
+                                                                                       key.protocol)
+
+
 def describe(outcome: Outcome) -> str:
     """The outcome for a reader: what was declared, then the missing cells or the test and its verdicts."""
     c = outcome.confirmation

@@ -20,7 +20,7 @@ from harness.metrics.scores import COMPANION_METRIC, HEADLINE_METRIC
 from harness.numerics import LEGACY_NUMERICS
 from harness.results import plots, stats
 from harness.results.boards import Board, build_boards
-from harness.results.confirmation import describe, evaluate, read_confirmation
+from harness.results.confirmation import Outcome, covers, describe, evaluate, read_confirmation, summary
 from harness.results.leaderboard import CONFIRMATIONS_DIR, Filed, RecordStore
 from harness.results.tables import (
     MARK,
@@ -140,14 +140,19 @@ def render_page(
         "",
         *(f"- {board.key.title}: {len(board.all_filed())} record(s); {board.key.status}" for board in boards),
         "",
-        *_confirmations(store, filed, release),
     ]
+    outcomes = [evaluate(read_confirmation(store.root, name), filed) for name in store.confirmations(release)]
+    lines += _confirmations(outcomes)
     asked = metrics
     for board in boards:
         metrics = board_metrics(board, asked)  # a classification board shows accuracy and macro-F1
         headline = metrics[0]
         name = slug(board)
         lines += [f"## {board.key.title}", "", *provenance_lines(board), ""]
+        tested = [summary(o) for o in outcomes if covers(o.confirmation, board)]
+        if tested:  # the tables pool every filed seed; a verdict rests on its confirmation's own seeds
+            lines += ["Confirmations in this section (each tested on its own seeds only; the tables below pool "
+                      "every filed seed, so their p-values are not verdicts): " + "; ".join(tested) + ".", ""]
         largest = board.budgets[-1][0]
         lines += [f"### Ranking per label budget: {headline}", ""]
         lines.append(_md([ranking_table(board, b, headline, test=test) for b, _ in board.budgets]))
@@ -172,18 +177,17 @@ def render_page(
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
-def _confirmations(store: RecordStore, filed: list[Filed], release: str | None) -> list[str]:
+def _confirmations(outcomes: list[Outcome]) -> list[str]:
     """Each declared confirmation's state (of the release's, if one is rendered): its missing cells, or its
     test and verdicts."""
-    names = store.confirmations(release)
-    if not names:
+    if not outcomes:
         return []
     lines = ["## Confirmations", "",
              f"Each was declared in `{CONFIRMATIONS_DIR}/NAME.json` before any of its cells ran, and is tested "
              "once, on its own training seeds only, when all its cells are filed (`harness leaderboard confirm "
              "NAME`).", ""]
-    for name in names:
-        lines += [f"### {name}", "", describe(evaluate(read_confirmation(store.root, name), filed)), ""]
+    for outcome in outcomes:
+        lines += [f"### {outcome.confirmation.name}", "", describe(outcome), ""]
     return lines
 
 
