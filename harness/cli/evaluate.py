@@ -13,11 +13,11 @@ from harness.data.masks import CONNECTIVITIES
 from harness.data.splits import MAX_SEED
 from harness.errors import HarnessError
 from harness.metrics.masks import MASK_TYPES
+from harness.metrics.match import DEFAULT_IOU_THRESHOLD
 
 if TYPE_CHECKING:
     from harness.metrics.folders import UnitsOption
     from harness.metrics.masks import MaskType
-from harness.metrics.match import DEFAULT_IOU_THRESHOLD
 
 
 @click.command("evaluate")

@@ -152,14 +152,21 @@ def _section(filed: list[Filed], name: str, dataset: str, protocol: str, task: s
     if not any(dataset in (f.record.dataset.key, f.record.dataset.name) and f.record.protocol == protocol
                for f in filed):
         return None
-    # history sections (a retired task, another numerics version) are not what runs today: never a target
     found = [b for b in build_boards(filed, dataset=dataset, protocol=protocol)
-             if b.key.current and b.key.task == task and settings in (None, b.key.settings)]
+             if _of_section(b, dataset, protocol, task, settings)]
     if len(found) > 1:  # another settings hash, split manifest or profile
         titles = "; ".join(b.key.title for b in found)
         raise HarnessError(f"confirmation {name}: {len(found)} sections match, it cannot tell them apart: {titles}"
                            + ("" if settings else "; name one with --settings"))
     return found[0] if found else None
+
+
+def _of_section(board: Board, dataset: str, protocol: str, task: str, settings: str | None) -> bool:
+    """Whether ``board`` is the section a confirmation of these fields reads (``settings`` None: any)."""
+    key = board.key
+    # history sections (a retired task, another numerics version) are not what runs today: never a target
+    return (key.current and key.protocol == protocol and key.task == task and settings in (None, key.settings)
+            and dataset in {key.dataset, *(f.record.dataset.name for f in board.all_filed())})
 
 
 def _cells(board: Board | None, method: str, budget: str, seeds: Collection[int],
@@ -230,10 +237,8 @@ def summary(outcome: Outcome) -> str:
 
 def covers(confirmation: Confirmation, board: Board) -> bool:
     """Whether the confirmation tests cells of this section (a current one: history is never a target)."""
-    c, key = confirmation, board.key
-    names = {key.dataset, *(f.record.dataset.name for f in board.all_filed())}
-    return key.current and c.dataset in names and (c.task, c.settings, c.protocol) == (key.task, key.settings,
-                                                                                       key.protocol)
+    c = confirmation
+    return _of_section(board, c.dataset, c.protocol, c.task, c.settings)
 
 
 def describe(outcome: Outcome) -> str:
