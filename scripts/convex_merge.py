@@ -90,7 +90,7 @@ def read_split(run_dir: Path, dataset: str, split: str, split_seed: int, progres
 def report(rows: list[dict[str, Any]]) -> list[str]:
     base = np.array([r["task"][:2] for r in rows])
     lines = [f"{len(rows)} images; the task: mean count error {base[:, 0].mean():.3f}, F1 {base[:, 1].mean():.3f}"]
-    for rule, solidity in SOLIDITY.items():
+    for rule in SOLIDITY:
         own = np.array([r[rule][:2] for r in rows])
         p = [wilcoxon(own[:, k], base[:, k]).pvalue if np.any(own[:, k] != base[:, k]) else 1.0 for k in (0, 1)]
         better, worse = int((own[:, 0] < base[:, 0]).sum()), int((own[:, 0] > base[:, 0]).sum())
