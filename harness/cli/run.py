@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import click
 from tabulate import tabulate
@@ -218,9 +218,11 @@ def sweep(method_list, confirmation, budgets, seeds, out, force, executor, parti
 
     filed: set[tuple[str, int]] = set()  # a confirmation's cells already in the leaderboard
     if confirmation is not None:
-        method_list, budgets, seeds, task_version, filed = _declared_cells(
+        declared = _declared_cells(
             click.get_current_context(), confirmation, profile=profile, backbone=backbone, task_version=task_version,
             protocol=protocol, pretrain_steps=pretrain_steps, finetune_steps=finetune_steps)
+        method_list, budgets, seeds = ",".join(declared.methods), declared.budget, declared.seeds
+        task_version, filed = declared.task, declared.filed
     elif method_list is None:
         raise HarnessError("--methods is required (or --confirmation FILE, which names them)")
     methods_ = split_list(method_list, "methods")
@@ -273,12 +275,20 @@ def sweep(method_list, confirmation, budgets, seeds, out, force, executor, parti
         raise SystemExit(1)
 
 
+class _DeclaredCells(NamedTuple):
+    """A confirmation's cells as a sweep runs them: the baseline first, then the methods."""
+
+    methods: tuple[str, ...]
+    budget: str
+    seeds: tuple[int, ...]
+    task: str
+    filed: set[tuple[str, int]]  # (method, seed) already in the leaderboard: a fresh machine must not rerun them
+
+
 def _declared_cells(ctx: click.Context, path: Path, *, profile: str, backbone: str | None, task_version: str | None,
-                    protocol: str | None, pretrain_steps: int | None,
-                    finetune_steps: int | None) -> tuple[str, str, tuple[int, ...], str, set[tuple[str, int]]]:
-    """A confirmation's cells as the sweep's methods, budgets, seeds and task version, after checking that
-    the sweep would file them into the confirmation's own section (else they would stay missing), and the
-    (method, seed) cells already filed there, which a fresh machine must not run again."""
+                    protocol: str | None, pretrain_steps: int | None, finetune_steps: int | None) -> _DeclaredCells:
+    """A confirmation's cells, after checking that the sweep would file them into the confirmation's own
+    section (else they would stay missing), with those already filed there."""
     from click.core import ParameterSource
 
     from harness.context import step_overrides
@@ -311,8 +321,8 @@ def _declared_cells(ctx: click.Context, path: Path, *, profile: str, backbone: s
                                "cells would file elsewhere")
     filed = {(method, seed) for method, runs in declared_cells(declared, RecordStore(path.parent.parent).records())
              .items() for seed in runs}
-    return (",".join([declared.baseline, *declared.methods]), declared.budget, tuple(declared.seeds), declared.task,
-            filed)
+    return _DeclaredCells((declared.baseline, *declared.methods), declared.budget, tuple(declared.seeds), declared.task,
+                          filed)
 
 
 COMMANDS = [methods, backbones, run, sweep]
