@@ -24,10 +24,10 @@ error) than for the worse. docs/emps.md states what it gave.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
-import click
 import numpy as np
 import torch
 from scipy import ndimage
@@ -43,6 +43,9 @@ from harness.metrics import score_image
 from harness.results.artifacts import load_model
 from harness.task import get_task
 from harness.training.runtime import resolve_runtime
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a file or loaded by path in tests
+from _split_diagnostic import split_command
 
 SOLIDITY = {"merge-0.90": 0.90, "merge-0.95": 0.95}
 
@@ -101,19 +104,8 @@ def report(rows: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--run", "run_dir", type=click.Path(path_type=Path, file_okay=False, exists=True), required=True)
-@click.option("--dataset", required=True, help="The folder dataset the run was made on.")
-@click.option("--split", type=click.Choice(["val", "test"]), default="val", show_default=True,
-              help="Read test only once a rule has passed the declared bar on validation.")
-@click.option("--split-seed", type=int, default=0, show_default=True)
-@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), help="Also write the rows as JSON.")
-def main(run_dir: Path, dataset: str, split: str, split_seed: int, out: Path | None) -> None:
-    """Compare convex merging of shattered particles with the task's instances (see the module docstring)."""
-    rows = read_split(run_dir, dataset, split, split_seed, progress=True)
-    if out is not None:
-        out.write_text(json.dumps(rows))
-    click.echo("\n".join(report(rows)))
+main = split_command(read_split, report,
+                     "Compare convex merging of shattered particles with the task's reading (module docstring).")
 
 
 if __name__ == "__main__":

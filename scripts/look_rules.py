@@ -25,6 +25,7 @@ validation split; docs/emps.md states what they gave.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,9 @@ from harness.results.artifacts import load_model
 from harness.task import get_task
 from harness.task.scale import MIN_SIDE_PX, area_weighted_width_px
 from harness.training.runtime import resolve_runtime
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a file or loaded by path in tests
+from _split_diagnostic import split_command
 
 MULTIPLIERS = (0.354, 0.5, 0.707, 1.0, 1.414, 2.0)  # times the run's factor, half-octave steps
 TRAINED_WIDTH_PX = 32.0  # the second look's target (the run's card states it)
@@ -137,19 +141,8 @@ def report(rows: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--run", "run_dir", type=click.Path(path_type=Path, file_okay=False, exists=True), required=True)
-@click.option("--dataset", required=True, help="The folder dataset the run was made on.")
-@click.option("--split", type=click.Choice(["val", "test"]), default="val", show_default=True,
-              help="Read test only once a rule has been chosen on validation.")
-@click.option("--split-seed", type=int, default=0, show_default=True)
-@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), help="Also write the features as JSON.")
-def main(run_dir: Path, dataset: str, split: str, split_seed: int, out: Path | None) -> None:
-    """Compare per-image factor rules with the task's second look (see the module docstring)."""
-    rows = features(run_dir, dataset, split, split_seed, progress=True)
-    if out is not None:
-        out.write_text(json.dumps(rows))
-    click.echo("\n".join(report(rows)))
+main = split_command(features, report,
+                     "Compare per-image factor rules with the task's second look (see the module docstring).")
 
 
 if __name__ == "__main__":

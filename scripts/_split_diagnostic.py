@@ -1,0 +1,34 @@
+"""The command line shared by the diagnostics that read one run's split and compare rules per image
+(convex_merge.py, foreground_look.py, look_rules.py): each gives its reader and its report."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+Reader = Callable[[Path, str, str, int, bool], list[dict[str, Any]]]
+
+
+def split_command(read: Reader, report: Callable[[list[dict[str, Any]]], list[str]], help: str) -> click.Command:
+    """``--run RUN --dataset FOLDER [--split val|test] [--split-seed N] [--out rows.json]``: read the split
+    with ``read``, optionally keep its rows as JSON, and print ``report``. Validation is the default:
+    test is read only once a rule has passed on validation."""
+
+    @click.command(help=help, context_settings={"help_option_names": ["-h", "--help"]})
+    @click.option("--run", "run_dir", type=click.Path(path_type=Path, file_okay=False, exists=True), required=True)
+    @click.option("--dataset", required=True, help="The folder dataset the run was made on.")
+    @click.option("--split", type=click.Choice(["val", "test"]), default="val", show_default=True,
+                  help="Read test only once a rule has passed on validation.")
+    @click.option("--split-seed", type=int, default=0, show_default=True)
+    @click.option("--out", type=click.Path(path_type=Path, dir_okay=False), help="Also write the rows as JSON.")
+    def main(run_dir: Path, dataset: str, split: str, split_seed: int, out: Path | None) -> None:
+        rows = read(run_dir, dataset, split, split_seed, True)
+        if out is not None:
+            out.write_text(json.dumps(rows))
+        click.echo("\n".join(report(rows)))
+
+    return main
