@@ -545,6 +545,23 @@ def test_the_default_task_versions_section_comes_first(smoke_run, tmp_path):
     assert boards[1].key.status.startswith(f"current: task {other}, ")
 
 
+def test_the_default_task_leads_other_datasets_current_sections(smoke_run, tmp_path):
+    """A current section of another task on a dataset whose name sorts first (the nanowire
+    classification beside synthetic-sem) still comes after the default task's."""
+    from harness.task import DEFAULT_TASK, LEGACY_TASK, TASKS
+
+    other = next(v for v in TASKS if v not in (DEFAULT_TASK, LEGACY_TASK))
+    data = json.loads((smoke_run / RECORD_FILE).read_text())
+    first = {**data["dataset"], "key": "aaa-first-v1-0000000000000000", "name": "aaa-first"}
+    store = RecordStore(tmp_path / "lb")
+    add_forged(store, variant(smoke_run, tmp_path / "default", settings={**data["settings"], "task": DEFAULT_TASK}))
+    add_forged(store, variant(smoke_run, tmp_path / "other", settings={**data["settings"], "task": other},
+                              dataset=first))
+    boards = build_boards(store.records())
+    assert [(b.key.task, b.key.dataset) for b in boards] == [(DEFAULT_TASK, data["dataset"]["key"]),
+                                                             (other, first["key"])]
+
+
 def test_outline_overlay_plot(tmp_path):
     from harness.results import plots
 

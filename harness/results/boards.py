@@ -197,9 +197,9 @@ def build_boards(filed: Sequence[Filed], dataset: str | None = None, budget: str
     for key, board in boards.items():
         board.budgets = sorted(((b, n) for (k, b), n in images.items() if k == key), key=lambda t: (t[1], t[0]))
         _disambiguate(board)
-    # current sections first, the default task's first among them: a reader meets what
-    # `harness run` computes today before other versions and the history
-    order = sorted(boards, key=lambda k: (not k.current, k.dataset, k.task != DEFAULT_TASK, k.task, k.profile,
+    # current sections first, the default task's first among them whatever the dataset is called: a
+    # reader meets what `harness run` computes today before other tasks, versions and the history
+    order = sorted(boards, key=lambda k: (not k.current, k.task != DEFAULT_TASK, k.dataset, k.task, k.profile,
                                           k.manifest, k.schema, k.protocol, k.settings, k.numerics))
     return [boards[k] for k in order]
 
