@@ -911,6 +911,31 @@ def test_a_confirmation_judges_in_the_metrics_own_direction_and_keeps_entries_ap
                                                                                    str(root)).output
 
 
+def test_a_confirmation_says_which_machines_its_cells_ran_on(smoke_run, tmp_path):
+    from harness.results.confirmation import machine_kind
+
+    root = _with_roles(smoke_run, tmp_path, {"none": [0.30, 0.32, 0.31], "a": [0.20, 0.21, 0.22]}, {})
+    _declare(root, methods=["a"], seeds=[0, 1, 2])
+    assert "Machines:" not in cli("confirm", "C9", "--root", str(root)).output  # one kind: nothing to say
+    store = RecordStore(root)
+    here = machine_kind(store.records()[0])
+    for seed, value in enumerate([0.25, 0.26, 0.27]):  # b's seed 1 ran on another CPU
+        dest = variant(smoke_run, tmp_path / f"b-{seed}", method="b", seed=seed, value=value)
+        if seed == 1:
+            data = json.loads((dest / RECORD_FILE).read_text())
+            data["hardware"] |= {"cpu_model": "Other CPU", "cpu_capability": "AVX2", "blas_core": "Zen"}
+            (dest / RECORD_FILE).write_text(json.dumps(data))
+        add_forged(store, dest)
+    _declare(root, name="C10", methods=["a", "b"], seeds=[0, 1, 2])
+    outcome = json.loads(cli("confirm", "C10", "--root", str(root), "--format", "json").output)
+    assert outcome["machines"] == {here: 8, "Other CPU, AVX2, Zen": 1} and outcome["mixed_seeds"] == [1]
+    text = cli("confirm", "C10", "--root", str(root)).output
+    assert (f"Machines: the filed cells ran on 2 kinds, which round differently (a cell is a draw of its seed, not "
+            f"reproducible on the other kind): {here} (8 cells); Other CPU, AVX2, Zen (1 cell); the cells of seed 1 "
+            "span kinds, so those pairs cross machines.") in text
+    assert "b: " in text and "Holm level" in text  # the test itself is run as declared
+
+
 def test_a_release_freezes_the_declarations_with_the_records(smoke_run, tmp_path):
     root = _with_roles(smoke_run, tmp_path, {"none": [0.30, 0.31], "a": [0.20, 0.22], "b": [0.3, 0.3]}, {})
     path = _declare(root, seeds=[0, 1])

@@ -119,6 +119,8 @@ class Outcome:
     comparisons: list[Comparison]  # empty while cells are missing
     detectable: float | None  # the smallest difference the seeds detect at power 0.8 and alpha / m
     early: list[str]  # run ids of declared cells created before the declaration (should be none)
+    machines: dict[str, int]  # the CPU (or GPU) kinds the filed cells ran on, with their number of cells
+    mixed_seeds: list[int]  # seeds whose filed cells ran on more than one kind: their pairs cross machines
 
     @property
     def complete(self) -> bool:
@@ -193,9 +195,33 @@ def declared_cells(confirmation: Confirmation, filed: list[Filed]) -> dict[str, 
     return {m: _cells(board, m, c.budget, c.seeds, c.backbone, c.name) for m in (c.baseline, *c.methods)}
 
 
+def machine_kind(f: Filed) -> str:
+    """What a cell's numbers were computed on, as far as rounding goes: the device, and on a CPU its
+    model and the kernels torch and the BLAS dispatch to (cells of one seed on two kinds are two
+    draws, not one network reproduced; :func:`harness.results.provenance.hardware`)."""
+    device, hw = f.record.device, f.record.hardware
+    if device.get("type", "cpu") != "cpu":
+        return str(device.get("name", device.get("type")))
+    parts = [hw.get("cpu_model") or hw.get("processor") or "unknown CPU", hw.get("cpu_capability"),
+             hw.get("blas_core")]
+    return ", ".join(str(x) for x in parts if x)
+
+
+def _machines(cells: dict[str, dict[int, Filed]]) -> tuple[dict[str, int], list[int]]:
+    kinds: dict[str, int] = {}
+    per_seed: dict[int, set[str]] = {}
+    for runs in cells.values():
+        for seed, f in runs.items():
+            kind = machine_kind(f)
+            kinds[kind] = kinds.get(kind, 0) + 1
+            per_seed.setdefault(seed, set()).add(kind)
+    return dict(sorted(kinds.items(), key=lambda kv: -kv[1])), sorted(s for s, k in per_seed.items() if len(k) > 1)
+
+
 def evaluate(confirmation: Confirmation, filed: list[Filed]) -> Outcome:
     """The declared test, on the declared seeds only; no test while any declared cell is missing."""
     cells = declared_cells(confirmation, filed)
+    machines, mixed = _machines(cells)
     values = {m: {s: v for s, f in runs.items() if (v := run_value(f, confirmation.metric)) is not None}
               for m, runs in cells.items()}
     missing = [(m, s) for s in confirmation.seeds for m in values if s not in values[m]]
@@ -203,7 +229,7 @@ def evaluate(confirmation: Confirmation, filed: list[Filed]) -> Outcome:
     early = sorted(f.record.run_id for runs in cells.values() for f in runs.values()
                    if datetime.fromisoformat(f.record.created) < confirmation.declared_at)
     if missing:
-        return Outcome(confirmation, missing, [], None, early)
+        return Outcome(confirmation, missing, [], None, early, machines, mixed)
     better = stats.direction(confirmation.metric)
     seeds = confirmation.seeds
 
@@ -223,7 +249,7 @@ def evaluate(confirmation: Confirmation, filed: list[Filed]) -> Outcome:
     pooled = stats.pooled_difference_sd([list(d) for d in diffs.values()])
     # at Holm's strictest level (alpha / m), the one the first comparison faces
     detectable = stats.detectable_difference(pooled, len(seeds), alpha=confirmation.alpha / len(comparisons))
-    return Outcome(confirmation, [], comparisons, detectable, early)
+    return Outcome(confirmation, [], comparisons, detectable, early, machines, mixed)
 
 
 def summary(outcome: Outcome) -> str:
@@ -253,6 +279,13 @@ def describe(outcome: Outcome) -> str:
     if outcome.early:
         lines += [f"Warning: {len(outcome.early)} declared cell(s) were made before the declaration, so it does not "
                   f"hold for them: {', '.join(outcome.early)}.", ""]
+    if len(outcome.machines) > 1:
+        kinds = "; ".join(f"{kind} ({n} cell{'s' if n > 1 else ''})" for kind, n in outcome.machines.items())
+        mixed = (f"; the cells of seed{'s' if len(outcome.mixed_seeds) > 1 else ''} "
+                 f"{seeds_text(outcome.mixed_seeds)} span kinds, so those pairs cross machines"
+                 if outcome.mixed_seeds else "; each seed's cells ran on one")
+        lines += [f"Machines: the filed cells ran on {len(outcome.machines)} kinds, which round differently (a "
+                  f"cell is a draw of its seed, not reproducible on the other kind): {kinds}{mixed}.", ""]
     if outcome.missing:
         lines += [f"Incomplete: {c.n_cells - len(outcome.missing)} of {c.n_cells} declared cells filed; missing: "
                   + ", ".join(f"{method} seed {seed}" for method, seed in outcome.missing) + ".",
