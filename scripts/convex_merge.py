@@ -31,7 +31,6 @@ from typing import Any
 import numpy as np
 import torch
 from scipy import ndimage
-from scipy.stats import wilcoxon
 from skimage.measure import regionprops
 from skimage.segmentation import relabel_sequential
 from tqdm import tqdm
@@ -45,7 +44,7 @@ from harness.task import get_task
 from harness.training.runtime import resolve_runtime
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a file or loaded by path in tests
-from _split_diagnostic import split_command
+from _split_diagnostic import paired, split_command
 
 SOLIDITY = {"merge-0.90": 0.90, "merge-0.95": 0.95}
 
@@ -95,12 +94,11 @@ def report(rows: list[dict[str, Any]]) -> list[str]:
     lines = [f"{len(rows)} images; the task: mean count error {base[:, 0].mean():.3f}, F1 {base[:, 1].mean():.3f}"]
     for rule in SOLIDITY:
         own = np.array([r[rule][:2] for r in rows])
-        p = [wilcoxon(own[:, k], base[:, k]).pvalue if np.any(own[:, k] != base[:, k]) else 1.0 for k in (0, 1)]
-        better, worse = int((own[:, 0] < base[:, 0]).sum()), int((own[:, 0] > base[:, 0]).sum())
+        p_count, p_f1, better, worse = paired(own, base)
         passes = own[:, 0].mean() < base[:, 0].mean() and own[:, 1].mean() >= base[:, 1].mean() - 0.01 \
             and better > worse
-        lines.append(f"{rule}: count {own[:, 0].mean():.3f} (p {p[0]:.2g}; better on {better}, worse on {worse}) "
-                     f"F1 {own[:, 1].mean():.3f} (p {p[1]:.2g}); declared bar {'passed' if passes else 'not passed'}")
+        lines.append(f"{rule}: count {own[:, 0].mean():.3f} (p {p_count:.2g}; better on {better}, worse on {worse}) "
+                     f"F1 {own[:, 1].mean():.3f} (p {p_f1:.2g}); declared bar {'passed' if passes else 'not passed'}")
     return lines
 
 

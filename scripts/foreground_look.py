@@ -31,7 +31,6 @@ import click
 import numpy as np
 import torch
 from scipy import ndimage
-from scipy.stats import wilcoxon
 from tqdm import tqdm
 
 from harness.data.registry import open_dataset
@@ -44,7 +43,7 @@ from harness.task.scale import area_weighted_width_px, own_scale, probe_scale
 from harness.training.runtime import resolve_runtime
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a file or loaded by path in tests
-from _split_diagnostic import split_command
+from _split_diagnostic import paired, split_command
 
 RULES = ("shipped", "fg-run", "fg-wider")
 
@@ -102,11 +101,10 @@ def report(rows: list[dict[str, Any]]) -> list[str]:
              f"F1 {shipped[:, 1].mean():.3f}"]
     for rule in RULES[1:]:
         own = np.array([r[rule] for r in rows])
-        p = [wilcoxon(own[:, k], shipped[:, k]).pvalue if np.any(own[:, k] != shipped[:, k]) else 1.0 for k in (0, 1)]
+        p_count, p_f1, lower, higher = paired(own, shipped)
         changed = sum(r["factors"][rule] != r["factors"]["shipped"] for r in rows)
-        lines.append(f"{rule}: count {own[:, 0].mean():.3f} (p {p[0]:.2g}; lower on "
-                     f"{int((own[:, 0] < shipped[:, 0]).sum())}, higher on {int((own[:, 0] > shipped[:, 0]).sum())}) "
-                     f"F1 {own[:, 1].mean():.3f} (p {p[1]:.2g}); factor changed on {changed}")
+        lines.append(f"{rule}: count {own[:, 0].mean():.3f} (p {p_count:.2g}; lower on {lower}, higher on {higher}) "
+                     f"F1 {own[:, 1].mean():.3f} (p {p_f1:.2g}); factor changed on {changed}")
     return lines
 
 

@@ -32,7 +32,6 @@ from typing import Any
 import click
 import numpy as np
 import torch
-from scipy.stats import wilcoxon
 from tqdm import tqdm
 
 from harness.data.registry import open_dataset
@@ -45,7 +44,7 @@ from harness.task.scale import MIN_SIDE_PX, area_weighted_width_px
 from harness.training.runtime import resolve_runtime
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a file or loaded by path in tests
-from _split_diagnostic import split_command
+from _split_diagnostic import paired, split_command
 
 MULTIPLIERS = (0.354, 0.5, 0.707, 1.0, 1.414, 2.0)  # times the run's factor, half-octave steps
 TRAINED_WIDTH_PX = 32.0  # the second look's target (the run's card states it)
@@ -134,10 +133,9 @@ def report(rows: list[dict[str, Any]]) -> list[str]:
             chosen = [pick(r, rule, enlarge) for r in rows]
             err = np.array([g["err"] for g in chosen])
             f1 = np.array([g["f1"] for g in chosen])
-            p = wilcoxon(err, look).pvalue if np.any(err != look) else 1.0
-            p_f1 = wilcoxon(f1, look_f1).pvalue if np.any(f1 != look_f1) else 1.0
-            lines.append(f"  {rule:8s} count {err.mean():.3f} (p {p:.2g}; lower on {int(np.sum(err < look))}, "
-                         f"higher on {int(np.sum(err > look))})  F1 {f1.mean():.3f} (p {p_f1:.2g})")
+            p, p_f1, lower, higher = paired(np.column_stack([err, f1]), np.column_stack([look, look_f1]))
+            lines.append(f"  {rule:8s} count {err.mean():.3f} (p {p:.2g}; lower on {lower}, higher on {higher})  "
+                         f"F1 {f1.mean():.3f} (p {p_f1:.2g})")
     return lines
 
 
