@@ -59,7 +59,7 @@ def provenance_warnings(record: RunRecord) -> list[str]:
     """Differences in code and libraries between the record and this installation (not fatal)."""
     from harness import __version__
     from harness.methods.registry import get_method
-    from harness.results.provenance import git_state, hardware, library_versions
+    from harness.results.provenance import ROUNDING_KEYS, git_state, hardware, library_versions
 
     out = []
     if record.versions.get("harness") != __version__:
@@ -77,7 +77,7 @@ def provenance_warnings(record: RunRecord) -> list[str]:
     if git.get("dirty"):
         out.append("this checkout has uncommitted changes")
     here_hw = hardware()
-    for key in ("cpu_model", "cpu_capability", "cpu_simd", "blas_core"):  # absent from older records
+    for key in ("cpu_model", *ROUNDING_KEYS):  # absent from older records
         if key in record.hardware and record.hardware[key] != here_hw[key]:
             out.append(f"{key} differs: record {record.hardware[key]}, here {here_hw[key]} "
                        "(CPU numbers may then differ in the last digits)")

@@ -923,16 +923,17 @@ def test_a_confirmation_says_which_machines_its_cells_ran_on(smoke_run, tmp_path
         dest = variant(smoke_run, tmp_path / f"b-{seed}", method="b", seed=seed, value=value)
         if seed == 1:
             data = json.loads((dest / RECORD_FILE).read_text())
-            data["hardware"] |= {"cpu_model": "Other CPU", "cpu_capability": "AVX2", "blas_core": "Zen"}
+            data["hardware"] |= {"cpu_model": "Other CPU", "cpu_capability": "AVX2", "cpu_simd": "X86_V3",
+                                 "blas_core": "Zen"}
             (dest / RECORD_FILE).write_text(json.dumps(data))
         add_forged(store, dest)
     _declare(root, name="C10", methods=["a", "b"], seeds=[0, 1, 2])
     outcome = json.loads(cli("confirm", "C10", "--root", str(root), "--format", "json").output)
-    assert outcome["machines"] == {here: 8, "Other CPU, AVX2, Zen": 1} and outcome["mixed_seeds"] == [1]
+    assert outcome["machines"] == {here: 8, "Other CPU, AVX2, X86_V3, Zen": 1} and outcome["mixed_seeds"] == [1]
     text = cli("confirm", "C10", "--root", str(root)).output
     assert (f"Machines: the filed cells ran on 2 kinds, which round differently (a cell is a draw of its seed, not "
-            f"reproducible on the other kind): {here} (8 cells); Other CPU, AVX2, Zen (1 cell); the cells of seed 1 "
-            "span kinds, so those pairs cross machines.") in text
+            f"reproducible on the other kind): {here} (8 cells); Other CPU, AVX2, X86_V3, Zen (1 cell); the cells "
+            "of seed 1 span kinds, so those pairs cross machines.") in text
     assert "b: " in text and "Holm level" in text  # the test itself is run as declared
 
 

@@ -15,7 +15,7 @@ from harness.numerics import NUMERICS_VERSION
 from harness.reproduce import reproduce
 from harness.results.boards import build_boards
 from harness.results.leaderboard import RecordStore
-from harness.results.provenance import hardware
+from harness.results.provenance import ROUNDING_KEYS, hardware
 from harness.results.record import RunRecord, read_record
 
 REFERENCE = Path(__file__).parent / "data" / "reference-run"
@@ -23,7 +23,7 @@ REFERENCE = Path(__file__).parent / "data" / "reference-run"
 # decide the last digits): reference-run on an AMD EPYC with AVX512, reference-run-xeon on an Intel Xeon
 # (AVX512_SPR), reference-run-avx2 on an AMD EPYC with AVX2 only (OpenBLAS Haswell kernels)
 REFERENCES = sorted(REFERENCE.parent.glob("reference-run*"))
-KERNEL_KEYS = ("cpu_capability", "cpu_simd", "blas_core")  # torch's and numpy's instruction sets, BLAS kernels
+KERNEL_KEYS = ROUNDING_KEYS  # torch's and numpy's instruction sets, BLAS kernels
 
 
 def test_the_numerics_version_is_pinned():

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -25,6 +26,7 @@ from harness.errors import HarnessError
 from harness.results import stats
 from harness.results.boards import BASELINE_METHOD, Board, build_boards, seeds_text
 from harness.results.leaderboard import CONFIRMATIONS_DIR, Filed, RecordStore, create_exclusive, validation_reason
+from harness.results.provenance import ROUNDING_KEYS
 from harness.results.tables import run_value
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
@@ -202,20 +204,19 @@ def machine_kind(f: Filed) -> str:
     device, hw = f.record.device, f.record.hardware
     if device.get("type", "cpu") != "cpu":
         return str(device.get("name", device.get("type")))
-    parts = [hw.get("cpu_model") or hw.get("processor") or "unknown CPU", hw.get("cpu_capability"),
-             hw.get("blas_core")]
+    parts = [hw.get("cpu_model") or hw.get("processor") or "unknown CPU", *(hw.get(k) for k in ROUNDING_KEYS)]
     return ", ".join(str(x) for x in parts if x)
 
 
 def _machines(cells: dict[str, dict[int, Filed]]) -> tuple[dict[str, int], list[int]]:
-    kinds: dict[str, int] = {}
+    kinds: Counter[str] = Counter()
     per_seed: dict[int, set[str]] = {}
     for runs in cells.values():
         for seed, f in runs.items():
             kind = machine_kind(f)
-            kinds[kind] = kinds.get(kind, 0) + 1
+            kinds[kind] += 1
             per_seed.setdefault(seed, set()).add(kind)
-    return dict(sorted(kinds.items(), key=lambda kv: -kv[1])), sorted(s for s, k in per_seed.items() if len(k) > 1)
+    return dict(kinds.most_common()), sorted(s for s, k in per_seed.items() if len(k) > 1)
 
 
 def evaluate(confirmation: Confirmation, filed: list[Filed]) -> Outcome:

@@ -83,6 +83,11 @@ def _under_package(path: Path, site: Path, packages: tuple[str, ...]) -> bool:
     return first.split(".")[0] in packages
 
 
+# the keys of hardware() that decide a CPU result's last digits: torch's and numpy's instruction sets and
+# the BLAS kernels; two machines round alike only where all three agree
+ROUNDING_KEYS = ("cpu_capability", "cpu_simd", "blas_core")
+
+
 def hardware() -> dict[str, str | int]:
     """The machine. ``cpu_capability`` is the vector instruction set torch dispatches to (e.g.
     AVX2, AVX512), ``cpu_simd`` numpy's (:func:`numpy_simd`), ``blas_core`` the BLAS kernels
