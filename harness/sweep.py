@@ -1,12 +1,14 @@
 """Sweeps: the grid of cells (method x seed x budget), run here or as jobs through submitit.
 
 A cell is one :class:`~harness.context.RunRequest` with its own folder under the sweep's
-``out``. A cell whose folder holds a readable record is skipped, so a stopped sweep resumes where
-it was; a failing cell is written to ``out/failures/`` and the sweep goes on. The cells of one
-(method, seed) share a pretraining, so they stay together: in one process here, or in one job
-when an executor is named. ``local`` runs the jobs as subprocesses on this machine (submitit's
-LocalExecutor), ``slurm`` submits them to a SLURM cluster; a job preempted or timed out is
-requeued by submitit and resumes from the cells' checkpoints
+``out``. Cells run seed by seed (:func:`grid_cells`): every method of the first seed, then of the
+next, so a sweep stopped part-way leaves whole seeds, which a paired comparison can use, rather
+than every seed of one method and none of another. A cell whose folder holds a readable record is
+skipped, so a stopped sweep resumes where it was; a failing cell is written to ``out/failures/``
+and the sweep goes on. The cells of one (method, seed) share a pretraining, so they stay together:
+in one process here, or in one job when an executor is named. ``local`` runs the jobs as
+subprocesses on this machine (submitit's LocalExecutor), ``slurm`` submits them to a SLURM cluster;
+a job preempted or timed out is requeued by submitit and resumes from the cells' checkpoints
 (:mod:`harness.training.checkpoint`).
 """
 
@@ -18,7 +20,6 @@ import time
 import traceback
 from collections.abc import Callable
 from datetime import datetime, timezone
-from itertools import groupby
 from pathlib import Path
 from typing import Any
 
@@ -92,10 +93,20 @@ def run_cells(requests: list[RunRequest], out: Path, force: bool, log: Log, warn
     return rows
 
 
+def grid_cells(methods: list[str], seeds: list[int], budgets: list[str]) -> list[tuple[str, int, str]]:
+    """The sweep's (method, seed, budget) cells in the order they run: seed-major, the methods in the
+    order given (a confirmation's baseline first), each (method, seed)'s budgets together since they
+    share one pretraining."""
+    return [(method, seed, budget) for seed in seeds for method in methods for budget in budgets]
+
+
 def job_groups(requests: list[RunRequest]) -> list[list[RunRequest]]:
-    """The cells of each (method, seed), in order: one job each, so a pretraining is made once."""
-    key = lambda r: (r.method, r.seed)  # noqa: E731
-    return [list(g) for _, g in groupby(sorted(requests, key=key), key=key)]
+    """The cells of each (method, seed), in the order the first of them comes: one job each, so a
+    pretraining is made once."""
+    groups: dict[tuple[str, int], list[RunRequest]] = {}
+    for request in requests:
+        groups.setdefault((request.method, request.seed), []).append(request)
+    return list(groups.values())
 
 
 class SweepJob:

@@ -18,7 +18,7 @@ from click.testing import CliRunner
 
 from harness.cli import main
 from harness.pipeline import RunRequest
-from harness.sweep import SweepJob, job_groups
+from harness.sweep import SweepJob, grid_cells, job_groups
 
 
 def test_a_two_cell_grid_runs_as_local_submitit_jobs_and_a_rerun_skips_it(tmp_path, monkeypatch):
@@ -65,11 +65,21 @@ def test_max_jobs_is_refused_where_it_cannot_hold(extra, tmp_path):
 
 
 def test_jobs_keep_the_cells_of_one_pretraining_together():
-    requests = [RunRequest(method=m, budget=b, seed=s) for m in ("none", "fcmae") for s in (0, 1)
-                for b in ("1%", "10%")]
+    cells = grid_cells(["none", "fcmae"], [0, 1], ["1%", "10%"])
+    requests = [RunRequest(method=m, budget=b, seed=s) for m, s, b in cells]
     groups = job_groups(requests)
     assert len(groups) == 4
     assert all(len({(r.method, r.seed) for r in g}) == 1 and [r.budget for r in g] == ["1%", "10%"] for g in groups)
+    # jobs start in the grid's order, not sorted by method name: seed 0's pair before seed 1's
+    assert [(g[0].method, g[0].seed) for g in groups] == [("none", 0), ("fcmae", 0), ("none", 1), ("fcmae", 1)]
+
+
+def test_a_sweep_runs_seed_by_seed_so_a_stopped_one_leaves_whole_pairs():
+    cells = grid_cells(["none", "simclr", "denoise"], [6, 7], ["10%", "100%"])
+    assert cells[:6] == [("none", 6, "10%"), ("none", 6, "100%"), ("simclr", 6, "10%"), ("simclr", 6, "100%"),
+                         ("denoise", 6, "10%"), ("denoise", 6, "100%")]
+    assert len(cells) == 12 and len(set(cells)) == 12
+    assert {s for _, s, _ in cells[:6]} == {6}
 
 
 def test_executor_options_without_an_executor_are_refused():

@@ -201,6 +201,9 @@ def sweep(method_list, confirmation, budgets, seeds, out, force, executor, parti
           checkpoint_every, quiet) -> None:
     """Run the grid methods x budgets x seeds, reusing each pretraining for every budget.
 
+    Cells run seed by seed (every method of the first seed, then the next), so a sweep stopped
+    part-way leaves whole seeds for paired comparisons.
+
     A cell whose folder in OUT already holds a readable record is skipped (so a stopped sweep
     resumes where it was, and failed cells run again); --force runs it anew. A failing cell is
     recorded in OUT/failures/ and the sweep goes on.
@@ -212,7 +215,7 @@ def sweep(method_list, confirmation, budgets, seeds, out, force, executor, parti
     from harness.methods.registry import get_method
     from harness.pipeline import RunRequest
     from harness.results.provenance import command_line
-    from harness.sweep import DONE_STATUSES, run_cells, submit
+    from harness.sweep import DONE_STATUSES, grid_cells, run_cells, submit
     from harness.training.checkpoint import parse_interval
     from harness.training.runtime import on_main_process
 
@@ -250,7 +253,7 @@ def sweep(method_list, confirmation, budgets, seeds, out, force, executor, parti
                    crop_bottom=crop_bottom, progress=not quiet and executor is None, pretrain_steps=pretrain_steps,
                    finetune_steps=finetune_steps, threads=threads, checkpoint_every=checkpoint_every,
                    command=command_line())
-        for method_name in methods_ for seed in seeds_ for budget in budgets_
+        for method_name, seed, budget in grid_cells(methods_, seeds_, budgets_)
         if (method_name, seed) not in filed
     ]
     say = on_main_process(click.echo)
