@@ -826,7 +826,27 @@ def test_holm_steps_down():
     assert holm_thresholds([0.04, 0.01], 0.05) == pytest.approx([0.05, 0.025])
     assert holm_rejects([0.04, 0.01], 0.05) == [True, True]
     assert holm_rejects([0.04, 0.03], 0.05) == [False, False]  # the smallest fails its alpha / 2: all are kept
-    assert holm_rejects([0.001, 0.2, 0.04], 0.05) == [True, False, False]  # 0.04 >= 0.05 / 2
+    assert holm_rejects([0.001, 0.2, 0.04], 0.05) == [True, False, False]  # 0.04 > 0.05 / 2
+    assert holm_rejects([0.025, 0.05], 0.05) == [True, True]  # a p equal to its level is rejected (Holm 1979)
+
+
+def test_holm_agrees_with_adjusted_p_values_computed_independently():
+    """Holm's adjusted p-values (the running maximum of (m - k) p_(k), capped at 1) reject exactly
+    where the step-down does: an independent route to the same decisions, ties and boundaries included."""
+    from harness.results.confirmation import holm_rejects
+
+    rng = np.random.default_rng(0)
+    for trial in range(500):
+        m = int(rng.integers(1, 6))
+        p = list(rng.choice([0.001, 0.01, 0.0125, 0.0167, 0.025, 0.03, 0.05, 0.2], size=m)) if trial % 2 else \
+            list(rng.uniform(0, 0.08, size=m))
+        order = np.argsort(p, kind="stable")
+        adjusted, running = np.empty(m), 0.0
+        for k, i in enumerate(order):
+            running = max(running, min(1.0, (m - k) * p[i]))
+            adjusted[i] = running
+        expected = [bool(a <= 0.05 + 1e-12) for a in adjusted]
+        assert holm_rejects(p, 0.05) == expected, p
 
 
 def test_a_confirmation_tests_its_declared_seeds_once_every_cell_is_filed(smoke_run, tmp_path):

@@ -143,7 +143,7 @@ def holm_rejects(p_values: list[float], alpha: float) -> list[bool]:
     levels = holm_thresholds(p_values, alpha)
     rejected = [False] * len(p_values)
     for i in sorted(range(len(p_values)), key=lambda i: p_values[i]):
-        if p_values[i] >= levels[i]:
+        if p_values[i] > levels[i]:  # Holm (1979) rejects at p <= level
             break  # step-down: every larger p is retained too
         rejected[i] = True
     return rejected
