@@ -279,6 +279,36 @@ def test_check_reports_leaks_as_errors(tmp_path):
     }
 
 
+def test_a_validation_copy_of_a_test_image_is_a_leak(tmp_path):
+    """Validation chooses the kept state and the post-processing: a copy of a test image there makes
+    those choices partly fit test, so the check reports it as a leak and a run refuses it."""
+    root = tmp_path / "val-leak"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    splits = ["test", "test", "val", "train", "train", "train"]
+    for i in range(len(splits)):
+        image, mask = particles(100 + i, (112, 112))
+        tifffile.imwrite(root / "images" / f"t{i}.tif", image)
+        tifffile.imwrite(root / "masks" / f"t{i}.tif", mask)
+    image, mask = particles(100, (112, 112))  # t0, a test image, re-saved at 16 bits into validation
+    tifffile.imwrite(root / "images" / "val_copy.tif", image.astype(np.uint16) * 257)
+    tifffile.imwrite(root / "masks" / "val_copy.tif", mask)
+    rows = [f"t{i}.tif,{split}" for i, split in enumerate(splits)] + ["val_copy.tif,val"]
+    (root / "metadata.csv").write_text("image,split\n" + "\n".join(rows) + "\n")
+
+    report = check_folder(root)
+    assert not report.usable
+    assert [(leak.pretrain_id, leak.pretrain_pool, leak.eval_id, leak.eval_pool) for leak in report.leaks] == [
+        ("val_copy", "val", "t0", "test")]
+    (error,) = [p for p in report.errors if p.code == "leak"]
+    assert error.file == "images/val_copy.tif" and "partly fit test" in error.reason
+    # without the copy the same folder is clean: the rule does not call distinct images leaks
+    (root / "images" / "val_copy.tif").unlink()
+    (root / "masks" / "val_copy.tif").unlink()
+    (root / "metadata.csv").write_text("image,split\n" + "\n".join(rows[:-1]) + "\n")
+    assert not check_folder(root).leaks
+
+
 # ------------------------------------------------------------------------------- round trip
 
 

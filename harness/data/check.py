@@ -33,6 +33,7 @@ from harness.data.splits import DEFAULT_SPLIT_SEED, POOLS, SplitManifest, make_m
 from harness.errors import HarnessError
 
 MAX_NAMES = 8  # names listed in one summary line before "and N more"
+SELECTION_LEAK = " (the model and its post-processing are chosen on validation, so they would partly fit test)"
 
 
 class ImageReport(BaseModel):
@@ -320,7 +321,11 @@ def check_folder(
             reports[sample_id] = report.model_copy(update={"pool": pool_of.get(sample_id)})
         records = {r.id: r for r in loaded}
         pixels = _RecordPixels(records, root, connectivity)
-        for leak in leaks_from_fingerprints(fingerprints, manifest, max_leak_distance, load=pixels, workers=None):
+        found = leaks_from_fingerprints(fingerprints, manifest, max_leak_distance, load=pixels, workers=None)
+        # a validation copy of a test image leaks too: the kept state and the post-processing are chosen on it
+        found += leaks_from_fingerprints(fingerprints, manifest, max_leak_distance, load=pixels, workers=None,
+                                         pretrain_pools=("val",), eval_pools=("test",))
+        for leak in found:
             entry = LeakReport(
                 pretrain_id=leak.pretrain_id,
                 pretrain_pool=pool_of[leak.pretrain_id],
@@ -334,7 +339,8 @@ def check_folder(
                     file=records[leak.pretrain_id].image,
                     reason=(
                         f"near-duplicate ({leak.distance} bits apart) of {records[leak.eval_id].image}: it sits in "
-                        f"the {entry.pretrain_pool} pool, the other in {entry.eval_pool}; a run refuses this leak "
+                        f"the {entry.pretrain_pool} pool, the other in {entry.eval_pool}"
+                        f"{SELECTION_LEAK if entry.pretrain_pool == 'val' else ''}; a run refuses this leak "
                         "unless told otherwise"
                     ),
                     code="leak",
@@ -388,7 +394,8 @@ def check_folder(
 
 
 #: Bump when a rule of :func:`check_folder` changes, so remembered verdicts are made again.
-CHECK_RULES_VERSION = "1"
+#: 2: validation is compared with test too.
+CHECK_RULES_VERSION = "2"
 
 
 def refusal_for_run(dataset: FolderDataset, split_seed: int, allow_leakage: bool, progress: bool = False,
@@ -406,7 +413,7 @@ def refusal_for_run(dataset: FolderDataset, split_seed: int, allow_leakage: bool
             write_text_atomic(memo, json.dumps([e.model_dump(mode="json") for e in errors]))
     leaks = [e for e in errors if e.code == "leak"]
     if allow_leakage and leaks:
-        log(f"warning: {len(leaks)} pretraining image(s) are near-duplicates of validation/test images "
+        log(f"warning: {len(leaks)} training or validation image(s) are near-duplicates of images they are judged on "
             f"(e.g. {leaks[0].file}); running anyway (--allow-leakage)")
         errors = [e for e in errors if e.code != "leak"]
     if not errors:
