@@ -136,6 +136,9 @@ class Context:
         self.git = git_state()
         self._leaks_checked = False
         self._folder_checked = False
+        # near-duplicate pairs between what a run chooses on and what it is judged on, accepted with
+        # --allow-leakage: every record of this context states them (and the leaderboard refuses it)
+        self.accepted_leaks: list[str] = []
 
     def budget_ids(self, budget: Budget) -> list[str]:
         """The budget's training images (per class from the dataset's image classes, if it has them)."""
@@ -162,14 +165,15 @@ class Context:
 
     def check_folder(self, allow_leakage: bool, log, progress: bool = False) -> None:
         """A folder dataset must pass the rules of ``harness data check`` (leaks included) to run."""
-        from harness.data.check import refusal_for_run
+        from harness.data.check import verdict_for_run
         from harness.data.folder import FolderDataset
 
         if not isinstance(self.dataset, FolderDataset) or self._folder_checked:
             return
-        refusal = refusal_for_run(self.dataset, self.manifest.split_seed, allow_leakage, progress=progress, log=log)
-        if refusal:
-            raise HarnessError(refusal)
+        verdict = verdict_for_run(self.dataset, self.manifest.split_seed, allow_leakage, progress=progress, log=log)
+        if verdict.refusal:
+            raise HarnessError(verdict.refusal)
+        self.accepted_leaks = verdict.accepted_leaks
         self._folder_checked = self._leaks_checked = True
 
     def check_leakage(self, allow: bool, log, progress: bool = False) -> None:
@@ -178,11 +182,12 @@ class Context:
         from harness.data.leakage import find_leaks
 
         leaks = find_leaks(self.dataset, self.manifest, progress=progress and is_main_process())
-        self._leaks_checked = True
         if leaks:
             listing = "; ".join(f"{a} ~ {b}" for a, b, *_ in leaks[:5])
             message = (f"{len(leaks)} pretraining image(s) are near-duplicates of validation/test images "
                        f"({listing}{'; ...' if len(leaks) > 5 else ''})")
-            if not allow:
+            if not allow:  # not marked checked: the next cell of a sweep sharing this context is refused too
                 raise HarnessError(message + ". Remove them, or pass --allow-leakage to run anyway.")
             log(f"warning: {message}; running anyway (--allow-leakage)")
+            self.accepted_leaks = [f"{a} ~ {b} ({distance} bits apart)" for a, b, distance, *_ in leaks]
+        self._leaks_checked = True

@@ -378,6 +378,7 @@ def common_record_fields(request: RunRequest, ctx: Context, entry: MethodEntry, 
         "git": ctx.git,
         "numerics": NUMERICS_VERSION,
         "command": request.command if request.command is not None else command_line(),
+        "accepted_leaks": list(ctx.accepted_leaks),
     }
 
 

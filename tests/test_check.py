@@ -279,10 +279,8 @@ def test_check_reports_leaks_as_errors(tmp_path):
     }
 
 
-def test_a_validation_copy_of_a_test_image_is_a_leak(tmp_path):
-    """Validation chooses the kept state and the post-processing: a copy of a test image there makes
-    those choices partly fit test, so the check reports it as a leak and a run refuses it."""
-    root = tmp_path / "val-leak"
+def val_leak_folder(root: Path, with_copy: bool = True) -> Path:
+    """Labelled images t0-t5 (t0, t1 test; t2 val; t3-t5 train) and, in validation, t0 re-saved at 16 bits."""
     (root / "images").mkdir(parents=True)
     (root / "masks").mkdir()
     splits = ["test", "test", "val", "train", "train", "train"]
@@ -290,23 +288,45 @@ def test_a_validation_copy_of_a_test_image_is_a_leak(tmp_path):
         image, mask = particles(100 + i, (112, 112))
         tifffile.imwrite(root / "images" / f"t{i}.tif", image)
         tifffile.imwrite(root / "masks" / f"t{i}.tif", mask)
-    image, mask = particles(100, (112, 112))  # t0, a test image, re-saved at 16 bits into validation
-    tifffile.imwrite(root / "images" / "val_copy.tif", image.astype(np.uint16) * 257)
-    tifffile.imwrite(root / "masks" / "val_copy.tif", mask)
-    rows = [f"t{i}.tif,{split}" for i, split in enumerate(splits)] + ["val_copy.tif,val"]
+    rows = [f"t{i}.tif,{split}" for i, split in enumerate(splits)]
+    if with_copy:
+        image, mask = particles(100, (112, 112))
+        tifffile.imwrite(root / "images" / "val_copy.tif", image.astype(np.uint16) * 257)
+        tifffile.imwrite(root / "masks" / "val_copy.tif", mask)
+        rows.append("val_copy.tif,val")
     (root / "metadata.csv").write_text("image,split\n" + "\n".join(rows) + "\n")
+    return root
 
-    report = check_folder(root)
+
+def test_a_validation_copy_of_a_test_image_is_a_leak(tmp_path):
+    """Validation chooses the kept state and the post-processing: a copy of a test image there makes
+    those choices partly fit test, so the check reports it as a leak and a run refuses it."""
+    report = check_folder(val_leak_folder(tmp_path / "val-leak"))
     assert not report.usable
     assert [(leak.pretrain_id, leak.pretrain_pool, leak.eval_id, leak.eval_pool) for leak in report.leaks] == [
         ("val_copy", "val", "t0", "test")]
     (error,) = [p for p in report.errors if p.code == "leak"]
     assert error.file == "images/val_copy.tif" and "partly fit test" in error.reason
-    # without the copy the same folder is clean: the rule does not call distinct images leaks
-    (root / "images" / "val_copy.tif").unlink()
-    (root / "masks" / "val_copy.tif").unlink()
-    (root / "metadata.csv").write_text("image,split\n" + "\n".join(rows[:-1]) + "\n")
-    assert not check_folder(root).leaks
+    # the same folder without the copy is clean: distinct images are not called leaks
+    assert not check_folder(val_leak_folder(tmp_path / "clean", with_copy=False)).leaks
+
+
+def test_a_run_that_accepts_a_leak_says_so_and_is_not_filed(tmp_path, monkeypatch):
+    from harness.results.leaderboard import RecordStore
+    from harness.results.record import read_record
+
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path / "cache"))
+    folder = val_leak_folder(tmp_path / "val-leak")
+    args = ["run", "--dataset", str(folder), "--method", "none", "--budget", "100%", "--profile", "smoke", "--quiet"]
+    refused = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "refused")])
+    assert refused.exit_code != 0 and "val_copy.tif" in refused.output and "--allow-leakage" in refused.output
+    assert not (tmp_path / "refused" / "record.json").exists()
+    ran = CliRunner().invoke(main, [*args, "--allow-leakage", "--out", str(tmp_path / "run")])
+    assert ran.exit_code == 0, ran.output
+    record = read_record(tmp_path / "run" / "record.json")
+    assert len(record.accepted_leaks) == 1 and record.accepted_leaks[0].startswith("images/val_copy.tif: near-dup")
+    with pytest.raises(HarnessError, match="accepted 1 near-duplicate pair.*not filed"):
+        RecordStore(tmp_path / "lb").add(tmp_path / "run")
 
 
 # ------------------------------------------------------------------------------- round trip

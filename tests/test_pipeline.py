@@ -224,3 +224,20 @@ def test_a_busy_machine_gets_the_passive_openmp_wait_policy():
     outputs = [subprocess.run([sys.executable, "-c", script.format(load=load)], capture_output=True, text=True,
                               check=True).stdout.split() for load in (64.0, 0.0)]
     assert outputs == [["PASSIVE", "False"], ["None", "False"]]
+
+
+def test_a_refused_leak_stays_refused_for_the_next_cell_of_a_sweep(monkeypatch):
+    """A sweep shares one context across its cells: a leak that refused one cell must refuse the next,
+    not count as checked; accepted (--allow-leakage), the pairs are kept for the record."""
+    import harness.data.leakage as leakage
+    from harness.errors import HarnessError
+    from harness.pipeline import Context, RunRequest
+
+    monkeypatch.setattr(leakage, "find_leaks", lambda *a, **k: [leakage.Leak("u1", "t1", 3, 0.97)])
+    ctx = Context(RunRequest(method="denoise", budget="1", profile="smoke", device="cpu"))
+    for _ in range(2):
+        with pytest.raises(HarnessError, match="near-duplicates of validation/test images"):
+            ctx.check_leakage(False, log=lambda _m: None)
+    assert ctx.accepted_leaks == []
+    ctx.check_leakage(True, log=lambda _m: None)
+    assert ctx.accepted_leaks == ["u1 ~ t1 (3 bits apart)"]

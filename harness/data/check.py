@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -321,11 +322,11 @@ def check_folder(
             reports[sample_id] = report.model_copy(update={"pool": pool_of.get(sample_id)})
         records = {r.id: r for r in loaded}
         pixels = _RecordPixels(records, root, connectivity)
-        found = leaks_from_fingerprints(fingerprints, manifest, max_leak_distance, load=pixels, workers=None)
+        pairs = leaks_from_fingerprints(fingerprints, manifest, max_leak_distance, load=pixels, workers=None)
         # a validation copy of a test image leaks too: the kept state and the post-processing are chosen on it
-        found += leaks_from_fingerprints(fingerprints, manifest, max_leak_distance, load=pixels, workers=None,
+        pairs += leaks_from_fingerprints(fingerprints, manifest, max_leak_distance, load=pixels, workers=None,
                                          pretrain_pools=("val",), eval_pools=("test",))
-        for leak in found:
+        for leak in pairs:
             entry = LeakReport(
                 pretrain_id=leak.pretrain_id,
                 pretrain_pool=pool_of[leak.pretrain_id],
@@ -398,11 +399,19 @@ def check_folder(
 CHECK_RULES_VERSION = "2"
 
 
-def refusal_for_run(dataset: FolderDataset, split_seed: int, allow_leakage: bool, progress: bool = False,
-                    log: Callable[[str], None] = print) -> str | None:
+class RunVerdict(NamedTuple):
+    """Whether ``harness run`` may use a folder: why not (None: it may), and the leaks it was told to
+    accept (``--allow-leakage``), which its record states."""
+
+    refusal: str | None
+    accepted_leaks: list[str]
+
+
+def verdict_for_run(dataset: FolderDataset, split_seed: int, allow_leakage: bool, progress: bool = False,
+                    log: Callable[[str], None] = print) -> RunVerdict:
     """Why ``harness run`` must not use this folder, by the rules of ``harness data check`` (one
-    set of rules for both), or None. The verdict is remembered per dataset identity (content
-    digests), so it is computed once per folder version, not once per run."""
+    set of rules for both), or None, with the leaks accepted. The verdict is remembered per dataset
+    identity (content digests), so it is computed once per folder version, not once per run."""
     memo = cache_root() / "folder-checks" / f"{dataset.identity.key}-split{split_seed}-r{CHECK_RULES_VERSION}.json"
     try:
         errors = [Problem.model_validate(p) for p in json.loads(memo.read_text())]
@@ -412,13 +421,15 @@ def refusal_for_run(dataset: FolderDataset, split_seed: int, allow_leakage: bool
         with contextlib.suppress(OSError):  # the memo only saves time
             write_text_atomic(memo, json.dumps([e.model_dump(mode="json") for e in errors]))
     leaks = [e for e in errors if e.code == "leak"]
+    accepted: list[str] = []
     if allow_leakage and leaks:
         log(f"warning: {len(leaks)} training or validation image(s) are near-duplicates of images they are judged on "
             f"(e.g. {leaks[0].file}); running anyway (--allow-leakage)")
         errors = [e for e in errors if e.code != "leak"]
+        accepted = [f"{e.file}: {e.reason.split('; a run refuses')[0]}" for e in leaks]
     if not errors:
-        return None
+        return RunVerdict(None, accepted)
     first = errors[0]
     hint = " (or pass --allow-leakage)" if all(e.code == "leak" for e in errors) else ""
-    return (f"{dataset.root} is not usable: {len(errors)} error(s), the first {first.file}: {first.reason}; "
-            f"`harness data check {dataset.root}` lists them all{hint}")
+    return RunVerdict(f"{dataset.root} is not usable: {len(errors)} error(s), the first {first.file}: {first.reason}; "
+                      f"`harness data check {dataset.root}` lists them all{hint}", accepted)

@@ -289,6 +289,11 @@ class RecordStore:
         tests of the tables that file fabricated numbers on purpose.
         """
         record, stored, per_image, raw = read_run(source)
+        if record.accepted_leaks:
+            raise HarnessError(f"{source}: the run accepted {len(record.accepted_leaks)} near-duplicate pair(s) "
+                               f"between images it chose on and images it was judged on (--allow-leakage; the first: "
+                               f"{record.accepted_leaks[0]}), so its scores are not comparable with a clean run's; "
+                               "not filed")
         if check:
             check_record(record, per_image, source)
         # filed as its producer wrote it (older schemas are migrated on every read, never on disk),

@@ -111,6 +111,9 @@ class RunRecord(_Frozen):
     versions: dict[str, str]
     git: dict[str, Any]
     command: str = Field("", description="The command line that produced this record.")
+    # near-duplicate pairs between images the run chose on and images it was judged on, accepted with
+    # --allow-leakage (empty: none found, or a record from before it was kept); the leaderboard refuses such a run
+    accepted_leaks: list[str] = Field(default_factory=list)
     # harness.numerics: the version of everything that decides the numbers ("0": filed before it was kept)
     numerics: str = "0"
 
