@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -115,6 +115,14 @@ def step_overrides(pretrain_steps: int | None, finetune_steps: int | None) -> di
     return out
 
 
+class Resolution(NamedTuple):
+    """Where a run's task reads its images (:mod:`harness.task.scale`)."""
+
+    scale: float  # the run's resampling factor (1: native pixels)
+    diameter_px: float | None  # the budget's median particle diameter it came from
+    second_look_px: float | None  # the target of each image's own look; None: every image at ``scale``
+
+
 class Context:
     """What the cells of a sweep share: dataset, manifest, runtime, stores."""
 
@@ -153,15 +161,19 @@ class Context:
                                            second_look_px)
         return self._stores[key]
 
-    def working_scale(self, budget_ids: list[str]) -> tuple[float, float | None]:
-        """The resampling factor of the task for this budget, from the budget's own masks only."""
+    def resolution(self, budget_ids: list[str]) -> Resolution:
+        """The task's working resolution for this budget (:mod:`harness.task.scale`), from the budget's
+        own masks only: the run's factor, the median diameter it came from, and the target of each
+        image's second look (None where the run does not resample)."""
         key = tuple(budget_ids)
         if key not in self._scales:  # it reads every mask of the budget: once per sweep, not per seed
             diameter = median_diameter_px(self.dataset.load(i).truth for i in budget_ids)
             s = self.settings
             self._scales[key] = (working_scale(diameter, s.scale_max_diameter_px, s.scale_target_diameter_px),
                                  diameter)
-        return self._scales[key]
+        scale, diameter = self._scales[key]
+        # each image's second look aims at the run's target wherever the run resamples (never enlarges)
+        return Resolution(scale, diameter, self.settings.scale_target_diameter_px if scale < 1.0 else None)
 
     def check_folder(self, allow_leakage: bool, log, progress: bool = False) -> None:
         """A folder dataset must pass the rules of ``harness data check`` (leaks included) to run."""

@@ -243,10 +243,8 @@ def fit(request: RunRequest, ctx: Context, entry: MethodEntry, method: SSLMethod
     if not val_ids:
         raise HarnessError("the validation pool is empty: model selection needs validation images")
 
-    scale, diameter = ctx.working_scale(budget_ids)
-    # each image's second look (harness.task.scale) aims at the run's target, where the run resamples
-    second_look = ctx.settings.scale_target_diameter_px if scale < 1.0 else None
-    if second_look is not None:  # working_scale() never enlarges, so this is every resampling run
+    scale, diameter, second_look = ctx.resolution(budget_ids)
+    if second_look is not None:  # every resampling run (the working scale never enlarges)
         log(f"working resolution: the budget's median particle diameter is {diameter:.1f} px, so every image is "
             f"resampled by {scale:g}, and further where its particles come out larger than "
             f"{SECOND_LOOK_MARGIN:g} x {second_look:g} px (see harness.task.scale)")
@@ -275,11 +273,18 @@ def fit(request: RunRequest, ctx: Context, entry: MethodEntry, method: SSLMethod
                              "tune": round(time.perf_counter() - start, 3)})
 
 
-def score_reference(method: SSLMethod, ctx: Context, progress: bool,
+def reference_labels(method: SSLMethod, ctx: Context, budget_ids: list[str]) -> Callable[[Sample], np.ndarray]:
+    """How a reference row (oracle, classical) labels an image: itself, no training, at the working
+    resolution a trained method's run on this budget would read it (harness.methods.reference)."""
+    scale, _, second_look = ctx.resolution(budget_ids)
+    predict = method.predict  # type: ignore[attr-defined]  # role "reference": harness.methods.reference
+    return lambda sample: predict(sample, ctx.task, scale, second_look)
+
+
+def score_reference(method: SSLMethod, ctx: Context, budget_ids: list[str], progress: bool,
                     keep: Callable[[Sample, np.ndarray], None] | None = None) -> tuple[list, list[str]]:
-    """A reference row (oracle, classical): the method labels each test image itself, no training."""
-    return score_predictions(ctx.dataset, ctx.manifest.pools["test"],
-                             lambda sample: method.predict(sample, ctx.task),  # type: ignore[attr-defined]
+    """A reference row's test scores (see :func:`reference_labels`)."""
+    return score_predictions(ctx.dataset, ctx.manifest.pools["test"], reference_labels(method, ctx, budget_ids),
                              desc=f"test ({method.name})", progress=progress and is_main_process(), keep=keep)
 
 
@@ -305,7 +310,7 @@ def run_one(request: RunRequest, ctx: Context | None = None, log=print) -> RunRe
     if method.role == "reference":
         fitted = None
         start = time.perf_counter()
-        per_image, scales = score_reference(method, ctx, request.progress, keep=predictions.keep)
+        per_image, scales = score_reference(method, ctx, budget_ids, request.progress, keep=predictions.keep)
     else:
         fitted = fit(request, ctx, entry, method, log)
         start = time.perf_counter()
@@ -322,8 +327,8 @@ def run_one(request: RunRequest, ctx: Context | None = None, log=print) -> RunRe
         settings=record_settings(ctx.settings, method.pretrains),
         pretrain=fitted.pretrain if fitted else PretrainInfo(cache_key=None, reused_cache=False, steps=0,
                                                              final_loss=None),
-        postprocess=fitted.tuning.model_dump(mode="json") if fitted else {"task": ctx.task.version,
-                                                                            "params": dict(ctx.task.defaults)},
+        postprocess=fitted.tuning.model_dump(mode="json") if fitted else
+        method.stated_postprocess(ctx.task, *ctx.resolution(budget_ids)),  # type: ignore[attr-defined]
         selection=Selection(criterion=CRITERIA[ctx.settings.selection], best_step=stage.best_step,
                             best_score=stage.best_score, stopped_early=stage.stopped_early,
                             finetune_steps_run=len(stage.losses)),

@@ -329,10 +329,11 @@ def rebuild_prediction(record: RunRecord, image_index: int, per_image: list | No
     Run folders keep scores, not masks, so the overlay needs the model back. The image's
     scores are compared with the record's, which shows the rebuilt model is the record's model.
     """
+    from harness.data.splits import Budget
     from harness.evaluation.predict import predict_instances
     from harness.methods.registry import get_method
     from harness.metrics import score_image
-    from harness.pipeline import fit
+    from harness.pipeline import fit, reference_labels
 
     # an overlay shows the rebuilt model; whether its scores match the record's is reported beside it
     request, ctx = prepare(record, dataset, allow_leakage, force, None, log, exact=False)
@@ -344,7 +345,8 @@ def rebuild_prediction(record: RunRecord, image_index: int, per_image: list | No
     method = entry.cls(request.method_config)
     sample = ctx.dataset.load(test_ids[image_index])
     if method.role == "reference":
-        prediction, best_step = method.predict(sample, ctx.task), None  # type: ignore[attr-defined]
+        budget_ids = ctx.budget_ids(Budget.parse(request.budget))
+        prediction, best_step = reference_labels(method, ctx, budget_ids)(sample), None
     else:
         fitted = fit(request, ctx, entry, method, lambda _msg: None)
         prediction = predict_instances(fitted.net, sample, ctx.runtime, ctx.task, fitted.tuning.params,

@@ -61,3 +61,33 @@ def test_oracle_and_classical_runs_are_the_same_at_every_budget(tmp_path):
             values[(name, budget)] = record.headline.value
     assert values[("oracle", "1")] == values[("oracle", "100%")] < 0.05  # the task's floor: near exact
     assert values[("classical", "1")] == values[("classical", "100%")] > values[("oracle", "1")]
+
+
+def test_the_oracle_reads_the_truth_at_the_runs_working_resolution():
+    """Where a run resamples (real folders of large particles), the oracle's floor includes what the
+    resampling loses: large particles survive at the factor, 2 px specks do not, and the labels come
+    back in the image's own pixels; at native pixels it is the plain truth through the post-processing."""
+    from harness.data.sample import Sample
+    from harness.metrics import score_image
+    from harness.task import get_task
+
+    shape = (400, 400)
+    mask = np.zeros(shape, dtype=np.int32)
+    for label, (r, c) in enumerate([(100, 100), (100, 300), (300, 100), (300, 300)], start=1):
+        rr, cc = disk((r, c), 60, shape=shape)
+        mask[rr, cc] = label
+    for label, (r, c) in enumerate([(200, 200), (20, 200), (200, 20), (380, 200)], start=5):
+        mask[r:r + 2, c:c + 2] = label  # specks the shrunk image cannot hold
+    sample = Sample(id="big", image=(mask > 0).astype(np.float32), mask=mask, pixel_size_nm=None)
+    task = get_task("distmap-v3")
+    oracle = get_method("oracle").cls({})
+
+    native = oracle.predict(sample, task)
+    working = oracle.predict(sample, task, 0.25, 32.0)  # 120 px disks: the second look shrinks further
+    assert native.shape == working.shape == shape
+    assert len(np.unique(native)) - 1 == 8
+    assert len(np.unique(working)) - 1 == 4  # the four disks, whole; the specks are lost to the resampling
+    scores = score_image(working, mask, None, 0)
+    assert scores.matched == 4 and scores.mean_matched_iou > 0.9
+    assert oracle.stated_postprocess(task, 0.25, 130.0, 32.0)["working_scale"] == 0.25
+    assert "working_scale" not in oracle.stated_postprocess(task, 1.0, 20.0, None)

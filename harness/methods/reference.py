@@ -1,19 +1,25 @@
 """Reference rows every table carries: where the task's floor and a no-learning user stand.
 
 - ``oracle``: the ground-truth masks turned into the task's own maps and put through the task's
-  post-processing (default thresholds). The best any network could score: what remains is the
-  post-processing's own error.
+  post-processing (default thresholds), at the task's working resolution: where the run resamples
+  (:mod:`harness.task.scale`, real folders of large particles), each image's true masks at the
+  factor its second look would reach from its true particles, as fine-tuning shows them, mapped
+  back to the image's pixels. The best any network could score: what remains is the error of the
+  post-processing and of the resampling.
 - ``classical``: no learning at all. Gaussian smoothing, an Otsu threshold (particles bright in
   SEM, dark in TEM, the minority side when the modality is unknown), holes filled, then a
-  distance-transform watershed seeded at the regional maxima. What a lab gets without a model.
+  distance-transform watershed seeded at the regional maxima, at native pixels with fixed
+  parameters (nothing is tuned). What a lab gets without a model.
 
-Neither trains or looks at the label budget, so each gives the same number at every budget; they
-are computed on the same test split as the methods, and tables show them unranked.
+Neither trains; where the run does not resample (every embedded dataset) neither depends on the
+label budget, so each gives the same number at every budget. Both are computed on the same test
+split as the methods, with particles on printed marks dropped as for the methods
+(:mod:`harness.data.printed`), and tables show them unranked.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 from scipy import ndimage
@@ -21,11 +27,13 @@ from skimage.filters import threshold_otsu
 from skimage.morphology import h_maxima
 
 from harness.data.intensity import to_unit_float
+from harness.data.printed import drop_printed
 from harness.data.sample import Sample
 from harness.errors import HarnessError
 from harness.methods.base import SSLMethod
 from harness.plugins.hookspecs import provides_methods
 from harness.task import InstanceTask, seeded_watershed
+from harness.task.scale import resample_labels, restore_labels, second_look_scale
 
 MIN_SIZE_PX = 4
 SEED_HEIGHT_PX = 1.0  # a distance maximum must rise this far above its surroundings to seed a particle
@@ -38,22 +46,47 @@ class ReferenceMethod(SSLMethod):
     role: ClassVar[str] = "reference"
     transfers = "nothing (no network)"
 
-    def predict(self, sample: Sample, task: InstanceTask) -> np.ndarray:
+    def predict(self, sample: Sample, task: InstanceTask, scale: float = 1.0,
+                second_look_px: float | None = None) -> np.ndarray:
+        """Instance labels of the whole image in its own pixels (data bar rows 0), for a run whose
+        task reads images at factor ``scale`` with each image's second look aimed at ``second_look_px``."""
+        raise NotImplementedError
+
+    def stated_postprocess(self, task: InstanceTask, scale: float, diameter_px: float | None,
+                           second_look_px: float | None) -> dict[str, Any]:
+        """What the record's ``postprocess`` says this row did."""
         raise NotImplementedError
 
 
+def _whole_image(instances: np.ndarray, sample: Sample) -> np.ndarray:
+    """Labels of the rows above the data bar, mapped back to the image's pixels, print dropped."""
+    labels = np.zeros(sample.image.shape[:2], dtype=np.int32)
+    rows = sample.valid_rows
+    labels[:rows] = restore_labels(instances, (rows, sample.image.shape[1]))
+    return drop_printed(labels, sample)
+
+
 class Oracle(ReferenceMethod):
-    """Reference: ground-truth masks through the task's own maps and post-processing (the floor)."""
+    """Reference: ground-truth masks through the task's own maps, resolution and post-processing (the floor)."""
 
     name = "oracle"
 
-    def predict(self, sample: Sample, task: InstanceTask) -> np.ndarray:
+    def predict(self, sample: Sample, task: InstanceTask, scale: float = 1.0,
+                second_look_px: float | None = None) -> np.ndarray:
         if sample.mask is None:
             raise HarnessError(f"oracle: {sample.id} has no mask")
-        rows = sample.valid_rows
-        labels = np.zeros(sample.image.shape[:2], dtype=np.int32)
-        labels[:rows] = task.to_instances(task.truth_maps(np.asarray(sample.mask)[:rows]))
-        return labels
+        mask = np.asarray(sample.mask)[: sample.valid_rows]
+        if second_look_px is not None:  # the factor fine-tuning shows this image at
+            scale = second_look_scale(mask, scale, second_look_px)
+        return _whole_image(task.to_instances(task.truth_maps(resample_labels(mask, scale))), sample)
+
+    def stated_postprocess(self, task: InstanceTask, scale: float, diameter_px: float | None,
+                           second_look_px: float | None) -> dict[str, Any]:
+        stated: dict[str, Any] = {"task": task.version, "params": dict(task.defaults)}
+        if scale < 1.0:
+            stated |= {"working_scale": scale, "budget_median_diameter_px": diameter_px,
+                       "second_look_px": second_look_px}
+        return stated
 
 
 def classical_instances(image: np.ndarray, modality: str | None) -> np.ndarray:
@@ -80,12 +113,16 @@ class Classical(ReferenceMethod):
 
     name = "classical"
 
-    def predict(self, sample: Sample, task: InstanceTask) -> np.ndarray:
-        rows = sample.valid_rows
-        image = to_unit_float(sample.image, sample.databar_rows)[:rows]
-        labels = np.zeros(sample.image.shape[:2], dtype=np.int32)
-        labels[:rows] = classical_instances(image, sample.modality)
-        return labels
+    def predict(self, sample: Sample, task: InstanceTask, scale: float = 1.0,
+                second_look_px: float | None = None) -> np.ndarray:
+        image = to_unit_float(sample.image, sample.databar_rows)[: sample.valid_rows]
+        return _whole_image(classical_instances(image, sample.modality), sample)  # native pixels: no model's view
+
+    def stated_postprocess(self, task: InstanceTask, scale: float, diameter_px: float | None,
+                           second_look_px: float | None) -> dict[str, Any]:
+        return {"task": task.version, "params": {}, "rule": "classical: Gaussian 1 px, Otsu, holes filled, "
+                f"distance watershed seeded at h-maxima of {SEED_HEIGHT_PX:g} px, particles of at least "
+                f"{MIN_SIZE_PX} px; fixed, nothing tuned"}
 
 
 harness_methods = provides_methods(Oracle, Classical)
