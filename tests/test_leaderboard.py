@@ -813,6 +813,21 @@ def _declare(root: Path, name: str = "C9", **changes) -> Path:
     return path
 
 
+def test_a_confirmation_refuses_two_cells_of_one_training_seed(smoke_run, tmp_path):
+    """Confirmations pair by training seed: a second cell of that seed under another split seed would
+    silently replace the first, so the test is refused, naming both."""
+    root = _with_roles(smoke_run, tmp_path, {"none": [0.30, 0.32, 0.31, 0.35, 0.33, 0.34],
+                                             "a": [0.31, 0.33, 0.32, 0.30, 0.27, 0.285],
+                                             "b": [0.10, 0.10, 0.10, 0.36, 0.31, 0.345]}, {})
+    _declare(root)
+    assert cli("confirm", "C9", "--root", str(root)).exit_code == 0
+    add_forged(RecordStore(root), variant(smoke_run, tmp_path / "a-split1", method="a", seed=4, value=0.2,
+                                          seeds={"split": 1, "data": 0, "train": 4}))
+    refused = cli("confirm", "C9", "--root", str(root))
+    assert refused.exit_code == 2 and "Traceback" not in refused.output
+    assert "a at 1 has two cells of training seed 4 (split/data seeds 0/0 and 1/0)" in refused.output
+
+
 def test_seed_lists_read_as_ranges():
     from harness.results.boards import seeds_text
 

@@ -186,8 +186,18 @@ def _cells(board: Board | None, method: str, budget: str, seeds: Collection[int]
                            f"({listed}); declare the backbone, or the seeds would mix them")
     if not entries:
         return {}
-    runs = board.seeds(entries[0], budget).values()
-    return {f.record.seeds.train: f for f in runs if f.record.seeds.train in seeds}
+    cells: dict[int, Filed] = {}
+    for f in board.seeds(entries[0], budget).values():
+        train = f.record.seeds.train
+        if train not in seeds:
+            continue
+        if train in cells:  # pairs are by training seed: a second split or data seed must not replace one
+            other = cells[train].record.seeds
+            raise HarnessError(f"confirmation {name}: {method} at {budget} has two cells of training seed {train} "
+                               f"(split/data seeds {other.split}/{other.data} and {f.record.seeds.split}/"
+                               f"{f.record.seeds.data}); a confirmation pairs cells by training seed alone")
+        cells[train] = f
+    return cells
 
 
 def declared_cells(confirmation: Confirmation, filed: list[Filed]) -> dict[str, dict[int, Filed]]:
