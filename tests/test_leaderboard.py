@@ -721,6 +721,16 @@ def test_constant_differences_make_no_difference_detectable_below_six_seeds(smok
     assert "Detectable difference: none with 4 seeds" in text
 
 
+def test_a_constant_comparison_does_not_shrink_the_pooled_spread():
+    """A comparison of equal steps (answered by the sign test) is left out of the t-test's pooled sd;
+    counted as 0 it made the table claim a finer resolution than its seeds have."""
+    varying = [0.0, 0.02, 0.04]
+    assert stats.pooled_difference_sd([[-0.025, -0.025, -0.025], varying]) == pytest.approx(np.std(varying, ddof=1))
+    assert stats.pooled_difference_sd([[0.1, 0.1], [0.0, 0.0]]) == 0.0
+    two = [[0.0, 0.02, 0.04], [0.01, 0.0, 0.05]]
+    assert stats.pooled_difference_sd(two) == pytest.approx(np.sqrt(np.mean([np.var(d, ddof=1) for d in two])))
+
+
 def test_a_confirmation_reads_its_fresh_seeds_alone(smoke_run, tmp_path):
     """--seeds keeps only those training seeds (a declared confirmation's fresh ones), never the seeds its
     hypothesis was read from; reference rows, which train nothing, stay."""

@@ -208,10 +208,13 @@ POWER = 0.8
 
 def pooled_difference_sd(differences: Sequence[Sequence[float]]) -> float:
     """Several comparisons' seed-paired differences pooled into one standard deviation: the root mean
-    square of each one's sample sd, where differences constant up to rounding count 0 (there
-    :func:`paired_t` answers with the sign test, which :func:`detectable_difference` then sizes)."""
-    sds = [0.0 if constant_up_to_rounding(d) else float(np.std(d, ddof=1)) for d in differences]
-    return float(np.sqrt(np.mean(np.square(sds))))
+    square of each one's sample sd, over the comparisons whose differences vary. Differences constant
+    up to rounding (a discrete metric's equal steps) are left out, since :func:`paired_t` answers them
+    with the sign test, not the t-test this sd sizes; counting them as 0 would shrink the pool and
+    overstate what the table can resolve. 0 when every comparison is constant (then
+    :func:`detectable_difference` sizes the sign test)."""
+    sds = [float(np.std(d, ddof=1)) for d in differences if not constant_up_to_rounding(d)]
+    return float(np.sqrt(np.mean(np.square(sds)))) if sds else 0.0
 
 
 def detectable_difference(sd_of_differences: float | None, n_pairs: int, alpha: float = ALPHA,
