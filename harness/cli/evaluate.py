@@ -34,7 +34,8 @@ if TYPE_CHECKING:
 @click.option("--connectivity", type=click.Choice([str(c) for c in CONNECTIVITIES]), default="8",
               show_default=True, help="Neighbourhood that joins pixels of a binary mask into one particle.")
 @click.option("--mask-type", type=click.Choice(MASK_TYPES), default="auto", show_default=True,
-              help="auto: masks holding only 0/1 or 0/255 are binary and split by connected components.")
+              help="auto: a mask with one non-zero value (0/1, 0/255, ...) is binary and split into connected "
+                   "components; two or more values are instance ids.")
 @click.option("--iou-threshold", type=click.FloatRange(0, 1, min_open=True), default=DEFAULT_IOU_THRESHOLD,
               show_default=True, help="IoU at which a predicted particle matches a true one.")
 @click.option("--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True,
