@@ -43,6 +43,18 @@ def test_a_semicolon_separated_metadata_file_gets_a_hint(tmp_path):
     assert result.exit_code == 2
 
 
+def test_a_metadata_row_with_a_field_too_many_is_refused_not_shifted(tmp_path):
+    """A trailing comma gives a row one field more than the header; pandas would make the image name
+    the index and read every value one column to the left, silently dropping the pixel sizes."""
+    root = make_folder(tmp_path / "t", {"a.tif": micrograph(1), "b.tif": micrograph(2)},
+                       {"a.tif": disc_mask(1)}, csv="image,pixel_size_nm\na.tif,2.0,\nb.tif,3.0,\n")
+    errors = [p for p in check_folder(root).errors if p.file == "metadata.csv"]
+    assert errors and "line 2 has 3 fields, the header 2 (and 1 more line(s))" in errors[0].reason
+    (root / "metadata.csv").write_text("image,pixel_size_nm\na.tif,2.0\nb.tif,3.0\n\n")  # a blank line is fine
+    assert not [p for p in check_folder(root).errors if p.file == "metadata.csv"]
+    assert FolderDataset(root).index().set_index("id").loc["a", "pixel_size_nm"] == 2.0
+
+
 def test_a_symlink_loop_is_named_as_one(tmp_path):
     root = make_folder(tmp_path / "l", {"a.tif": micrograph(1), "b.tif": micrograph(2)})
     os.symlink(root / "images" / "loop.tif", root / "images" / "loop.tif")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import math
 import unicodedata
 from dataclasses import dataclass, field
@@ -107,6 +108,17 @@ class MetadataTable:
     problems: list[Problem] = field(default_factory=list)
 
 
+def _ragged_lines(path: Path) -> list[tuple[int, int, int]]:
+    """(line, fields, header fields) of every non-blank row whose field count is not the header's."""
+    with path.open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.reader(handle, skipinitialspace=True))
+    if not rows:
+        return []
+    header = len(rows[0])
+    return [(number, len(row), header) for number, row in enumerate(rows[1:], start=2)
+            if any(cell.strip() for cell in row) and len(row) != header]
+
+
 def read_metadata_table(path: Path) -> MetadataTable:
     """Parse a ``metadata.csv``: the one reader of the format (the folder dataset, ``data check``
     and ``harness evaluate`` all read it here). A missing file is an empty table."""
@@ -116,10 +128,20 @@ def read_metadata_table(path: Path) -> MetadataTable:
         return MetadataTable(problems=[Problem(file=METADATA_FILE, reason="file is empty (0 bytes); it is ignored",
                                                severity="warning")])
     try:
-        table = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+        # a row with a field more than the header would make pandas take its image name for the
+        # index and shift every value one column left: refused here, by line
+        ragged = _ragged_lines(path)
+        table = None if ragged else pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True,
+                                                index_col=False)
     except Exception as err:  # noqa: BLE001 - pandas raises several types for malformed CSV
         return MetadataTable(problems=[Problem(file=METADATA_FILE,
                                                reason=f"cannot be parsed as CSV ({type(err).__name__}: {err})")])
+    if table is None:
+        line, fields, header = ragged[0]
+        more = f" (and {len(ragged) - 1} more line(s))" if len(ragged) > 1 else ""
+        return MetadataTable(problems=[Problem(file=METADATA_FILE, reason=(
+            f"line {line} has {fields} fields, the header {header}{more}: its values cannot be matched to "
+            "columns (a trailing comma?)"))])
     columns = [str(c).strip().lower() for c in table.columns]
     table.columns = columns
     if "image" not in columns:
