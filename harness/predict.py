@@ -112,6 +112,9 @@ def predict_folder(run_dir: Path, images: Path, out: Path, device: str = "auto",
     second_look = card.get("second_look_px") if working_scale is None else None
     if out.resolve() == images.resolve() or images.resolve() in out.resolve().parents:
         raise HarnessError(f"--out {out} lies inside the image folder {images}: choose a folder outside it")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        # masks of images no longer in the folder would stay beside the new ones, unlisted in particles.csv
+        raise HarnessError(f"--out {out} is not an empty folder: choose a new one (nothing is written over)")
     dataset = FolderDataset(images, flat=not (images / IMAGES_DIR).is_dir())
     records = dataset.records()  # refuses, naming each bad file, as `harness data check` would
     if not records:

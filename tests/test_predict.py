@@ -109,6 +109,24 @@ def test_bad_inputs_are_refused_by_name(exported, tmp_path):
     assert no_model.exit_code != 0 and "no model.safetensors" in no_model.output
 
 
+def test_an_output_folder_in_use_or_an_edited_card_is_refused(exported, tmp_path):
+    run, images, out = exported
+    again = CliRunner().invoke(main, ["predict", "--run", str(run), "--images", str(images), "--out", str(out)])
+    assert again.exit_code != 0 and "is not an empty folder" in again.output and "Traceback" not in again.output
+    card = json.loads((run / "model.json").read_text())
+    for field, value, says in (("working_scale", "abc", "working_scale is 'abc'"),
+                               ("working_scale", -1, "working_scale is -1"),
+                               ("second_look_px", 0, "second_look_px is 0"),
+                               ("backbone", "resnet9000", "resnet9000")):
+        edited = tmp_path / f"edited-{field}-{value}"
+        shutil.copytree(run, edited)
+        (edited / "model.json").write_text(json.dumps({**card, field: value}))
+        result = CliRunner().invoke(main, ["predict", "--run", str(edited), "--images", str(images), "--out",
+                                           str(tmp_path / f"o-{field}-{value}")])
+        assert result.exit_code != 0 and "Traceback" not in result.output, result.output
+        assert "model.json" in result.output and says in result.output, result.output
+
+
 def test_working_scale_overrides_the_runs_own_factor(exported, tmp_path):
     run, images, out = exported
     card_scale = json.loads((run / "model.json").read_text())["working_scale"]

@@ -87,6 +87,27 @@ def write_model(out: Path, state: Mapping[str, Any], card: dict[str, Any]) -> No
     write_text_atomic(out / CARD_FILE, json.dumps(card, indent=2, sort_keys=True) + "\n")
 
 
+def _check_card(card: Any, path: Path) -> None:
+    """The card's fields that decide how images are read, checked before they are used (the weights are
+    checked by digest; the card, a text file, can be edited)."""
+    def bad(field: str, why: str) -> HarnessError:
+        return HarnessError(f"{path}: {field} {why} (damaged or edited; the run's record states the true value)")
+
+    if not isinstance(card, dict):
+        raise HarnessError(f"{path}: not a model card (a JSON object is expected)")
+    for field in ("backbone", "task"):
+        if not isinstance(card.get(field), str) or not card[field]:
+            raise bad(field, f"is {card.get(field)!r}, not a name")
+    scale = card.get("working_scale")
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0 < scale <= 1:
+        raise bad("working_scale", f"is {scale!r}, not a factor in (0, 1]")
+    look = card.get("second_look_px")
+    if look is not None and (isinstance(look, bool) or not isinstance(look, (int, float)) or not look > 0):
+        raise bad("second_look_px", f"is {look!r}, not a positive size in px")
+    if not isinstance(card.get("postprocess"), dict):
+        raise bad("postprocess", f"is {card.get('postprocess')!r}, not the tuned parameters")
+
+
 def load_model(run_dir: Path) -> tuple[Any, dict[str, Any]]:
     """The fine-tuned network of a run folder and its card; one-line refusals for what is missing
     or damaged."""
@@ -103,10 +124,14 @@ def load_model(run_dir: Path) -> tuple[Any, dict[str, Any]]:
         card = json.loads(card_path.read_text())
     except ValueError as err:
         raise HarnessError(f"{card_path}: not readable JSON ({err})") from None
+    _check_card(card, card_path)
     payload = weights_path.read_bytes()
     if hashlib.sha256(payload).hexdigest() != card.get("weights_sha256"):
         raise HarnessError(f"{weights_path}: its bytes do not match the sha256 in {CARD_FILE} (damaged or edited)")
-    net = build_segmentation_net(card["backbone"], None, get_task(card["task"]))
+    try:
+        net = build_segmentation_net(card["backbone"], None, get_task(card["task"]))
+    except HarnessError as err:
+        raise HarnessError(f"{card_path}: {err}") from None
     net.load_state_dict(load(payload), strict=True)
     net.eval()
     return net, card
