@@ -249,6 +249,20 @@ def test_verify_recomputes_and_seals_records_filed_before_digests(smoke_run, tmp
     assert not forged.with_name(forged.stem + ".sha256").exists()
 
 
+def test_a_record_whose_digest_was_removed_does_not_verify(smoke_run, tmp_path):
+    """Deleting a digest must not let an edit pass: without --seal, a record with no digest fails."""
+    root = tmp_path / "lb"
+    target = RecordStore(root).add(variant(smoke_run, tmp_path / "run", seed=1))
+    target.with_name(target.stem + ".sha256").unlink()
+    data = json.loads(target.read_text())
+    data["budget"] = "2"  # an edit the recomputed numbers cannot see
+    target.write_text(json.dumps(data))
+    result = CliRunner().invoke(main, ["leaderboard", "verify", "--root", str(root)])
+    assert result.exit_code == 2 and "has no digest" in result.output and "digests hold" not in result.output
+    missing = CliRunner().invoke(main, ["leaderboard", "verify", "--root", str(tmp_path / "typo")])
+    assert missing.exit_code == 2 and "no leaderboard here" in missing.output and "Traceback" not in missing.output
+
+
 def test_concurrent_adds_from_several_processes_lose_nothing(smoke_run, tmp_path):
     root = tmp_path / "lb"
     own = [[variant(smoke_run, tmp_path / f"p{p}-{i}", method=f"m{p}", seed=i) for i in range(3)] for p in range(4)]

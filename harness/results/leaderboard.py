@@ -361,7 +361,7 @@ class RecordStore:
         record filed before digests were kept, once its numbers check out."""
         results: list[tuple[Path, str | None]] = []
         if not self.records_dir.is_dir():
-            return results
+            raise HarnessError(f"{self.root}: no leaderboard here (no records/ folder); check --root")
         for directory in sorted(p for p in self.records_dir.iterdir() if p.is_dir()):
             for path in sorted(p for p in directory.glob("*.json")
                                if not p.name.endswith(PER_IMAGE_SUFFIX) and not p.name.startswith(".")):
@@ -371,7 +371,12 @@ class RecordStore:
                 except HarnessError as err:
                     results.append((path, str(err).removeprefix(f"{path}: ")))
                     continue
-                if seal and not digest_path(path).is_file():
+                if not digest_path(path).is_file():
+                    if not seal:  # filed before digests were kept, or its digest removed: nothing vouches for it
+                        results.append((path, f"has no digest ({digest_path(path).name}), so an edit would go "
+                                              "unseen; its numbers recompute, and `harness leaderboard verify "
+                                              "--seal` writes the digest if it was filed before digests were kept"))
+                        continue
                     with self._locked():
                         files = [path] + ([filed.per_image] if filed.per_image is not None else [])
                         create_exclusive(digest_path(path), digest_text(files).encode("utf-8"))
