@@ -249,6 +249,23 @@ def test_verify_recomputes_and_seals_records_filed_before_digests(smoke_run, tmp
     assert not forged.with_name(forged.stem + ".sha256").exists()
 
 
+@pytest.mark.parametrize("edit, says", [
+    ({"method": ""}, "method name ''"), ({"budget": "lots"}, "label budget 'lots' is not understood"),
+    ({"seeds": {"split": 0, "data": 0, "train": -5}}, "train seed -5 is outside"),
+    ({"run_id": "x" * 300}, "is not a safe file name")])
+def test_a_record_edited_out_of_any_cell_is_not_filed(smoke_run, tmp_path, edit, says):
+    run = variant(smoke_run, tmp_path / "run", seed=1)
+    data = json.loads((run / RECORD_FILE).read_text())
+    if "method" in edit:
+        data["method"]["name"] = edit["method"]
+    else:
+        data.update(edit)
+    (run / RECORD_FILE).write_text(json.dumps(data))
+    result = CliRunner().invoke(main, ["leaderboard", "add", str(run), "--root", str(tmp_path / "lb")])
+    assert result.exit_code == 2 and says in result.output and "Traceback" not in result.output, result.output
+    assert not list((tmp_path / "lb").glob("records/*/*.json"))
+
+
 def test_a_record_whose_digest_was_removed_does_not_verify(smoke_run, tmp_path):
     """Deleting a digest must not let an edit pass: without --seal, a record with no digest fails."""
     root = tmp_path / "lb"

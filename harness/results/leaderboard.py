@@ -48,7 +48,7 @@ PER_IMAGE_SUFFIX = ".per_image.json"
 OVERLAY_SUFFIX = ".overlay.png"
 LOCK_FILE = ".lock"
 RELEASE_NAME = re.compile(r"^v[0-9]+$")
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")  # a file name on any file system
 
 
 def default_root() -> Path:
@@ -156,8 +156,25 @@ def parse_record(data: Any, source: Path) -> tuple[RunRecord, int]:
         raise HarnessError(f"{source}: not a valid result record: {validation_reason(err)}") from None
     for what, value in (("dataset key", record.dataset.key), ("run_id", record.run_id)):
         if not _SAFE_NAME.match(value):
-            raise HarnessError(f"{source}: {what} {value!r} is not a safe file name ([A-Za-z0-9._-])")
+            raise HarnessError(f"{source}: {what} {value!r} is not a safe file name ([A-Za-z0-9._-], "
+                               "at most 100 characters)")
     return record, int(stored)  # type: ignore[arg-type]  # migrate() accepted it: a known version
+
+
+def _check_identity(record: RunRecord, source: Path) -> None:
+    """Refuse a record whose cell could not have come from a run (an edited record.json): the numbers
+    are recomputed on filing, but the fields that place a record in a table are not numbers."""
+    from harness.data.splits import MAX_SEED, Budget
+
+    if not _SAFE_NAME.match(record.method.name):
+        raise HarnessError(f"{source}: method name {record.method.name!r} is not a method's name")
+    try:
+        Budget.parse(record.budget)
+    except HarnessError as err:
+        raise HarnessError(f"{source}: {err}") from None
+    for what, seed in record.seeds.model_dump().items():
+        if not 0 <= seed <= MAX_SEED:
+            raise HarnessError(f"{source}: {what} seed {seed} is outside 0..{MAX_SEED}")
 
 
 def _check_per_image(data: Any, record: RunRecord, source: Path) -> list[dict[str, Any]]:
@@ -289,6 +306,7 @@ class RecordStore:
         tests of the tables that file fabricated numbers on purpose.
         """
         record, stored, per_image, raw = read_run(source)
+        _check_identity(record, source)
         if record.accepted_leaks:
             raise HarnessError(f"{source}: the run accepted {len(record.accepted_leaks)} near-duplicate pair(s) "
                                f"between images it chose on and images it was judged on (--allow-leakage; the first: "
