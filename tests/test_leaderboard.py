@@ -1051,6 +1051,14 @@ def test_declare_writes_a_confirmation_only_for_seeds_not_yet_run(smoke_run, tmp
     unknown = CliRunner().invoke(main, ["leaderboard", "declare", "C6", *base[2:-2], "--task", "no-such", "--seeds",
                                         "5-6"])
     assert unknown.exit_code == 2 and "0 sections of task no-such" in unknown.output
+    # a declaration no run could fulfil would hold its name for good: refused before it is written
+    for option, value, says in (("--methods", "nosuchmethod", "no method 'nosuchmethod' is installed"),
+                                ("--budget", "lots", "label budget 'lots' is not understood"),
+                                ("--hypothesis", " ", "the hypothesis is empty")):
+        args = [*base[:2], *[value if prev == option else arg for prev, arg in zip(["", *base[2:]], base[2:])]]
+        refused = CliRunner().invoke(main, ["leaderboard", "declare", "C7", *args[2:], "--seeds", "7-8"])
+        assert refused.exit_code == 2 and says in refused.output and "Traceback" not in refused.output, refused.output
+        assert not (root / "confirmations" / "C7.json").exists()
 
 
 def test_a_bad_confirmation_is_refused_in_one_line(smoke_run, tmp_path):

@@ -325,6 +325,25 @@ def describe(outcome: Outcome) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _check_declarable(c: Confirmation, section: Board | None) -> None:
+    """A declaration takes its name for good, so one that no run could ever fulfil is refused: an empty
+    hypothesis, a budget no run can have, a method neither installed nor filed in the section."""
+    from harness.data.splits import Budget
+    from harness.methods.registry import available_methods
+
+    if not c.hypothesis.strip():
+        raise HarnessError(f"confirmation {c.name}: the hypothesis is empty; state what is to be confirmed")
+    try:
+        Budget.parse(c.budget)
+    except HarnessError as err:
+        raise HarnessError(f"confirmation {c.name}: {err}") from None
+    known = set(available_methods()) | ({e.method for e in section.entries} if section is not None else set())
+    unknown = [m for m in (c.baseline, *c.methods) if m not in known]
+    if unknown:
+        raise HarnessError(f"confirmation {c.name}: no method {', '.join(map(repr, unknown))} is installed or "
+                           f"filed in the section (installed: {', '.join(sorted(available_methods()))})")
+
+
 def declare(store: RecordStore, *, name: str, hypothesis: str, dataset: str, budget: str, methods: list[str],
             seeds: list[int], task: str, settings: str | None = None, protocol: str = "finetune",
             metric: str = "count_rel_error", baseline: str = BASELINE_METHOD, alpha: float = 0.05,
@@ -350,6 +369,7 @@ def declare(store: RecordStore, *, name: str, hypothesis: str, dataset: str, bud
     except ValidationError as err:
         raise HarnessError(f"confirmation {name}: {validation_reason(err)}") from None
     stats.direction(metric)
+    _check_declarable(confirmation, section)
     taken = sorted(((m, seed) for m in (confirmation.baseline, *confirmation.methods)
                     for seed in _cells(section, m, budget, seeds, backbone, name)), key=lambda cell: (cell[1], cell[0]))
     if taken:
