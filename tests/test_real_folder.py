@@ -225,7 +225,9 @@ def test_a_check_shared_out_to_processes_reports_exactly_what_one_process_does(t
     for module, name in ((check, "FILES_PER_WORKER"), (leakage, "ROWS_PER_WORKER"), (scan, "READINGS_PER_WORKER")):
         monkeypatch.setattr(module, name, 1)
     shared = report("shared")
-    assert pools == [2, 2, 2]  # scale-bar reading, decoding and the leak search each went to 2 processes
+    # scale-bar reading, decoding and the two leak searches (pretraining against evaluation images,
+    # validation against test) each went to 2 processes
+    assert pools == [2, 2, 2, 2]
     assert shared == alone
     leaks = json.loads(alone)["leaks"]
     assert [(leak["pretrain_id"], leak["eval_id"]) for leak in leaks] == [("copy", original.removesuffix(".png"))]

@@ -55,6 +55,20 @@ def test_a_metadata_row_with_a_field_too_many_is_refused_not_shifted(tmp_path):
     assert FolderDataset(root).index().set_index("id").loc["a", "pixel_size_nm"] == 2.0
 
 
+def test_a_folder_whose_masks_hold_no_particle_is_not_usable(tmp_path):
+    names = [f"i{k}.tif" for k in range(6)]
+    empty = {n: np.zeros_like(disc_mask(0)) for n in names}
+    root = make_folder(tmp_path / "e", {n: micrograph(k) for k, n in enumerate(names)}, empty)
+    report = check_folder(root)
+    assert not report.usable
+    assert any("hold no particle" in p.reason for p in report.errors), [p.reason for p in report.errors]
+    labelled = make_folder(tmp_path / "l", {n: micrograph(k) for k, n in enumerate(names)},
+                           {n: disc_mask(k) for k, n in enumerate(names)})
+    assert not any("hold no particle" in p.reason for p in check_folder(labelled).problems)
+    cropped = check_folder(labelled, crop_bottom=disc_mask(0).shape[0] - 2)  # every label below the kept rows
+    assert any("hold no particle" in p.reason for p in cropped.errors)
+
+
 def test_a_symlink_loop_is_named_as_one(tmp_path):
     root = make_folder(tmp_path / "l", {"a.tif": micrograph(1), "b.tif": micrograph(2)})
     os.symlink(root / "images" / "loop.tif", root / "images" / "loop.tif")

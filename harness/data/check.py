@@ -348,6 +348,11 @@ def check_folder(
                 )
             )
         problems += _pool_warnings(manifest, sum(1 for r in loaded if r.mask is not None))
+        masked = [r for r in reports.values() if r.mask is not None and r.loaded]
+        if masked and not sum(r.particles for r in masked):
+            problems.append(Problem(file="masks/", reason=(
+                f"the {len(masked)} mask(s) hold no particle (all background, or every label lies in the data bar "
+                "or the cropped rows): there is nothing to fine-tune on or to score")))
 
     binary = [i.mask or i.image for i in reports.values() if i.mask_kind == "binary"]
     if binary:
@@ -395,8 +400,8 @@ def check_folder(
 
 
 #: Bump when a rule of :func:`check_folder` changes, so remembered verdicts are made again.
-#: 2: validation is compared with test too.
-CHECK_RULES_VERSION = "2"
+#: 2: validation is compared with test too; 3: masks that hold no particle at all are an error.
+CHECK_RULES_VERSION = "3"
 
 
 class RunVerdict(NamedTuple):
