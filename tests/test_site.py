@@ -64,3 +64,12 @@ def test_the_site_renders_in_headless_chromium(site, tmp_path):
                    capture_output=True, timeout=120, check=True)
     pixels = iio.imread(shot)
     assert pixels.shape[0] == 1600 and np.std(pixels) > 10  # a page was painted, not a blank
+
+
+def test_a_site_inside_the_leaderboard_folder_is_refused(site):
+    board = site.parent / "lb"
+    for inside in (board, board / "www"):
+        result = CliRunner().invoke(main, ["leaderboard", "render", "--root", str(board), "--site", str(inside)])
+        assert result.exit_code == 2 and "must lie outside the leaderboard folder" in result.output, result.output
+        assert "Traceback" not in result.output
+    assert not (board / "www").exists()
