@@ -60,6 +60,17 @@ def test_export_refuses_a_non_empty_folder(tmp_path):
     assert result.exit_code == 2 and "not empty" in result.output
 
 
+def test_an_export_of_an_empty_split_is_refused_not_written_empty(tmp_path):
+    from test_folder import disc_mask, make_folder, micrograph
+
+    names = [f"i{k}.tif" for k in range(6)]
+    root = make_folder(tmp_path / "lab", {n: micrograph(k) for k, n in enumerate(names)},
+                       {n: disc_mask(k) for k, n in enumerate(names)})  # every image labelled: no unlabeled pool
+    result = invoke("data", "export", str(root), "--split", "unlabeled", "--out", str(tmp_path / "out"))
+    assert result.exit_code == 2 and "holds no image" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_stopped_export_leaves_nothing_under_its_name_and_runs_again(tmp_path, monkeypatch):
     from harness.data.synthetic import SyntheticDataset
 

@@ -42,6 +42,9 @@ def export_pool(
     chosen = [(p, i) for p in pools for i in manifest.pools[p]]
     if limit is not None:
         chosen = chosen[:limit]
+    if not chosen:
+        held = ", ".join(f"{p} {len(ids)}" for p, ids in manifest.pools.items())
+        raise HarnessError(f"split {pool!r} of {manifest.dataset.key} holds no image ({held}): nothing to export")
     if out.exists() and any(out.iterdir()):
         raise HarnessError(f"{out}: output folder is not empty; choose a new folder")
     out.parent.mkdir(parents=True, exist_ok=True)
