@@ -69,6 +69,25 @@ def test_a_folder_whose_masks_hold_no_particle_is_not_usable(tmp_path):
     assert any("hold no particle" in p.reason for p in cropped.errors)
 
 
+def test_a_mask_stored_as_jpeg_is_refused_whatever_its_name(tmp_path):
+    """JPEG compression changes label values at particle edges (ids 0-4 came back as 0-5): a mask so
+    stored is refused by the folder check and by evaluate, even under a .png name."""
+    names = [f"i{k}.tif" for k in range(6)]
+    root = make_folder(tmp_path / "j", {n: micrograph(k) for k, n in enumerate(names)},
+                       {n: disc_mask(k) for k, n in enumerate(names[1:])})
+    Image.fromarray((disc_mask(0) * 60).astype(np.uint8)).save(root / "masks" / "i0.png", format="JPEG")
+    problems = [p for p in check_folder(root).errors if p.file == "masks/i0.png"]
+    assert problems and "lossy JPEG" in problems[0].reason, [p.reason for p in check_folder(root).problems]
+    pred = tmp_path / "pred"
+    pred.mkdir()
+    Image.fromarray((disc_mask(0) > 0).astype(np.uint8)).save(pred / "i0.png")
+    truth = tmp_path / "truth"
+    truth.mkdir()
+    (root / "masks" / "i0.png").rename(truth / "i0.png")
+    result = invoke("evaluate", "--pred", str(pred), "--truth", str(truth))
+    assert result.exit_code == 2 and "lossy JPEG" in result.output and "Traceback" not in result.output
+
+
 def test_a_symlink_loop_is_named_as_one(tmp_path):
     root = make_folder(tmp_path / "l", {"a.tif": micrograph(1), "b.tif": micrograph(2)})
     os.symlink(root / "images" / "loop.tif", root / "images" / "loop.tif")

@@ -13,6 +13,7 @@ Pixels are read with tifffile (TIFF) and Pillow (everything else); torchvision.i
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import tempfile
@@ -90,6 +91,28 @@ def check_declared_size(path: Path, height: int, width: int) -> None:
         raise HarnessError(f"{path}: declares {width} x {height} pixels ({height * width / 1e6:.0f} Mpx), more than "
                            f"the {MAX_IMAGE_PIXELS / 1e6:.0f} Mpx harness decodes from one file; "
                            "split or downsample it")
+
+
+#: PIL's names of formats whose compression changes pixel values (a WebP can be lossless, but a mask
+#: has no need of the doubt): a label image stored so has ids blurred at every particle edge.
+LOSSY_FORMATS = ("JPEG", "MPO", "WEBP")
+
+
+def read_label_array(path: str | Path) -> np.ndarray:
+    """A stored label image (a mask), as :func:`read_array`, refusing a lossy format whatever its name."""
+    path = Path(path)
+    stored = None
+    if path.suffix.lower() not in (".tif", ".tiff") and path.is_file() and path.stat().st_size:
+        with contextlib.suppress(Exception), Image.open(path) as im:  # unreadable: read_array says why
+            stored = im.format
+    if stored in LOSSY_FORMATS:
+        raise HarnessError(f"{path}: {lossy_mask_reason(stored)}")
+    return read_array(path)
+
+
+def lossy_mask_reason(stored_format: str | None) -> str:
+    return (f"mask is stored as lossy {stored_format}, which changes label values at particle edges; save masks "
+            "as PNG or TIFF")
 
 
 def read_array(path: str | Path) -> np.ndarray:

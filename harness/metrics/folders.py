@@ -17,7 +17,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict
 
 from harness.data.folder import parse_metadata_row, read_metadata_table
-from harness.data.io import IMAGE_SUFFIXES, METADATA_FILE, read_array, separator_hint, stem_key
+from harness.data.io import IMAGE_SUFFIXES, METADATA_FILE, read_label_array, separator_hint, stem_key
 from harness.data.scales import UNKNOWN_SCALE, length_scale_of
 from harness.errors import HarnessError
 from harness.metrics.aggregate import MetricsReport, aggregate
@@ -195,8 +195,8 @@ def evaluate_folders(
     binaries = {"pred": 0, "truth": 0}
     for stem, pred_file, truth_file in pairs:
         image_meta = info(stem)
-        pred, pred_binary = prepare_labels(read_array(pred_file), str(pred_file), mask_type, connectivity)
-        truth, truth_binary = prepare_labels(read_array(truth_file), str(truth_file), mask_type, connectivity)
+        pred, pred_binary = prepare_labels(read_label_array(pred_file), str(pred_file), mask_type, connectivity)
+        truth, truth_binary = prepare_labels(read_label_array(truth_file), str(truth_file), mask_type, connectivity)
         binaries["pred"] += pred_binary
         binaries["truth"] += truth_binary
         if pred.shape != truth.shape:

@@ -13,9 +13,7 @@ import tifffile
 from PIL import Image
 
 from harness.data.folder.records import LUMA, PIL_DTYPES, RGB_MASK, Layout
-from harness.data.io import (
-    check_declared_size,
-)
+from harness.data.io import LOSSY_FORMATS, check_declared_size, lossy_mask_reason
 from harness.data.masks import binary_to_instances, is_binary_mask
 from harness.data.tiffmeta import PixelSize, pixel_size_from_tiff, vendor_of
 from harness.errors import HarnessError
@@ -207,7 +205,11 @@ def read_mask_raw(path: Path) -> np.ndarray:
                 data = np.asarray(tif.pages.first.asarray())
         else:
             with Image.open(path) as im:
+                if im.format in LOSSY_FORMATS:  # whatever the file's name says: compression blurs label ids
+                    raise _fail(path, lossy_mask_reason(im.format))
                 data = np.asarray(im.convert("L") if im.mode == "1" else im)
+    except HarnessError:
+        raise
     except Exception as err:
         raise _fail(path, f"pixels cannot be decoded ({type(err).__name__}: {err})") from err
     if data.ndim != 2:
