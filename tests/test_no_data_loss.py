@@ -40,6 +40,21 @@ def test_atomic_writes_leave_no_temporary_files(tmp_path):
     assert path.read_text() == "[]\n" and [p.name for p in path.parent.iterdir()] == ["x.json"]
 
 
+def test_atomic_writes_give_ordinary_files_by_the_umask(tmp_path):
+    """The temporary file is private (mkstemp); what it becomes must be readable as the umask says, or a
+    web server running as another user cannot serve the static site."""
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        assert stat.S_IMODE(write_text_atomic(tmp_path / "a.html", "x").stat().st_mode) == 0o644
+        os.umask(0o077)
+        assert stat.S_IMODE(write_text_atomic(tmp_path / "b.html", "x").stat().st_mode) == 0o600
+    finally:
+        os.umask(old)
+
+
 @pytest.mark.parametrize("args", [
     ["run", "--method", "none", "--budget", "10%", "--seed", "-1"],
     ["run", "--method", "none", "--budget", "10%", "--seed", str(2**64)],

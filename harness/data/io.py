@@ -34,6 +34,13 @@ MAX_IMAGE_PIXELS = 2**27
 METADATA_FILE = "metadata.csv"
 
 
+def _umask() -> int:
+    """The process's file-creation mask (reading it means setting it, so it is set straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
     """Write ``data`` to ``path`` through a temporary file unique to this process in the same folder,
     flushed and renamed over it at the end: a reader sees the old file or the new one, never half
@@ -45,6 +52,7 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
         with os.fdopen(handle, "wb") as stream:
             stream.write(data)
             stream.flush()
+            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's file is private; the result is an ordinary file
             os.fsync(stream.fileno())
         os.replace(tmp, path)
     except BaseException:
