@@ -332,6 +332,14 @@ def test_a_release_rebuilds_byte_identical_tables(smoke_run, tmp_path):
     target.write_bytes(target.read_bytes().replace(b'"budget"', b'"budget" ', 1))
     tampered = cli("show", "--root", str(root), "--release", "v1")
     assert tampered.exit_code == 2 and "changed since the release" in tampered.output
+    # the manifest itself edited: a record's entry dropped, or the release renamed inside it
+    path = root / "releases" / "v1.json"
+    dropped = {**manifest, "files": [f for f in manifest["files"] if f["path"] != manifest["files"][2]["path"]]}
+    for edited, says in ((dropped, "lists 3 record file(s) where its dataset counts say 4"),
+                         ({**manifest, "release": "v7"}, "names release 'v7', not 'v1'")):
+        path.write_text(json.dumps(edited))
+        result = cli("show", "--root", str(root), "--release", "v1")
+        assert result.exit_code == 2 and says in result.output, result.output
 
 
 def test_dataset_versions_and_schema_versions_never_share_a_table(smoke_run, tmp_path):

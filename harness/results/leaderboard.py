@@ -465,9 +465,21 @@ class RecordStore:
             known = ", ".join(sorted(p.stem for p in self.releases_dir.glob("v*.json"))) or "none"
             raise HarnessError(f"release {name} not found under {self.releases_dir} (releases: {known})")
         try:
-            return ReleaseManifest.model_validate(_load_json(path))
+            manifest = ReleaseManifest.model_validate(_load_json(path))
         except ValidationError as err:
             raise HarnessError(f"{path}: not a release manifest: {validation_reason(err)}") from None
+        # the manifest vouches for its files; its own edits show where it disagrees with itself
+        if manifest.release != name:
+            raise HarnessError(f"{path}: names release {manifest.release!r}, not {name!r} (edited or renamed)")
+        records: dict[str, int] = {}
+        for entry in manifest.files:
+            parts = entry.path.split("/")
+            if parts[0] != CONFIRMATIONS_DIR and not entry.path.endswith(PER_IMAGE_SUFFIX) and len(parts) >= 2:
+                records[parts[-2]] = records.get(parts[-2], 0) + 1
+        if records != {k: v for k, v in manifest.datasets.items() if v}:
+            raise HarnessError(f"{path}: lists {sum(records.values())} record file(s) where its dataset counts say "
+                               f"{sum(manifest.datasets.values())} (edited)")
+        return manifest
 
     def release_records(self, name: str) -> list[Filed]:
         """The records of release ``name``, after checking every file against its sha256."""
