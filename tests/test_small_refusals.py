@@ -123,3 +123,12 @@ def test_binary_masks_are_warned_about(tmp_path):
     assert warnings and "8-connected" in warnings[0].reason and "masks/a.tif" in warnings[0].reason
     tifffile.imwrite(root / "masks" / "a.tif", disc_mask(1))
     assert not [p for p in check_folder(root).problems if "binary" in p.reason]
+
+
+def test_options_are_named_in_their_own_refusals(tmp_path):
+    limit = invoke("sweep", "--methods", "none", "--executor", "local", "--time-limit", "forever",
+                   "--out", str(tmp_path / "s"))
+    assert limit.exit_code == 2 and "--time-limit 'forever'" in limit.output and "checkpoint" not in limit.output
+    missing = invoke("leaderboard", "reproduce", str(tmp_path / "x" / "record.json"), "--root", str(tmp_path))
+    assert missing.exit_code == 2 and "no such file or folder" in missing.output
+    assert "no record with" not in missing.output

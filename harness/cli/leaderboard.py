@@ -188,6 +188,8 @@ def _resolve_run(run: str, root: Path | None):
     if path.exists():
         record, _, per_image, _ = read_run(path)
         return record, per_image
+    if "/" in run or run.endswith(".json"):  # meant as a path, not a run_id
+        raise HarnessError(f"{run}: no such file or folder (a run folder, a record file or a filed run_id is expected)")
     filed = _store(root).find(run)
     return filed.record, filed.per_image_scores()
 

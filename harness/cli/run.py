@@ -241,7 +241,10 @@ def sweep(method_list, confirmation, budgets, seeds, out, force, executor, parti
                            "local or slurm")
     if partition and executor != "slurm":
         raise HarnessError("--partition is a SLURM option: use it with --executor slurm")
-    limit_s, limit_steps = parse_interval(time_limit)
+    try:
+        limit_s, limit_steps = parse_interval(time_limit)
+    except HarnessError:  # its message names the checkpoint interval, the other option it parses
+        limit_s, limit_steps = None, None
     if limit_s is None or limit_steps is not None:
         raise HarnessError(f"--time-limit {time_limit!r} must be a duration such as 90m or 12h")
     config = parse_config(config_items)
