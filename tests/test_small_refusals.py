@@ -132,3 +132,8 @@ def test_options_are_named_in_their_own_refusals(tmp_path):
     missing = invoke("leaderboard", "reproduce", str(tmp_path / "x" / "record.json"), "--root", str(tmp_path))
     assert missing.exit_code == 2 and "no such file or folder" in missing.output
     assert "no record with" not in missing.output
+
+
+def test_a_release_of_a_missing_root_creates_nothing(tmp_path):
+    result = invoke("leaderboard", "release", "v1", "--root", str(tmp_path / "typo"))
+    assert result.exit_code == 2 and "no records under" in result.output and not (tmp_path / "typo").exists()

@@ -429,6 +429,8 @@ class RecordStore:
         from harness import __version__
 
         path = self.release_path(name)
+        if not self.records_dir.is_dir():  # before the lock, which would create the folder it refuses
+            raise HarnessError(f"no records under {self.records_dir} to release (check --root)")
         with self._locked():
             if path.exists():
                 raise HarnessError(f"release {name} already exists ({path}); releases are immutable")
