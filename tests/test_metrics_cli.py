@@ -137,7 +137,7 @@ def _bad(tmp_path: Path, case: str) -> tuple[list[str], str]:
         return args, "a.png: expected a 2-D label image, got shape \\(32, 32, 3\\)"
     if case == "float":
         (pred / "a.png").unlink()
-        tifffile.imwrite(pred / "a.tif", np.zeros((32, 32), np.float32))
+        tifffile.imwrite(pred / "a.tif", np.full((32, 32), 0.5, np.float32))  # whole-number floats are labels
         return args, "a.tif: label images must hold integers, got dtype float32"
     if case == "negative":
         tifffile.imwrite(truth / "masks" / "a.tif", np.full((32, 32), -3, np.int16))
@@ -183,6 +183,21 @@ def test_bad_input_gives_one_line_and_exit_2(tmp_path: Path, case: str):
 
 def test_command_is_exported_for_the_main_group():
     assert COMMANDS == [evaluate] and evaluate.name == "evaluate"
+
+
+def test_evaluate_reads_mask_files_as_the_folder_format_does(tmp_path: Path):
+    """Whole-number float labels and a single-page stack are labels to a folder dataset; evaluate
+    reads them the same way (one rule), and scores them as the integer mask they equal."""
+    for side in ("pred", "truth"):
+        (tmp_path / side).mkdir()
+    mask = np.zeros((32, 32), np.uint16)
+    mask[4:12, 4:12], mask[18:28, 16:30] = 1, 2
+    tifffile.imwrite(tmp_path / "truth" / "a.tif", mask)
+    tifffile.imwrite(tmp_path / "pred" / "a.tif", mask.astype(np.float32)[None])
+    result = run("--pred", tmp_path / "pred", "--truth", tmp_path / "truth", "--json", tmp_path / "s.json")
+    assert result.exit_code == 0, result.output
+    image = json.loads((tmp_path / "s.json").read_text())["images"][0]["scores"]
+    assert image["n_pred"] == image["n_true"] == 2 and image["f1"] == 1.0
 
 
 def test_evaluate_reads_metadata_csv_as_the_folder_format_does(tmp_path: Path):

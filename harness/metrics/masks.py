@@ -64,6 +64,13 @@ def prepare_labels(
     raw = np.asarray(array)
     if raw.dtype == bool:
         raw = raw.astype(np.uint8)
+    # read as a folder dataset reads a mask file (harness.data.folder.decode): a single-page stack is
+    # its page, and float labels are accepted when every value is a whole number
+    if raw.ndim == 3 and raw.shape[0] == 1:
+        raw = raw[0]
+    if np.issubdtype(raw.dtype, np.floating) and raw.size and np.isfinite(raw).all() and (raw == np.round(raw)).all() \
+            and raw.min() >= 0 and raw.max() <= np.iinfo(np.int32).max:
+        raw = raw.astype(np.int32)
     labels = check_labels(raw, name)
     binary = mask_type == "binary" or (mask_type == "auto" and is_binary(labels))
     if binary:
