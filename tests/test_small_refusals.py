@@ -137,3 +137,16 @@ def test_options_are_named_in_their_own_refusals(tmp_path):
 def test_a_release_of_a_missing_root_creates_nothing(tmp_path):
     result = invoke("leaderboard", "release", "v1", "--root", str(tmp_path / "typo"))
     assert result.exit_code == 2 and "no records under" in result.output and not (tmp_path / "typo").exists()
+
+
+def test_evaluate_names_a_mask_path_that_is_not_a_file(tmp_path):
+    for side in ("pred", "truth"):
+        (tmp_path / side).mkdir()
+        Image.fromarray(disc_mask(0).astype(np.uint8)).save(tmp_path / side / "a.png")
+    (tmp_path / "pred" / "b.png").mkdir()
+    os.symlink(tmp_path / "nowhere.png", tmp_path / "truth" / "c.png")
+    for broken, says in ((tmp_path / "pred" / "b.png", "is a folder"),
+                         (tmp_path / "truth" / "c.png", "is a broken symbolic link")):
+        result = invoke("evaluate", "--pred", str(tmp_path / "pred"), "--truth", str(tmp_path / "truth"))
+        assert result.exit_code == 2 and str(broken) in result.output and says in result.output, result.output
+        broken.rmdir() if broken.is_dir() else broken.unlink()

@@ -17,7 +17,14 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict
 
 from harness.data.folder import parse_metadata_row, read_metadata_table
-from harness.data.io import IMAGE_SUFFIXES, METADATA_FILE, read_label_array, separator_hint, stem_key
+from harness.data.io import (
+    IMAGE_SUFFIXES,
+    METADATA_FILE,
+    link_problem,
+    read_label_array,
+    separator_hint,
+    stem_key,
+)
 from harness.data.scales import UNKNOWN_SCALE, length_scale_of
 from harness.errors import HarnessError
 from harness.metrics.aggregate import MetricsReport, aggregate
@@ -87,8 +94,11 @@ def list_masks(directory: Path, side: str) -> dict[str, Path]:
     """Mask files by stem; an error for an empty folder or two files with one stem."""
     found: dict[str, Path] = {}
     for path in sorted(directory.iterdir()):
-        if not path.is_file() or path.suffix.lower() not in IMAGE_SUFFIXES:
+        if path.suffix.lower() not in IMAGE_SUFFIXES:
             continue
+        if not path.is_file():  # named as a mask but not one: say so rather than report its stem missing
+            problem = link_problem(path) or ("is a folder" if path.is_dir() else "is not a regular file")
+            raise HarnessError(f"{path}: {problem}, not a mask file")
         if stem_key(path) in found:
             raise HarnessError(f"{side} folder {directory}: two mask files share the stem {path.stem!r} "
                                f"({found[stem_key(path)].name}, {path.name})")
