@@ -69,6 +69,9 @@ def test_an_export_of_an_empty_split_is_refused_not_written_empty(tmp_path):
     result = invoke("data", "export", str(root), "--split", "unlabeled", "--out", str(tmp_path / "out"))
     assert result.exit_code == 2 and "holds no image" in result.output and "Traceback" not in result.output
     assert not (tmp_path / "out").exists()
+    inside = invoke("data", "export", str(root), "--split", "test", "--out", str(root / "exported"))
+    assert inside.exit_code == 2 and "lies inside the dataset folder" in inside.output
+    assert not (root / "exported").exists()
 
 
 def test_a_stopped_export_leaves_nothing_under_its_name_and_runs_again(tmp_path, monkeypatch):

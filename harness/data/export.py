@@ -42,6 +42,9 @@ def export_pool(
     chosen = [(p, i) for p in pools for i in manifest.pools[p]]
     if limit is not None:
         chosen = chosen[:limit]
+    source = getattr(dataset, "root", None)  # a folder dataset: an export must not land among its own files
+    if source is not None and Path(source).resolve() in (out.resolve(), *out.resolve().parents):
+        raise HarnessError(f"--out {out} lies inside the dataset folder {source}: choose a folder outside it")
     if not chosen:
         held = ", ".join(f"{p} {len(ids)}" for p, ids in manifest.pools.items())
         raise HarnessError(f"split {pool!r} of {manifest.dataset.key} holds no image ({held}): nothing to export")
