@@ -86,7 +86,18 @@ def test_index_pools_pixel_sizes_and_manifest(tmp_path):
     assert "a0" in manifest.pools["test"]
     assert sum(len(v) for v in manifest.pools.values()) == 11
     assert make_manifest(dataset, split_seed=3).hash == manifest.hash
-    assert dataset.identity.name == "mine" and dataset.identity.version == "folder-5"
+    assert dataset.identity.name == "mine" and dataset.identity.version == "folder-6"
+
+
+def test_a_declared_length_scale_is_the_bin_of_a_loaded_image_as_of_its_index_row(tmp_path):
+    """An image without a pixel size goes to the bin metadata.csv declares: in the index (splits), in the
+    loaded sample (a run's per-bin scores) and in `harness evaluate` alike; a pixel size outranks it."""
+    images = {f"a{i}.tif": micrograph(i) for i in range(3)}
+    csv = "image,pixel_size_nm,length_scale\na0.tif,,high-mag\na1.tif,20,high-mag\na2.tif,,\n"
+    dataset = FolderDataset(make_folder(tmp_path / "d", images, {n: disc_mask(i) for i, n in enumerate(images)}, csv))
+    index = dataset.index().set_index("id")["length_scale"].to_dict()
+    loaded = {i: dataset.load(i).length_scale for i in ("a0", "a1", "a2")}
+    assert loaded == {"a0": "high-mag", "a1": "low-mag", "a2": "unknown"} == index
 
 
 def test_registry_routes_a_folder_path(tmp_path):

@@ -35,9 +35,15 @@ class Sample:
     particles: pd.DataFrame | None = field(default=None, repr=False)
     category: str | None = None  # the image's class where a dataset has one (synthetic-nanowire: its morphology)
     may_carry_print: bool = False
+    # the bin a folder's metadata.csv states for an image without a pixel size (its length_scale column)
+    declared_length_scale: str | None = None
 
     @property
     def length_scale(self) -> str:
+        """The length-scale bin: from the pixel size, else as declared, else unknown (the rule of the
+        folder scan and of `harness evaluate`, so a run's bins are the ones re-scoring gives)."""
+        if self.pixel_size_nm is None and self.declared_length_scale:
+            return self.declared_length_scale
         return length_scale_of(self.pixel_size_nm)
 
     @property

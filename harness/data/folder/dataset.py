@@ -111,6 +111,7 @@ def load_record(record: ImageRecord, root: Path, connectivity: int = 8) -> LoadR
         databar_rows=bar,
         pixel_size_source=record.pixel_size_source,
         may_carry_print=True,
+        declared_length_scale=record.length_scale,
     )
     return LoadResult(sample, problems, bar_source, kind, particles)
 

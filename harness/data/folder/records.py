@@ -14,8 +14,10 @@ MASKS_DIR = "masks"
 # 4: the second look also predicts at half the run's factor (a shattered particle is seen whole there), and
 # fine-tuning shows each labelled image at the factor the second look gives from its true particles;
 # 5: the second look sizes particles by their width (twice the inscribed radius), not their equivalent
-# diameter, so a rod is not shrunk until it is a few pixels thick
-FOLDER_VERSION = "folder-5"
+# diameter, so a rod is not shrunk until it is a few pixels thick; 6: the reference rows read images as the
+# runs do (the oracle at the working resolution, both dropping particles on print), and an image without a
+# pixel size goes to the length-scale bin its metadata.csv declares in runs too, as in `harness evaluate`
+FOLDER_VERSION = "folder-6"
 SPLIT_FRACTIONS = {"unlabeled": 0.0, "train": 0.6, "val": 0.2, "test": 0.2}
 LUMA = np.array([0.299, 0.587, 0.114])
 #: metadata.csv and tag pixel sizes further apart than this share are reported.
