@@ -150,3 +150,17 @@ def test_evaluate_names_a_mask_path_that_is_not_a_file(tmp_path):
         result = invoke("evaluate", "--pred", str(tmp_path / "pred"), "--truth", str(tmp_path / "truth"))
         assert result.exit_code == 2 and str(broken) in result.output and says in result.output, result.output
         broken.rmdir() if broken.is_dir() else broken.unlink()
+
+
+def test_an_instance_id_in_separate_pieces_is_reported(tmp_path):
+    """Instance masks are never split into components: an id reused for two blobs is one particle (count
+    and size), so the folder check says so, as a warning (occluded particles can be in pieces)."""
+    names = [f"i{k}.tif" for k in range(6)]
+    masks = {n: disc_mask(k) for k, n in enumerate(names)}
+    reused = disc_mask(0).copy()
+    reused[40:44, 40:44] = 1  # id 1 again, far from its first region
+    masks["i0.tif"] = reused
+    root = make_folder(tmp_path / "r", {n: micrograph(k) for k, n in enumerate(names)}, masks)
+    warned = [p for p in check_folder(root).problems if p.file == "masks/i0.tif"]
+    assert warned and warned[0].severity == "warning" and "id 1 in 2 pieces" in warned[0].reason
+    assert not [p for p in check_folder(root).problems if "separate regions" in p.reason and p.file != "masks/i0.tif"]
