@@ -64,8 +64,24 @@ def _row(request: RunRequest, status: str, headline: Headline | None = None) -> 
     return {"method": request.method, "budget": request.budget, "seed": request.seed, "status": status, **numbers}
 
 
-def run_cells(requests: list[RunRequest], out: Path, force: bool, log: Log, warn: Log) -> list[dict[str, Any]]:
-    """Run ``requests`` one after another in this process; one row per cell."""
+def file_cell(cell: Path, root: Path, log: Log, warn: Log) -> None:
+    """File a finished cell into the leaderboard at ``root``; one already filed with these bytes is
+    left as it is, and a refusal is reported without stopping the sweep."""
+    from harness.results.leaderboard import RecordStore
+
+    try:
+        filed = RecordStore(root).add(cell)
+    except HarnessError as err:
+        if "already filed with identical content" not in str(err):
+            warn(f"   not filed: {err}")
+        return
+    log(f"   filed {filed}")
+
+
+def run_cells(requests: list[RunRequest], out: Path, force: bool, log: Log, warn: Log,
+              file_into: Path | None = None) -> list[dict[str, Any]]:
+    """Run ``requests`` one after another in this process; one row per cell. With ``file_into``, each
+    finished cell is filed into that leaderboard as it lands (and one finished before, if it never was)."""
     ctx: Context | None = None
     rows = []
     for request in requests:
@@ -79,11 +95,15 @@ def run_cells(requests: list[RunRequest], out: Path, force: bool, log: Log, warn
             else:
                 log(f"   skipping: {cell} already holds its record (--force runs it again)")
                 rows.append(_row(request, "done before", record.headline))
+                if file_into is not None:
+                    file_cell(cell, file_into, log, warn)
                 continue
         try:
             ctx = ctx or Context(request)
             record = run_one(request.model_copy(update={"out": cell, "overwrite": True}), ctx, log)
             rows.append(_row(request, "ok", record.headline))
+            if file_into is not None and rank() == 0:
+                file_cell(cell, file_into, log, warn)
         except StopRequested:
             raise  # the cell saved its checkpoint; the whole sweep stops and resumes when run again
         except Exception as err:  # noqa: BLE001 - one failing cell must not stop the grid
@@ -119,10 +139,12 @@ class SweepJob:
     the job raises the signal again for submitit, whose handler is back in place by then. So a
     requeued job loses at most one step, whatever ``--checkpoint-every`` says."""
 
-    def __call__(self, requests: list[dict[str, Any]], out: str, force: bool) -> list[dict[str, Any]]:
+    def __call__(self, requests: list[dict[str, Any]], out: str, force: bool,
+                 file_into: str | None = None) -> list[dict[str, Any]]:
         cells = [RunRequest.model_validate(r) for r in requests]
         try:
-            return run_cells(cells, Path(out), force, log=print, warn=print)
+            return run_cells(cells, Path(out), force, log=print, warn=print,
+                             file_into=Path(file_into) if file_into else None)
         except StopRequested as stop:
             if stop.signum != preemption_signal() or not callable(signal.getsignal(stop.signum)):
                 raise
@@ -130,15 +152,16 @@ class SweepJob:
             signal.raise_signal(stop.signum)  # submitit's handler requeues and exits the process
             raise  # reached on ranks other than 0, which submitit leaves to the job's end
 
-    def checkpoint(self, requests: list[dict[str, Any]], out: str, force: bool):
+    def checkpoint(self, requests: list[dict[str, Any]], out: str, force: bool, file_into: str | None = None):
         import submitit
 
         # a requeued job never forces: the cells it finished before stay finished
-        return submitit.helpers.DelayedSubmission(SweepJob(), requests, out, False)
+        return submitit.helpers.DelayedSubmission(SweepJob(), requests, out, False, file_into)
 
 
 def submit(requests: list[RunRequest], out: Path, force: bool, executor: str, parameters: dict[str, Any],
-           wait: bool, log: Log, max_jobs: int | None = None, poll_s: float = 2.0) -> list[dict[str, Any]]:
+           wait: bool, log: Log, max_jobs: int | None = None, poll_s: float = 2.0,
+           file_into: Path | None = None) -> list[dict[str, Any]]:
     """Submit one job per (method, seed) through submitit; with ``wait``, collect their rows.
 
     ``max_jobs`` (local executor only): at most that many jobs run at once, the next one submitted
@@ -159,13 +182,15 @@ def submit(requests: list[RunRequest], out: Path, force: bool, executor: str, pa
     for group in groups:
         while max_jobs is not None and sum(not job.done() for job in jobs) >= max_jobs:
             time.sleep(poll_s)
-        job = runner.submit(SweepJob(), [r.model_dump(mode="json") for r in group], str(out), force)
+        job = runner.submit(SweepJob(), [r.model_dump(mode="json") for r in group], str(out), force,
+                            str(file_into) if file_into is not None else None)
         jobs.append(job)
         log(f"submitted job {job.job_id}: {group[0].method} seed {group[0].seed}, budgets "
             f"{', '.join(r.budget for r in group)} (logs in {folder})")
     if not wait:
         log("not waiting: `harness sweep` with the same arguments later skips finished cells; "
-            "file the records with `harness leaderboard add`")
+            + ("each job files its cells as they finish" if file_into is not None
+               else "file the records with `harness leaderboard add`"))
         return []
     rows: list[dict[str, Any]] = []
     for group, job in zip(groups, jobs, strict=True):

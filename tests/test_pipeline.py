@@ -186,6 +186,23 @@ def test_sweep_runs_the_grid_and_survives_a_failing_cell(tmp_path):
     assert cached.count(True) >= 1  # the second budget reused the first one's pretraining
 
 
+def test_a_sweep_files_each_cell_as_it_lands(tmp_path):
+    """--file-into files every finished cell into a leaderboard, including one finished by an earlier
+    sweep that never filed it; run again, it files nothing twice and reports nothing."""
+    from harness.results.leaderboard import RecordStore
+
+    base = ["sweep", "--methods", "none", "--seeds", "0", "--profile", "smoke", "--quiet", "--out", str(tmp_path / "o")]
+    assert CliRunner().invoke(main, [*base, "--budgets", "1"]).exit_code == 0
+    board = tmp_path / "lb"
+    result = CliRunner().invoke(main, [*base, "--budgets", "1,2", "--file-into", str(board)])
+    assert result.exit_code == 0, result.output
+    assert sorted(f.record.budget for f in RecordStore(board).records()) == ["1", "2"]
+    assert result.output.count("   filed ") == 2
+    again = CliRunner().invoke(main, [*base, "--budgets", "1,2", "--file-into", str(board)])
+    assert again.exit_code == 0 and "filed" not in again.output and "not filed" not in again.output, again.output
+    assert len(RecordStore(board).records()) == 2
+
+
 def test_run_on_an_exported_folder_dataset(tmp_path):
     folder = tmp_path / "folder"
     exported = CliRunner().invoke(main, ["data", "export", "synthetic-tem", "--split", "all", "--out", str(folder),

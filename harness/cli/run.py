@@ -181,6 +181,10 @@ def _report_table(metrics: MetricsReport | ClassificationReport) -> str:
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=Path("runs"), show_default=True,
               help="Folder for the run folders and failures.")
 @click.option("--force", is_flag=True, help="Run cells again that already have a record in OUT (replacing it).")
+@click.option("--file-into", type=click.Path(path_type=Path, file_okay=False), default=None, metavar="ROOT",
+              help="File each cell into the leaderboard at ROOT as soon as its record is written (as `harness "
+                   "leaderboard add` does; a refusal is reported and the sweep goes on), and cells of OUT that "
+                   "finished before but were never filed.")
 @click.option("--executor", type=click.Choice(["local", "slurm"]), default=None,
               help="Run each (method, seed) as a submitit job: local = subprocesses on this machine, slurm = a "
                    "SLURM cluster (requeued on preemption, resuming from checkpoints). Default: in this process.")
@@ -195,10 +199,10 @@ def _report_table(metrics: MetricsReport | ClassificationReport) -> str:
               help="With --executor local: at most N jobs at once, the next started as one ends (default: all "
                    "at once). On a machine with C cores, N jobs with --threads C/N each.")
 @common_run_options
-def sweep(method_list, confirmation, budgets, seeds, out, force, executor, partition, gpus_per_job, cpus_per_job,
-          time_limit, wait, max_jobs, dataset, backbone, profile, data_seed, split_seed, task, task_version, protocol,
-          device, config_items, allow_leakage, connectivity, crop_bottom, threads, pretrain_steps, finetune_steps,
-          checkpoint_every, quiet) -> None:
+def sweep(method_list, confirmation, budgets, seeds, out, force, file_into, executor, partition, gpus_per_job,
+          cpus_per_job, time_limit, wait, max_jobs, dataset, backbone, profile, data_seed, split_seed, task,
+          task_version, protocol, device, config_items, allow_leakage, connectivity, crop_bottom, threads,
+          pretrain_steps, finetune_steps, checkpoint_every, quiet) -> None:
     """Run the grid methods x budgets x seeds, reusing each pretraining for every budget.
 
     Cells run seed by seed (every method of the first seed, then the next), so a sweep stopped
@@ -267,12 +271,12 @@ def sweep(method_list, confirmation, budgets, seeds, out, force, executor, parti
             say(f"nothing to run: harness leaderboard confirm {confirmation.stem} --root {confirmation.parent.parent}")
             return
     if executor is None:
-        rows = run_cells(requests, out, force, log=say, warn=lambda m: click.echo(m, err=True))
+        rows = run_cells(requests, out, force, log=say, warn=lambda m: click.echo(m, err=True), file_into=file_into)
     else:
         parameters = {"timeout_min": max(1, round(limit_s / 60)), "gpus_per_node": gpus_per_job,
                       "cpus_per_task": cpus_per_job, "slurm_partition": partition, "name": "harness-sweep"}
         rows = submit(requests, out, force, executor, parameters, wait=executor == "local" if wait is None else wait,
-                      log=say, max_jobs=max_jobs)
+                      log=say, max_jobs=max_jobs, file_into=file_into)
         if not rows:
             return
     say("")
