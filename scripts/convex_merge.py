@@ -37,10 +37,11 @@ from tqdm import tqdm
 
 from harness.data.registry import open_dataset
 from harness.data.splits import make_manifest
-from harness.evaluation.predict import labels_from_instances, predict_maps
+from harness.evaluation.predict import predict_maps
 from harness.metrics import score_image
 from harness.results.artifacts import load_model
 from harness.task import get_task
+from harness.task.scale import labels_from_instances
 from harness.training.runtime import resolve_runtime
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a file or loaded by path in tests

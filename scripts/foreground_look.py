@@ -35,11 +35,11 @@ from tqdm import tqdm
 
 from harness.data.registry import open_dataset
 from harness.data.splits import make_manifest
-from harness.evaluation.predict import dihedral_maps, labels_from_instances, labels_from_maps
+from harness.evaluation.predict import dihedral_maps, labels_from_maps
 from harness.metrics import score_image
 from harness.results.artifacts import load_model
 from harness.task import get_task
-from harness.task.scale import area_weighted_width_px, own_scale, probe_scale
+from harness.task.scale import area_weighted_width_px, labels_from_instances, own_scale, probe_scale
 from harness.training.runtime import resolve_runtime
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a file or loaded by path in tests

@@ -36,11 +36,11 @@ from tqdm import tqdm
 
 from harness.data.registry import open_dataset
 from harness.data.splits import make_manifest
-from harness.evaluation.predict import dihedral_views, labels_from_instances, predict_instances
+from harness.evaluation.predict import dihedral_views, predict_instances
 from harness.metrics import score_image
 from harness.results.artifacts import load_model
 from harness.task import get_task
-from harness.task.scale import MIN_SIDE_PX, area_weighted_width_px
+from harness.task.scale import MIN_SIDE_PX, area_weighted_width_px, labels_from_instances
 from harness.training.runtime import resolve_runtime
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a file or loaded by path in tests

@@ -12,12 +12,17 @@ from tqdm import tqdm
 
 from harness.data.base import Dataset
 from harness.data.intensity import to_unit_float
-from harness.data.printed import drop_printed
 from harness.data.sample import Sample
 from harness.metrics import ImageScores, score_image
 from harness.models import SegmentationNet
 from harness.task import InstanceTask
-from harness.task.scale import area_weighted_width_px, own_scale, probe_scale, resample_image, restore_labels
+from harness.task.scale import (
+    area_weighted_width_px,
+    labels_from_instances,
+    own_scale,
+    probe_scale,
+    resample_image,
+)
 from harness.training.runtime import Runtime
 
 MapsAt = Callable[[SegmentationNet, Sample, Runtime, InstanceTask, float], np.ndarray]
@@ -98,14 +103,6 @@ def labels_from_maps(maps: np.ndarray, sample: Sample, task: InstanceTask,
     """Instance labels of the whole image, in its own pixels, from its maps at any working resolution
     (the data bar rows stay 0; particles on printed marks are dropped, :mod:`harness.data.printed`)."""
     return labels_from_instances(task.to_instances(maps, params), sample)
-
-
-def labels_from_instances(instances: np.ndarray, sample: Sample) -> np.ndarray:
-    """The whole image's labels from instance labels at the working resolution (see labels_from_maps)."""
-    labels = np.zeros(sample.image.shape[:2], dtype=np.int32)
-    rows = sample.valid_rows
-    labels[:rows] = restore_labels(instances, (rows, sample.image.shape[1]))
-    return drop_printed(labels, sample)
 
 
 def predict_instances(net: SegmentationNet, sample: Sample, runtime: Runtime, task: InstanceTask,

@@ -15,12 +15,13 @@ from pydantic import BaseModel, ConfigDict
 
 from harness.data.base import Dataset
 from harness.data.sample import Sample
-from harness.evaluation.predict import labels_from_instances, predict_maps
+from harness.evaluation.predict import predict_maps
 from harness.evaluation.selection import CRITERIA, selection_score
 from harness.metrics import ImageScores, score_image
 from harness.models import SegmentationNet
 from harness.task import InstanceTask
 from harness.task.postprocess import labels_digest
+from harness.task.scale import labels_from_instances
 from harness.training.runtime import Runtime
 
 

@@ -27,13 +27,12 @@ from skimage.filters import threshold_otsu
 from skimage.morphology import h_maxima
 
 from harness.data.intensity import to_unit_float
-from harness.data.printed import drop_printed
 from harness.data.sample import Sample
 from harness.errors import HarnessError
 from harness.methods.base import SSLMethod
 from harness.plugins.hookspecs import provides_methods
 from harness.task import InstanceTask, seeded_watershed
-from harness.task.scale import resample_labels, restore_labels, second_look_scale
+from harness.task.scale import labels_from_instances, resample_labels, second_look_scale
 
 MIN_SIZE_PX = 4
 SEED_HEIGHT_PX = 1.0  # a distance maximum must rise this far above its surroundings to seed a particle
@@ -58,14 +57,6 @@ class ReferenceMethod(SSLMethod):
         raise NotImplementedError
 
 
-def _whole_image(instances: np.ndarray, sample: Sample) -> np.ndarray:
-    """Labels of the rows above the data bar, mapped back to the image's pixels, print dropped."""
-    labels = np.zeros(sample.image.shape[:2], dtype=np.int32)
-    rows = sample.valid_rows
-    labels[:rows] = restore_labels(instances, (rows, sample.image.shape[1]))
-    return drop_printed(labels, sample)
-
-
 class Oracle(ReferenceMethod):
     """Reference: ground-truth masks through the task's own maps, resolution and post-processing (the floor)."""
 
@@ -78,7 +69,7 @@ class Oracle(ReferenceMethod):
         mask = np.asarray(sample.mask)[: sample.valid_rows]
         if second_look_px is not None:  # the factor fine-tuning shows this image at
             scale = second_look_scale(mask, scale, second_look_px)
-        return _whole_image(task.to_instances(task.truth_maps(resample_labels(mask, scale))), sample)
+        return labels_from_instances(task.to_instances(task.truth_maps(resample_labels(mask, scale))), sample)
 
     def stated_postprocess(self, task: InstanceTask, scale: float, diameter_px: float | None,
                            second_look_px: float | None) -> dict[str, Any]:
@@ -116,7 +107,8 @@ class Classical(ReferenceMethod):
     def predict(self, sample: Sample, task: InstanceTask, scale: float = 1.0,
                 second_look_px: float | None = None) -> np.ndarray:
         image = to_unit_float(sample.image, sample.databar_rows)[: sample.valid_rows]
-        return _whole_image(classical_instances(image, sample.modality), sample)  # native pixels: no model's view
+        # at native pixels: the classical pipeline has no model's view to fit
+        return labels_from_instances(classical_instances(image, sample.modality), sample)
 
     def stated_postprocess(self, task: InstanceTask, scale: float, diameter_px: float | None,
                            second_look_px: float | None) -> dict[str, Any]:

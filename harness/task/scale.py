@@ -48,6 +48,8 @@ from collections.abc import Iterable
 import numpy as np
 from skimage.transform import rescale, resize
 
+from harness.data.printed import drop_printed
+from harness.data.sample import Sample
 from harness.errors import HarnessError
 from harness.task.targets import particle_distances
 
@@ -147,3 +149,13 @@ def restore_labels(labels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     if labels.shape == tuple(shape):
         return labels
     return resize(labels, shape, order=0, anti_aliasing=False, preserve_range=True).astype(labels.dtype)
+
+
+def labels_from_instances(instances: np.ndarray, sample: Sample) -> np.ndarray:
+    """The whole image's labels from instance labels at any working resolution: mapped back to its own
+    pixels (the data bar rows stay 0), particles on printed marks dropped (:mod:`harness.data.printed`).
+    The one way a network's, the oracle's or the classical row's labels reach the image."""
+    labels = np.zeros(sample.image.shape[:2], dtype=np.int32)
+    rows = sample.valid_rows
+    labels[:rows] = restore_labels(instances, (rows, sample.image.shape[1]))
+    return drop_printed(labels, sample)
