@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from harness.data.folder import FOLDER_VERSION, IMAGES_DIR, FolderDataset
 from harness.data.intensity import to_unit_float
-from harness.data.io import write_bytes_atomic, write_text_atomic
+from harness.data.io import lies_inside, write_bytes_atomic, write_text_atomic
 from harness.errors import HarnessError
 from harness.evaluation.predict import predict_instances
 from harness.metrics import measure_particles
@@ -110,7 +110,7 @@ def predict_folder(run_dir: Path, images: Path, out: Path, device: str = "auto",
     scale = card["working_scale"] if working_scale is None else working_scale
     # a factor the user chose is used as given; the card's gets the run's second look (harness.task.scale)
     second_look = card.get("second_look_px") if working_scale is None else None
-    if out.resolve() == images.resolve() or images.resolve() in out.resolve().parents:
+    if lies_inside(out, images):
         raise HarnessError(f"--out {out} lies inside the image folder {images}: choose a folder outside it")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         # masks of images no longer in the folder would stay beside the new ones, unlisted in particles.csv

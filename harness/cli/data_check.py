@@ -7,16 +7,12 @@ from pathlib import Path
 
 import click
 
-from harness.data.io import write_text_atomic
+from harness.data.io import lies_inside, write_text_atomic
 from harness.data.leakage import DEFAULT_MAX_DISTANCE
 from harness.data.splits import DEFAULT_SPLIT_SEED, MAX_SEED
 from harness.errors import HarnessError
 
 EXIT_UNUSABLE = 1  # exit 2 stays reserved for bad command-line input
-
-
-def _inside(path: Path, folder: Path) -> bool:
-    return path.resolve().is_relative_to(folder.resolve())
 
 
 @click.command("check")
@@ -72,7 +68,7 @@ def check_command(
     """
     from harness.data.check import check_folder
 
-    if json_out is not None and _inside(json_out, folder):
+    if json_out is not None and lies_inside(json_out, folder):
         raise HarnessError(f"--json {json_out}: inside the checked folder {folder}; write the report elsewhere")
     report = check_folder(
         folder,

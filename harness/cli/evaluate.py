@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from harness.data.io import write_text_atomic
+from harness.data.io import lies_inside, write_text_atomic
 from harness.data.masks import CONNECTIVITIES
 from harness.data.splits import MAX_SEED
 from harness.errors import HarnessError
@@ -52,7 +52,7 @@ def evaluate(pred_dir: Path, truth_dir: Path, metadata: Path | None, pixel_size_
     from harness.metrics.folders import evaluate_folders
 
     for folder, name in ((pred_dir, "--pred"), (truth_dir, "--truth")):
-        if json_out is not None and json_out.resolve().is_relative_to(folder.resolve()):
+        if json_out is not None and lies_inside(json_out, folder):
             raise HarnessError(f"--json {json_out}: inside the {name} folder {folder}; write the scores elsewhere "
                                "(they would overwrite or sit among the masks)")
 

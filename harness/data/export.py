@@ -12,7 +12,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from harness.data.base import Dataset
-from harness.data.io import METADATA_FILE, write_image, write_label_image, write_text_atomic
+from harness.data.io import METADATA_FILE, lies_inside, write_image, write_label_image, write_text_atomic
 from harness.data.splits import POOLS, SplitManifest
 from harness.errors import HarnessError
 
@@ -43,7 +43,7 @@ def export_pool(
     if limit is not None:
         chosen = chosen[:limit]
     source = getattr(dataset, "root", None)  # a folder dataset: an export must not land among its own files
-    if source is not None and Path(source).resolve() in (out.resolve(), *out.resolve().parents):
+    if source is not None and lies_inside(out, source):
         raise HarnessError(f"--out {out} lies inside the dataset folder {source}: choose a folder outside it")
     if not chosen:
         held = ", ".join(f"{p} {len(ids)}" for p, ids in manifest.pools.items())

@@ -66,6 +66,12 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
     return write_bytes_atomic(path, text.encode("utf-8"))
 
 
+def lies_inside(path: str | Path, folder: str | Path) -> bool:
+    """Whether ``path`` is ``folder`` or lies somewhere under it (links resolved): where an output must
+    not go when it would land among its own inputs."""
+    return Path(path).resolve().is_relative_to(Path(folder).resolve())
+
+
 def stem_key(name: str | Path) -> str:
     """The stem that pairs an image with its mask and its metadata row, in Unicode NFC: the same
     name typed on macOS (NFD) and elsewhere (NFC) must name the same image."""

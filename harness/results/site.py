@@ -15,7 +15,7 @@ import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from harness.data.io import write_text_atomic
+from harness.data.io import lies_inside, write_text_atomic
 from harness.errors import HarnessError
 from harness.results.leaderboard import OVERLAY_SUFFIX, PER_IMAGE_SUFFIX, RecordStore
 from harness.results.render import DEFAULT_METRICS, render_page
@@ -82,9 +82,7 @@ def render_site(store: RecordStore, site: Path, command: str, release: str | Non
     """Write the site into ``site``; returns its index.html."""
     from markdown_it import MarkdownIt
 
-    root, folder = store.root.resolve(), site.resolve()
-    if folder == root or root in folder.parents:
-        # the site copies the records: inside the leaderboard it would copy them onto themselves
+    if lies_inside(site, store.root):  # the site copies the records: there it would copy them onto themselves
         raise HarnessError(f"--site {site}: must lie outside the leaderboard folder {store.root}")
     site.mkdir(parents=True, exist_ok=True)
     page = render_page(store, command, site, release, metrics, test, log=log)
