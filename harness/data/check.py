@@ -21,6 +21,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel
+from skimage import measure
 from tabulate import tabulate
 
 from harness.data.base import Dataset, DatasetIdentity
@@ -178,6 +179,20 @@ class _Inspected:
     digest: str | None = None
 
 
+def _ids_in_pieces(record: ImageRecord, mask: np.ndarray, connectivity: int) -> list[Problem]:
+    """A warning where an instance id's pixels form more than one connected region. Checked here, not
+    where a run loads the mask (every validation pass), since only the check reports it."""
+    regions = measure.label(mask, background=0, connectivity=1 if connectivity == 4 else 2)
+    if regions.max() == np.unique(mask[mask > 0]).size:
+        return []
+    ids = np.unique(np.stack([mask[regions > 0], regions[regions > 0]]), axis=1)[0]
+    values, pieces = np.unique(ids, return_counts=True)
+    split = [(int(v), int(n)) for v, n in zip(values, pieces, strict=True) if n > 1]
+    return [Problem(file=record.mask or record.image, severity="warning", reason=(
+        f"{len(split)} label id(s) cover separate regions (id {split[0][0]} in {split[0][1]} pieces): each id is "
+        "one particle, so its pieces count and are sized as one; relabel them if they are different particles"))]
+
+
 def _inspect(job: tuple[ImageRecord, Path, int]) -> _Inspected | None:
     """Decode one record (only clean ones: header-level errors were found by the scan), fingerprint
     and digest its pixels; picklable, so the files can be shared out to worker processes."""
@@ -188,7 +203,10 @@ def _inspect(job: tuple[ImageRecord, Path, int]) -> _Inspected | None:
     sample = result.sample  # None whenever loading found an error
     if sample is None:
         return _Inspected(result.problems, False, result.databar_source, result.mask_kind, result.particles)
-    return _Inspected(result.problems, True, result.databar_source, result.mask_kind, result.particles,
+    problems = result.problems
+    if sample.mask is not None and result.mask_kind == "instance":
+        problems = [*problems, *_ids_in_pieces(record, sample.mask, connectivity)]
+    return _Inspected(problems, True, result.databar_source, result.mask_kind, result.particles,
                       str(sample.image.dtype), sample.databar_rows,
                       fingerprint(sample.image, sample.databar_rows), _pixel_digest(sample))
 

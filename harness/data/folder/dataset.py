@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from skimage import measure
 
 from harness.data.base import INDEX_COLUMNS, Dataset, DatasetIdentity, stable_hash
 from harness.data.cache import cache_root
@@ -95,11 +94,6 @@ def load_record(record: ImageRecord, root: Path, connectivity: int = 8) -> LoadR
                 mask = mask.copy()
                 mask[height - bar :] = 0
     particles = int(np.unique(mask[mask > 0]).size) if mask is not None else 0
-    if mask is not None and kind == "instance" and (split := _ids_in_pieces(mask, connectivity)):
-        problems.append(Problem(file=record.mask, severity="warning", reason=(
-            f"{len(split)} label id(s) cover separate regions (id {split[0][0]} in {split[0][1]} pieces): each id "
-            "is one particle, so its pieces count and are sized as one; relabel them if they are different "
-            "particles")))
     region = image[: image.shape[0] - bar]
     if region.min() == region.max():
         value = region.flat[0]
@@ -120,16 +114,6 @@ def load_record(record: ImageRecord, root: Path, connectivity: int = 8) -> LoadR
         declared_length_scale=record.length_scale,
     )
     return LoadResult(sample, problems, bar_source, kind, particles)
-
-
-def _ids_in_pieces(mask: np.ndarray, connectivity: int) -> list[tuple[int, int]]:
-    """(id, pieces) of every instance id whose pixels form more than one connected region."""
-    regions = measure.label(mask, background=0, connectivity=1 if connectivity == 4 else 2)
-    if regions.max() == np.unique(mask[mask > 0]).size:
-        return []
-    ids = np.unique(np.stack([mask[regions > 0], regions[regions > 0]]), axis=1)[0]
-    values, pieces = np.unique(ids, return_counts=True)
-    return [(int(v), int(n)) for v, n in zip(values, pieces, strict=True) if n > 1]
 
 
 def index_frame(records: Iterable[ImageRecord]) -> pd.DataFrame:
