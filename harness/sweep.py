@@ -67,13 +67,14 @@ def _row(request: RunRequest, status: str, headline: Headline | None = None) -> 
 def file_cell(cell: Path, root: Path, log: Log, warn: Log) -> None:
     """File a finished cell into the leaderboard at ``root``; one already filed with these bytes is
     left as it is, and a refusal is reported without stopping the sweep."""
-    from harness.results.leaderboard import RecordStore
+    from harness.results.leaderboard import AlreadyFiled, RecordStore
 
     try:
         filed = RecordStore(root).add(cell)
+    except AlreadyFiled:
+        return
     except HarnessError as err:
-        if "already filed with identical content" not in str(err):
-            warn(f"   not filed: {err}")
+        warn(f"   not filed: {err}")
         return
     log(f"   filed {filed}")
 

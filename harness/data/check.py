@@ -36,6 +36,7 @@ from harness.errors import HarnessError
 
 MAX_NAMES = 8  # names listed in one summary line before "and N more"
 SELECTION_LEAK = " (the model and its post-processing are chosen on validation, so they would partly fit test)"
+LEAK_REFUSAL = "; a run refuses this leak unless told otherwise"  # ends a leak's reason; a record keeps the rest
 
 
 class ImageReport(BaseModel):
@@ -359,8 +360,7 @@ def check_folder(
                     reason=(
                         f"near-duplicate ({leak.distance} bits apart) of {records[leak.eval_id].image}: it sits in "
                         f"the {entry.pretrain_pool} pool, the other in {entry.eval_pool}"
-                        f"{SELECTION_LEAK if entry.pretrain_pool == 'val' else ''}; a run refuses this leak "
-                        "unless told otherwise"
+                        f"{SELECTION_LEAK if entry.pretrain_pool == 'val' else ''}{LEAK_REFUSAL}"
                     ),
                     code="leak",
                 )
@@ -449,7 +449,7 @@ def verdict_for_run(dataset: FolderDataset, split_seed: int, allow_leakage: bool
         log(f"warning: {len(leaks)} training or validation image(s) are near-duplicates of images they are judged on "
             f"(e.g. {leaks[0].file}); running anyway (--allow-leakage)")
         errors = [e for e in errors if e.code != "leak"]
-        accepted = [f"{e.file}: {e.reason.split('; a run refuses')[0]}" for e in leaks]
+        accepted = [f"{e.file}: {e.reason.removesuffix(LEAK_REFUSAL)}" for e in leaks]
     if not errors:
         return RunVerdict(None, accepted)
     first = errors[0]

@@ -51,6 +51,11 @@ RELEASE_NAME = re.compile(r"^v[0-9]+$")
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")  # a file name on any file system
 
 
+class AlreadyFiled(HarnessError):
+    """``add`` of a run whose record is filed with these very bytes: nothing to do (a sweep that files
+    as it goes meets it on every cell it finished before)."""
+
+
 def default_root() -> Path:
     """``$HARNESS_LEADERBOARD_DIR`` when set, else ``leaderboard`` in the working directory."""
     return Path(os.environ.get(ROOT_ENV) or "leaderboard")
@@ -323,7 +328,7 @@ class RecordStore:
         with self._locked():
             if target.exists():
                 if target.read_bytes() == payload:
-                    raise HarnessError(f"{source}: already filed with identical content as {target}")
+                    raise AlreadyFiled(f"{source}: already filed with identical content as {target}")
                 raise HarnessError(f"{source}: run_id {record.run_id} is already filed as {target} "
                                    "with different content; records are immutable")
             for other in self._dataset_records(directory):
