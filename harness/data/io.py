@@ -13,7 +13,6 @@ Pixels are read with tifffile (TIFF) and Pillow (everything else); torchvision.i
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import tempfile
@@ -112,25 +111,14 @@ def check_declared_size(path: Path, height: int, width: int) -> None:
 LOSSY_FORMATS = ("JPEG", "MPO", "WEBP")
 
 
-def read_label_array(path: str | Path) -> np.ndarray:
-    """A stored label image (a mask), as :func:`read_array`, refusing a lossy format whatever its name."""
-    path = Path(path)
-    stored = None
-    if path.suffix.lower() not in (".tif", ".tiff") and path.is_file() and path.stat().st_size:
-        with contextlib.suppress(Exception), Image.open(path) as im:  # unreadable: read_array says why
-            stored = im.format
-    if stored in LOSSY_FORMATS:
-        raise HarnessError(f"{path}: {lossy_mask_reason(stored)}")
-    return read_array(path)
-
-
 def lossy_mask_reason(stored_format: str | None) -> str:
     return (f"mask is stored as lossy {stored_format}, which changes label values at particle edges; save masks "
             "as PNG or TIFF")
 
 
-def read_array(path: str | Path) -> np.ndarray:
-    """Pixels of an image file as stored (no scaling); a clear error when it cannot be read."""
+def read_array(path: str | Path, labels: bool = False) -> np.ndarray:
+    """Pixels of an image file as stored (no scaling); a clear error when it cannot be read. With
+    ``labels`` (a mask), a lossy format is refused whatever the file's name says."""
     path = Path(path)
     if not path.is_file():
         raise HarnessError(f"{path}: file not found")
@@ -144,6 +132,8 @@ def read_array(path: str | Path) -> np.ndarray:
                 return np.asarray(tif.asarray())
         with Image.open(path) as im:
             check_declared_size(path, im.size[1], im.size[0])
+            if labels and im.format in LOSSY_FORMATS:
+                raise HarnessError(f"{path}: {lossy_mask_reason(im.format)}")
             return np.asarray(im)
     except HarnessError:
         raise

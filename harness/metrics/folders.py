@@ -21,7 +21,7 @@ from harness.data.io import (
     IMAGE_SUFFIXES,
     METADATA_FILE,
     link_problem,
-    read_label_array,
+    read_array,
     separator_hint,
     stem_key,
 )
@@ -205,8 +205,10 @@ def evaluate_folders(
     binaries = {"pred": 0, "truth": 0}
     for stem, pred_file, truth_file in pairs:
         image_meta = info(stem)
-        pred, pred_binary = prepare_labels(read_label_array(pred_file), str(pred_file), mask_type, connectivity)
-        truth, truth_binary = prepare_labels(read_label_array(truth_file), str(truth_file), mask_type, connectivity)
+        pred, pred_binary = prepare_labels(read_array(pred_file, labels=True), str(pred_file), mask_type,
+                                           connectivity)
+        truth, truth_binary = prepare_labels(read_array(truth_file, labels=True), str(truth_file), mask_type,
+                                             connectivity)
         binaries["pred"] += pred_binary
         binaries["truth"] += truth_binary
         if pred.shape != truth.shape:
