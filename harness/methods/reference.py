@@ -19,6 +19,7 @@ split as the methods, with particles on printed marks dropped as for the methods
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
 import numpy as np
@@ -38,23 +39,28 @@ MIN_SIZE_PX = 4
 SEED_HEIGHT_PX = 1.0  # a distance maximum must rise this far above its surroundings to seed a particle
 
 
-class ReferenceMethod(SSLMethod):
+class ReferenceMethod(SSLMethod, ABC):
     """A row that is computed, not trained: ``predict`` labels an image directly."""
 
     pretrains = False
     role: ClassVar[str] = "reference"
     transfers = "nothing (no network)"
 
+    @abstractmethod
     def predict(self, sample: Sample, task: InstanceTask, scale: float = 1.0,
                 second_look_px: float | None = None) -> np.ndarray:
         """Instance labels of the whole image in its own pixels (data bar rows 0), for a run whose
         task reads images at factor ``scale`` with each image's second look aimed at ``second_look_px``."""
-        raise NotImplementedError
 
     def stated_postprocess(self, task: InstanceTask, scale: float, diameter_px: float | None,
                            second_look_px: float | None) -> dict[str, Any]:
-        """What the record's ``postprocess`` says this row did."""
-        raise NotImplementedError
+        """What the record's ``postprocess`` says this row did: the task's default post-processing, and
+        where the run resamples, its working resolution (a row with a rule of its own says so instead)."""
+        stated: dict[str, Any] = {"task": task.version, "params": dict(task.defaults)}
+        if scale < 1.0:
+            stated |= {"working_scale": scale, "budget_median_diameter_px": diameter_px,
+                       "second_look_px": second_look_px}
+        return stated
 
 
 class Oracle(ReferenceMethod):
@@ -70,14 +76,6 @@ class Oracle(ReferenceMethod):
         if second_look_px is not None:  # the factor fine-tuning shows this image at
             scale = second_look_scale(mask, scale, second_look_px)
         return labels_from_instances(task.to_instances(task.truth_maps(resample_labels(mask, scale))), sample)
-
-    def stated_postprocess(self, task: InstanceTask, scale: float, diameter_px: float | None,
-                           second_look_px: float | None) -> dict[str, Any]:
-        stated: dict[str, Any] = {"task": task.version, "params": dict(task.defaults)}
-        if scale < 1.0:
-            stated |= {"working_scale": scale, "budget_median_diameter_px": diameter_px,
-                       "second_look_px": second_look_px}
-        return stated
 
 
 def classical_instances(image: np.ndarray, modality: str | None) -> np.ndarray:
