@@ -17,7 +17,7 @@ import torch
 
 from harness.errors import HarnessError
 from harness.methods.base import SSLMethod
-from harness.methods.registry import available_methods
+from harness.methods.registry import available_methods, get_method
 from harness.plugins import hookspecs
 from harness.plugins.hookspecs import provides_methods
 from harness.plugins.manager import PluginInfo, PluginState
@@ -197,15 +197,144 @@ def test_a_method_whose_module_cannot_be_loaded_is_one_clear_line():
         _Documented().build(torch.nn.Identity())
 
 
+def _state(monkeypatch, **plugins: object) -> PluginState:
+    """A plugin state holding the internal `baseline` plugin and then ``plugins`` (name -> object), in
+    that order, as the methods registry and the backbone resolver see it."""
+    from harness.methods import baseline
+
+    manager = pluggy.PluginManager(hookspecs.PROJECT)
+    manager.add_hookspecs(hookspecs)
+    state = PluginState(manager)
+    for name, obj in {"baseline": baseline, **plugins}.items():
+        manager.register(obj, name=name)
+        state.plugins[name] = PluginInfo(name, f"harness-{name}", "0.1", name)
+    monkeypatch.setattr("harness.methods.registry.plugin_state", lambda: state)
+    monkeypatch.setattr("harness.plugins.manager.plugin_state", lambda: state)
+    return state
+
+
+class _Loud(SSLMethod):
+    """Pretrain loudly."""
+
+    name = "loud"
+
+
 def test_a_method_without_a_description_is_refused_naming_its_plugin(monkeypatch):
     class Silent(SSLMethod):
         name = "silent"
 
+    state = _state(monkeypatch, quiet=types.SimpleNamespace(harness_methods=provides_methods(Silent, _Loud)))
+    assert sorted(available_methods()) == ["loud", "none"]  # the plugin's good method and the others stay
+    assert "method class Silent needs a `name` and a docstring" in state.failures["quiet"]
+
+
+def test_a_hook_that_raises_or_answers_wrongly_is_refused_and_the_others_keep_working(monkeypatch):
+    @hookspecs.hookimpl
+    def raising() -> list[type]:
+        raise RuntimeError("bug in the plugin")
+
+    @hookspecs.hookimpl
+    def unlisted() -> type:
+        return _Loud
+
+    state = _state(monkeypatch, bad=types.SimpleNamespace(harness_methods=raising),
+                   lazy=types.SimpleNamespace(harness_methods=unlisted),
+                   good=types.SimpleNamespace(harness_methods=provides_methods(_Loud)))
+    assert sorted(available_methods()) == ["loud", "none"]
+    assert state.failures["bad"] == "harness_methods() raised RuntimeError: bug in the plugin"
+    assert state.failures["lazy"].startswith("harness_methods() must return a list of method classes")
+    with pytest.raises(HarnessError, match="unknown method 'nope'.*; plugin 'bad' failed to load: harness_methods"):
+        get_method("nope")
+
+
+def test_a_method_name_already_taken_stays_with_its_first_plugin(monkeypatch):
+    class Impostor(SSLMethod):
+        """Not the baseline."""
+
+        name = "none"
+
+    state = _state(monkeypatch, impostor=types.SimpleNamespace(harness_methods=provides_methods(Impostor, _Loud)))
+    methods = available_methods()
+    assert methods["none"].plugin.name == "baseline" and methods["loud"].plugin.name == "impostor"
+    assert state.failures["impostor"] == "method 'none' is already registered by 'baseline' (harness-baseline); " \
+                                         "ignored: rename it"
+
+
+@pytest.mark.parametrize(("attribute", "value", "why"), [
+    ("name", "../My Method", "name '../My Method' must be lower-case letters, digits"),
+    ("name", "a,b", "name 'a,b' must be"),
+    ("role", "controll", "role 'controll' is not one of method, control, reference"),
+])
+def test_a_method_named_unsafely_or_with_an_unknown_role_is_refused(monkeypatch, attribute, value, why):
+    odd = type("Odd", (_Loud,), {"__doc__": "Odd.", attribute: value})
+    state = _state(monkeypatch, odd=types.SimpleNamespace(harness_methods=provides_methods(odd)))
+    assert sorted(available_methods()) == ["none"]
+    assert why in state.failures["odd"]
+
+
+def test_a_plugin_whose_hooks_are_not_marked_is_reported_not_silently_empty():
+    from harness.plugins.manager import _register
+
     manager = pluggy.PluginManager(hookspecs.PROJECT)
     manager.add_hookspecs(hookspecs)
-    plugin = types.SimpleNamespace(harness_methods=provides_methods(Silent))
-    manager.register(plugin, name="quiet")
-    state = PluginState(manager, {"quiet": PluginInfo("quiet", "harness-quiet", "0.1", "quiet")})
-    monkeypatch.setattr("harness.methods.registry.plugin_state", lambda: state)
-    with pytest.raises(HarnessError, match="plugin 'quiet': method class Silent needs a `name` and a docstring"):
-        available_methods()
+    state = PluginState(manager)
+    _register(state, "plain", types.SimpleNamespace(harness_methods=lambda: [_Loud]),
+              PluginInfo("plain", "harness-plain", "0.1", "plain_module"))
+    assert "plain" not in state.plugins
+    assert state.failures["plain"].startswith("plain_module implements no hook: mark each hook function with")
+
+
+def test_a_backbones_hook_that_raises_is_refused_and_built_ins_stay(monkeypatch):
+    from harness.models.backbones import resolve_backbones
+
+    @hookspecs.hookimpl
+    def harness_backbones() -> dict[str, str]:
+        raise ValueError("no timm here")
+
+    state = _state(monkeypatch, nets=types.SimpleNamespace(harness_backbones=harness_backbones))
+    specs, refused = resolve_backbones()
+    assert "resnet18" in specs and refused == []
+    assert state.failures["nets"] == "harness_backbones() raised ValueError: no timm here"
+
+
+class _EntryPoint:
+    """What the manager reads of an installed entry point."""
+
+    def __init__(self, name: str, distribution: str, obj: object):
+        self.name, self.value, self.obj = name, f"{distribution.replace('-', '_')}:plugin", obj
+        self.dist = types.SimpleNamespace(metadata={"Name": distribution}, version="1.0")
+
+    def load(self) -> object:
+        return self.obj
+
+
+def test_an_entry_point_name_clash_keeps_the_shipped_plugin_and_names_both(monkeypatch):
+    from harness.plugins import manager
+
+    shipped = types.SimpleNamespace(harness_methods=provides_methods(_Loud))
+    rival = types.SimpleNamespace(harness_methods=provides_methods())
+    # the rival's distribution sorts first by name; the shipped one is loaded first all the same
+    points = [_EntryPoint("fcmae", "aaa-fcmae", rival), _EntryPoint("fcmae", "harness-fcmae", shipped)]
+    monkeypatch.setattr(manager.metadata, "entry_points", lambda group: points)
+    monkeypatch.setenv(manager.DISABLE_ENV, "typo,baseline")
+    state = manager.build_plugin_state()
+    assert state.plugins["fcmae"].distribution == "harness-fcmae"
+    assert state.failures == {"fcmae (aaa-fcmae)": "entry point 'fcmae' of aaa-fcmae 1.0 (aaa_fcmae:plugin) is "
+                                                   "already the plugin of harness-fcmae 1.0 (harness_fcmae:plugin); "
+                                                   "ignored: rename it"}
+    assert state.unmatched_blocks == ["baseline", "typo"]  # an internal plugin cannot be blocked
+    assert any("names baseline, typo, which blocks nothing" in line for line in manager.failure_lines(state))
+
+
+def test_the_shipped_distributions_are_the_packages_under_plugins():
+    from harness.plugins.manager import SHIPPED_DISTRIBUTIONS
+
+    names = [re.search(r'^name = "(.+)"$', (folder / "pyproject.toml").read_text(), flags=re.M).group(1)
+             for folder in sorted((ROOT / "plugins").iterdir()) if (folder / "pyproject.toml").is_file()]
+    assert sorted(SHIPPED_DISTRIBUTIONS) == sorted(names)
+
+
+def test_contributing_documents_every_hook_of_the_hookspecs():
+    hooks = {name for name in vars(hookspecs) if name.startswith("harness_")}
+    section = (ROOT / "CONTRIBUTING.md").read_text().split("## Hooks", 1)[1].split("\n## ", 1)[0]
+    assert hooks == set(re.findall(r"`(harness_\w+)\(\)`", section))

@@ -12,7 +12,7 @@ from tabulate import tabulate
 from harness.cli.data import SEED, SEED_LIST, data_seed_option, profile_option, split_list, split_seed_option
 from harness.errors import HarnessError
 from harness.plugins.hookspecs import HOOKSPEC_VERSION
-from harness.plugins.manager import DISABLE_ENV, plugin_state
+from harness.plugins.manager import failure_lines, plugin_state
 
 if TYPE_CHECKING:
     from harness.metrics import MetricsReport
@@ -24,7 +24,9 @@ def methods() -> None:
     """List every SSL method with its plugin, distribution, version and description.
 
     Role: "method" entries compete in the tables; a "control" (supervised) and the "reference" rows
-    (oracle, classical) are shown beside them and never ranked."""
+    (oracle, classical) are shown beside them and never ranked. A plugin that fails to import, or whose
+    hook raises or contributes a bad class or a name already taken, is reported on stderr and the others
+    keep working; set HARNESS_DISABLE_PLUGINS=a,b to block plugins by entry-point name."""
     from harness.methods.registry import available_methods
 
     rows = [
@@ -33,11 +35,8 @@ def methods() -> None:
         for e in sorted(available_methods().values(), key=lambda e: e.name)
     ]
     click.echo(tabulate(rows, headers="keys"))
-    state = plugin_state()
-    for name, reason in sorted(state.failures.items()):
-        click.echo(f"plugin {name!r} failed to load: {reason}", err=True)
-    if state.blocked:
-        click.echo(f"blocked by {DISABLE_ENV}: {', '.join(sorted(state.blocked))}", err=True)
+    for line in failure_lines(plugin_state()):
+        click.echo(line, err=True)
     click.echo(f"\nhookspec version {HOOKSPEC_VERSION}")
 
 
@@ -51,6 +50,8 @@ def backbones() -> None:
     click.echo(tabulate(rows, headers="keys"))
     for plugin, name, timm_name in refused:
         click.echo(f"plugin {plugin!r}: backbone {name!r} ({timm_name}) ignored: the name is already taken", err=True)
+    for line in failure_lines(plugin_state()):
+        click.echo(line, err=True)
 
 
 def parse_config(items: tuple[str, ...]) -> dict:

@@ -28,6 +28,7 @@ from torch import nn
 
 from harness import augment
 from harness.errors import HarnessError
+from harness.plugins.hookspecs import Role
 
 
 class MethodConfig(BaseModel):
@@ -172,7 +173,7 @@ class SSLMethod:
     uses_hidden_labels: ClassVar[bool] = False
     # "method" (ranked), "control" (shown beside the methods, never ranked) or "reference" (a row
     # computed without training, e.g. the oracle: see harness.methods.reference)
-    role: ClassVar[str] = "method"
+    role: ClassVar[Role] = "method"
     # a control may pretrain for a multiple of the profile's steps, so that it converges: it is a
     # ceiling, not a competitor (refused for methods; stated in the record's pretrain.steps)
     pretrain_steps_factor: ClassVar[int] = 1

@@ -31,7 +31,7 @@ from harness.data.intensity import to_unit_float
 from harness.data.sample import Sample
 from harness.errors import HarnessError
 from harness.methods.base import SSLMethod
-from harness.plugins.hookspecs import provides_methods
+from harness.plugins.hookspecs import Role, provides_methods
 from harness.task import InstanceTask, seeded_watershed
 from harness.task.scale import labels_from_instances, resample_labels, second_look_scale
 
@@ -43,7 +43,7 @@ class ReferenceMethod(SSLMethod, ABC):
     """A row that is computed, not trained: ``predict`` labels an image directly."""
 
     pretrains = False
-    role: ClassVar[str] = "reference"
+    role: ClassVar[Role] = "reference"
     transfers = "nothing (no network)"
 
     @abstractmethod

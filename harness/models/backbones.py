@@ -43,15 +43,22 @@ BACKBONES: dict[str, BackboneSpec] = {
 
 def contributed_backbones() -> list[tuple[str, str, str]]:
     """``(plugin, harness name, timm name)`` for every backbone a plugin contributes through
-    ``harness_backbones``, in registration order; a malformed answer is an error naming the plugin."""
+    ``harness_backbones``, in registration order; a hook that raises or answers malformed is refused
+    and reported with the plugin failures (``plugin_state().failures``)."""
     from harness.plugins.manager import plugin_state
 
+    state = plugin_state()
     found: list[tuple[str, str, str]] = []
-    for impl in reversed(plugin_state().manager.hook.harness_backbones.get_hookimpls()):
-        extra = impl.function() or {}
+    for impl in state.manager.hook.harness_backbones.get_hookimpls():  # registration order: first comer wins
+        try:
+            extra = impl.function() or {}
+        except Exception as err:  # noqa: BLE001 - one plugin's bug must not take every backbone down
+            state.refuse(impl.plugin_name, f"harness_backbones() raised {type(err).__name__}: {err}")
+            continue
         if not isinstance(extra, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in extra.items()):
-            raise HarnessError(f"plugin {impl.plugin_name!r}: harness_backbones() must return "
-                               f"{{harness name: timm model name}}, got {extra!r}")
+            state.refuse(impl.plugin_name, "harness_backbones() must return {harness name: timm model name}, "
+                                           f"got {extra!r}")
+            continue
         found.extend((impl.plugin_name, name, timm_name) for name, timm_name in extra.items())
     return found
 

@@ -11,11 +11,16 @@ fewer arguments than the spec, so a plugin written against an older version keep
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Literal
 
 import pluggy
 
 PROJECT = "harness"
 HOOKSPEC_VERSION = 1
+
+# What a contributed method class may declare as its ``role``: ranked in the tables ("method"), shown
+# beside them unranked ("control"), or a reference row with no training ("reference").
+Role = Literal["method", "control", "reference"]
 
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)

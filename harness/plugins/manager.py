@@ -1,6 +1,11 @@
 """Finding plugins: entry points of group ``harness``, loaded one by one so one broken plugin
 never takes the others down. ``HARNESS_DISABLE_PLUGINS=a,b`` blocks plugins by entry-point name.
 
+Order decides name clashes (an entry-point name, a method name), and the first comer keeps the name,
+so that a name in a recorded result always means the same code: the internal plugins, then the
+distributions this project ships (``plugins/``), then every other entry point by name. The later
+claimant is refused and reported, as a plugin that fails to import is.
+
 The manager is built per process on first use and is never shared between processes.
 """
 
@@ -19,6 +24,9 @@ ENTRY_POINT_GROUP = "harness"
 DISABLE_ENV = "HARNESS_DISABLE_PLUGINS"
 # Core features registered as internal plugins, exactly as third-party ones are.
 INTERNAL_PLUGINS = ("harness.methods.baseline", "harness.methods.reference")
+# The method packages under plugins/ (a test holds this to their pyproject names): first in a clash.
+SHIPPED_DISTRIBUTIONS = ("harness-barlowtwins", "harness-byol", "harness-denoise", "harness-dino", "harness-fcmae",
+                         "harness-moco", "harness-pix2pix", "harness-simclr", "harness-supervised")
 
 
 @dataclass
@@ -35,6 +43,16 @@ class PluginState:
     plugins: dict[str, PluginInfo] = field(default_factory=dict)
     failures: dict[str, str] = field(default_factory=dict)  # plugin name -> reason
     blocked: list[str] = field(default_factory=list)
+    # names in HARNESS_DISABLE_PLUGINS that block nothing: no such entry point, or an internal plugin
+    unmatched_blocks: list[str] = field(default_factory=list)
+
+    def refuse(self, name: str, reason: str) -> None:
+        """Report plugin ``name`` as failed (a second reason is appended, never replaces the first)."""
+        known = self.failures.get(name)
+        if known is None:
+            self.failures[name] = reason
+        elif reason not in known:
+            self.failures[name] = f"{known}; {reason}"
 
 
 def blocked_names() -> set[str]:
@@ -48,9 +66,24 @@ def _register(state: PluginState, name: str, obj: object, info: PluginInfo) -> N
     except Exception as err:  # noqa: BLE001 - a bad plugin is reported, never fatal
         if state.manager.is_registered(obj):
             state.manager.unregister(obj)
-        state.failures[name] = f"{type(err).__name__}: {err}"
+        state.refuse(name, f"{type(err).__name__}: {err}")
+        return
+    if not state.manager.get_hookcallers(obj):  # a plain function named like a hook is not one
+        state.manager.unregister(obj)
+        state.refuse(name, f"{info.module} implements no hook: mark each hook function with "
+                           "@harness.plugins.hookspecs.hookimpl (or use provides_methods)")
         return
     state.plugins[name] = info
+
+
+def _entry_point_order(entry_point: metadata.EntryPoint) -> tuple[bool, str, str]:
+    dist = _distribution_name(entry_point)
+    return dist not in SHIPPED_DISTRIBUTIONS, entry_point.name, dist
+
+
+def _distribution_name(entry_point: metadata.EntryPoint) -> str:
+    dist = entry_point.dist
+    return dist.metadata["Name"] if dist else "?"
 
 
 def build_plugin_state() -> PluginState:
@@ -67,25 +100,40 @@ def build_plugin_state() -> PluginState:
         name = module_name.rsplit(".", 1)[-1]
         info = PluginInfo(name, "harness", __version__, module_name)
         _register(state, name, importlib.import_module(module_name), info)
-    for entry_point in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+    seen = {info.name: info for info in state.plugins.values()}
+    for entry_point in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=_entry_point_order):
         name = entry_point.name
         if name in blocked:
             state.blocked.append(name)
             continue
         dist = entry_point.dist
-        info = PluginInfo(
-            name,
-            dist.metadata["Name"] if dist else "?",
-            dist.version if dist else "?",
-            entry_point.value,
-        )
+        info = PluginInfo(name, _distribution_name(entry_point), dist.version if dist else "?", entry_point.value)
+        if name in seen:
+            first = seen[name]
+            state.refuse(f"{name} ({info.distribution})",
+                         f"entry point {name!r} of {info.distribution} {info.version} ({info.module}) is already the "
+                         f"plugin of {first.distribution} {first.version} ({first.module}); ignored: rename it")
+            continue
+        seen[name] = info
         try:
             obj = entry_point.load()
         except Exception as err:  # noqa: BLE001 - report the broken plugin by name, keep the rest
-            state.failures[name] = f"failed to import {entry_point.value}: {type(err).__name__}: {err}"
+            state.refuse(name, f"failed to import {entry_point.value}: {type(err).__name__}: {err}")
             continue
         _register(state, name, obj, info)
+    state.unmatched_blocks = sorted(blocked - set(state.blocked))
     return state
+
+
+def failure_lines(state: PluginState) -> list[str]:
+    """One line per refused plugin, then what HARNESS_DISABLE_PLUGINS blocked or could not block."""
+    lines = [f"plugin {name!r} failed to load: {reason}" for name, reason in sorted(state.failures.items())]
+    if state.blocked:
+        lines.append(f"blocked by {DISABLE_ENV}: {', '.join(sorted(state.blocked))}")
+    if state.unmatched_blocks:
+        lines.append(f"{DISABLE_ENV} names {', '.join(state.unmatched_blocks)}, which blocks nothing: no installed "
+                     "entry point has that name (the internal plugins baseline and reference cannot be blocked)")
+    return lines
 
 
 @cache

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from harness.data.io import write_text_atomic
 from harness.metrics.aggregate import Headline, MetricsReport
 from harness.metrics.classification import ClassificationHeadline, ClassificationReport
+from harness.plugins.hookspecs import Role
 
 SCHEMA_VERSION = 1
 RECORD_FILE = "record.json"
@@ -35,7 +36,7 @@ class MethodInfo(_Frozen):
     transfers: str
     # "method" (ranked), "control" (e.g. supervised: shown, never ranked) or "reference" (oracle,
     # classical: computed without training, shown unranked)
-    role: Literal["method", "control", "reference"] = "method"
+    role: Role = "method"
 
 
 class DatasetInfo(_Frozen):
