@@ -72,6 +72,8 @@ def pretrain_cache_key(entry: MethodEntry, method: SSLMethod, ctx: Context, seed
             "config": method.config.model_dump(mode="json"),
             "plugin": [entry.plugin.distribution, entry.plugin.version],
             "harness": __version__,
+            # the package versions never move; these do when the code or the libraries change the numbers
+            **_code_identity(),
             "backbone": s.backbone,
             "dataset": ctx.dataset.identity.key,
             "manifest": ctx.manifest.hash,
@@ -123,7 +125,14 @@ def finetune_identity(request: RunRequest, ctx: Context, entry: MethodEntry, met
                         "config": method.config.model_dump(mode="json"), "dataset": ctx.dataset.identity.key,
                         "manifest": ctx.manifest.hash, "budget": budget_ids, "seed": request.seed,
                         "protocol": request.protocol, "settings": ctx.settings.model_dump(mode="json"),
-                        "device": ctx.runtime.describe(), "harness": __version__}, length=20)
+                        "device": ctx.runtime.describe(), "harness": __version__, **_code_identity()},
+                       length=20)
+
+
+def _code_identity() -> dict[str, Any]:
+    """What besides the inputs decides a cached encoder's or checkpoint's numbers: the numerics
+    version (bumped by any change to the code that moves a number) and the libraries' versions."""
+    return {"numerics": NUMERICS_VERSION, "libraries": library_versions()}
 
 
 def obtain_encoder(entry: MethodEntry, method: SSLMethod, ctx: Context, seed: int, progress: bool, log,

@@ -157,6 +157,22 @@ def test_pretraining_is_not_reused_across_thread_counts(tmp_path):
     assert one != two
 
 
+def test_pretraining_is_not_reused_across_numerics_or_library_versions(monkeypatch):
+    """The package versions never move; a cached encoder made by code that computed other numbers
+    (a numerics bump) or by other libraries must not be reused under a record that states the new ones."""
+    from harness import pipeline
+    from harness.methods.registry import get_method
+
+    entry = get_method("denoise")
+    method = entry.cls({})
+    ctx = pipeline.Context(pipeline.RunRequest(method="denoise", budget="1", profile="smoke", device="cpu"))
+    base = pipeline.pretrain_cache_key(entry, method, ctx, seed=0)
+    monkeypatch.setattr(pipeline, "NUMERICS_VERSION", "99")
+    bumped = pipeline.pretrain_cache_key(entry, method, ctx, seed=0)
+    monkeypatch.setattr(pipeline, "library_versions", lambda: {"torch": "0.0"})
+    assert len({base, bumped, pipeline.pretrain_cache_key(entry, method, ctx, seed=0)}) == 3
+
+
 def test_frozen_protocol_runs(tmp_path):
     result = run(tmp_path, "--method", "none", "--budget", "1", "--protocol", "frozen", "--out", str(tmp_path / "f"))
     assert result.exit_code == 0, result.output
