@@ -160,3 +160,21 @@ def test_a_killed_torchrun_pretraining_resumes_on_every_rank_with_the_same_numbe
     assert "checkpoints disagree (from none to step 2); every rank starts from step 0" in restarted.stdout
     assert "resuming" not in restarted.stdout
     assert numbers("again") == expected
+
+
+def test_each_torchrun_rank_makes_its_own_gpu_current_before_joining(monkeypatch):
+    """nccl puts a tensor made without a device (the checkpoint's all-reduced rank flags) on the current
+    GPU: every rank must make its LOCAL_RANK GPU current before any collective, or all land on cuda:0.
+    Checked without a GPU: what resolve_runtime asks of torch.cuda, in order."""
+    import torch
+
+    from harness.training import runtime
+
+    calls = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda dev: calls.append(("set_device", str(dev))))
+    monkeypatch.setattr(runtime, "init_distributed", lambda kind: calls.append(("join", kind)))
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert runtime.resolve_runtime("auto").device == torch.device("cuda", 1)
+    assert calls == [("set_device", "cuda:1"), ("join", "cuda")]

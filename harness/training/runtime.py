@@ -97,10 +97,14 @@ def resolve_runtime(device: str = "auto") -> Runtime:
     if device.startswith("cuda"):
         if not torch.cuda.is_available():
             raise HarnessError("--device cuda was asked for, but torch sees no CUDA GPU here")
-        init_distributed("cuda")
         dev = torch.device(device)
-        if dev.index is None and world_size() > 1:
+        if dev.index is None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
             dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        if dev.index is not None:
+            # the current device is where nccl puts tensors made without one (the checkpoint's rank flags):
+            # left at cuda:0, every rank's all-reduce would land on one GPU and nccl refuses or hangs
+            torch.cuda.set_device(dev)
+        init_distributed("cuda")
         return Runtime(dev, "bf16", True)
     if device != "cpu":
         raise HarnessError(f"unknown device {device!r}: use auto, cpu or cuda")
