@@ -7,8 +7,13 @@ or the printed scale bar), scaled as the model's card says, predicted at the run
 resolution with its tuned post-processing, and measured as the metrics measure particles.
 
 Written to OUT: ``masks/<id>.png`` (16-bit instance masks), ``overlays/<id>.png`` (predicted
-outlines), ``particles.csv`` (image, particle, area, equivalent diameter in px and in nm where the
-pixel size is known, border flag), ``histograms/<id>.png`` per image and ``histogram.png`` pooled.
+outlines), ``particles.csv`` (one row per particle: area and equivalent diameter in px and, where the
+pixel size is known, in nm, border flag), ``images.csv`` (one row per image, also those where nothing
+was found: pixel size and its source, particle count, count clear of the border, size statistics of
+those), ``histograms/<id>.png`` per image and ``histogram.png`` pooled. Sizes in the histograms and
+in images.csv are those of particles clear of the image border, as the metrics size them (a particle
+cut by the border would pass for a smaller one). OUT appears whole or not at all: everything is
+written into a hidden folder beside it and renamed at the end.
 """
 
 from __future__ import annotations
@@ -24,20 +29,24 @@ from tqdm import tqdm
 
 from harness.data.folder import FOLDER_VERSION, IMAGES_DIR, FolderDataset
 from harness.data.intensity import to_unit_float
-from harness.data.io import lies_inside, write_bytes_atomic, write_text_atomic
+from harness.data.io import folder_written_whole, lies_inside, write_bytes_atomic, write_text_atomic
+from harness.data.sample import Sample
 from harness.errors import HarnessError
 from harness.evaluation.predict import predict_instances
 from harness.metrics import measure_particles
-from harness.metrics.measure import diameters_from_areas
+from harness.metrics.measure import Particles, diameters_from_areas
 from harness.numerics import LEGACY_NUMERICS, NUMERICS_VERSION
 from harness.results.artifacts import encode_labels, load_model
 from harness.task import get_task
 from harness.training.runtime import resolve_runtime
 
 PARTICLES_FILE = "particles.csv"
+IMAGES_FILE = "images.csv"
 MAX_WORKING_SCALE = 4.0  # upsampling past 4x only interpolates
-COLUMNS = ("image", "particle", "area_px", "diameter_px", "diameter_nm", "pixel_size_nm", "pixel_size_source",
-           "touches_border")
+COLUMNS = ("image", "particle", "area_px", "area_nm2", "diameter_px", "diameter_nm", "pixel_size_nm",
+           "pixel_size_source", "touches_border")
+IMAGE_COLUMNS = ("image", "pixel_size_nm", "pixel_size_source", "databar_rows", "particles", "clear_of_border",
+                 "size_unit", "diameter_mean", "diameter_median", "diameter_sd")
 
 
 @dataclass(frozen=True)
@@ -79,10 +88,33 @@ def _histogram(diameters: np.ndarray, unit: str, title: str, path: Path) -> None
         ax.hist(diameters, bins=min(30, max(5, diameters.size // 3)), color="tab:orange", edgecolor="white")
     ax.set_xlabel(f"equivalent diameter ({unit})")
     ax.set_ylabel("particles")
-    ax.set_title(f"{title}: {diameters.size} particles", fontsize=8)
+    ax.set_title(title, fontsize=8)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100, metadata={"Software": None})
     write_bytes_atomic(path, buffer.getvalue())
+
+
+def _sized_title(name: str, sized: int, on_border: int) -> str:
+    border = f" (+{on_border} on the border, not sized)" if on_border else ""
+    return f"{name}: {sized} particles clear of the border{border}"
+
+
+def _csv(columns: tuple[str, ...], rows: list[dict[str, object]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def _image_row(sample_id: str, sample: Sample, particles: Particles) -> dict[str, object]:
+    sized = particles.sized_diameters
+    stats = (float(sized.mean()), float(np.median(sized)), float(sized.std(ddof=1)) if sized.size > 1 else "") \
+        if sized.size else ("", "", "")
+    return {"image": sample_id, "pixel_size_nm": "" if sample.pixel_size_nm is None else sample.pixel_size_nm,
+            "pixel_size_source": sample.pixel_size_source, "databar_rows": sample.databar_rows,
+            "particles": particles.count, "clear_of_border": int(sized.size), "size_unit": particles.units,
+            "diameter_mean": stats[0], "diameter_median": stats[1], "diameter_sd": stats[2]}
 
 
 def _outline_png(image: np.ndarray, labels: np.ndarray) -> bytes:
@@ -123,38 +155,43 @@ def predict_folder(run_dir: Path, images: Path, out: Path, device: str = "auto",
     net = runtime.prepare(net)
     task = get_task(card["task"])
     rows: list[dict[str, object]] = []
+    image_rows: list[dict[str, object]] = []
     pooled: dict[str, list[float]] = {"nm": [], "px": []}
+    on_border = {"nm": 0, "px": 0}
     known = 0
-    for sample_id in tqdm(sorted(records), desc="predict", unit="img", disable=not progress):
-        sample = dataset.load(sample_id)
-        labels = predict_instances(net, sample, runtime, task, card["postprocess"], scale, second_look)
-        write_bytes_atomic(out / "masks" / f"{sample_id}.png", encode_labels(labels))
-        write_bytes_atomic(out / "overlays" / f"{sample_id}.png",
-                           _outline_png(to_unit_float(sample.image), labels))
-        particles = measure_particles(labels, sample.pixel_size_nm, sample.databar_rows)
-        in_px = diameters_from_areas(particles.areas_px, None)
-        in_nm = particles.diameters if sample.pixel_size_nm is not None else None
-        known += sample.pixel_size_nm is not None
-        for k, particle in enumerate(particles.ids):
-            rows.append({"image": sample_id, "particle": int(particle), "area_px": int(particles.areas_px[k]),
-                         "diameter_px": float(in_px[k]),
-                         "diameter_nm": "" if in_nm is None else float(in_nm[k]),
-                         "pixel_size_nm": "" if sample.pixel_size_nm is None else sample.pixel_size_nm,
-                         "pixel_size_source": sample.pixel_size_source,
-                         "touches_border": bool(particles.touches_border[k])})
-        unit = particles.units
-        pooled[unit].extend(particles.diameters.tolist())
-        _histogram(particles.diameters, unit, sample_id, out / "histograms" / f"{sample_id}.png")
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(COLUMNS), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    write_text_atomic(out / PARTICLES_FILE, buffer.getvalue())
-    unit = "nm" if pooled["nm"] else "px"
-    if pooled["nm"] and pooled["px"]:  # never pool nm with px: the pooled histogram shows the nm images
-        title = f"pooled over the {known} images with a pixel size"
-    else:
-        title = f"pooled over {len(records)} images"
-    _histogram(np.asarray(pooled[unit]), unit, title, out / "histogram.png")
+    with folder_written_whole(out) as work:
+        for sample_id in tqdm(sorted(records), desc="predict", unit="img", disable=not progress):
+            sample = dataset.load(sample_id)
+            labels = predict_instances(net, sample, runtime, task, card["postprocess"], scale, second_look)
+            write_bytes_atomic(work / "masks" / f"{sample_id}.png", encode_labels(labels))
+            write_bytes_atomic(work / "overlays" / f"{sample_id}.png",
+                               _outline_png(to_unit_float(sample.image), labels))
+            particles = measure_particles(labels, sample.pixel_size_nm, sample.databar_rows)
+            known += sample.pixel_size_nm is not None
+            rows.extend(_particle_rows(sample_id, sample, particles))
+            image_rows.append(_image_row(sample_id, sample, particles))
+            unit, sized = particles.units, particles.sized_diameters
+            pooled[unit].extend(sized.tolist())
+            on_border[unit] += particles.count - sized.size
+            _histogram(sized, unit, _sized_title(sample_id, sized.size, particles.count - sized.size),
+                       work / "histograms" / f"{sample_id}.png")
+        write_text_atomic(work / PARTICLES_FILE, _csv(COLUMNS, rows))
+        write_text_atomic(work / IMAGES_FILE, _csv(IMAGE_COLUMNS, image_rows))
+        unit = "nm" if pooled["nm"] or known else "px"
+        # never pool nm with px: the pooled histogram shows the images with a pixel size, if any
+        over = f"{known} images with a pixel size" if known and known < len(records) else f"{len(records)} images"
+        _histogram(np.asarray(pooled[unit]), unit, _sized_title(f"pooled over the {over}", len(pooled[unit]),
+                                                                on_border[unit]), work / "histogram.png")
     return PredictSummary(images=len(records), particles=len(rows), with_pixel_size=known, out=out,
                           working_scale=scale, second_look_px=second_look, notes=card_drift(card))
+
+
+def _particle_rows(sample_id: str, sample: Sample, particles: Particles) -> list[dict[str, object]]:
+    in_px = diameters_from_areas(particles.areas_px, None)
+    nm = sample.pixel_size_nm is not None
+    return [{"image": sample_id, "particle": int(particle), "area_px": int(particles.areas_px[k]),
+             "area_nm2": float(particles.areas[k]) if nm else "", "diameter_px": float(in_px[k]),
+             "diameter_nm": float(particles.diameters[k]) if nm else "",
+             "pixel_size_nm": sample.pixel_size_nm if nm else "", "pixel_size_source": sample.pixel_size_source,
+             "touches_border": bool(particles.touches_border[k])}
+            for k, particle in enumerate(particles.ids)]

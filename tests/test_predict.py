@@ -61,6 +61,42 @@ def test_it_writes_masks_overlays_particles_and_histograms(exported):
     assert {r["pixel_size_source"] for r in rows} == {"metadata.csv"}
 
 
+def test_images_csv_has_every_image_and_sizes_only_particles_clear_of_the_border(exported):
+    _, images, out = exported
+    rows = _rows(out)
+    with (out / "images.csv").open() as handle:
+        per_image = {r["image"]: r for r in csv.DictReader(handle)}
+    assert sorted(per_image) == sorted(p.stem for p in (images / "images").iterdir())  # empty images too
+    for stem, row in per_image.items():
+        mine = [r for r in rows if r["image"] == stem]
+        clear = [float(r["diameter_nm"]) for r in mine if r["touches_border"] == "False"]
+        assert int(row["particles"]) == len(mine) and int(row["clear_of_border"]) == len(clear)
+        assert row["size_unit"] == "nm" and row["pixel_size_source"] == "metadata.csv"
+        if clear:
+            assert float(row["diameter_mean"]) == pytest.approx(np.mean(clear), rel=1e-12)
+            assert float(row["diameter_median"]) == pytest.approx(np.median(clear), rel=1e-12)
+        pixel = float(row["pixel_size_nm"])
+        for r in mine:
+            assert float(r["area_nm2"]) == pytest.approx(int(r["area_px"]) * pixel**2, rel=1e-12)
+    assert any(r["touches_border"] == "True" for r in rows)  # so the sizing rule was exercised
+
+
+def test_an_image_that_fails_part_way_leaves_no_output_folder(exported, tmp_path):
+    run, images, _ = exported
+    plain = _first_image_alone(images, tmp_path)
+    good = next(plain.iterdir())
+    image = iio.imread(good)
+    iio.imwrite(plain / "a_fine.png", image.astype(np.uint8) if image.dtype != np.uint8 else image)
+    whole = (plain / "a_fine.png").read_bytes()
+    (plain / "z_cut.png").write_bytes(whole[: len(whole) // 2])  # its header reads; its pixels do not
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["predict", "--run", str(run), "--images", str(plain), "--out", str(out),
+                                       "--quiet"])
+    assert result.exit_code != 0 and "z_cut.png" in result.output and "Traceback" not in result.output, \
+        result.output
+    assert not out.exists() and not list(tmp_path.glob(".out.partial-*"))  # nothing half-written, anywhere
+
+
 def test_diameters_agree_with_evaluate_and_with_scikit_image(exported, tmp_path):
     _, images, out = exported
     rows = _rows(out)

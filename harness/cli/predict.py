@@ -13,7 +13,8 @@ import click
 @click.option("--images", required=True, type=click.Path(path_type=Path, file_okay=False, exists=True),
               help="Folder of micrographs: plain, or in the folder format (images/, optional metadata.csv).")
 @click.option("--out", required=True, type=click.Path(path_type=Path, file_okay=False),
-              help="Output folder (outside the image folder): masks/, overlays/, particles.csv, histograms.")
+              help="New or empty output folder outside the image folder: masks/, overlays/, particles.csv, "
+                   "images.csv, histograms.")
 @click.option("--working-scale", type=float, default=None, metavar="F",
               help="Resample every image by F before the network instead of the run's own factor (model.json "
                    "working_scale, 1.0 when its particles were small, with each image's second look where it is "
@@ -26,8 +27,11 @@ def predict(run_dir: Path, images: Path, out: Path, working_scale: float | None,
 
     Pixel sizes come from metadata.csv, the image's tags or its printed scale bar, as in
     `harness data check`; where none is found, sizes are in px only. Writes OUT/masks/<id>.png
-    (16-bit instance masks), OUT/overlays/<id>.png, OUT/particles.csv (image, particle, area,
-    equivalent diameter in px and nm, border flag), OUT/histograms/<id>.png and OUT/histogram.png.
+    (16-bit instance masks), OUT/overlays/<id>.png, OUT/particles.csv (one row per particle: area and
+    equivalent diameter in px and nm, border flag), OUT/images.csv (one row per image, also where
+    nothing was found: count, count clear of the border, mean/median/sd diameter of those),
+    OUT/histograms/<id>.png and OUT/histogram.png. Sizes in images.csv and the histograms leave out
+    particles cut by the border, as the metrics do. OUT appears only when every image is done.
 
     Example: harness predict --run runs/synthetic-sem/fcmae-1pct-... --images my_micrographs --out predicted
     """
@@ -39,7 +43,7 @@ def predict(run_dir: Path, images: Path, out: Path, working_scale: float | None,
                                                       f"{SECOND_LOOK_MARGIN:g} x {summary.second_look_px:g} px)"
     click.echo(f"{summary.images} image(s), {summary.particles} particle(s) at working scale "
                f"{summary.working_scale:g}{looks}; pixel size known for {summary.with_pixel_size}; wrote "
-               f"{summary.out}/particles.csv, masks/, overlays/, histograms/")
+               f"{summary.out}/particles.csv, images.csv, masks/, overlays/, histograms/")
     for note in summary.notes:
         click.echo(f"note: {note}", err=True)
 

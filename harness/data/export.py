@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import csv
 import io
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 from tqdm import tqdm
 
 from harness.data.base import Dataset
-from harness.data.io import METADATA_FILE, lies_inside, write_image, write_label_image, write_text_atomic
+from harness.data.io import (
+    METADATA_FILE,
+    folder_written_whole,
+    lies_inside,
+    write_image,
+    write_label_image,
+    write_text_atomic,
+)
 from harness.data.splits import POOLS, SplitManifest
 from harness.errors import HarnessError
 
@@ -50,22 +54,13 @@ def export_pool(
         raise HarnessError(f"split {pool!r} of {manifest.dataset.key} holds no image ({held}): nothing to export")
     if out.exists() and any(out.iterdir()):
         raise HarnessError(f"{out}: output folder is not empty; choose a new folder")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    try:
-        work.chmod(0o755)  # mkdtemp makes it private; the export is an ordinary folder
+    with folder_written_whole(out) as work:
         rows = _write_samples(dataset, chosen, work, pool, progress)
         text = io.StringIO()
         writer = csv.DictWriter(text, fieldnames=EXPORT_COLUMNS, lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
         write_text_atomic(work / METADATA_FILE, text.getvalue())
-        if out.exists():
-            out.rmdir()  # checked empty above; a rename cannot replace a folder
-        os.rename(work, out)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
     return len(rows)
 
 

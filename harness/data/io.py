@@ -15,8 +15,11 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import tempfile
 import unicodedata
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -63,6 +66,24 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
 def write_text_atomic(path: str | Path, text: str) -> Path:
     """:func:`write_bytes_atomic` for UTF-8 text."""
     return write_bytes_atomic(path, text.encode("utf-8"))
+
+
+@contextmanager
+def folder_written_whole(out: Path) -> Iterator[Path]:
+    """A hidden folder beside ``out`` to write into, renamed to ``out`` when the block ends and
+    removed if it fails: a command stopped part-way (a bad image, Ctrl-C) leaves no half folder under
+    the name asked for, so it can simply be run again. ``out`` must be absent or an empty folder."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        work.chmod(0o777 & ~_umask())  # mkdtemp makes it private; the result is an ordinary folder
+        yield work
+        if out.exists():
+            out.rmdir()  # empty (the caller checked); a rename cannot replace a folder
+        os.rename(work, out)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
 
 
 def lies_inside(path: str | Path, folder: str | Path) -> bool:
