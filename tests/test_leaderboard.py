@@ -354,6 +354,18 @@ def test_dataset_versions_and_schema_versions_never_share_a_table(smoke_run, tmp
     assert len(boards) == 2 and all(len(b.labels) == 1 for b in boards)
 
 
+def test_two_releases_of_a_plugin_never_pool_their_seeds(smoke_run, tmp_path):
+    """The same method name, config and seed computed by two versions of its distribution (or a rival
+    package) are two cells and two entries, labelled by the implementation."""
+    store = RecordStore(tmp_path / "lb")
+    for version in ("0.1.0", "0.2.0"):
+        run = variant(smoke_run, tmp_path / version, method="alpha")
+        _edit(run, RECORD_FILE, lambda d, v=version: d["method"].update(distribution="harness-alpha", version=v))
+        store.add(run)  # not "the same grid cell"
+    (board,) = build_boards(store.records())
+    assert sorted(board.labels.values()) == ["alpha (harness-alpha 0.1.0)", "alpha (harness-alpha 0.2.0)"]
+
+
 # ---- tables and significance ---------------------------------------------------------------------
 
 

@@ -81,6 +81,7 @@ class EntryKey:
     method: str
     config_hash: str
     backbone: str
+    code: str = ""  # MethodInfo.code: the distribution (and version) that computed it
 
 
 @dataclass
@@ -180,7 +181,7 @@ def build_boards(filed: Sequence[Filed], dataset: str | None = None, budget: str
                        settings_hash(r.settings), str(r.settings.get("task", LEGACY_TASK)), r.numerics)
         board = boards.setdefault(key, Board(key, train_seeds=None if train_seeds is None else
                                              tuple(sorted(train_seeds))))
-        entry = EntryKey(r.method.name, r.method.config_hash, r.backbone)
+        entry = EntryKey(r.method.name, r.method.config_hash, r.backbone, r.method.code)
         board.labels[entry] = r.method.name
         board.roles[entry] = r.method.role
         runs = board.runs.setdefault((entry, r.budget), {})
@@ -205,7 +206,8 @@ def build_boards(filed: Sequence[Filed], dataset: str | None = None, budget: str
 
 
 def _disambiguate(board: Board) -> None:
-    """Entry labels: the method name, plus backbone/config where one method has several entries."""
+    """Entry labels: the method name, plus backbone/config/implementation where one method has several
+    entries."""
     by_method: dict[str, list[EntryKey]] = {}
     for entry in board.labels:
         by_method.setdefault(entry.method, []).append(entry)
@@ -214,10 +216,13 @@ def _disambiguate(board: Board) -> None:
             continue
         backbones = {e.backbone for e in entries}
         configs = {e.config_hash for e in entries}
+        codes = {e.code for e in entries}
         for e in entries:
             parts = []
             if len(backbones) > 1:
                 parts.append(e.backbone)
             if len(configs) > 1:
                 parts.append(f"config {e.config_hash[:8]}")
+            if len(codes) > 1:
+                parts.append(e.code)
             board.labels[e] = f"{method} ({', '.join(parts)})"

@@ -181,7 +181,7 @@ def _cells(board: Board | None, method: str, budget: str, seeds: Collection[int]
         return {}
     entries = [e for e in board.entries if e.method == method and backbone in (None, e.backbone)]
     if len(entries) > 1:
-        listed = ", ".join(f"{e.backbone} config {e.config_hash[:8]}" for e in entries)
+        listed = ", ".join(f"{e.backbone} config {e.config_hash[:8]} {e.code}" for e in entries)
         raise HarnessError(f"confirmation {name}: {method} has {len(entries)} entries in the section "
                            f"({listed}); declare the backbone, or the seeds would mix them")
     if not entries:

@@ -82,6 +82,7 @@ def cell_identity(record: RunRecord) -> dict[str, Any]:
         "manifest": record.dataset.manifest_hash,
         "profile": record.dataset.profile,
         "method": record.method.name,
+        "code": record.method.code,
         "config": record.method.config_hash,
         "backbone": record.backbone,
         "budget": record.budget,

@@ -38,6 +38,13 @@ class MethodInfo(_Frozen):
     # classical: computed without training, shown unranked)
     role: Role = "method"
 
+    @property
+    def code(self) -> str:
+        """Which implementation computed the record: its distribution and version. Records of two never
+        pool (a new release of a plugin, a rival package of the same name). The core's own methods
+        (distribution ``harness``, whose version never moves) are told apart by the numerics version."""
+        return self.distribution if self.distribution == "harness" else f"{self.distribution} {self.version}"
+
 
 class DatasetInfo(_Frozen):
     name: str
