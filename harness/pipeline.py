@@ -168,8 +168,8 @@ def obtain_encoder(entry: MethodEntry, method: SSLMethod, ctx: Context, seed: in
         return state, info, 0.0
     start = time.perf_counter()
     store = ctx.store(ctx.manifest.pools[pool], with_targets=method.uses_hidden_labels)
-    state, stage = pretrain(method, store, ctx.settings, ctx.runtime, seed, progress,
-                            checkpoint=checkpointing(directory / CHECKPOINT_FILE, key, checkpoint_every, log))
+    resumable = checkpointing(directory / CHECKPOINT_FILE, key, checkpoint_every, log)
+    state, stage = pretrain(method, store, ctx.settings, ctx.runtime, seed, progress, checkpoint=resumable)
     elapsed = time.perf_counter() - start
     final = stage.losses[-1] if stage.losses else None
     if is_main_process():  # one writer; a second process would only race for the same bytes
@@ -181,6 +181,7 @@ def obtain_encoder(entry: MethodEntry, method: SSLMethod, ctx: Context, seed: in
         # meta first: an encoder file is never there without the digest that vouches for it
         write_text_atomic(directory / META_FILE, json.dumps(meta, indent=1))
         write_bytes_atomic(directory / ENCODER_FILE, payload)
+    resumable.clear()  # only now: a stop before the encoder was stored resumes from the checkpoint
     log(f"pretraining: cached encoder as {name}")
     info = PretrainInfo(cache_key=key, reused_cache=False, steps=len(stage.losses), final_loss=final, pool=pool,
                         late_loss=late_loss(stage.losses), reference_loss=stage.reference_loss,
@@ -236,6 +237,9 @@ class Fitted:
     tuning: Tuning
     pretrain: PretrainInfo
     timings_s: dict[str, float]
+    # fine-tuning's checkpoint, left until the record is written (a stop while tuning or testing then
+    # resumes from it instead of fine-tuning from step 0); whoever uses the model clears it
+    checkpoint: Checkpointing | None = None
 
 
 def fit(request: RunRequest, ctx: Context, entry: MethodEntry, method: SSLMethod, log) -> Fitted:
@@ -279,7 +283,7 @@ def fit(request: RunRequest, ctx: Context, entry: MethodEntry, method: SSLMethod
         f"defaults {tuning.default_score:.3f})")
     return Fitted(net=net, stage=stage, tuning=tuning, pretrain=pretrain_info,
                   timings_s={"pretrain": round(pretrain_s, 3), "finetune": round(finetune_s, 3),
-                             "tune": round(time.perf_counter() - start, 3)})
+                             "tune": round(time.perf_counter() - start, 3)}, checkpoint=resumable)
 
 
 def reference_labels(method: SSLMethod, ctx: Context, budget_ids: list[str]) -> Callable[[Sample], np.ndarray]:
@@ -359,6 +363,8 @@ def run_one(request: RunRequest, ctx: Context | None = None, log=print) -> RunRe
                 "dataset": record.dataset.key})
 
     write_run(request, record, [s.model_dump(mode="json") for s in per_image], log, extras=keep_for_people)
+    if fitted is not None and fitted.checkpoint is not None:
+        fitted.checkpoint.clear()
     return record
 
 

@@ -352,6 +352,8 @@ def rebuild_prediction(record: RunRecord, image_index: int, per_image: list | No
         prediction = predict_instances(fitted.net, sample, ctx.runtime, ctx.task, fitted.tuning.params,
                                        fitted.tuning.working_scale, fitted.tuning.second_look_px)
         best_step = fitted.stage.best_step
+        if fitted.checkpoint is not None:
+            fitted.checkpoint.clear()
     scores = score_image(prediction, sample.mask, sample.pixel_size_nm, sample.databar_rows).model_dump(mode="json")
     matches = None
     if per_image is not None:

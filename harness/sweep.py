@@ -107,7 +107,11 @@ def run_cells(requests: list[RunRequest], out: Path, force: bool, log: Log, warn
                 file_cell(cell, file_into, log, warn)
         except StopRequested:
             raise  # the cell saved its checkpoint; the whole sweep stops and resumes when run again
-        except Exception as err:  # noqa: BLE001 - one failing cell must not stop the grid
+        except Exception as err:
+            if world_size() > 1:
+                # under torchrun the other ranks wait in this cell's collectives: a rank that moved on
+                # would hang them, or pair its next collective with theirs; torchrun ends the job instead
+                raise
             record_failure(out, request, err)
             warn(f"   failed: {type(err).__name__}: {err}")
             rows.append(_row(request, f"failed: {type(err).__name__}"))

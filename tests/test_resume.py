@@ -20,14 +20,18 @@ COMMAND = ["run", "--method", "denoise", "--budget", "2", "--seed", "4", "--prof
            "--checkpoint-every", "2steps"]
 
 # Runs harness with one fault injected: kill -9 right after the first checkpoint of STAGE is
-# written, or SIGTERM to itself during step 1 of STAGE.
+# written, SIGTERM to itself during step 1 of STAGE or during its last step (where no save follows),
+# or kill -9 once STAGE's steps are over but before its result is stored.
 _WRAPPER = """
 import os, signal, sys
+import harness.pipeline as pipeline
 import harness.training.checkpoint as checkpoint
+import harness.training.loop as loop
 from harness.cli import main
 
 fault, stage = sys.argv[1], sys.argv[2]
 save, due = checkpoint.Checkpointing.save, checkpoint.Checkpointing.due
+stop_requested = checkpoint.Checkpointing.stop_requested
 
 def in_stage(self):
     return self.path.name.startswith("finetune-") == (stage == "finetune")
@@ -42,10 +46,26 @@ def due_after_sigterm(self, steps_done):
         os.kill(os.getpid(), signal.SIGTERM)
     return due(self, steps_done)
 
+def sigterm_in_last_step(self):
+    if in_stage(self):
+        os.kill(os.getpid(), signal.SIGTERM)
+    return stop_requested(self)
+
+def die_before_storing(real):
+    def wrapped(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return wrapped
+
 if fault == "kill":
     checkpoint.Checkpointing.save = save_then_die
 elif fault == "term":
     checkpoint.Checkpointing.due = due_after_sigterm
+elif fault == "term-last":
+    checkpoint.Checkpointing.stop_requested = sigterm_in_last_step
+elif fault == "kill-after" and stage == "pretrain":
+    loop.reference_pretext_loss = die_before_storing(loop.reference_pretext_loss)
+elif fault == "kill-after":
+    pipeline.tune_postprocessing = die_before_storing(pipeline.tune_postprocessing)
 sys.argv = ["harness", *sys.argv[3:]]
 main()
 """
@@ -104,6 +124,35 @@ def test_stopped_during_fine_tuning_resumes_with_the_same_numbers(uninterrupted,
     assert f"fine-tuning: resuming from step {resumed_at} of 6" in again.stdout
     assert numbers(tmp_path / "run") == expected
     assert not list(cache.rglob("finetune-*.pt"))
+
+
+@pytest.mark.parametrize(("fault", "stage", "resumed"), [
+    ("term-last", "pretrain", "pretraining: resuming from step 4 of 4"),
+    ("term-last", "finetune", "fine-tuning: resuming from step 6 of 6"),
+    ("kill-after", "finetune", "fine-tuning: resuming from step 4 of 6"),
+])
+def test_a_stop_after_the_last_step_is_neither_swallowed_nor_a_restart(uninterrupted, tmp_path, fault, stage,
+                                                                         resumed):
+    """A signal during a stage's last step (no save follows it) once let the run carry on as if none had
+    come; a stage's checkpoint was removed before its encoder or record was stored, so a kill while tuning
+    or testing started fine-tuning again from step 0."""
+    cache = tmp_path / "cache"
+    if stage == "finetune":
+        cache, _ = uninterrupted  # its encoder is cached: only fine-tuning runs
+    _, expected = uninterrupted
+    stopped = harness(tmp_path, cache, tmp_path / "run", fault, stage)
+    if fault == "term-last":
+        steps = 4 if stage == "pretrain" else 6
+        assert stopped.returncode == 2 and "Traceback" not in stopped.stderr
+        assert f"stopped by signal SIGTERM after step {steps}; checkpoint saved" in stopped.stderr
+    else:
+        assert stopped.returncode == -9
+    assert not (tmp_path / "run" / "record.json").exists()
+    again = harness(tmp_path, cache, tmp_path / "run")
+    assert again.returncode == 0, again.stderr
+    assert resumed in again.stdout
+    assert numbers(tmp_path / "run") == expected
+    assert not list(cache.rglob("finetune-*.pt")) and not list(cache.rglob("checkpoint.pt"))
 
 
 @pytest.mark.parametrize(("text", "parsed"), [

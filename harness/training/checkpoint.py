@@ -32,7 +32,7 @@ import torch
 
 from harness.data.io import write_bytes_atomic
 from harness.errors import HarnessError
-from harness.training.runtime import rank, world_size
+from harness.training.runtime import max_over_ranks, rank, world_size
 
 DEFAULT_EVERY_S = 600.0
 
@@ -54,15 +54,6 @@ def preemption_signal() -> signal.Signals:
     job then hands it on to submitit, which requeues the job."""
     name = os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2").upper()
     return getattr(signal, name if name.startswith("SIG") else f"SIG{name}", signal.SIGUSR2)
-
-
-def _max_over_ranks(*values: int) -> list[int]:
-    """Each value's maximum over the torchrun ranks (one all-reduce; on the GPU under nccl)."""
-    flags = torch.tensor(values)
-    if torch.distributed.get_backend() == "nccl":
-        flags = flags.cuda()
-    torch.distributed.all_reduce(flags, op=torch.distributed.ReduceOp.MAX)
-    return [int(v) for v in flags.tolist()]
 
 
 def stop_signals() -> tuple[signal.Signals, ...]:
@@ -152,7 +143,7 @@ class Checkpointing:
         state = self._read()
         if world_size() > 1 and torch.distributed.is_initialized():
             steps = int(state["steps_done"]) if state is not None else -1
-            highest, negated_lowest = _max_over_ranks(steps, -steps)  # max and min in one all-reduce
+            highest, negated_lowest = max_over_ranks(steps, -steps)  # max and min in one all-reduce
             lowest = -negated_lowest
             if highest != lowest:
                 held = "none" if lowest < 0 else f"step {lowest}"
@@ -182,13 +173,20 @@ class Checkpointing:
             wanted = True
         if self.every_s is not None and time.monotonic() - self._last >= self.every_s:
             wanted = True
-        if world_size() > 1 and torch.distributed.is_initialized():
-            # the second entry carries the signal, so every rank stops for the reason one rank got
-            any_wanted, signum = _max_over_ranks(int(wanted), int(self._stop[0]) if self._stop else 0)
-            wanted = bool(any_wanted)
-            if signum and not self._stop:
-                self._stop.append(signum)
-        return wanted
+        return self._agreed(wanted)
+
+    def stop_requested(self) -> bool:
+        """Whether a stop signal came during the stage, agreed by every rank. Asked once the steps are
+        over (the last step, or the one early stopping ends on, is never followed by :meth:`due`), so
+        that a signal there is not swallowed: the stage then saves its finished state and stops."""
+        return self._agreed(bool(self._stop))
+
+    def _agreed(self, wanted: bool) -> bool:
+        # the second entry carries the signal, so every rank stops for the reason one rank got
+        any_wanted, signum = max_over_ranks(int(wanted), int(self._stop[0]) if self._stop else 0)
+        if signum and not self._stop:
+            self._stop.append(signum)
+        return bool(any_wanted)
 
     def save(self, steps_done: int, state: dict[str, Any]) -> None:
         buffer = io.BytesIO()

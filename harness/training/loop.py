@@ -13,6 +13,7 @@ import copy
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -25,7 +26,7 @@ from harness.models import SegmentationNet, create_backbone
 from harness.task import InstanceTask, get_task
 from harness.training.batches import FinetuneBatches, ImageStore, PretrainBatches, split_item
 from harness.training.checkpoint import Checkpointing, rng_states, set_rng_states
-from harness.training.runtime import Runtime, is_main_process, rank, world_size
+from harness.training.runtime import Runtime, is_main_process, max_over_ranks, rank, world_size
 from harness.training.settings import TrainSettings
 
 
@@ -172,14 +173,18 @@ def pretrain(
         set_rng_states(saved["rng"])
     bar = tqdm(iterator, total=steps, initial=start, desc=f"pretrain {method.name}",
                unit="step", disable=not (progress and is_main_process()))
+
+    def resumable() -> dict[str, Any]:
+        return {"model": module.state_dict(), "losses": log.losses, **_optimisation_state(optimisation)}
+
     with checkpoint.stop_requests() if checkpoint else contextlib.nullcontext():
         for step, item in enumerate(bar, start=start):
             _pretrain_step(item, step, steps, method, module, trained, optimisation, groups, runtime, log, bar)
             if checkpoint and step + 1 < steps and checkpoint.due(step + 1):
-                checkpoint.save(step + 1, {"model": module.state_dict(), "losses": log.losses,
-                                           **_optimisation_state(optimisation)})
-    if checkpoint:
-        checkpoint.clear()
+                checkpoint.save(step + 1, resumable())
+        if checkpoint and checkpoint.stop_requested():  # asked during the last step: stop with it saved
+            checkpoint.save(steps, resumable())
+    # the checkpoint stays until the caller has stored the encoder (harness.pipeline clears it)
     log.reference_loss, log.held_out_loss = reference_pretext_loss(module, store, settings, runtime, seed, steps,
                                                                    network=True)
     state = {k: v.detach().float().cpu().contiguous() for k, v in module.transfer_state().items()}
@@ -391,13 +396,23 @@ def finetune(
         log = StageLog(losses=list(saved["losses"]), validation=[(int(a), float(b)) for a, b in saved["validation"]],
                        best_step=saved["best_step"], best_score=saved["best_score"])
         checks_without_gain = int(saved["checks_without_gain"])
+        log.stopped_early = bool(saved.get("stopped_early", False))
         start = int(saved["steps_done"])
         checkpoint.log(f"fine-tuning: resuming from step {start} of {steps} ({checkpoint.file})")
-    iterator = iter(_loader(batches, settings, start))  # after its seed draw, as in pretrain()
+    # a stage stopped by a signal after its last step (or the one it stopped early on) has no steps left
+    done = saved is not None and bool(saved.get("done"))
+    iterator = iter(_loader(batches, settings, steps if done else start))  # after its seed draw, as in pretrain()
     if saved is not None:
         set_rng_states(saved["rng"])
     bar = tqdm(iterator, total=steps, initial=start, desc=f"fine-tune ({protocol})",
                unit="step", disable=not (progress and is_main_process()))
+
+    def resumable(**finished: bool) -> dict[str, Any]:
+        return {"model": net.state_dict(), "best_model": best_state, "losses": log.losses,
+                "validation": [list(v) for v in log.validation], "best_step": log.best_step,
+                "best_score": log.best_score, "checks_without_gain": checks_without_gain,
+                **_optimisation_state(optimisation), **finished}
+
     with checkpoint.stop_requests() if checkpoint else contextlib.nullcontext():
         for step, (images, targets) in enumerate(bar, start=start):
             net.train()
@@ -425,18 +440,18 @@ def finetune(
                 bar.set_postfix(loss=f"{value:.4f}", val=f"{score:.3f}", best=f"{log.best_score:.3f}")
                 # never before the budget's fewest steps: a run on one or ten images plateaus
                 # early, and stopping there kept a state from the first checks (issue 12 pilot)
-                if (checks_without_gain >= settings.patience and not last
-                        and step + 1 >= settings.finetune_min_steps):
+                stop = (checks_without_gain >= settings.patience and not last
+                        and step + 1 >= settings.finetune_min_steps)
+                # under torchrun every rank decides, and on a GPU their numbers may drift apart: one rank
+                # stopping while another waits in a checkpoint's all-reduce would hang both
+                if max_over_ranks(int(stop))[0]:
                     log.stopped_early = True
                     break
             if checkpoint and not last and checkpoint.due(step + 1):
-                checkpoint.save(step + 1, {
-                    "model": net.state_dict(), "best_model": best_state, "losses": log.losses,
-                    "validation": [list(v) for v in log.validation], "best_step": log.best_step,
-                    "best_score": log.best_score, "checks_without_gain": checks_without_gain,
-                    **_optimisation_state(optimisation)})
-    if checkpoint:
-        checkpoint.clear()
+                checkpoint.save(step + 1, resumable())
+        if checkpoint and not done and checkpoint.stop_requested():  # asked during the final step
+            checkpoint.save(len(log.losses), resumable(done=True, stopped_early=log.stopped_early))
+    # the checkpoint stays until the caller has written the record (harness.pipeline clears it)
     net.load_state_dict(best_state)
     net.eval()
     return net, log

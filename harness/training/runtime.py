@@ -33,6 +33,18 @@ def world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
+def max_over_ranks(*values: int) -> list[int]:
+    """Each value's maximum over the torchrun ranks (one all-reduce; on the current GPU under nccl);
+    the values themselves in a single process."""
+    if not (world_size() > 1 and torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return [int(v) for v in values]
+    flags = torch.tensor(values)
+    if torch.distributed.get_backend() == "nccl":
+        flags = flags.cuda()
+    torch.distributed.all_reduce(flags, op=torch.distributed.ReduceOp.MAX)
+    return [int(v) for v in flags.tolist()]
+
+
 def is_main_process() -> bool:
     return rank() == 0
 
