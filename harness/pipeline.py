@@ -7,6 +7,7 @@ budgets and protocols of a sweep share one pretraining.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import time
@@ -24,7 +25,7 @@ from harness import __version__
 from harness.context import Context, RunRequest
 from harness.data.base import stable_hash
 from harness.data.cache import cache_root
-from harness.data.io import write_bytes_atomic, write_text_atomic
+from harness.data.io import locked, write_bytes_atomic, write_text_atomic
 from harness.data.sample import Sample
 from harness.data.splits import Budget, SplitManifest, budget_slug
 from harness.errors import HarnessError
@@ -150,43 +151,51 @@ def obtain_encoder(entry: MethodEntry, method: SSLMethod, ctx: Context, seed: in
     key = pretrain_cache_key(entry, method, ctx, seed)
     name = f"{entry.name}-{key}"
     directory = cache_root() / "pretrained" / name
-    cached = read_cached_encoder(directory)
-    if isinstance(cached, str):
-        log(f"pretraining: cached encoder {name} is damaged ({cached}); training it again")
-    elif cached is not None:
-        state, meta = cached
-        log(f"pretraining: reusing cached encoder {name} (trained {meta['created']})")
-        if "reference_loss" in meta:
-            reference = meta["reference_loss"]
-        else:  # cached before runs kept the rule, which needs no trained weights: score it now
-            reference = pretext_rule_loss(method, ctx.store(ctx.manifest.pools[pool], with_targets=False),
-                                          ctx.settings, ctx.runtime, seed)
-        info = PretrainInfo(cache_key=key, reused_cache=True, steps=meta["steps"], final_loss=meta["final_loss"],
-                            pool=pool, late_loss=late_loss(meta.get("losses") or []), reference_loss=reference,
-                            # needs the whole trained module, which no cache keeps: None for older caches
-                            held_out_loss=meta.get("held_out_loss"))
-        return state, info, 0.0
-    start = time.perf_counter()
-    store = ctx.store(ctx.manifest.pools[pool], with_targets=method.uses_hidden_labels)
-    resumable = checkpointing(directory / CHECKPOINT_FILE, key, checkpoint_every, log)
-    state, stage = pretrain(method, store, ctx.settings, ctx.runtime, seed, progress, checkpoint=resumable)
-    elapsed = time.perf_counter() - start
-    final = stage.losses[-1] if stage.losses else None
-    if is_main_process():  # one writer; a second process would only race for the same bytes
-        payload = save(state, metadata={"method": entry.name, "key": key})
-        meta = {"created": _now(), "steps": len(stage.losses), "final_loss": final,
-                "reference_loss": stage.reference_loss, "held_out_loss": stage.held_out_loss, "losses": stage.losses,
-                "seconds": elapsed, "device": ctx.runtime.describe(),
-                "sha256": hashlib.sha256(payload).hexdigest()}
-        # meta first: an encoder file is never there without the digest that vouches for it
-        write_text_atomic(directory / META_FILE, json.dumps(meta, indent=1))
-        write_bytes_atomic(directory / ENCODER_FILE, payload)
-    resumable.clear()  # only now: a stop before the encoder was stored resumes from the checkpoint
-    log(f"pretraining: cached encoder as {name}")
-    info = PretrainInfo(cache_key=key, reused_cache=False, steps=len(stage.losses), final_loss=final, pool=pool,
-                        late_loss=late_loss(stage.losses), reference_loss=stage.reference_loss,
-                        held_out_loss=stage.held_out_loss)
-    return state, info, elapsed
+    with contextlib.ExitStack() as hold:
+        # one process pretrains an encoder at a time (two sweep lanes, or budgets of one seed run side by
+        # side); the other waits and reuses it. torchrun's ranks pretrain it together.
+        if world_size() == 1:
+            lock = directory.with_name(f".{name}.lock")
+            if not hold.enter_context(locked(lock, wait=False)):
+                log(f"pretraining: another process is pretraining {name}; waiting to reuse its encoder")
+                hold.enter_context(locked(lock))
+        cached = read_cached_encoder(directory)
+        if isinstance(cached, str):
+            log(f"pretraining: cached encoder {name} is damaged ({cached}); training it again")
+        elif cached is not None:
+            state, meta = cached
+            log(f"pretraining: reusing cached encoder {name} (trained {meta['created']})")
+            if "reference_loss" in meta:
+                reference = meta["reference_loss"]
+            else:  # cached before runs kept the rule, which needs no trained weights: score it now
+                reference = pretext_rule_loss(method, ctx.store(ctx.manifest.pools[pool], with_targets=False),
+                                              ctx.settings, ctx.runtime, seed)
+            info = PretrainInfo(cache_key=key, reused_cache=True, steps=meta["steps"], final_loss=meta["final_loss"],
+                                pool=pool, late_loss=late_loss(meta.get("losses") or []), reference_loss=reference,
+                                # needs the whole trained module, which no cache keeps: None for older caches
+                                held_out_loss=meta.get("held_out_loss"))
+            return state, info, 0.0
+        start = time.perf_counter()
+        store = ctx.store(ctx.manifest.pools[pool], with_targets=method.uses_hidden_labels)
+        resumable = checkpointing(directory / CHECKPOINT_FILE, key, checkpoint_every, log)
+        state, stage = pretrain(method, store, ctx.settings, ctx.runtime, seed, progress, checkpoint=resumable)
+        elapsed = time.perf_counter() - start
+        final = stage.losses[-1] if stage.losses else None
+        if is_main_process():  # one writer; a second process would only race for the same bytes
+            payload = save(state, metadata={"method": entry.name, "key": key})
+            meta = {"created": _now(), "steps": len(stage.losses), "final_loss": final,
+                    "reference_loss": stage.reference_loss, "held_out_loss": stage.held_out_loss,
+                    "losses": stage.losses, "seconds": elapsed, "device": ctx.runtime.describe(),
+                    "sha256": hashlib.sha256(payload).hexdigest()}
+            # meta first: an encoder file is never there without the digest that vouches for it
+            write_text_atomic(directory / META_FILE, json.dumps(meta, indent=1))
+            write_bytes_atomic(directory / ENCODER_FILE, payload)
+        resumable.clear()  # only now: a stop before the encoder was stored resumes from the checkpoint
+        log(f"pretraining: cached encoder as {name}")
+        info = PretrainInfo(cache_key=key, reused_cache=False, steps=len(stage.losses), final_loss=final, pool=pool,
+                            late_loss=late_loss(stage.losses), reference_loss=stage.reference_loss,
+                            held_out_loss=stage.held_out_loss)
+        return state, info, elapsed
 
 
 def read_cached_encoder(directory: Path) -> tuple[dict[str, torch.Tensor], dict] | str | None:

@@ -14,6 +14,7 @@ a job preempted or timed out is requeued by submitit and resumes from the cells'
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import time
@@ -23,7 +24,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from harness.data.io import write_text_atomic
+from harness.data.io import locked, write_text_atomic
 from harness.data.splits import budget_slug
 from harness.errors import HarnessError
 from harness.metrics.aggregate import Headline
@@ -88,34 +89,48 @@ def run_cells(requests: list[RunRequest], out: Path, force: bool, log: Log, warn
     for request in requests:
         log(f"== {request.method} budget {request.budget} seed {request.seed}")
         cell = cell_dir(out, request)
-        if (cell / RECORD_FILE).is_file() and not force:
-            try:
-                record = read_record(cell / RECORD_FILE)
-            except (ValueError, OSError) as err:
-                log(f"   {cell / RECORD_FILE} cannot be read ({type(err).__name__}); running the cell again")
-            else:
-                log(f"   skipping: {cell} already holds its record (--force runs it again)")
-                rows.append(_row(request, "done before", record.headline))
-                if file_into is not None:
-                    file_cell(cell, file_into, log, warn)
+        # one process per cell (a sweep run again while its submitit jobs still run, a lane queue holding
+        # a cell twice): two would write one folder's files in turn. torchrun's ranks share the cell.
+        with locked(cell.with_name(f".{cell.name}.lock"), wait=False) if world_size() == 1 \
+                else contextlib.nullcontext(True) as ours:
+            if not ours:
+                warn(f"   skipping: {cell} is being run by another process now")
+                rows.append(_row(request, "running elsewhere"))
                 continue
-        try:
-            ctx = ctx or Context(request)
-            record = run_one(request.model_copy(update={"out": cell, "overwrite": True}), ctx, log)
-            rows.append(_row(request, "ok", record.headline))
-            if file_into is not None and rank() == 0:
-                file_cell(cell, file_into, log, warn)
-        except StopRequested:
-            raise  # the cell saved its checkpoint; the whole sweep stops and resumes when run again
-        except Exception as err:
-            if world_size() > 1:
-                # under torchrun the other ranks wait in this cell's collectives: a rank that moved on
-                # would hang them, or pair its next collective with theirs; torchrun ends the job instead
-                raise
-            record_failure(out, request, err)
-            warn(f"   failed: {type(err).__name__}: {err}")
-            rows.append(_row(request, f"failed: {type(err).__name__}"))
+            row, ctx = _run_cell(request, out, cell, ctx, force, log, warn, file_into)
+            rows.append(row)
     return rows
+
+
+def _run_cell(request: RunRequest, out: Path, cell: Path, ctx: Context | None, force: bool, log: Log,
+              warn: Log, file_into: Path | None) -> tuple[dict[str, Any], Context | None]:
+    """One cell of :func:`run_cells`: its row, and the shared context (made by the first cell that runs)."""
+    if (cell / RECORD_FILE).is_file() and not force:
+        try:
+            record = read_record(cell / RECORD_FILE)
+        except (ValueError, OSError) as err:
+            log(f"   {cell / RECORD_FILE} cannot be read ({type(err).__name__}); running the cell again")
+        else:
+            log(f"   skipping: {cell} already holds its record (--force runs it again)")
+            if file_into is not None:
+                file_cell(cell, file_into, log, warn)
+            return _row(request, "done before", record.headline), ctx
+    try:
+        ctx = ctx or Context(request)
+        record = run_one(request.model_copy(update={"out": cell, "overwrite": True}), ctx, log)
+        if file_into is not None and rank() == 0:
+            file_cell(cell, file_into, log, warn)
+        return _row(request, "ok", record.headline), ctx
+    except StopRequested:
+        raise  # the cell saved its checkpoint; the whole sweep stops and resumes when run again
+    except Exception as err:  # one failing cell must not stop the grid
+        if world_size() > 1:
+            # under torchrun the other ranks wait in this cell's collectives: a rank that moved on
+            # would hang them, or pair its next collective with theirs; torchrun ends the job instead
+            raise
+        record_failure(out, request, err)
+        warn(f"   failed: {type(err).__name__}: {err}")
+        return _row(request, f"failed: {type(err).__name__}"), ctx
 
 
 def grid_cells(methods: list[str], seeds: list[int], budgets: list[str]) -> list[tuple[str, int, str]]:

@@ -130,3 +130,23 @@ def test_step_overrides_are_stated_in_the_record_and_kept_apart(tmp_path):
     assert request_for(read_record(default)).pretrain_steps is None
     bad = invoke("run", "--method", "none", "--budget", "2", "--profile", "smoke", "--finetune-steps", "0")
     assert bad.exit_code == 2 and "--finetune-steps" in bad.output
+
+
+def test_a_lock_is_held_once_and_a_cell_run_elsewhere_is_skipped(tmp_path):
+    """Two processes on one cell would write its folder's files in turn: the second skips it, running
+    nothing, and says so (a lock made by another open file description conflicts as another process's)."""
+    from harness.data.io import locked
+    from harness.pipeline import RunRequest
+    from harness.sweep import cell_dir, run_cells
+
+    request = RunRequest(method="none", budget="1", profile="smoke", seed=0)
+    cell = cell_dir(tmp_path, request)
+    warned: list[str] = []
+    with locked(cell.with_name(f".{cell.name}.lock")) as held:
+        with locked(cell.with_name(f".{cell.name}.lock"), wait=False) as again:
+            assert held and not again
+        rows = run_cells([request], tmp_path, force=False, log=lambda _m: None, warn=warned.append)
+    assert [row["status"] for row in rows] == ["running elsewhere"] and not cell.exists()
+    assert warned == [f"   skipping: {cell} is being run by another process now"]
+    with locked(cell.with_name(f".{cell.name}.lock"), wait=False) as free:
+        assert free  # released with the block

@@ -28,6 +28,11 @@ from PIL import Image
 
 from harness.errors import HarnessError
 
+try:  # advisory locks exist on POSIX; elsewhere every lock is granted at once
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png")
 #: The most pixels harness decodes from one file (16384 x 8192; below Pillow's own decompression-bomb
 #: refusal). Checked against the size a header declares, before any pixel is decoded, so a small
@@ -66,6 +71,27 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
 def write_text_atomic(path: str | Path, text: str) -> Path:
     """:func:`write_bytes_atomic` for UTF-8 text."""
     return write_bytes_atomic(path, text.encode("utf-8"))
+
+
+@contextmanager
+def locked(path: Path, wait: bool = True) -> Iterator[bool]:
+    """An advisory lock on the file ``path`` (made if missing), held for the block; yields whether it
+    is held. ``wait=False`` yields False at once when another process holds it. The lock goes with its
+    process, so one that is killed never leaves it taken."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if fcntl is None:  # pragma: no cover
+        yield True
+        return
+    with open(path, "a+b") as handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 @contextmanager

@@ -27,16 +27,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from harness.data.io import locked
 from harness.errors import HarnessError
 from harness.metrics.classification import ClassificationReport, check_rows
 from harness.results.artifacts import OVERLAY_FILE
 from harness.results.integrity import check_record, digest_path, digest_problem, digest_text, sha256_of
 from harness.results.record import PER_IMAGE_FILE, RECORD_FILE, SCHEMA_VERSION, RunRecord, migrate
-
-try:  # advisory locks exist on POSIX; elsewhere the hard-link step alone still prevents overwrites
-    import fcntl
-except ImportError:  # pragma: no cover - Windows
-    fcntl = None  # type: ignore[assignment]
 
 ROOT_ENV = "HARNESS_LEADERBOARD_DIR"
 RECORDS_DIR = "records"
@@ -291,16 +287,9 @@ class RecordStore:
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
-        self.root.mkdir(parents=True, exist_ok=True)
-        if fcntl is None:  # pragma: no cover
+        # without POSIX locks (Windows) the hard-link step alone still prevents overwrites
+        with locked(self.root / LOCK_FILE):
             yield
-            return
-        with open(self.root / LOCK_FILE, "a+b") as handle:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
     # -- adding
 
