@@ -323,17 +323,17 @@ class RebuiltPrediction:
 
 def rebuild_prediction(record: RunRecord, image_index: int, per_image: list | None = None, *,
                        dataset: str | None = None, allow_leakage: bool = False, force: bool = False,
-                       log: Log = print) -> RebuiltPrediction:
-    """Re-train the record's model (same steps as the pipeline) and predict one test image.
-
-    Run folders keep scores, not masks, so the overlay needs the model back. The image's
-    scores are compared with the record's, which shows the rebuilt model is the record's model.
-    """
+                       kept: Path | None = None, log: Log = print) -> RebuiltPrediction:
+    """One test image's prediction: the mask the run kept in ``kept`` (its folder's ``predictions/``)
+    where it is there, else from the record's model re-trained (same steps as the pipeline; a filed
+    record keeps no masks). The image's scores are compared with the record's, which shows the mask
+    is the record's model's."""
     from harness.data.splits import Budget
     from harness.evaluation.predict import predict_instances
     from harness.methods.registry import get_method
     from harness.metrics import score_image
     from harness.pipeline import fit, reference_labels
+    from harness.results.artifacts import read_labels
 
     # an overlay shows the rebuilt model; whether its scores match the record's is reported beside it
     request, ctx = prepare(record, dataset, allow_leakage, force, None, log, exact=False)
@@ -344,7 +344,11 @@ def rebuild_prediction(record: RunRecord, image_index: int, per_image: list | No
     entry = get_method(request.method)
     method = entry.cls(request.method_config)
     sample = ctx.dataset.load(test_ids[image_index])
-    if method.role == "reference":
+    saved = None if kept is None else kept / f"{sample.id}.png"
+    if saved is not None and saved.is_file():
+        log(f"test image {image_index}: the run's kept prediction {saved} (nothing re-trained)")
+        prediction, best_step = read_labels(saved), record.selection.best_step
+    elif method.role == "reference":
         budget_ids = ctx.budget_ids(Budget.parse(request.budget))
         prediction, best_step = reference_labels(method, ctx, budget_ids)(sample), None
     else:

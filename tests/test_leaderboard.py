@@ -643,6 +643,15 @@ def test_one_run_figures_from_a_rebuilt_model(smoke_run, tiny_pipeline, tmp_path
     assert all(p.is_file() for p in paths)
     with pytest.raises(HarnessError, match="--image 99 is out of range"):
         rebuild_prediction(record, 99, per_image, log=lambda _msg: None)
+    # a run folder keeps its test masks: the overlay is drawn from them, nothing re-trained, and the kept
+    # mask is the rebuilt model's to the pixel
+    said: list[str] = []
+    kept = rebuild_prediction(record, 2, per_image, kept=smoke_run / "predictions", log=said.append)
+    assert np.array_equal(kept.pred_labels, rebuilt.pred_labels) and kept.matches_record is True
+    assert any("the run's kept prediction" in line for line in said)
+    result = cli("plot", "--run", str(smoke_run), "--image", "2", "--out", str(tmp_path / "kept"))
+    assert result.exit_code == 0 and "re-trains" not in result.output, result.output
+    assert (tmp_path / "kept" / f"{record.run_id}-overlay-2.png").is_file()
 
 
 # ---- reproduce ----------------------------------------------------------------------------------

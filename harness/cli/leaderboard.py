@@ -146,7 +146,8 @@ def show(dataset, budget, protocol, seeds, metric, by, fmt, test, release, root)
               help="One-run figures instead: a run folder, a record file, or a filed run_id.")
 @click.option("--image", type=int, default=0, show_default=True, help="With --run: test image index for the overlay.")
 @click.option("--overlay/--no-overlay", default=True, show_default=True,
-              help="With --run: rebuild the run's model (re-trains it) to draw predicted outlines.")
+              help="With --run: draw predicted outlines on the test image, from the mask a run folder keeps in "
+                   "predictions/, else by rebuilding the run's model (re-trains it: a filed run keeps no masks).")
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=Path("plots"), show_default=True)
 @_release_option
 @_root_option
@@ -197,6 +198,7 @@ def _resolve_run(run: str, root: Path | None):
 def _plot_run(run: str, image: int, overlay: bool, out: Path, root: Path | None) -> list[Path]:
     from harness.reproduce import rebuild_prediction
     from harness.results import plots
+    from harness.results.artifacts import PREDICTIONS_DIR
 
     record, per_image = _resolve_run(run, root)
     title = f"{record.method.name} · budget {record.budget} · seed {record.seeds.train} (run {record.run_id})"
@@ -206,8 +208,10 @@ def _plot_run(run: str, image: int, overlay: bool, out: Path, root: Path | None)
     else:
         written += plots.size_histogram(per_image, out / f"{record.run_id}-sizes", title)
     if overlay:
-        click.echo(f"rebuilding run {record.run_id} to predict test image {image} (re-trains the model)")
-        rebuilt = rebuild_prediction(record, image, per_image, log=click.echo)
+        kept = Path(run) / PREDICTIONS_DIR if Path(run).is_dir() else None
+        if kept is None or not kept.is_dir():
+            click.echo(f"rebuilding run {record.run_id} to predict test image {image} (re-trains the model)")
+        rebuilt = rebuild_prediction(record, image, per_image, kept=kept, log=click.echo)
         if rebuilt.matches_record is False:
             click.echo(f"warning: the rebuilt model's scores on test image {image} differ from the record's",
                        err=True)
