@@ -504,3 +504,25 @@ def test_the_leak_search_correlation_equals_skimages_match_template():
         assert np.abs(ours[flat]).max(initial=0) < 1e-6
         if trial % 2 == 0:  # an exact crop: both find it where it was cut
             assert np.unravel_index(np.argmax(ours), ours.shape) == (y, x)
+
+
+def test_a_folder_to_predict_is_checked_as_predict_reads_it(tmp_path):
+    """A lab's unlabeled micrographs, plain or in the folder format without masks: 'NOT usable' for a
+    run (no masks, no images/ folder), usable for predict; a bad file is named either way, and predict's
+    own refusal points at the check that applies."""
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    for i in range(2):
+        tifffile.imwrite(plain / f"p{i}.tif", particles(i)[0])
+    formatted = good_folder(tmp_path / "formatted", labeled=0, unlabeled=2)
+    for folder in (plain, formatted):
+        as_run = CliRunner().invoke(main, ["data", "check", str(folder)])
+        assert as_run.exit_code == 1, as_run.output
+        ok = CliRunner().invoke(main, ["data", "check", "--for", "predict", str(folder)])
+        assert ok.exit_code == 0 and "result: usable for harness predict" in ok.output, ok.output
+        assert "loaded (to predict: masks are not read)" in ok.output and "pools" not in ok.output
+    (plain / "broken.tif").write_bytes(b"II*\x00 not a tiff" * 3)
+    bad = CliRunner().invoke(main, ["data", "check", "--for", "predict", str(plain)])
+    assert bad.exit_code == 1 and "broken.tif" in bad.output and "NOT usable" in bad.output
+    with pytest.raises(HarnessError, match=r"run `harness data check --for predict .*plain` for the full list"):
+        FolderDataset(plain, flat=True).records()

@@ -46,6 +46,15 @@ EXIT_UNUSABLE = 1  # exit 2 stays reserved for bad command-line input
     help="Perceptual-hash bits (of 64) up to which two images count as the same micrograph.",
 )
 @click.option(
+    "--for",
+    "purpose",
+    type=click.Choice(["run", "predict"]),
+    default="run",
+    show_default=True,
+    help="run: a dataset for `harness run` (masks, pools, leaks). predict: micrographs for `harness predict`, "
+    "plain or in the folder format; masks are not needed, and pools, leaks and duplicates do not apply.",
+)
+@click.option(
     "--json",
     "json_out",
     type=click.Path(path_type=Path, dir_okay=False),
@@ -58,13 +67,15 @@ def check_command(
     connectivity: str,
     split_seed: int,
     max_leak_distance: int,
+    purpose: str,
     json_out: Path | None,
 ) -> None:
     """Read every file of the folder dataset DIR once and report counts per pool, pixel sizes and
     their source, length-scale bins, data bars, images without masks, leaks and every problem.
 
     Exit code 0 when the folder is usable, 1 when a problem makes it unusable. Nothing is
-    written inside DIR.
+    written inside DIR. With --for predict, DIR is checked as `harness predict --images DIR` reads
+    it: a plain folder of micrographs is fine, masks are not needed.
     """
     from harness.data.check import check_folder
 
@@ -77,6 +88,7 @@ def check_command(
         split_seed=split_seed,
         max_leak_distance=max_leak_distance,
         progress=sys.stderr.isatty(),
+        purpose="predict" if purpose == "predict" else "run",
     )
     click.echo(report.to_text())
     if json_out is not None:

@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -26,7 +26,7 @@ from tabulate import tabulate
 
 from harness.data.base import Dataset, DatasetIdentity
 from harness.data.cache import cache_root
-from harness.data.folder import FolderDataset, ImageRecord, Problem, index_frame, load_record
+from harness.data.folder import IMAGES_DIR, FolderDataset, ImageRecord, Problem, index_frame, load_record
 from harness.data.io import METADATA_FILE, write_text_atomic
 from harness.data.leakage import DEFAULT_MAX_DISTANCE, Fingerprint, fingerprint, leaks_from_fingerprints
 from harness.data.parallel import map_in_processes
@@ -73,6 +73,9 @@ class LeakReport(BaseModel):
     distance: int
 
 
+Purpose = Literal["run", "predict"]
+
+
 class CheckReport(BaseModel):
     """Everything ``harness data check`` found; ``usable`` decides the exit code."""
 
@@ -88,6 +91,8 @@ class CheckReport(BaseModel):
     without_masks: list[str]
     leaks: list[LeakReport]
     problems: list[Problem]
+    # "run": a dataset for `harness run` (masks, pools, leaks); "predict": images for `harness predict`
+    purpose: Purpose = "run"
 
     @property
     def errors(self) -> list[Problem]:
@@ -104,10 +109,13 @@ class CheckReport(BaseModel):
         lines = [f"folder     {self.folder}"]
         if self.dataset:
             lines.append(f"dataset    {self.dataset}")
-        lines.append(
-            f"images     {len(self.images)} found, {len(loaded)} loaded: {labeled} with masks, "
-            f"{len(loaded) - labeled} without (unlabeled pretraining pool)"
-        )
+        if self.purpose == "predict":
+            lines.append(f"images     {len(self.images)} found, {len(loaded)} loaded (to predict: masks are not read)")
+        else:
+            lines.append(
+                f"images     {len(self.images)} found, {len(loaded)} loaded: {labeled} with masks, "
+                f"{len(loaded) - labeled} without (unlabeled pretraining pool)"
+            )
         if self.pool_bins:
             table = pd.DataFrame(self.pool_bins).T.fillna(0).astype(int)
             table["total"] = table.sum(axis=1)
@@ -126,7 +134,7 @@ class CheckReport(BaseModel):
         if self.databars:
             bars = ", ".join(f"{source} {count}" for source, count in sorted(self.databars.items()))
             lines += ["", f"data bars: {bars}"]
-        if self.without_masks:
+        if self.without_masks and self.purpose == "run":
             lines += ["", f"images without masks ({len(self.without_masks)}): {_names(self.without_masks)}"]
         if self.leaks:
             lines += ["", f"near-duplicates between training and evaluation pools ({len(self.leaks)}):"]
@@ -141,6 +149,7 @@ class CheckReport(BaseModel):
         else:
             lines.append("problems: none")
         verdict = "usable" if self.usable else f"NOT usable ({len(self.errors)} error(s))"
+        verdict += " for harness predict" if self.purpose == "predict" else ""
         lines += ["", f"result: {verdict}"]
         return "\n".join(lines)
 
@@ -282,9 +291,15 @@ def check_folder(
     split_seed: int = DEFAULT_SPLIT_SEED,
     max_leak_distance: int = DEFAULT_MAX_DISTANCE,
     progress: bool = False,
+    purpose: Purpose = "run",
 ) -> CheckReport:
-    """Read every file of a folder dataset once and report what was found (see module docstring)."""
-    dataset = FolderDataset(path, connectivity=connectivity, crop_bottom=crop_bottom)
+    """Read every file of a folder dataset once and report what was found (see module docstring).
+
+    ``purpose="predict"`` checks the folder as `harness predict` reads it: plain (images directly in
+    it) or in the folder format, masks not needed; pools, leaks and duplicates do not apply."""
+    for_predict = purpose == "predict"
+    dataset = FolderDataset(path, connectivity=connectivity, crop_bottom=crop_bottom,
+                            flat=for_predict and not (Path(path) / IMAGES_DIR).is_dir())
     root = dataset.root
     scan = dataset.scan()
     problems: list[Problem] = list(scan.all_problems())
@@ -324,12 +339,13 @@ def check_folder(
         )
     for files in digests.values():
         for duplicate in files[1:]:
-            problems.append(Problem(file=duplicate, reason=f"same pixels as {files[0]} (duplicate file); keep one"))
+            problems.append(Problem(file=duplicate, reason=f"same pixels as {files[0]} (duplicate file); keep one",
+                                    severity="warning" if for_predict else "error"))
 
     identity: DatasetIdentity | None = None
     manifest: SplitManifest | None = None
     leaks: list[LeakReport] = []
-    if loaded:
+    if loaded and not for_predict:
         identity = dataset.identity
         try:
             manifest = make_manifest(_Loaded(identity, loaded, dataset.split_fractions), split_seed)
@@ -414,6 +430,7 @@ def check_folder(
         without_masks=[r.image for r in loaded if r.mask is None],
         leaks=leaks,
         problems=problems,
+        purpose=purpose,
     )
 
 

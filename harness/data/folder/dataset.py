@@ -233,7 +233,7 @@ class FolderDataset(Dataset):
             more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
             raise HarnessError(
                 f"{self.root}: {len(errors)} problem(s): {shown}{more}; "
-                f"run `harness data check {self.root}` for the full list"
+                f"run `harness data check {'--for predict ' if self.flat else ''}{self.root}` for the full list"
             )
         return {r.id: r for r in scan.records}
 
