@@ -18,7 +18,8 @@ profile_option = click.option(
     type=click.Choice(PROFILES),
     default=DEFAULT_PROFILE,
     show_default=True,
-    help="Size of embedded datasets: smoke (tests), quick (CPU minutes), paper (source-work scale).",
+    help="Embedded datasets' size and, for every dataset (your folders too), the training schedule (steps, "
+    "crop size): smoke (tests), quick (CPU minutes), paper (source-work scale).",
 )
 SEED = click.IntRange(0, MAX_SEED)  # every seed: numpy and torch take 0 .. 2**32 - 1
 

@@ -16,10 +16,12 @@ import click
               help="New or empty output folder outside the image folder: masks/, overlays/, particles.csv, "
                    "images.csv, histograms.")
 @click.option("--working-scale", type=float, default=None, metavar="F",
-              help="Resample every image by F before the network instead of the run's own factor (model.json "
-                   "working_scale, 1.0 when its particles were small, with each image's second look where it is "
-                   "below 1): below it for particles larger in pixels than the run's labelled ones, above it for "
-                   "smaller; F is used as given, without a second look. Masks are always in the images' pixels.")
+              help="Resample every image by F before the network, instead of the run's own factor (model.json "
+                   "working_scale: 1.0 when the run's particles were small, else below 1 with each image's own "
+                   "second look). For micrographs whose particles are k times wider in pixels than the run's "
+                   "labelled ones, F = working_scale / k (e.g. 0.5 for particles twice as wide at factor 1.0); F "
+                   "is used as given for every image, with no second look. Masks and sizes stay in the images' "
+                   "own pixels.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:N].")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def predict(run_dir: Path, images: Path, out: Path, working_scale: float | None, device: str, quiet: bool) -> None:
