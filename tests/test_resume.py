@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from harness.training.checkpoint import parse_interval
 
@@ -169,3 +171,25 @@ def test_bad_checkpoint_intervals_are_refused(text):
 
     with pytest.raises(HarnessError, match="checkpoint interval"):
         parse_interval(text)
+
+
+
+class _SignalDispositions(torch.utils.data.Dataset):
+    """Each item: whether the process serving it ignores SIGTERM and USR2."""
+
+    def __len__(self) -> int:
+        return 2
+
+    def __getitem__(self, index: int) -> bool:
+        return all(signal.getsignal(s) == signal.SIG_IGN for s in (signal.SIGTERM, signal.SIGUSR2))
+
+
+def test_loader_workers_leave_stop_signals_to_the_main_process():
+    """Workers are forked before a stage installs its handlers: they must not run what was there before
+    (submitit's requeue handler) when the cluster signals every process of the job."""
+    from harness.training.loop import _loader
+    from harness.training.settings import settings_for
+
+    settings = settings_for("smoke", num_workers=1)
+    assert list(_loader(_SignalDispositions(), settings)) == [True, True]
+    assert signal.getsignal(signal.SIGTERM) != signal.SIG_IGN  # the main process keeps its own

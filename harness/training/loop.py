@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
+import signal
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,7 +26,7 @@ from harness.methods.base import PretrainModule, SSLMethod
 from harness.models import SegmentationNet, create_backbone
 from harness.task import InstanceTask, get_task
 from harness.training.batches import FinetuneBatches, ImageStore, PretrainBatches, split_item
-from harness.training.checkpoint import Checkpointing, rng_states, set_rng_states
+from harness.training.checkpoint import Checkpointing, rng_states, set_rng_states, stop_signals
 from harness.training.runtime import Runtime, is_main_process, max_over_ranks, rank, world_size
 from harness.training.settings import TrainSettings
 
@@ -103,8 +104,16 @@ def _loader(batches: torch.utils.data.Dataset, settings: TrainSettings, start: i
         batches = torch.utils.data.Subset(batches, range(start, len(batches)))  # type: ignore[arg-type]
     return torch.utils.data.DataLoader(
         batches, batch_size=None, shuffle=False, num_workers=settings.num_workers,
-        persistent_workers=False, pin_memory=torch.cuda.is_available(),
+        persistent_workers=False, pin_memory=torch.cuda.is_available(), worker_init_fn=ignore_stop_signals,
     )
+
+
+def ignore_stop_signals(_worker_id: int) -> None:
+    """In a loader worker: leave the stop signals to the main process. A worker is forked before the
+    stage installs its handlers, so it would run whatever was there before (submitit's preemption handler,
+    which checkpoints and requeues the job), and a cluster's signal reaches every process of the step."""
+    for each in stop_signals():
+        signal.signal(each, signal.SIG_IGN)
 
 
 def _restore_optimisation(optimisation: Optimisation, saved: dict) -> None:
