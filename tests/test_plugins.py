@@ -219,6 +219,25 @@ class _Loud(SSLMethod):
     name = "loud"
 
 
+def test_a_dependency_missing_inside_a_methods_module_is_named_not_blamed_on_the_convention(tmp_path,
+                                                                                             monkeypatch):
+    package = tmp_path / "needy_method"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "module.py").write_text("import a_package_nobody_installed  # noqa\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    class Needy(SSLMethod):
+        """Needs more."""
+
+        name = "needy"
+        module = "needy_method.module:NeedyModule"
+
+    with pytest.raises(HarnessError, match="method 'needy': needy_method.module imports "
+                                           "'a_package_nobody_installed', which is not installed"):
+        Needy().build(torch.nn.Identity())
+
+
 def test_a_method_without_a_description_is_refused_naming_its_plugin(monkeypatch):
     class Silent(SSLMethod):
         name = "silent"

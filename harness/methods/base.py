@@ -178,8 +178,8 @@ class SSLMethod:
     # ceiling, not a competitor (refused for methods; stated in the record's pretrain.steps)
     pretrain_steps_factor: ClassVar[int] = 1
     # "package.module:ClassName" of the PretrainModule, built as ClassName(backbone, config): the
-    # light/heavy split. The method's own module (imported by `harness methods`, `--help`) needs
-    # only pydantic; torch, lightly and the module's code load when a run builds it. None: the
+    # light/heavy split. The method's own module (imported by `harness methods`, `--help`) stays light:
+    # lightly and the module's own code load only when a run builds it. None: the
     # convention, "<package>.module:<Class>Module" for a method class defined in <package>/__init__.py
     module: ClassVar[str | None] = None
 
@@ -215,7 +215,14 @@ class SSLMethod:
             raise HarnessError(f"method {self.name!r}: module {where!r} must read 'package.module:ClassName'")
         try:
             cls = getattr(importlib.import_module(path), name)
-        except (ModuleNotFoundError, AttributeError) as err:
+        except ModuleNotFoundError as err:
+            if err.name and path != err.name and not path.startswith(f"{err.name}."):  # missing inside it
+                raise HarnessError(f"method {self.name!r}: {path} imports {err.name!r}, which is not installed "
+                                   "(install the plugin with its dependencies)") from None
+            how = "its `module`" if self.module else "no `module` is set and the convention"
+            raise HarnessError(f"method {self.name!r}: {how} names {where}, which cannot be loaded ({err}); "
+                               "set `module = \"package.module:ClassName\"` or implement build") from None
+        except AttributeError as err:
             how = "its `module`" if self.module else "no `module` is set and the convention"
             raise HarnessError(f"method {self.name!r}: {how} names {where}, which cannot be loaded ({err}); "
                                "set `module = \"package.module:ClassName\"` or implement build") from None

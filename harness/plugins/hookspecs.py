@@ -1,7 +1,9 @@
 """The hooks a harness plugin can implement (pluggy, project name ``harness``).
 
 A plugin is any module or object with functions marked ``@hookimpl``; it is found through the
-``harness`` entry-point group of an installed distribution. Built-in methods travel the same road.
+``harness`` entry-point group of an installed distribution. The methods this project ships
+(``plugins/``) travel that same road; only the core's own rows (``none``, ``oracle``, ``classical``)
+are registered directly, on the same hooks.
 
 Versioning: :data:`HOOKSPEC_VERSION` rises by one whenever a hook is added, and a hook's
 signature never changes within a major version of harness. Pluggy lets an implementation accept

@@ -22,7 +22,8 @@ from harness.plugins import hookspecs
 
 ENTRY_POINT_GROUP = "harness"
 DISABLE_ENV = "HARNESS_DISABLE_PLUGINS"
-# Core features registered as internal plugins, exactly as third-party ones are.
+# The core's own rows (none; oracle, classical): internal plugins on the same hooks and checks as any
+# other, registered first, without an entry point, so they cannot be blocked.
 INTERNAL_PLUGINS = ("harness.methods.baseline", "harness.methods.reference")
 # The method packages under plugins/ (a test holds this to their pyproject names): first in a clash.
 SHIPPED_DISTRIBUTIONS = ("harness-barlowtwins", "harness-byol", "harness-denoise", "harness-dino", "harness-fcmae",
