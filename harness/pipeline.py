@@ -368,6 +368,8 @@ def run_one(request: RunRequest, ctx: Context | None = None, log=print) -> RunRe
                 "record": record.run_id, "protocol": request.protocol, "num_outputs": ctx.task.num_outputs,
                 "in_chans": 1, "input_scaling": INPUT_SCALING, "working_scale": fitted.tuning.working_scale,
                 "second_look_px": fitted.tuning.second_look_px,
+                # the labelled particles' size it learnt from (native px): predict compares images with it
+                "budget_median_diameter_px": fitted.tuning.budget_median_diameter_px,
                 "postprocess": dict(fitted.tuning.params), "harness": __version__, "numerics": NUMERICS_VERSION,
                 "dataset": record.dataset.key})
 

@@ -46,7 +46,8 @@ MAX_WORKING_SCALE = 4.0  # upsampling past 4x only interpolates
 COLUMNS = ("image", "particle", "area_px", "area_nm2", "diameter_px", "diameter_nm", "pixel_size_nm",
            "pixel_size_source", "touches_border")
 IMAGE_COLUMNS = ("image", "pixel_size_nm", "pixel_size_source", "databar_rows", "particles", "clear_of_border",
-                 "size_unit", "diameter_mean", "diameter_median", "diameter_sd")
+                 "size_unit", "diameter_mean", "diameter_median", "diameter_sd", "diameter_median_px")
+SIZE_RATIO = 2.0  # particles this many times wider (or narrower) than the model learnt are named in a note
 
 
 @dataclass(frozen=True)
@@ -107,14 +108,53 @@ def _csv(columns: tuple[str, ...], rows: list[dict[str, object]]) -> str:
     return buffer.getvalue()
 
 
-def _image_row(sample_id: str, sample: Sample, particles: Particles) -> dict[str, object]:
+def _image_row(sample_id: str, sample: Sample, particles: Particles, median_px: float | None) -> dict[str, object]:
     sized = particles.sized_diameters
     stats = (float(sized.mean()), float(np.median(sized)), float(sized.std(ddof=1)) if sized.size > 1 else "") \
         if sized.size else ("", "", "")
     return {"image": sample_id, "pixel_size_nm": "" if sample.pixel_size_nm is None else sample.pixel_size_nm,
             "pixel_size_source": sample.pixel_size_source, "databar_rows": sample.databar_rows,
             "particles": particles.count, "clear_of_border": int(sized.size), "size_unit": particles.units,
-            "diameter_mean": stats[0], "diameter_median": stats[1], "diameter_sd": stats[2]}
+            "diameter_mean": stats[0], "diameter_median": stats[1], "diameter_sd": stats[2],
+            "diameter_median_px": "" if median_px is None else median_px}
+
+
+def _median_px(particles: Particles) -> float | None:
+    """The median equivalent diameter, in the image's own px, of the particles clear of the border."""
+    sized = particles.areas_px[~particles.touches_border]
+    return float(np.median(diameters_from_areas(sized, None))) if sized.size else None
+
+
+def size_note(medians_px: dict[str, float | None], trained_px: float | None, card_scale: float,
+              scale: float, looks: bool) -> str | None:
+    """A note when many images' particles, as the network sees them, are far from the size it learnt.
+
+    ``medians_px``: each image's median found particle diameter in its own px; ``trained_px``: the
+    run's labelled median (the card's ``budget_median_diameter_px``), seen at ``card_scale``; the images
+    were read at ``scale``. With each image's second look (``looks``), larger particles are handled
+    already. A particle too wide for the network comes back in pieces, which look narrower, so "wider"
+    is understated and "narrower" may be shards rather than small particles."""
+    if trained_px is None:
+        return None
+    learnt = trained_px * card_scale
+    ratios = {i: m * scale / learnt for i, m in medians_px.items() if m is not None}
+    wide = sorted(i for i, r in ratios.items() if r > SIZE_RATIO and not looks)
+    narrow = sorted(i for i, r in ratios.items() if r < 1 / SIZE_RATIO)
+    parts = []
+    if wide:
+        k = float(np.median([ratios[i] for i in wide]))
+        parts.append(f"{_some(wide)} show particles over {SIZE_RATIO:g}x wider than the {learnt:.0f} px the model "
+                     f"learnt (median {k:.1f}x); too wide a particle comes back in pieces: look at overlays/, and "
+                     f"try --working-scale {scale / k:.2g}")
+    if narrow:
+        parts.append(f"{_some(narrow)} show particles under 1/{SIZE_RATIO:g} of the {learnt:.0f} px the model "
+                     "learnt: smaller particles (more px per particle would help) or pieces of larger ones; look "
+                     "at overlays/")
+    return "; ".join(parts) or None
+
+
+def _some(names: list[str]) -> str:
+    return f"{len(names)} image(s) ({', '.join(names[:3])}{', ...' if len(names) > 3 else ''})"
 
 
 def _outline_png(image: np.ndarray, labels: np.ndarray) -> bytes:
@@ -158,6 +198,7 @@ def predict_folder(run_dir: Path, images: Path, out: Path, device: str = "auto",
     image_rows: list[dict[str, object]] = []
     pooled: dict[str, list[float]] = {"nm": [], "px": []}
     on_border = {"nm": 0, "px": 0}
+    medians: dict[str, float | None] = {}
     known = 0
     with folder_written_whole(out) as work:
         for sample_id in tqdm(sorted(records), desc="predict", unit="img", disable=not progress):
@@ -169,7 +210,8 @@ def predict_folder(run_dir: Path, images: Path, out: Path, device: str = "auto",
             particles = measure_particles(labels, sample.pixel_size_nm, sample.databar_rows)
             known += sample.pixel_size_nm is not None
             rows.extend(_particle_rows(sample_id, sample, particles))
-            image_rows.append(_image_row(sample_id, sample, particles))
+            medians[sample_id] = _median_px(particles)
+            image_rows.append(_image_row(sample_id, sample, particles, medians[sample_id]))
             unit, sized = particles.units, particles.sized_diameters
             pooled[unit].extend(sized.tolist())
             on_border[unit] += particles.count - sized.size
@@ -182,8 +224,11 @@ def predict_folder(run_dir: Path, images: Path, out: Path, device: str = "auto",
         over = f"{known} images with a pixel size" if known and known < len(records) else f"{len(records)} images"
         _histogram(np.asarray(pooled[unit]), unit, _sized_title(f"pooled over the {over}", len(pooled[unit]),
                                                                 on_border[unit]), work / "histogram.png")
+    sizes = size_note(medians, card.get("budget_median_diameter_px"), card["working_scale"], scale,
+                      second_look is not None)
     return PredictSummary(images=len(records), particles=len(rows), with_pixel_size=known, out=out,
-                          working_scale=scale, second_look_px=second_look, notes=card_drift(card))
+                          working_scale=scale, second_look_px=second_look,
+                          notes=card_drift(card) + ([sizes] if sizes else []))
 
 
 def _particle_rows(sample_id: str, sample: Sample, particles: Particles) -> list[dict[str, object]]:

@@ -81,6 +81,35 @@ def test_images_csv_has_every_image_and_sizes_only_particles_clear_of_the_border
     assert any(r["touches_border"] == "True" for r in rows)  # so the sizing rule was exercised
 
 
+def test_the_card_states_the_particle_size_learnt_and_images_csv_the_size_found(exported):
+    run, _, out = exported
+    card = json.loads((run / "model.json").read_text())
+    record = json.loads((run / "record.json").read_text())
+    assert card["budget_median_diameter_px"] == record["postprocess"]["budget_median_diameter_px"] > 0
+    with (out / "images.csv").open() as handle:
+        for row in csv.DictReader(handle):
+            if row["diameter_median"]:  # the same particles, in px instead of nm
+                assert float(row["diameter_median_px"]) * float(row["pixel_size_nm"]) == pytest.approx(
+                    float(row["diameter_median"]), rel=1e-9)
+
+
+def test_a_note_names_images_whose_particles_are_far_from_the_size_learnt():
+    from harness.predict import size_note
+
+    medians = {"same": 20.0, "wide": 90.0, "wider": 130.0, "tiny": 4.0, "empty": None}
+    note = size_note(medians, trained_px=20.0, card_scale=1.0, scale=1.0, looks=False)
+    assert note is not None
+    assert "2 image(s) (wide, wider) show particles over 2x wider than the 20 px" in note
+    assert "median 5.5x" in note and "--working-scale 0.18" in note
+    assert "1 image(s) (tiny) show particles under 1/2 of the 20 px" in note
+    # read at --working-scale 0.2, the wide ones are the learnt size: only the narrow ones are named
+    assert "wider than" not in size_note(medians, 20.0, 1.0, 0.2, looks=False)
+    # a run with each image's second look handles larger particles itself; old cards know no size
+    assert "wider than" not in (size_note(medians, 20.0, 1.0, 1.0, looks=True) or "")
+    assert size_note(medians, None, 1.0, 1.0, looks=False) is None
+    assert size_note({"same": 25.0}, 20.0, 1.0, 1.0, looks=False) is None
+
+
 def test_an_image_that_fails_part_way_leaves_no_output_folder(exported, tmp_path):
     run, images, _ = exported
     plain = _first_image_alone(images, tmp_path)

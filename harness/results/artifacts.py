@@ -101,9 +101,10 @@ def _check_card(card: Any, path: Path) -> None:
     scale = card.get("working_scale")
     if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0 < scale <= 1:
         raise bad("working_scale", f"is {scale!r}, not a factor in (0, 1]")
-    look = card.get("second_look_px")
-    if look is not None and (isinstance(look, bool) or not isinstance(look, (int, float)) or not look > 0):
-        raise bad("second_look_px", f"is {look!r}, not a positive size in px")
+    for field in ("second_look_px", "budget_median_diameter_px"):  # both optional (older cards lack them)
+        size = card.get(field)
+        if size is not None and (isinstance(size, bool) or not isinstance(size, (int, float)) or not size > 0):
+            raise bad(field, f"is {size!r}, not a positive size in px")
     if not isinstance(card.get("postprocess"), dict):
         raise bad("postprocess", f"is {card.get('postprocess')!r}, not the tuned parameters")
 
