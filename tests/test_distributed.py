@@ -28,7 +28,9 @@ def torchrun(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
 
 
-@pytest.mark.parametrize("method", ["simclr", "pix2pix"])  # one optimiser; two optimisers, two backward passes
+# one optimiser, negatives gathered over the ranks; two optimisers, two backward passes; keys of every rank
+# enqueued (the queue is a buffer DDP broadcasts from rank 0: gathered keys keep every rank's equal anyway)
+@pytest.mark.parametrize("method", ["simclr", "pix2pix", "moco"])
 def test_ranks_hold_identical_weights_after_ddp_pretraining(tmp_path, method):
     done = torchrun(str(HERE / "distributed_pretrain.py"), method, str(tmp_path), cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -178,3 +180,17 @@ def test_each_torchrun_rank_makes_its_own_gpu_current_before_joining(monkeypatch
     monkeypatch.setenv("LOCAL_RANK", "1")
     assert runtime.resolve_runtime("auto").device == torch.device("cuda", 1)
     assert calls == [("set_device", "cuda:1"), ("join", "cuda")]
+
+
+@pytest.mark.parametrize("method", ["simclr", "moco", "barlowtwins"])
+def test_losses_that_pool_a_batch_pool_it_over_the_ranks(method):
+    """Under torchrun a rank's batch is a slice of the step's: SimCLR's negatives, Barlow Twins'
+    cross-correlation and MoCo's enqueued keys are gathered over the ranks (lightly's switch; a single
+    process is unaffected, which the methods' own loss tests pin)."""
+    from harness.methods.registry import get_method
+    from harness.models import create_backbone
+
+    module = get_method(method).cls({}).build(create_backbone("test_resnet", in_chans=1))
+    assert module.criterion.gather_distributed
+    if method == "moco":
+        assert module.criterion.memory_bank.gather_distributed

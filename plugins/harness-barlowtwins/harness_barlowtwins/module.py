@@ -23,7 +23,8 @@ class BarlowTwinsModule(TwoViewModule):
         self.projection_head = BarlowTwinsProjectionHead(
             encoder_width(backbone), config.projection_hidden_dim, config.projection_dim
         )
-        self.criterion = BarlowTwinsLoss(lambda_param=config.lambda_param)
+        # under torchrun the cross-correlation is of the whole batch over the ranks (one process: unchanged)
+        self.criterion = BarlowTwinsLoss(lambda_param=config.lambda_param, gather_distributed=True)
 
     def embed(self, views: torch.Tensor) -> torch.Tensor:
         return self.projection_head(pooled(self.backbone, views))

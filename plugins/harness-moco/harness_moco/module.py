@@ -33,8 +33,10 @@ class MoCoModule(TwoViewModule):
         deactivate_requires_grad(self.key_backbone)
         deactivate_requires_grad(self.key_projection_head)
         # InfoNCE of each query against its key and the queue; the loss enqueues the keys
+        # under torchrun the keys of every rank are enqueued, as MoCo's own multi-GPU code does (one
+        # process: unchanged), so the ranks' queues stay equal
         self.criterion = NTXentLoss(temperature=config.temperature,
-                                    memory_bank_size=(config.queue_size, config.output_dim))
+                                    memory_bank_size=(config.queue_size, config.output_dim), gather_distributed=True)
         # lightly keeps the queue out of the state dict; a checkpoint must hold it, or a resumed
         # run would contrast against a fresh random queue
         bank = self.criterion.memory_bank

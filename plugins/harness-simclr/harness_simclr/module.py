@@ -28,7 +28,9 @@ class SimCLRModule(TwoViewModule):
             num_layers=config.num_layers,
             batch_norm=True,
         )
-        self.criterion = NTXentLoss(temperature=config.temperature)
+        # under torchrun every rank's views are negatives too, as in SimCLR's own large-batch runs (one
+        # process: unchanged)
+        self.criterion = NTXentLoss(temperature=config.temperature, gather_distributed=True)
 
     def embed(self, views: torch.Tensor) -> torch.Tensor:
         return self.projection_head(pooled(self.backbone, views))
