@@ -272,7 +272,11 @@ def test_a_method_name_already_taken_stays_with_its_first_plugin(monkeypatch):
 
         name = "none"
 
-    state = _state(monkeypatch, impostor=types.SimpleNamespace(harness_methods=provides_methods(Impostor, _Loud)))
+    @hookspecs.hookimpl(trylast=True)  # pluggy lists a trylast implementation first
+    def harness_methods() -> list[type]:
+        return [Impostor, _Loud]
+
+    state = _state(monkeypatch, impostor=types.SimpleNamespace(harness_methods=harness_methods))
     methods = available_methods()
     assert methods["none"].plugin.name == "baseline" and methods["loud"].plugin.name == "impostor"
     assert state.failures["impostor"] == "method 'none' is already registered by 'baseline' (harness-baseline); " \

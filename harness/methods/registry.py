@@ -15,7 +15,7 @@ from typing import get_args
 from harness.errors import HarnessError
 from harness.methods.base import SSLMethod
 from harness.plugins.hookspecs import Role
-from harness.plugins.manager import PluginInfo, failure_lines, plugin_state
+from harness.plugins.manager import PluginInfo, failure_lines, in_registration_order, plugin_state
 
 # Method names go into paths (run folders, the encoder cache) and comma-separated --methods lists.
 METHOD_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
@@ -48,8 +48,8 @@ def available_methods() -> dict[str, MethodEntry]:
     state = plugin_state()
     methods: dict[str, MethodEntry] = {}
     # hook implementations one by one (not the combined call) so each method knows its plugin, and in
-    # registration order (pluggy lists them so) so that the first claimant of a name keeps it
-    for impl in state.manager.hook.harness_methods.get_hookimpls():
+    # registration order, so that the first claimant of a name keeps it
+    for impl in in_registration_order(state, "harness_methods"):
         plugin_name = impl.plugin_name
         try:
             contributed = impl.function()

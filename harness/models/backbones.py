@@ -45,11 +45,11 @@ def contributed_backbones() -> list[tuple[str, str, str]]:
     """``(plugin, harness name, timm name)`` for every backbone a plugin contributes through
     ``harness_backbones``, in registration order; a hook that raises or answers malformed is refused
     and reported with the plugin failures (``plugin_state().failures``)."""
-    from harness.plugins.manager import plugin_state
+    from harness.plugins.manager import in_registration_order, plugin_state
 
     state = plugin_state()
     found: list[tuple[str, str, str]] = []
-    for impl in state.manager.hook.harness_backbones.get_hookimpls():  # registration order: first comer wins
+    for impl in in_registration_order(state, "harness_backbones"):  # the first comer keeps a name
         try:
             extra = impl.function() or {}
         except Exception as err:  # noqa: BLE001 - one plugin's bug must not take every backbone down

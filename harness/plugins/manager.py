@@ -137,6 +137,14 @@ def failure_lines(state: PluginState) -> list[str]:
     return lines
 
 
+def in_registration_order(state: PluginState, hook: str) -> list[pluggy.HookImpl]:
+    """The implementations of ``hook``, first registered first, whatever their tryfirst/trylast marks
+    (pluggy orders by those): the order that decides who keeps a name."""
+    position = {name: k for k, name in enumerate(state.plugins)}
+    impls = getattr(state.manager.hook, hook).get_hookimpls()
+    return sorted(impls, key=lambda impl: position.get(impl.plugin_name, len(position)))
+
+
 @cache
 def plugin_state() -> PluginState:
     return build_plugin_state()
