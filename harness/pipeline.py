@@ -53,6 +53,7 @@ from harness.task.scale import SECOND_LOOK_MARGIN
 from harness.training.checkpoint import Checkpointing, parse_interval
 from harness.training.loop import StageLog, finetune, late_loss, pretext_rule_loss, pretrain
 from harness.training.runtime import (
+    barrier,
     is_main_process,
     on_main_process,
     peak_memory_mb,
@@ -190,6 +191,7 @@ def obtain_encoder(entry: MethodEntry, method: SSLMethod, ctx: Context, seed: in
             # meta first: an encoder file is never there without the digest that vouches for it
             write_text_atomic(directory / META_FILE, json.dumps(meta, indent=1))
             write_bytes_atomic(directory / ENCODER_FILE, payload)
+        barrier()  # rank 0 has stored it
         resumable.clear()  # only now: a stop before the encoder was stored resumes from the checkpoint
         log(f"pretraining: cached encoder as {name}")
         info = PretrainInfo(cache_key=key, reused_cache=False, steps=len(stage.losses), final_loss=final, pool=pool,
@@ -375,6 +377,7 @@ def run_one(request: RunRequest, ctx: Context | None = None, log=print) -> RunRe
 
     write_run(request, record, [s.model_dump(mode="json") for s in per_image], log, extras=keep_for_people)
     if fitted is not None and fitted.checkpoint is not None:
+        barrier()  # rank 0 has written the record
         fitted.checkpoint.clear()
     return record
 

@@ -124,11 +124,11 @@ def _run_cell(request: RunRequest, out: Path, cell: Path, ctx: Context | None, f
     except StopRequested:
         raise  # the cell saved its checkpoint; the whole sweep stops and resumes when run again
     except Exception as err:  # one failing cell must not stop the grid
+        record_failure(out, request, err)
         if world_size() > 1:
             # under torchrun the other ranks wait in this cell's collectives: a rank that moved on
             # would hang them, or pair its next collective with theirs; torchrun ends the job instead
             raise
-        record_failure(out, request, err)
         warn(f"   failed: {type(err).__name__}: {err}")
         return _row(request, f"failed: {type(err).__name__}"), ctx
 

@@ -452,8 +452,9 @@ def finetune(
                 stop = (checks_without_gain >= settings.patience and not last
                         and step + 1 >= settings.finetune_min_steps)
                 # under torchrun every rank decides, and on a GPU their numbers may drift apart: one rank
-                # stopping while another waits in a checkpoint's all-reduce would hang both
-                if max_over_ranks(int(stop))[0]:
+                # stopping while another waits in a checkpoint's all-reduce would hang both. All follow
+                # rank 0, whose model the record is
+                if max_over_ranks(int(stop) if is_main_process() else 0)[0]:
                     log.stopped_early = True
                     break
             if checkpoint and not last and checkpoint.due(step + 1):

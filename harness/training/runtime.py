@@ -45,6 +45,12 @@ def max_over_ranks(*values: int) -> list[int]:
     return [int(v) for v in flags.tolist()]
 
 
+def barrier() -> None:
+    """Wait for every torchrun rank (nothing in a single process)."""
+    if world_size() > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+
+
 def is_main_process() -> bool:
     return rank() == 0
 
@@ -110,7 +116,7 @@ def resolve_runtime(device: str = "auto") -> Runtime:
         if not torch.cuda.is_available():
             raise HarnessError("--device cuda was asked for, but torch sees no CUDA GPU here")
         dev = torch.device(device)
-        if dev.index is None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        if dev.index is None and world_size() > 1:
             dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         if dev.index is not None:
             # the current device is where nccl puts tensors made without one (the checkpoint's rank flags):
