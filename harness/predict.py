@@ -18,7 +18,6 @@ written into a hidden folder beside it and renamed at the end.
 
 from __future__ import annotations
 
-import csv
 import io
 import re
 from dataclasses import dataclass, field
@@ -27,9 +26,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from harness.data.folder import FOLDER_VERSION, IMAGES_DIR, FolderDataset
+from harness.data.folder import FOLDER_VERSION, FolderDataset
 from harness.data.intensity import to_unit_float
-from harness.data.io import folder_written_whole, lies_inside, write_bytes_atomic, write_text_atomic
+from harness.data.io import csv_text, folder_written_whole, lies_inside, write_bytes_atomic, write_text_atomic
 from harness.data.sample import Sample
 from harness.errors import HarnessError
 from harness.evaluation.predict import predict_instances
@@ -100,14 +99,6 @@ def _sized_title(name: str, sized: int, on_border: int) -> str:
     return f"{name}: {sized} particles clear of the border{border}"
 
 
-def _csv(columns: tuple[str, ...], rows: list[dict[str, object]]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue()
-
-
 def _image_row(sample_id: str, sample: Sample, particles: Particles, median_px: float | None) -> dict[str, object]:
     sized = particles.sized_diameters
     stats = (float(sized.mean()), float(np.median(sized)), float(sized.std(ddof=1)) if sized.size > 1 else "") \
@@ -121,8 +112,8 @@ def _image_row(sample_id: str, sample: Sample, particles: Particles, median_px: 
 
 def _median_px(particles: Particles) -> float | None:
     """The median equivalent diameter, in the image's own px, of the particles clear of the border."""
-    sized = particles.areas_px[~particles.touches_border]
-    return float(np.median(diameters_from_areas(sized, None))) if sized.size else None
+    sized = particles.sized_diameters_px
+    return float(np.median(sized)) if sized.size else None
 
 
 def size_note(medians_px: dict[str, float | None], trained_px: float | None, card_scale: float,
@@ -187,7 +178,7 @@ def predict_folder(run_dir: Path, images: Path, out: Path, device: str = "auto",
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         # masks of images no longer in the folder would stay beside the new ones, unlisted in particles.csv
         raise HarnessError(f"--out {out} is not an empty folder: choose a new one (nothing is written over)")
-    dataset = FolderDataset(images, flat=not (images / IMAGES_DIR).is_dir())
+    dataset = FolderDataset.of_micrographs(images)
     records = dataset.records()  # refuses, naming each bad file, as `harness data check` would
     if not records:
         raise HarnessError(f"{images}: holds no readable image files")
@@ -217,8 +208,8 @@ def predict_folder(run_dir: Path, images: Path, out: Path, device: str = "auto",
             on_border[unit] += particles.count - sized.size
             _histogram(sized, unit, _sized_title(sample_id, sized.size, particles.count - sized.size),
                        work / "histograms" / f"{sample_id}.png")
-        write_text_atomic(work / PARTICLES_FILE, _csv(COLUMNS, rows))
-        write_text_atomic(work / IMAGES_FILE, _csv(IMAGE_COLUMNS, image_rows))
+        write_text_atomic(work / PARTICLES_FILE, csv_text(COLUMNS, rows))
+        write_text_atomic(work / IMAGES_FILE, csv_text(IMAGE_COLUMNS, image_rows))
         unit = "nm" if pooled["nm"] or known else "px"
         # never pool nm with px: the pooled histogram shows the images with a pixel size, if any
         over = f"{known} images with a pixel size" if known and known < len(records) else f"{len(records)} images"

@@ -520,7 +520,7 @@ def test_a_folder_to_predict_is_checked_as_predict_reads_it(tmp_path):
         assert as_run.exit_code == 1, as_run.output
         ok = CliRunner().invoke(main, ["data", "check", "--for", "predict", str(folder)])
         assert ok.exit_code == 0 and "result: usable for harness predict" in ok.output, ok.output
-        assert "loaded (to predict: masks are not read)" in ok.output and "pools" not in ok.output
+        assert "loaded (to predict: masks not needed)" in ok.output and "pools" not in ok.output
     (plain / "broken.tif").write_bytes(b"II*\x00 not a tiff" * 3)
     bad = CliRunner().invoke(main, ["data", "check", "--for", "predict", str(plain)])
     assert bad.exit_code == 1 and "broken.tif" in bad.output and "NOT usable" in bad.output

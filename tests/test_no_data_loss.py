@@ -150,3 +150,30 @@ def test_a_lock_is_held_once_and_a_cell_run_elsewhere_is_skipped(tmp_path):
     assert warned == [f"   skipping: {cell} is being run by another process now"]
     with locked(cell.with_name(f".{cell.name}.lock"), wait=False) as free:
         assert free  # released with the block
+
+
+def test_where_locks_cannot_be_taken_the_work_goes_on_unlocked_with_a_warning(tmp_path, monkeypatch):
+    """A file system without flock (Lustre mounted without it) or a read-only folder must not stop a
+    sweep; and a refusal inside a block that waited for nothing carries no stray BlockingIOError."""
+    import errno
+    import warnings
+
+    from harness.data import io
+
+    def no_locks(fd, operation):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(io.fcntl, "flock", no_locks)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with io.locked(tmp_path / "cell.lock", wait=False) as ours:
+            assert ours
+    assert any("file locks cannot be taken here (No locks available)" in str(w.message) for w in caught)
+    monkeypatch.undo()
+    with io.locked(tmp_path / "held.lock"):
+        try:
+            with io.locked(tmp_path / "held.lock", wait=False) as ours:
+                assert not ours
+                raise ValueError("the block's own error")
+        except ValueError as err:
+            assert err.__context__ is None

@@ -131,6 +131,7 @@ def test_stopped_during_fine_tuning_resumes_with_the_same_numbers(uninterrupted,
 @pytest.mark.parametrize(("fault", "stage", "resumed"), [
     ("term-last", "pretrain", "pretraining: resuming from step 4 of 4"),
     ("term-last", "finetune", "fine-tuning: resuming from step 6 of 6"),
+    ("kill-after", "pretrain", "pretraining: resuming from step 2 of 4"),
     ("kill-after", "finetune", "fine-tuning: resuming from step 4 of 6"),
 ])
 def test_a_stop_after_the_last_step_is_neither_swallowed_nor_a_restart(uninterrupted, tmp_path, fault, stage,
@@ -192,4 +193,3 @@ def test_loader_workers_leave_stop_signals_to_the_main_process():
 
     settings = settings_for("smoke", num_workers=1)
     assert list(_loader(_SignalDispositions(), settings)) == [True, True]
-    assert signal.getsignal(signal.SIGTERM) != signal.SIG_IGN  # the main process keeps its own

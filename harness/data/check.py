@@ -26,7 +26,7 @@ from tabulate import tabulate
 
 from harness.data.base import Dataset, DatasetIdentity
 from harness.data.cache import cache_root
-from harness.data.folder import IMAGES_DIR, FolderDataset, ImageRecord, Problem, index_frame, load_record
+from harness.data.folder import FolderDataset, ImageRecord, Problem, index_frame, load_record
 from harness.data.io import METADATA_FILE, write_text_atomic
 from harness.data.leakage import DEFAULT_MAX_DISTANCE, Fingerprint, fingerprint, leaks_from_fingerprints
 from harness.data.parallel import map_in_processes
@@ -110,7 +110,7 @@ class CheckReport(BaseModel):
         if self.dataset:
             lines.append(f"dataset    {self.dataset}")
         if self.purpose == "predict":
-            lines.append(f"images     {len(self.images)} found, {len(loaded)} loaded (to predict: masks are not read)")
+            lines.append(f"images     {len(self.images)} found, {len(loaded)} loaded (to predict: masks not needed)")
         else:
             lines.append(
                 f"images     {len(self.images)} found, {len(loaded)} loaded: {labeled} with masks, "
@@ -298,8 +298,8 @@ def check_folder(
     ``purpose="predict"`` checks the folder as `harness predict` reads it: plain (images directly in
     it) or in the folder format, masks not needed; pools, leaks and duplicates do not apply."""
     for_predict = purpose == "predict"
-    dataset = FolderDataset(path, connectivity=connectivity, crop_bottom=crop_bottom,
-                            flat=for_predict and not (Path(path) / IMAGES_DIR).is_dir())
+    dataset = (FolderDataset.of_micrographs if for_predict else FolderDataset)(
+        path, connectivity=connectivity, crop_bottom=crop_bottom)
     root = dataset.root
     scan = dataset.scan()
     problems: list[Problem] = list(scan.all_problems())
@@ -389,7 +389,7 @@ def check_folder(
                 "or the cropped rows): there is nothing to fine-tune on or to score")))
 
     binary = [i.mask or i.image for i in reports.values() if i.mask_kind == "binary"]
-    if binary:
+    if binary and not for_predict:  # predict reads no mask
         problems.append(
             Problem(
                 file="masks/",

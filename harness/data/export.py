@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 from pathlib import Path
 
 from tqdm import tqdm
@@ -11,6 +9,7 @@ from tqdm import tqdm
 from harness.data.base import Dataset
 from harness.data.io import (
     METADATA_FILE,
+    csv_text,
     folder_written_whole,
     lies_inside,
     write_image,
@@ -56,11 +55,7 @@ def export_pool(
         raise HarnessError(f"{out}: output folder is not empty; choose a new folder")
     with folder_written_whole(out) as work:
         rows = _write_samples(dataset, chosen, work, pool, progress)
-        text = io.StringIO()
-        writer = csv.DictWriter(text, fieldnames=EXPORT_COLUMNS, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-        write_text_atomic(work / METADATA_FILE, text.getvalue())
+        write_text_atomic(work / METADATA_FILE, csv_text(EXPORT_COLUMNS, rows))
     return len(rows)
 
 

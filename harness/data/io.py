@@ -13,12 +13,16 @@ Pixels are read with tifffile (TIFF) and Pillow (everything else); torchvision.i
 
 from __future__ import annotations
 
+import contextlib
+import csv
 import errno
+import io
 import os
 import shutil
 import tempfile
 import unicodedata
-from collections.abc import Iterator
+import warnings
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -73,25 +77,57 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
     return write_bytes_atomic(path, text.encode("utf-8"))
 
 
+def csv_text(columns: Sequence[str], rows: Iterable[Mapping[str, object]]) -> str:
+    """A CSV table (header, then ``rows`` in ``columns`` order, newline line ends) as text."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
 @contextmanager
 def locked(path: Path, wait: bool = True) -> Iterator[bool]:
     """An advisory lock on the file ``path`` (made if missing), held for the block; yields whether it
     is held. ``wait=False`` yields False at once when another process holds it. The lock goes with its
-    process, so one that is killed never leaves it taken."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if fcntl is None:  # pragma: no cover
+    process, so one that is killed never leaves it taken. Where locks cannot be taken (no POSIX locks,
+    a file system without flock such as Lustre mounted without it, a read-only folder) the block runs
+    unlocked, with one warning per folder: the work is still right, only not kept to one process."""
+    held = False
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(path, "a+b")  # closed by the with below, after the block
+    except OSError as err:
+        _unlocked(path, err)
         yield True
         return
-    with open(path, "a+b") as handle:
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        except BlockingIOError:
+    with handle:
+        if fcntl is not None:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+                held = True
+            except BlockingIOError:
+                pass  # yielded below, outside this handler, so the block's own errors do not chain to it
+            except OSError as err:  # ENOSYS, EOPNOTSUPP, ENOLCK: no locks on this file system
+                _unlocked(path, err)
+                held = True
+        else:  # pragma: no cover - Windows
+            held = True
+        if not held:
             yield False
             return
         try:
             yield True
         finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+            if fcntl is not None:
+                with contextlib.suppress(OSError):
+                    fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def _unlocked(path: Path, err: OSError) -> None:
+    # the warnings registry shows each message once per process: once per folder
+    warnings.warn(f"{path.parent}: file locks cannot be taken here ({err.strerror or err}); going on without "
+                  "them, so keep one process per run folder and cache", stacklevel=3)
 
 
 @contextmanager

@@ -132,6 +132,11 @@ class Particles:
         """Diameters of the particles that do not touch the border: the ones size statistics use."""
         return diameters_from_areas(self.areas_px[~self.touches_border], self.pixel_size_nm)
 
+    @property
+    def sized_diameters_px(self) -> np.ndarray:
+        """:attr:`sized_diameters` in px, whatever the pixel size."""
+        return diameters_from_areas(self.areas_px[~self.touches_border], None)
+
 
 def measure_dense(dense: np.ndarray, ids: np.ndarray, areas: np.ndarray, pixel_size_nm: float | None) -> Particles:
     """:class:`Particles` from the output of :func:`dense_labels` (shared with the scorer)."""

@@ -176,14 +176,16 @@ def _of_section(board: Board, dataset: str, protocol: str, task: str, settings: 
 def _cells(board: Board | None, method: str, budget: str, seeds: Collection[int],
            backbone: str | None, name: str) -> dict[int, Filed]:
     """The method's filed cells at ``budget`` and ``seeds``, by training seed, from its one entry in the
-    section (a second backbone or config is refused: the seeds would mix them)."""
+    section (a second backbone, config or implementation is refused: the seeds would mix them)."""
     if board is None:
         return {}
     entries = [e for e in board.entries if e.method == method and backbone in (None, e.backbone)]
     if len(entries) > 1:
         listed = ", ".join(f"{e.backbone} config {e.config_hash[:8]} {e.code}" for e in entries)
+        what = "declare the backbone" if len({e.backbone for e in entries}) > 1 else \
+            "file one configuration and implementation's cells in a leaderboard root of their own"
         raise HarnessError(f"confirmation {name}: {method} has {len(entries)} entries in the section "
-                           f"({listed}); declare the backbone, or the seeds would mix them")
+                           f"({listed}); {what}, or the seeds would mix them")
     if not entries:
         return {}
     cells: dict[int, Filed] = {}

@@ -206,6 +206,13 @@ class FolderDataset(Dataset):
         self._scan: FolderScan | None = None
         self._identity: DatasetIdentity | None = None
 
+    @classmethod
+    def of_micrographs(cls, path: str | Path, connectivity: int = 8,
+                       crop_bottom: int | None = None) -> FolderDataset:
+        """Images to predict (``harness predict``, ``data check --for predict``): the folder format when
+        ``path`` holds ``images/``, else a plain folder of micrographs."""
+        return cls(path, connectivity, crop_bottom, flat=not (Path(path) / IMAGES_DIR).is_dir())
+
     @property
     def identity(self) -> DatasetIdentity:  # type: ignore[override]
         if self._identity is None:
