@@ -274,3 +274,21 @@ def test_a_refused_leak_stays_refused_for_the_next_cell_of_a_sweep(monkeypatch):
     assert ctx.accepted_leaks == []
     ctx.check_leakage(True, log=lambda _m: None)
     assert ctx.accepted_leaks == ["u1 ~ t1 (3 bits apart)"]
+
+
+def test_a_plugins_cached_encoder_follows_its_source_not_only_its_version(tmp_path, monkeypatch):
+    """An edited plugin (an editable install, a fix released under the same version) must not reuse
+    the encoder its old code pretrained: the key holds a digest of the plugin package's source."""
+    from harness.pipeline import source_digest
+
+    package = tmp_path / "edited_plugin"
+    package.mkdir()
+    (package / "__init__.py").write_text("class Method:\n    pass\n")
+    (package / "module.py").write_text("LOSS = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import edited_plugin
+
+    before = source_digest(edited_plugin.Method)
+    assert source_digest(edited_plugin.Method) == before
+    (package / "module.py").write_text("LOSS = 2\n")  # not the module defining the class: still its package
+    assert source_digest(edited_plugin.Method) != before
