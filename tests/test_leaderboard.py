@@ -520,6 +520,15 @@ def test_per_length_scale_table_and_output_formats(smoke_run, tmp_path):
     assert "<table" in html and "</html>" in html
     csv = pd.read_csv(__import__("io").StringIO(cli("show", "--root", str(root), "--format", "csv").output))
     assert set(csv["entry"]) == {"a", "b"} and set(csv["n"]) == {2}
+    assert "Detectable difference from none per bin" not in md.output  # no none to pair with
+    paired = _fill(smoke_run, tmp_path / "paired", {"none": [0.3, 0.4, 0.35], "a": [0.1, 0.2, 0.15]})
+    data, text = _ranking(paired, "--by", "length-scale")
+    rows = data.set_index(["entry", "scale"])
+    # overall: the forged means, a constant lead of 0.2 over three seeds (sign test cannot reach 0.05)
+    assert rows.loc[("a", "overall"), "p_vs_none"] == pytest.approx(0.25)
+    assert rows.loc[("none", "overall"), "p_vs_none"] is None or np.isnan(rows.loc[("none", "overall"), "p_vs_none"])
+    assert "(p 0.25)" in text and "not corrected for the" in text
+    assert "Detectable difference from none per bin (paired t-test, 3 seeds" in text
     nothing = cli("show", "--root", str(root), "--budget", "99%")
     assert nothing.exit_code == 2 and "no records match --budget 99%" in nothing.output
     unknown = cli("show", "--root", str(root), "--metric", "no_such_metric")

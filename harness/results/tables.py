@@ -166,11 +166,14 @@ def versus_baseline(board: Board, entry: EntryKey, budget: str, metric: str, sca
     return compare(board, entry, baseline, budget, metric, scale, test)
 
 
-def detectable_line(board: Board, budget: str, metric: str, scale: str = OVERALL) -> str:
-    """What a tie means at this budget: the smallest difference from ``none`` the seeds could detect."""
+def detectable(board: Board, budget: str, metric: str, scale: str = OVERALL
+               ) -> tuple[int, float | None, float | None] | None:
+    """The smallest difference from ``none`` the seeds could detect at this budget and bin: (seeds, pooled
+    std of the methods' seed-paired differences, smallest difference; None when every difference is
+    constant); None without ``none`` or 2 paired seeds."""
     baseline = board.baseline()
     if baseline is None:
-        return "Detectable difference: n/a (no `none` entry to pair with)."
+        return None
     base = {k: run_value(f, metric, scale) for k, f in board.seeds(baseline, budget).items()}
     paired: list[list[float]] = []
     for e in board.entries:
@@ -181,11 +184,21 @@ def detectable_line(board: Board, budget: str, metric: str, scale: str = OVERALL
         if len(diffs) >= 2:
             paired.append(diffs)
     if not paired:
-        return "Detectable difference: n/a (fewer than 2 seeds paired with `none`)."
+        return None
     # the table's seed count: the most pairs any method shares with none; pooled over those methods
     n = max(len(d) for d in paired)
     pooled = stats.pooled_difference_sd([d for d in paired if len(d) == n])
-    smallest = stats.detectable_difference(pooled, n)
+    return n, pooled, stats.detectable_difference(pooled, n)
+
+
+def detectable_line(board: Board, budget: str, metric: str, scale: str = OVERALL) -> str:
+    """What a tie means at this budget: the smallest difference from ``none`` the seeds could detect."""
+    if board.baseline() is None:
+        return "Detectable difference: n/a (no `none` entry to pair with)."
+    found = detectable(board, budget, metric, scale)
+    if found is None:
+        return "Detectable difference: n/a (fewer than 2 seeds paired with `none`)."
+    n, pooled, smallest = found
     if smallest is None:  # every paired difference constant: the sign test decides, and cannot at n < 6
         return (f"Detectable difference: none with {n} seeds (every seed-paired difference from none is "
                 f"constant, and the exact sign test cannot reach alpha {stats.ALPHA} below "
@@ -400,17 +413,23 @@ def scales_table(board: Board, budget: str, metric: str) -> Table:
     entries = [e for e in board.entries if board.seeds(e, budget)]
     scales = board.scales()
     grid = {(e, s): entry_summary(board, e, budget, metric, s) for e in entries for s in scales}
+    versus = {(e, s): versus_baseline(board, e, budget, metric, s) for e in entries for s in scales}
     bad = {e: None if (mean := grid[(e, OVERALL)].mean) is None else stats.badness(mean, better) for e in entries}
     order, ranks = _order(board, entries, bad)
     rows, data = [], []
+
+    def cell(e: EntryKey, s: str) -> str:
+        vs = versus[(e, s)]
+        return _cell(grid[(e, s)]) + ("" if vs is None or vs.p_value is None else f" (p {vs.p_value:.2g})")
+
     for e in order:
         rows.append([str(ranks[e]) if ranks[e] is not None else "-", board.display(e),
-                     *(_cell(grid[(e, s)]) for s in scales), str(grid[(e, OVERALL)].n)])
+                     *(cell(e, s) for s in scales), str(grid[(e, OVERALL)].n)])
         for s in scales:
-            g = grid[(e, s)]
+            g, vs = grid[(e, s)], versus[(e, s)]
             data.append({"rank": ranks[e], "entry": board.labels[e], "method": e.method,
                          "config_hash": e.config_hash, "backbone": e.backbone, "scale": s, "mean": g.mean,
-                         "std": g.std, "n": g.n})
+                         "std": g.std, "n": g.n, "p_vs_none": None if vs is None else vs.p_value})
     counts = []
     for s in scales:
         n = sorted({n for f in board.all_filed() if (n := f.record.metrics.n_images(s)) is not None})
@@ -426,8 +445,24 @@ def scales_table(board: Board, budget: str, metric: str) -> Table:
         rows=rows, data=data,
         footer=[f"Value: mean ± sample std over {_seeds_phrase(board)} of each run's mean over the test images of "
                 f"that bin (test images per bin: {', '.join(counts)}); {stats.better_text(better)}; ranked by "
-                "overall."],
+                "overall.", *_scales_tests(board, budget, metric, scales, len(order))],
     )
+
+
+def _scales_tests(board: Board, budget: str, metric: str, scales: Sequence[str], entries: int) -> list[str]:
+    """What the per-bin p-values and a tie in one bin mean (none when the board has no `none`)."""
+    if board.baseline() is None:
+        return []
+    sizes = []
+    for s in scales:
+        found = detectable(board, budget, metric, s)
+        sizes.append(f"{s} {'n/a' if found is None or found[2] is None else _fmt(found[2])}")
+    seeds = max((found[0] for s in scales if (found := detectable(board, budget, metric, s))), default=None)
+    return [f"(p x): the entry against none in that bin, paired over seeds where both share >= 2, else Wilcoxon "
+            f"over the bin's test images; not corrected for the {len(scales)} bins x {entries} entries, so some p "
+            "below 0.05 arise by chance: a bin's p points at a difference, a declared confirmation tests it.",
+            f"Detectable difference from none per bin (paired t-test, {seeds or 'n/a'} seeds, alpha {stats.ALPHA}, "
+            f"power {stats.POWER}): {', '.join(sizes)}; a smaller difference in a bin is a tie there."]
 
 
 def _context(board: Board) -> dict[str, Any]:
