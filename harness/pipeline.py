@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -75,7 +74,7 @@ def pretrain_cache_key(entry: MethodEntry, method: SSLMethod, ctx: Context, seed
             "config": method.config.model_dump(mode="json"),
             "plugin": [entry.plugin.distribution, entry.plugin.version],
             # a plugin's version rarely moves when its code does (an editable install, a fix): its source does
-            "plugin_source": source_digest(entry.cls),
+            "plugin_source": entry.plugin.source,
             "harness": __version__,
             # the package versions never move; these do when the code or the libraries change the numbers
             **_code_identity(),
@@ -132,22 +131,6 @@ def finetune_identity(request: RunRequest, ctx: Context, entry: MethodEntry, met
                         "protocol": request.protocol, "settings": ctx.settings.model_dump(mode="json"),
                         "device": ctx.runtime.describe(), "harness": __version__, **_code_identity()},
                        length=20)
-
-
-def source_digest(cls: type) -> str:
-    """A digest of the Python source of the package that defines ``cls`` (every ``.py`` file under its
-    folder, by relative path), or of its one module where it is not in a package or is harness's own
-    (whose numbers the numerics version follows)."""
-    module = sys.modules[cls.__module__]
-    package = cls.__module__.split(".", 1)[0]
-    top = module if package == "harness" else sys.modules.get(package, module)
-    where = Path(getattr(top, "__file__", None) or getattr(module, "__file__", "") or "")
-    files = sorted(where.parent.rglob("*.py")) if where.name == "__init__.py" else [where]
-    digest = hashlib.sha256()
-    for file in files:
-        if file.is_file():
-            digest.update(str(file.relative_to(where.parent)).encode() + b"\0" + file.read_bytes() + b"\0")
-    return digest.hexdigest()[:16]
 
 
 def _code_identity() -> dict[str, Any]:

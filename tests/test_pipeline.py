@@ -278,8 +278,9 @@ def test_a_refused_leak_stays_refused_for_the_next_cell_of_a_sweep(monkeypatch):
 
 def test_a_plugins_cached_encoder_follows_its_source_not_only_its_version(tmp_path, monkeypatch):
     """An edited plugin (an editable install, a fix released under the same version) must not reuse
-    the encoder its old code pretrained: the key holds a digest of the plugin package's source."""
-    from harness.pipeline import source_digest
+    the encoder its old code pretrained: the key holds a digest of the plugin package's source, read
+    when the plugin loads (an edit later in the process does not relabel the code that runs)."""
+    from harness.plugins.manager import source_digest
 
     package = tmp_path / "edited_plugin"
     package.mkdir()
@@ -288,7 +289,11 @@ def test_a_plugins_cached_encoder_follows_its_source_not_only_its_version(tmp_pa
     monkeypatch.syspath_prepend(str(tmp_path))
     import edited_plugin
 
-    before = source_digest(edited_plugin.Method)
-    assert source_digest(edited_plugin.Method) == before
-    (package / "module.py").write_text("LOSS = 2\n")  # not the module defining the class: still its package
-    assert source_digest(edited_plugin.Method) != before
+    before = source_digest(edited_plugin)
+    assert source_digest(edited_plugin) == before and before != "unknown"
+    (package / "module.py").write_text("LOSS = 2\n")  # not the module the plugin object is: still its package
+    assert source_digest(edited_plugin) != before
+    assert source_digest(object()) == "unknown"  # builtins: no source to read
+    from harness.methods.registry import get_method
+
+    assert get_method("simclr").plugin.source not in ("", "unknown")

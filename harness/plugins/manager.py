@@ -11,10 +11,14 @@ The manager is built per process on first use and is never shared between proces
 
 from __future__ import annotations
 
+import hashlib
 import os
+import sys
+import types
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import metadata
+from pathlib import Path
 
 import pluggy
 
@@ -36,6 +40,8 @@ class PluginInfo:
     distribution: str
     version: str
     module: str
+    # a digest of the plugin package's source as loaded (source_digest): the encoder cache follows it
+    source: str = ""
 
 
 @dataclass
@@ -75,6 +81,29 @@ def _register(state: PluginState, name: str, obj: object, info: PluginInfo) -> N
                            "@harness.plugins.hookspecs.hookimpl (or use provides_methods)")
         return
     state.plugins[name] = info
+
+
+def source_digest(plugin: object) -> str:
+    """A digest of the Python source of the package a plugin was loaded from: every ``.py`` file under
+    each folder of its top-level package (a namespace package may have several), by relative path; its
+    one file where it is a single module. Read when the plugin loads, so that it names the code that
+    runs even if the files are edited later in the process. ``"unknown"`` where no source file can be
+    read (a zip install, ``__main__``): such a plugin's encoder cache then follows its version only."""
+    name = plugin.__name__ if isinstance(plugin, types.ModuleType) else type(plugin).__module__
+    top = sys.modules.get(name.split(".", 1)[0])
+    folders = [Path(p) for p in getattr(top, "__path__", None) or []]
+    single = getattr(top, "__file__", None) if not folders else None
+    files = [(Path(single).name, Path(single))] if single else \
+        [(str(f.relative_to(folder)), f) for folder in folders for f in sorted(folder.rglob("*.py"))]
+    digest = hashlib.sha256()
+    read = 0
+    for relative, file in files:
+        try:
+            digest.update(relative.encode() + b"\0" + file.read_bytes() + b"\0")
+            read += 1
+        except OSError:
+            continue
+    return digest.hexdigest()[:16] if read else "unknown"
 
 
 def _entry_point_order(entry_point: metadata.EntryPoint) -> tuple[bool, str, str]:
@@ -121,6 +150,7 @@ def build_plugin_state() -> PluginState:
         except Exception as err:  # noqa: BLE001 - report the broken plugin by name, keep the rest
             state.refuse(name, f"failed to import {entry_point.value}: {type(err).__name__}: {err}")
             continue
+        info.source = source_digest(obj)
         _register(state, name, obj, info)
     state.unmatched_blocks = sorted(blocked - set(state.blocked))
     return state
