@@ -170,6 +170,17 @@ def test_where_locks_cannot_be_taken_the_work_goes_on_unlocked_with_a_warning(tm
             assert ours
     assert any("file locks cannot be taken here (No locks available)" in str(w.message) for w in caught)
     monkeypatch.undo()
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            with io.locked(blocked / "cell.lock") as ours:  # its folder cannot be made: unlocked, warned
+                assert ours
+                raise ValueError("the block's own error")
+        except ValueError as err:
+            assert err.__context__ is None
+    assert any("file locks cannot be taken here" in str(w.message) for w in caught)
     with io.locked(tmp_path / "held.lock"):
         try:
             with io.locked(tmp_path / "held.lock", wait=False) as ours:
@@ -177,3 +188,23 @@ def test_where_locks_cannot_be_taken_the_work_goes_on_unlocked_with_a_warning(tm
                 raise ValueError("the block's own error")
         except ValueError as err:
             assert err.__context__ is None
+
+
+def test_under_torchrun_a_failing_cell_is_recorded_then_ends_the_job(tmp_path, monkeypatch):
+    """A rank that moved on past a failed cell would hang the others in its collectives: the cell's
+    failure is written (per rank), then raised so that torchrun ends the job."""
+    import harness.sweep as sweep
+    from harness.pipeline import RunRequest
+
+    def diverge(*_args, **_kwargs):
+        raise RuntimeError("diverged on this rank")
+
+    monkeypatch.setattr(sweep, "run_one", diverge)
+    monkeypatch.setattr(sweep, "Context", lambda request: object())
+    monkeypatch.setattr(sweep, "world_size", lambda: 2)
+    monkeypatch.setattr(sweep, "rank", lambda: 1)
+    request = RunRequest(method="none", budget="1", profile="smoke", seed=0)
+    with pytest.raises(RuntimeError, match="diverged on this rank"):
+        sweep.run_cells([request], tmp_path, force=False, log=lambda _m: None, warn=lambda _m: None)
+    (failure,) = (tmp_path / "failures").glob("*-rank1.json")
+    assert "diverged on this rank" in failure.read_text()

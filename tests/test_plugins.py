@@ -307,6 +307,23 @@ def test_a_plugin_whose_hooks_are_not_marked_is_reported_not_silently_empty():
     assert state.failures["plain"].startswith("plain_module implements no hook: mark each hook function with")
 
 
+def test_a_backbone_name_stays_with_the_first_registered_plugin_whatever_its_hook_marks(monkeypatch):
+    from harness.models.backbones import resolve_backbones
+
+    @hookspecs.hookimpl
+    def first() -> dict[str, str]:
+        return {"shared_net": "resnet10t"}
+
+    @hookspecs.hookimpl(trylast=True)  # pluggy lists a trylast implementation first
+    def second() -> dict[str, str]:
+        return {"shared_net": "resnet18"}
+
+    _state(monkeypatch, early=types.SimpleNamespace(harness_backbones=first),
+           late=types.SimpleNamespace(harness_backbones=second))
+    specs, refused = resolve_backbones()
+    assert specs["shared_net"].timm_name == "resnet10t" and refused == [("late", "shared_net", "resnet18")]
+
+
 def test_a_backbones_hook_that_raises_is_refused_and_built_ins_stay(monkeypatch):
     from harness.models.backbones import resolve_backbones
 

@@ -28,7 +28,6 @@ _WRAPPER = """
 import os, signal, sys
 import harness.pipeline as pipeline
 import harness.training.checkpoint as checkpoint
-import harness.training.loop as loop
 from harness.cli import main
 
 fault, stage = sys.argv[1], sys.argv[2]
@@ -65,7 +64,7 @@ elif fault == "term":
 elif fault == "term-last":
     checkpoint.Checkpointing.stop_requested = sigterm_in_last_step
 elif fault == "kill-after" and stage == "pretrain":
-    loop.reference_pretext_loss = die_before_storing(loop.reference_pretext_loss)
+    pipeline.save = die_before_storing(pipeline.save)  # the encoder's bytes, just before they are stored
 elif fault == "kill-after":
     pipeline.tune_postprocessing = die_before_storing(pipeline.tune_postprocessing)
 sys.argv = ["harness", *sys.argv[3:]]

@@ -99,6 +99,8 @@ def locked(path: Path, wait: bool = True) -> Iterator[bool]:
         handle = open(path, "a+b")  # closed by the with below, after the block
     except OSError as err:
         _unlocked(path, err)
+        handle = None
+    if handle is None:  # yielded outside the handler, so the block's own errors do not chain to it
         yield True
         return
     with handle:
@@ -125,9 +127,10 @@ def locked(path: Path, wait: bool = True) -> Iterator[bool]:
 
 
 def _unlocked(path: Path, err: OSError) -> None:
-    # the warnings registry shows each message once per process: once per folder
+    # the warnings registry shows each message once per process: once per folder. stacklevel: past this
+    # helper, the generator and contextlib, to the caller's with-statement
     warnings.warn(f"{path.parent}: file locks cannot be taken here ({err.strerror or err}); going on without "
-                  "them, so keep one process per run folder and cache", stacklevel=3)
+                  "them, so let one process at a time write in this folder", stacklevel=4)
 
 
 @contextmanager
