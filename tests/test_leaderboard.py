@@ -527,7 +527,7 @@ def test_per_length_scale_table_and_output_formats(smoke_run, tmp_path):
     # overall: the forged means, a constant lead of 0.2 over three seeds (sign test cannot reach 0.05)
     assert rows.loc[("a", "overall"), "p_vs_none"] == pytest.approx(0.25)
     assert rows.loc[("none", "overall"), "p_vs_none"] is None or np.isnan(rows.loc[("none", "overall"), "p_vs_none"])
-    assert "(p 0.25)" in text and "not corrected for the" in text
+    assert "(p 0.25)" in text and "such p outside the overall column, not corrected" in text
     assert "Detectable difference from none per bin (paired t-test, 3 seeds" in text
     nothing = cli("show", "--root", str(root), "--budget", "99%")
     assert nothing.exit_code == 2 and "no records match --budget 99%" in nothing.output

@@ -407,20 +407,20 @@ def pretext_table(board: Board) -> Table | None:
     )
 
 
-def scales_table(board: Board, budget: str, metric: str) -> Table:
-    """One budget, one column per length-scale bin (and overall)."""
+def scales_table(board: Board, budget: str, metric: str, test: TestChoice = "auto") -> Table:
+    """One budget, one column per length-scale bin (and overall), each entry's p against none per bin."""
     better = stats.direction(metric)
     entries = [e for e in board.entries if board.seeds(e, budget)]
     scales = board.scales()
     grid = {(e, s): entry_summary(board, e, budget, metric, s) for e in entries for s in scales}
-    versus = {(e, s): versus_baseline(board, e, budget, metric, s) for e in entries for s in scales}
+    versus = {(e, s): versus_baseline(board, e, budget, metric, s, test) for e in entries for s in scales}
     bad = {e: None if (mean := grid[(e, OVERALL)].mean) is None else stats.badness(mean, better) for e in entries}
     order, ranks = _order(board, entries, bad)
     rows, data = [], []
 
     def cell(e: EntryKey, s: str) -> str:
         vs = versus[(e, s)]
-        return _cell(grid[(e, s)]) + ("" if vs is None or vs.p_value is None else f" (p {vs.p_value:.2g})")
+        return _cell(grid[(e, s)]) + ("" if vs is None or vs.p_value is None else f" (p {vs.p_value:.3g})")
 
     for e in order:
         rows.append([str(ranks[e]) if ranks[e] is not None else "-", board.display(e),
@@ -445,24 +445,33 @@ def scales_table(board: Board, budget: str, metric: str) -> Table:
         rows=rows, data=data,
         footer=[f"Value: mean ± sample std over {_seeds_phrase(board)} of each run's mean over the test images of "
                 f"that bin (test images per bin: {', '.join(counts)}); {stats.better_text(better)}; ranked by "
-                "overall.", *_scales_tests(board, budget, metric, scales, len(order))],
+                "overall.",
+                *_scales_tests(board, budget, metric, scales, sum(1 for key, vs in versus.items()
+                                                                  if key[1] != OVERALL and vs is not None
+                                                                  and vs.p_value is not None))],
     )
 
 
-def _scales_tests(board: Board, budget: str, metric: str, scales: Sequence[str], entries: int) -> list[str]:
-    """What the per-bin p-values and a tie in one bin mean (none when the board has no `none`)."""
+def _scales_tests(board: Board, budget: str, metric: str, scales: Sequence[str], tests: int) -> list[str]:
+    """What the per-bin p-values (``tests`` of them outside the overall column) and a tie in one bin mean;
+    nothing when the board has no `none`."""
     if board.baseline() is None:
         return []
-    sizes = []
+    sizes, seeds = [], []
     for s in scales:
         found = detectable(board, budget, metric, s)
-        sizes.append(f"{s} {'n/a' if found is None or found[2] is None else _fmt(found[2])}")
-    seeds = max((found[0] for s in scales if (found := detectable(board, budget, metric, s))), default=None)
+        if found is None:
+            sizes.append(f"{s} n/a")
+            continue
+        seeds.append(found[0])
+        constant = "none (every difference constant: the sign test decides)"
+        sizes.append(f"{s} {constant if found[2] is None else _fmt(found[2])}")
     return [f"(p x): the entry against none in that bin, paired over seeds where both share >= 2, else Wilcoxon "
-            f"over the bin's test images; not corrected for the {len(scales)} bins x {entries} entries, so some p "
-            "below 0.05 arise by chance: a bin's p points at a difference, a declared confirmation tests it.",
-            f"Detectable difference from none per bin (paired t-test, {seeds or 'n/a'} seeds, alpha {stats.ALPHA}, "
-            f"power {stats.POWER}): {', '.join(sizes)}; a smaller difference in a bin is a tie there."]
+            f"over the bin's test images; {tests} such p outside the overall column, not corrected, so some below "
+            "0.05 arise by chance: a bin's p points at a difference, a declared confirmation tests it.",
+            f"Detectable difference from none per bin (paired t-test, {max(seeds) if seeds else 'n/a'} seeds, "
+            f"alpha {stats.ALPHA}, power {stats.POWER}): {', '.join(sizes)}; a smaller difference in a bin is a "
+            "tie there."]
 
 
 def _context(board: Board) -> dict[str, Any]:
@@ -486,7 +495,7 @@ def build_tables(boards: Sequence[Board], metric: str, by: Literal["budget", "le
         metric = board_metric(board, asked)
         budgets = [b for b, _ in board.budgets if budget is None or b == budget]
         if by == "length-scale":
-            tables.extend(scales_table(board, b, metric) for b in budgets)
+            tables.extend(scales_table(board, b, metric, test) for b in budgets)
         else:
             tables.extend(ranking_table(board, b, metric, test=test) for b in budgets)
             if budget is None and len(board.budgets) > 1:
