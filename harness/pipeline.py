@@ -55,6 +55,7 @@ from harness.training.loop import StageLog, finetune, late_loss, pretext_rule_lo
 from harness.training.runtime import (
     barrier,
     is_main_process,
+    max_over_ranks,
     on_main_process,
     peak_memory_mb,
     world_size,
@@ -165,7 +166,15 @@ def obtain_encoder(entry: MethodEntry, method: SSLMethod, ctx: Context, seed: in
         cached = read_cached_encoder(directory)
         if isinstance(cached, str):
             log(f"pretraining: cached encoder {name} is damaged ({cached}); training it again")
-        elif cached is not None:
+        usable = cached is not None and not isinstance(cached, str)
+        # under torchrun the ranks reuse or pretrain together (every rank takes part in this all-reduce):
+        # a rank without the encoder (a cache on another node's disk) would pretrain alone while the
+        # others wait in DDP's collectives
+        if max_over_ranks(int(not usable))[0] and usable:
+            log(f"pretraining: another rank has no cached {name}; every rank trains it again")
+            usable = False
+        if usable:
+            assert cached is not None and not isinstance(cached, str)
             state, meta = cached
             log(f"pretraining: reusing cached encoder {name} (trained {meta['created']})")
             if "reference_loss" in meta:

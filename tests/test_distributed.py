@@ -194,3 +194,33 @@ def test_losses_that_pool_a_batch_pool_it_over_the_ranks(method):
     assert module.criterion.gather_distributed
     if method == "moco":
         assert module.criterion.memory_bank.gather_distributed
+
+
+def test_ranks_reuse_a_cached_encoder_only_if_every_rank_has_it(monkeypatch, tmp_path):
+    """A cache on each node's own disk: rank 0 holding the encoder and rank 1 not would leave rank 1
+    pretraining alone while rank 0 waits in DDP's collectives. One rank missing it: all pretrain."""
+    from harness import pipeline
+    from harness.methods.registry import get_method
+
+    entry = get_method("denoise")
+    method = entry.cls({})
+    ctx = pipeline.Context(pipeline.RunRequest(method="denoise", budget="1", profile="smoke", device="cpu"))
+    monkeypatch.setattr(pipeline, "read_cached_encoder", lambda _dir: ({}, {"created": "then", "steps": 1,
+                                                                           "final_loss": 1.0}))
+    monkeypatch.setattr(pipeline, "world_size", lambda: 2)
+
+    class Pretrained(Exception):
+        pass
+
+    def pretrain(*_args, **_kwargs):
+        raise Pretrained
+
+    monkeypatch.setattr(pipeline, "pretrain", pretrain)
+    said: list[str] = []
+    monkeypatch.setattr(pipeline, "max_over_ranks", lambda *values: [1])  # another rank lacks it
+    with pytest.raises(Pretrained):
+        pipeline.obtain_encoder(entry, method, ctx, 0, False, said.append)
+    assert any("another rank has no cached" in line for line in said)
+    monkeypatch.setattr(pipeline, "max_over_ranks", lambda *values: [0])  # every rank has it
+    state, info, _ = pipeline.obtain_encoder(entry, method, ctx, 0, False, said.append)
+    assert info.reused_cache
