@@ -129,13 +129,20 @@ def release(name: str, root: Path | None) -> None:
 @_release_option
 @_root_option
 def show(dataset, budget, protocol, seeds, metric, by, fmt, test, release, root) -> None:
-    """Print leaderboard tables: mean ± std over seeds, seed count, rank and a significance mark."""
+    """Print leaderboard tables: mean ± std over seeds, seed count, rank and a significance mark.
+
+    The cells of a declared confirmation that is not complete are held out until its last cell is filed
+    (a note on stderr says how many)."""
     from harness.results.boards import build_boards
+    from harness.results.confirmation import hold_pending, read_confirmation
     from harness.results.tables import build_tables, render
 
     store = _store(root)
-    boards = build_boards(store.select(release), dataset=dataset, budget=budget, protocol=protocol,
-                          train_seeds=seeds)
+    declared = [read_confirmation(store.root, name) for name in store.confirmations(release)]
+    tabled, held = hold_pending(store.select(release), declared)
+    for note in held:
+        click.echo(f"note: {note}", err=True)
+    boards = build_boards(tabled, dataset=dataset, budget=budget, protocol=protocol, train_seeds=seeds)
     click.echo(render(build_tables(boards, metric, by=by, budget=budget, test=test), fmt), nl=False)
 
 

@@ -72,7 +72,10 @@ class BoardKey:
         reason = self.history_reason
         if reason is not None:
             return f"history: {reason}"
-        default = " (the default)" if self.task == DEFAULT_TASK else ""
+        family = self.task.rsplit("-v", 1)[0]
+        default = " (the default)" if self.task == DEFAULT_TASK else \
+            f" (an earlier version of the default task, {DEFAULT_TASK})" if family == DEFAULT_TASK.rsplit("-v", 1)[0] \
+            else ""
         return f"current: task {self.task}{default}, numerics {self.numerics}, what this harness computes today"
 
 

@@ -209,6 +209,24 @@ def declared_cells(confirmation: Confirmation, filed: list[Filed]) -> dict[str, 
     return {m: _cells(board, m, c.budget, c.seeds, c.backbone, c.name) for m in (c.baseline, *c.methods)}
 
 
+def hold_pending(filed: list[Filed], confirmations: list[Confirmation]) -> tuple[list[Filed], list[str]]:
+    """``filed`` without the cells of every confirmation that is not complete yet, and a line per such
+    confirmation saying so. Tables would otherwise pool a confirmation's seeds as they land, and a p read
+    part-way invites stopping early (or a test hoped for); its cells join the tables when the last lands."""
+    held: set[Path] = set()
+    notes = []
+    for c in confirmations:
+        cells = declared_cells(c, filed)
+        have = [f for runs in cells.values() for f in runs.values()]
+        total = len(c.seeds) * (1 + len(c.methods))
+        if have and len(have) < total:
+            held |= {f.path for f in have}
+            notes.append(f"{len(have)} of confirmation {c.name}'s {total} cells are filed and held out of the "
+                         "tables until all are (a partial look invites stopping early); `harness leaderboard "
+                         f"confirm {c.name}` lists the missing ones.")
+    return [f for f in filed if f.path not in held], notes
+
+
 def machine_kind(f: Filed) -> str:
     """What a cell's numbers were computed on, as far as rounding goes: the device, and on a CPU its
     model and the kernels torch and the BLAS dispatch to (cells of one seed on two kinds are two

@@ -478,6 +478,12 @@ class RecordStore:
                                f"{sum(manifest.datasets.values())} (edited)")
         return manifest
 
+    def latest_release(self) -> ReleaseManifest | None:
+        """The newest release's manifest (by its number, v2 before v10), or None before the first."""
+        names = sorted((p.stem for p in self.releases_dir.glob("v*.json") if p.stem[1:].isdigit()),
+                       key=lambda n: int(n[1:]))
+        return self.read_release(names[-1]) if names else None
+
     def release_records(self, name: str) -> list[Filed]:
         """The records of release ``name``, after checking every file against its sha256."""
         manifest = self.read_release(name)

@@ -20,7 +20,15 @@ from harness.metrics.scores import COMPANION_METRIC, HEADLINE_METRIC
 from harness.numerics import LEGACY_NUMERICS
 from harness.results import plots, stats
 from harness.results.boards import Board, build_boards
-from harness.results.confirmation import Outcome, covers, describe, evaluate, read_confirmation, summary
+from harness.results.confirmation import (
+    Outcome,
+    covers,
+    describe,
+    evaluate,
+    hold_pending,
+    read_confirmation,
+    summary,
+)
 from harness.results.leaderboard import CONFIRMATIONS_DIR, Filed, RecordStore
 from harness.results.tables import (
     MARK,
@@ -109,14 +117,23 @@ def render_page(
     for metric in metrics:
         stats.direction(metric)
     filed = store.select(release)
-    boards = build_boards(filed)
+    declared = [read_confirmation(store.root, name) for name in store.confirmations(release)]
+    tabled, held = hold_pending(filed, declared)
+    boards = build_boards(tabled)
     plot_dir = root / PLOTS_DIR
     if plot_dir.is_dir():  # the folder holds generated figures only: stale ones must not linger
         for old in plot_dir.iterdir():
             if old.suffix in (".png", ".svg"):
                 old.unlink()
-    source = (f"the records frozen in release `{release}` (`releases/{release}.json`, every file checked "
-              "against its sha256)") if release else "the record files under `records/`"
+    if release:
+        source = (f"the records frozen in release `{release}` (`releases/{release}.json`, every file checked "
+                  "against its sha256)")
+    else:
+        latest = store.latest_release()
+        released = sum(latest.datasets.values()) if latest is not None else 0
+        since = f"release `{latest.release}`'s {released} and {len(filed) - released} filed since" \
+            if latest is not None else "no release yet"
+        source = f"the record files under `records/` ({since})"
     lines = [
         "# Leaderboard",
         "",
@@ -136,12 +153,21 @@ def render_page(
         f"own section. A {MARK} marks the best entry only where a paired test supports its lead over the "
         "runner-up (each table's footer names the test and its p-value).",
         "",
+        "How to read the numbers: error metrics are fractions (0.10 = 10 %; relative count error is |predicted - "
+        "true| / true particles per test image, averaged over images), F1 counts a particle found when its "
+        "predicted outline overlaps the true one at IoU >= 0.5, and the length-scale bins are magnifications "
+        "(high-mag < 2.5 nm/px, mid-mag 2.5-10, low-mag >= 10). The embedded datasets are synthetic "
+        "micrographs with exact ground truth, and the profile (`quick`: a few hundred pretraining steps on "
+        "CPU) fixes the budgets of training: a verdict here holds for that data and profile, not for every "
+        "lab's micrographs (the repository README's 'A lab's road' shows how to measure on yours).",
+        "",
         "Sections, current first (history: records of a retired task or an older numerics version, kept as filed):",
         "",
         *(f"- {board.key.title}: {len(board.all_filed())} record(s); {board.key.status}" for board in boards),
         "",
     ]
-    outcomes = [evaluate(read_confirmation(store.root, name), filed) for name in store.confirmations(release)]
+    lines += [*held, *([""] if held else [])]
+    outcomes = [evaluate(c, filed) for c in declared]
     lines += _confirmations(outcomes)
     asked = metrics
     for board in boards:

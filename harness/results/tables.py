@@ -159,9 +159,12 @@ def _order(board: Board, entries: Sequence[EntryKey], badness: Mapping[EntryKey,
 
 def versus_baseline(board: Board, entry: EntryKey, budget: str, metric: str, scale: str = OVERALL,
                     test: TestChoice = "auto") -> stats.PairedResult | None:
-    """The paired test of ``entry`` against ``none`` at one budget; None for none itself or without it."""
+    """The paired test of ``entry`` against ``none`` at one budget; None for none itself, without it, and for
+    reference rows (one run, no training: paired with `none`'s seed 0 alone, a p would read as a verdict on
+    `none`'s luckiest or worst seed)."""
     baseline = board.baseline()
-    if baseline is None or entry == baseline or not board.seeds(baseline, budget):
+    if baseline is None or entry == baseline or not board.seeds(baseline, budget) \
+            or board.roles.get(entry) == "reference":
         return None
     return compare(board, entry, baseline, budget, metric, scale, test)
 
@@ -205,8 +208,9 @@ def detectable_line(board: Board, budget: str, metric: str, scale: str = OVERALL
                 f"{stats.sign_test_min_pairs()} seeds).")
     return (f"Detectable difference: with {n} seeds, a paired t-test at alpha {stats.ALPHA} has power "
             f"{stats.POWER} against `none` for a true difference of {_fmt(smallest)} or more "
-            f"(pooled std of the methods' seed-paired differences from none: {_fmt(pooled)}); a smaller "
-            "difference is a tie this table cannot resolve.")
+            f"(pooled std of the seed-paired differences from none of the methods with {n} seeds: {_fmt(pooled)}); "
+            "rows with fewer seeds need a larger one. A true difference below it may go undetected: p >= "
+            f"{stats.ALPHA} against none is a tie at these seeds, not evidence that the two are equal.")
 
 
 def ranking_table(board: Board, budget: str, metric: str, scale: str = OVERALL,
@@ -266,7 +270,8 @@ def ranking_table(board: Board, budget: str, metric: str, scale: str = OVERALL,
             footer.append(f"{MARK} the lead of the best entry is statistically supported: {versus} < alpha "
                           f"{stats.ALPHA}.")
         else:
-            footer.append(f"No {MARK} mark: {versus} >= alpha {stats.ALPHA}, the lead is not supported.")
+            footer.append(f"No {MARK} mark: {versus} >= alpha {stats.ALPHA}, the lead over the runner-up is not "
+                          "supported.")
     footer.append(detectable_line(board, budget, metric, scale))
     if unlearnt:
         footer.append(f"{UNLEARNT} pretext not learnt: the trained network did no better at its pretext than its "
@@ -327,7 +332,7 @@ def efficiency_table(board: Board, metric: str, scale: str = OVERALL) -> Table:
 
 
 def _pretrainings(board: Board, entry: EntryKey, budget: str | None = None) -> dict[str, Any]:
-    """The entry's distinct pretrainings (the budgets of a seed share one), by cache key; those of
+    """The entry's distinct pretrainings (the budgets of a seed share one), by cache key and result; those of
     the seeds at ``budget`` only, if given."""
     found: dict[str, Any] = {}
     for each, _ in board.budgets:
@@ -336,7 +341,9 @@ def _pretrainings(board: Board, entry: EntryKey, budget: str | None = None) -> d
         for filed in board.seeds(entry, each).values():
             info = filed.record.pretrain
             if info.steps and info.late_loss is not None:
-                found.setdefault(info.cache_key or filed.record.run_id, info)
+                # one pretraining per key and result: the same key re-made on another machine (its float
+                # kernels) is another pretraining, with its own losses
+                found.setdefault(f"{info.cache_key or filed.record.run_id} {info.final_loss!r}", info)
     return found
 
 
@@ -393,7 +400,8 @@ def pretext_table(board: Board) -> Table | None:
         columns=["method", "pretrainings", "steps", "pretext loss, last tenth (mean ± std)",
                  "trained network on the rule's batches", "rule without learning", "ratio"],
         rows=rows, data=data,
-        footer=["Each pretraining once (the budgets of a seed share it). Pretext loss: the method's own training "
+        footer=["Each pretraining once (the budgets of a seed share it; one re-made on another machine, whose "
+                "float kernels give other losses, counts again). Pretext loss: the method's own training "
                 "loss, mean over the last tenth of the steps. Rule without learning: the same loss on the batches "
                 "that follow, drawn the same way and answered without a network (FCMAE: hidden patches inpainted "
                 "from the visible pixels; denoise: a Gaussian blur; SimCLR, DINO: one constant output); - where "
@@ -466,12 +474,13 @@ def _scales_tests(board: Board, budget: str, metric: str, scales: Sequence[str],
         seeds.append(found[0])
         constant = "none (every difference constant: the sign test decides)"
         sizes.append(f"{s} {constant if found[2] is None else _fmt(found[2])}")
-    return [f"(p x): the entry against none in that bin, paired over seeds where both share >= 2, else Wilcoxon "
+    lines = [f"(p x): the entry against none in that bin, paired over seeds where both share >= 2, else Wilcoxon "
             f"over the bin's test images; {tests} such p outside the overall column, not corrected, so some below "
             "0.05 arise by chance: a bin's p points at a difference, a declared confirmation tests it.",
             f"Detectable difference from none per bin (paired t-test, {max(seeds) if seeds else 'n/a'} seeds, "
-            f"alpha {stats.ALPHA}, power {stats.POWER}): {', '.join(sizes)}; a smaller difference in a bin is a "
-            "tie there."]
+            f"alpha {stats.ALPHA}, power {stats.POWER}): {', '.join(sizes)}; below it, a bin's p >= "
+            f"{stats.ALPHA} is a tie there, not equality."]
+    return lines if seeds else lines[:1]
 
 
 def _context(board: Board) -> dict[str, Any]:
@@ -575,10 +584,12 @@ def provenance_lines(board: Board) -> list[str]:
 
     commits = distinct(f"{(f.record.git.get('commit') or 'unknown')[:10]}"
                        f"{' (dirty)' if f.record.git.get('dirty') else ''}" for f in filed)
-    seeds = distinct(f.record.seeds.train for f in filed)
+    seeds = seeds_text([f.record.seeds.train for f in filed]) or "n/a"
     methods = distinct(" ".join((f.record.method.name, f.record.method.distribution, f.record.method.version))
                        for f in filed)
-    devices = distinct(" ".join(str(f.record.device.get(k)) for k in ("type", "name", "precision")) for f in filed)
+    devices = distinct(" ".join([*(str(f.record.device.get(k)) for k in ("type", "name", "precision")),
+                                 *([str(f.record.hardware["cpu_capability"])]
+                                   if f.record.hardware.get("cpu_capability") else [])]) for f in filed)
     return [
         f"- status: {board.key.status}",
         f"- records: {len(filed)} (entries {len(board.labels)}, budgets {', '.join(b for b, _ in board.budgets)}, "
