@@ -53,7 +53,6 @@ from harness.task.scale import SECOND_LOOK_MARGIN
 from harness.training.checkpoint import Checkpointing, parse_interval
 from harness.training.loop import StageLog, finetune, late_loss, pretext_rule_loss, pretrain
 from harness.training.runtime import (
-    barrier,
     is_main_process,
     max_over_ranks,
     on_main_process,
@@ -166,15 +165,14 @@ def obtain_encoder(entry: MethodEntry, method: SSLMethod, ctx: Context, seed: in
         cached = read_cached_encoder(directory)
         if isinstance(cached, str):
             log(f"pretraining: cached encoder {name} is damaged ({cached}); training it again")
-        usable = cached is not None and not isinstance(cached, str)
+            cached = None
         # under torchrun the ranks reuse or pretrain together (every rank takes part in this all-reduce):
         # a rank without the encoder (a cache on another node's disk) would pretrain alone while the
         # others wait in DDP's collectives
-        if max_over_ranks(int(not usable))[0] and usable:
+        if max_over_ranks(int(cached is None))[0] and cached is not None:
             log(f"pretraining: another rank has no cached {name}; every rank trains it again")
-            usable = False
-        if usable:
-            assert cached is not None and not isinstance(cached, str)
+            cached = None
+        if cached is not None:
             state, meta = cached
             log(f"pretraining: reusing cached encoder {name} (trained {meta['created']})")
             if "reference_loss" in meta:
@@ -202,7 +200,6 @@ def obtain_encoder(entry: MethodEntry, method: SSLMethod, ctx: Context, seed: in
             # meta first: an encoder file is never there without the digest that vouches for it
             write_text_atomic(directory / META_FILE, json.dumps(meta, indent=1))
             write_bytes_atomic(directory / ENCODER_FILE, payload)
-        barrier()  # rank 0 has stored it
         resumable.clear()  # only now: a stop before the encoder was stored resumes from the checkpoint
         log(f"pretraining: cached encoder as {name}")
         info = PretrainInfo(cache_key=key, reused_cache=False, steps=len(stage.losses), final_loss=final, pool=pool,
@@ -388,8 +385,7 @@ def run_one(request: RunRequest, ctx: Context | None = None, log=print) -> RunRe
 
     write_run(request, record, [s.model_dump(mode="json") for s in per_image], log, extras=keep_for_people)
     if fitted is not None and fitted.checkpoint is not None:
-        barrier()  # rank 0 has written the record
-        fitted.checkpoint.clear()
+        fitted.checkpoint.clear()  # the record is written
     return record
 
 

@@ -32,7 +32,7 @@ import torch
 
 from harness.data.io import write_bytes_atomic
 from harness.errors import HarnessError
-from harness.training.runtime import max_over_ranks, rank, world_size
+from harness.training.runtime import barrier, max_over_ranks, rank, world_size
 
 DEFAULT_EVERY_S = 600.0
 
@@ -141,15 +141,14 @@ class Checkpointing:
         older file), every rank starts from step 0, since ranks at different steps would wait on
         each other for ever."""
         state = self._read()
-        if world_size() > 1 and torch.distributed.is_initialized():
-            steps = int(state["steps_done"]) if state is not None else -1
-            highest, negated_lowest = max_over_ranks(steps, -steps)  # max and min in one all-reduce
-            lowest = -negated_lowest
-            if highest != lowest:
-                held = "none" if lowest < 0 else f"step {lowest}"
-                self.log(f"the ranks' checkpoints disagree (from {held} to step {highest}); every rank starts "
-                         "from step 0")
-                return None
+        steps = int(state["steps_done"]) if state is not None else -1
+        highest, negated_lowest = max_over_ranks(steps, -steps)  # max and min in one all-reduce (one process: its own)
+        lowest = -negated_lowest
+        if highest != lowest:
+            held = "none" if lowest < 0 else f"step {lowest}"
+            self.log(f"the ranks' checkpoints disagree (from {held} to step {highest}); every rank starts "
+                     "from step 0")
+            return None
         return state
 
     def _read(self) -> dict[str, Any] | None:
@@ -200,6 +199,10 @@ class Checkpointing:
                                 self._stop[0])
 
     def clear(self) -> None:
+        """Remove this rank's checkpoint once what the stage computed is stored: after every rank has got
+        here (rank 0 alone writes the encoder or the record; a rank-0 death while writing must leave the
+        ranks' files in agreement)."""
+        barrier()
         self.file.unlink(missing_ok=True)
 
     @contextlib.contextmanager

@@ -33,10 +33,15 @@ def world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
+def _joined() -> bool:
+    """Whether this process is one of several torchrun ranks in a process group (collectives apply)."""
+    return world_size() > 1 and torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
 def max_over_ranks(*values: int) -> list[int]:
     """Each value's maximum over the torchrun ranks (one all-reduce; on the current GPU under nccl);
     the values themselves in a single process."""
-    if not (world_size() > 1 and torch.distributed.is_available() and torch.distributed.is_initialized()):
+    if not _joined():
         return [int(v) for v in values]
     flags = torch.tensor(values)
     if torch.distributed.get_backend() == "nccl":
@@ -47,7 +52,7 @@ def max_over_ranks(*values: int) -> list[int]:
 
 def barrier() -> None:
     """Wait for every torchrun rank (nothing in a single process)."""
-    if world_size() > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
+    if _joined():
         torch.distributed.barrier()
 
 
