@@ -99,8 +99,9 @@ def _sized_title(name: str, sized: int, on_border: int) -> str:
     return f"{name}: {sized} particles clear of the border{border}"
 
 
-def _image_row(sample_id: str, sample: Sample, particles: Particles, median_px: float | None) -> dict[str, object]:
-    sized = particles.sized_diameters
+def _image_row(sample_id: str, sample: Sample, particles: Particles, sized: np.ndarray,
+               median_px: float | None) -> dict[str, object]:
+    """``sized``: the diameters of the particles clear of the border (Particles.sized_diameters)."""
     stats = (float(sized.mean()), float(np.median(sized)), float(sized.std(ddof=1)) if sized.size > 1 else "") \
         if sized.size else ("", "", "")
     return {"image": sample_id, "pixel_size_nm": "" if sample.pixel_size_nm is None else sample.pixel_size_nm,
@@ -201,9 +202,9 @@ def predict_folder(run_dir: Path, images: Path, out: Path, device: str = "auto",
             particles = measure_particles(labels, sample.pixel_size_nm, sample.databar_rows)
             known += sample.pixel_size_nm is not None
             rows.extend(_particle_rows(sample_id, sample, particles))
-            medians[sample_id] = _median_px(particles)
-            image_rows.append(_image_row(sample_id, sample, particles, medians[sample_id]))
             unit, sized = particles.units, particles.sized_diameters
+            medians[sample_id] = _median_px(particles)
+            image_rows.append(_image_row(sample_id, sample, particles, sized, medians[sample_id]))
             pooled[unit].extend(sized.tolist())
             on_border[unit] += particles.count - sized.size
             _histogram(sized, unit, _sized_title(sample_id, sized.size, particles.count - sized.size),
@@ -223,11 +224,12 @@ def predict_folder(run_dir: Path, images: Path, out: Path, device: str = "auto",
 
 
 def _particle_rows(sample_id: str, sample: Sample, particles: Particles) -> list[dict[str, object]]:
-    in_px = diameters_from_areas(particles.areas_px, None)
+    # each property computes the whole image's array: once here, not once per particle
+    in_px, areas, diameters = diameters_from_areas(particles.areas_px, None), particles.areas, particles.diameters
     nm = sample.pixel_size_nm is not None
     return [{"image": sample_id, "particle": int(particle), "area_px": int(particles.areas_px[k]),
-             "area_nm2": float(particles.areas[k]) if nm else "", "diameter_px": float(in_px[k]),
-             "diameter_nm": float(particles.diameters[k]) if nm else "",
+             "area_nm2": float(areas[k]) if nm else "", "diameter_px": float(in_px[k]),
+             "diameter_nm": float(diameters[k]) if nm else "",
              "pixel_size_nm": sample.pixel_size_nm if nm else "", "pixel_size_source": sample.pixel_size_source,
              "touches_border": bool(particles.touches_border[k])}
             for k, particle in enumerate(particles.ids)]

@@ -215,14 +215,11 @@ class SSLMethod:
             raise HarnessError(f"method {self.name!r}: module {where!r} must read 'package.module:ClassName'")
         try:
             cls = getattr(importlib.import_module(path), name)
-        except ModuleNotFoundError as err:
-            if err.name and path != err.name and not path.startswith(f"{err.name}."):  # missing inside it
-                raise HarnessError(f"method {self.name!r}: {path} imports {err.name!r}, which is not installed "
+        except (ModuleNotFoundError, AttributeError) as err:
+            missing = err.name if isinstance(err, ModuleNotFoundError) else None
+            if missing and path != missing and not path.startswith(f"{missing}."):  # a package it imports
+                raise HarnessError(f"method {self.name!r}: {path} imports {missing!r}, which is not installed "
                                    "(install the plugin with its dependencies)") from None
-            how = "its `module`" if self.module else "no `module` is set and the convention"
-            raise HarnessError(f"method {self.name!r}: {how} names {where}, which cannot be loaded ({err}); "
-                               "set `module = \"package.module:ClassName\"` or implement build") from None
-        except AttributeError as err:
             how = "its `module`" if self.module else "no `module` is set and the convention"
             raise HarnessError(f"method {self.name!r}: {how} names {where}, which cannot be loaded ({err}); "
                                "set `module = \"package.module:ClassName\"` or implement build") from None

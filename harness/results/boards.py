@@ -72,10 +72,15 @@ class BoardKey:
         reason = self.history_reason
         if reason is not None:
             return f"history: {reason}"
-        family = self.task.rsplit("-v", 1)[0]
-        default = " (the default)" if self.task == DEFAULT_TASK else \
-            f" (an earlier version of the default task, {DEFAULT_TASK})" if family == DEFAULT_TASK.rsplit("-v", 1)[0] \
-            else ""
+        def family(task: str) -> str:  # "distmap" of "distmap-v3"
+            return task.rsplit("-v", 1)[0]
+
+        if self.task == DEFAULT_TASK:
+            default = " (the default)"
+        elif family(self.task) == family(DEFAULT_TASK):
+            default = f" (an earlier version of the default task, {DEFAULT_TASK})"
+        else:
+            default = ""
         return f"current: task {self.task}{default}, numerics {self.numerics}, what this harness computes today"
 
 
