@@ -1060,13 +1060,13 @@ def test_a_confirmation_judges_in_the_metrics_own_direction_and_keeps_entries_ap
 
 
 def test_a_confirmation_says_which_machines_its_cells_ran_on(smoke_run, tmp_path):
-    from harness.results.confirmation import machine_kind
+    from harness.results.provenance import machine_kind
 
     root = _with_roles(smoke_run, tmp_path, {"none": [0.30, 0.32, 0.31], "a": [0.20, 0.21, 0.22]}, {})
     _declare(root, methods=["a"], seeds=[0, 1, 2])
     assert "Machines:" not in cli("confirm", "C9", "--root", str(root)).output  # one kind: nothing to say
     store = RecordStore(root)
-    here = machine_kind(store.records()[0])
+    here = machine_kind(store.records()[0].record.device, store.records()[0].record.hardware)
     for seed, value in enumerate([0.25, 0.26, 0.27]):  # b's seed 1 ran on another CPU
         dest = variant(smoke_run, tmp_path / f"b-{seed}", method="b", seed=seed, value=value)
         if seed == 1:

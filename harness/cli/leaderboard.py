@@ -134,12 +134,11 @@ def show(dataset, budget, protocol, seeds, metric, by, fmt, test, release, root)
     The cells of a declared confirmation that is not complete are held out until its last cell is filed
     (a note on stderr says how many)."""
     from harness.results.boards import build_boards
-    from harness.results.confirmation import hold_pending, read_confirmation
+    from harness.results.confirmation import declared_confirmations, hold_pending
     from harness.results.tables import build_tables, render
 
     store = _store(root)
-    declared = [read_confirmation(store.root, name) for name in store.confirmations(release)]
-    tabled, held = hold_pending(store.select(release), declared)
+    tabled, held = hold_pending(store.select(release), declared_confirmations(store, release))
     for note in held:
         click.echo(f"note: {note}", err=True)
     boards = build_boards(tabled, dataset=dataset, budget=budget, protocol=protocol, train_seeds=seeds)

@@ -26,7 +26,7 @@ from harness.errors import HarnessError
 from harness.results import stats
 from harness.results.boards import BASELINE_METHOD, Board, build_boards, seeds_text
 from harness.results.leaderboard import CONFIRMATIONS_DIR, Filed, RecordStore, create_exclusive, validation_reason
-from harness.results.provenance import ROUNDING_KEYS
+from harness.results.provenance import machine_kind
 from harness.results.tables import run_value
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
@@ -101,6 +101,11 @@ def read_confirmation(root: Path, name: str) -> Confirmation:
     if confirmation.name != name:
         raise HarnessError(f"{path}: declares the name {confirmation.name!r}, not {name!r}")
     return confirmation
+
+
+def declared_confirmations(store: RecordStore, release: str | None = None) -> list[Confirmation]:
+    """Every confirmation declared under the store (or frozen in ``release``)."""
+    return [read_confirmation(store.root, name) for name in store.confirmations(release)]
 
 
 @dataclass(frozen=True)
@@ -227,23 +232,12 @@ def hold_pending(filed: list[Filed], confirmations: list[Confirmation]) -> tuple
     return [f for f in filed if f.path not in held], notes
 
 
-def machine_kind(f: Filed) -> str:
-    """What a cell's numbers were computed on, as far as rounding goes: the device, and on a CPU its
-    model and the kernels torch and the BLAS dispatch to (cells of one seed on two kinds are two
-    draws, not one network reproduced; :func:`harness.results.provenance.hardware`)."""
-    device, hw = f.record.device, f.record.hardware
-    if device.get("type", "cpu") != "cpu":
-        return str(device.get("name", device.get("type")))
-    parts = [hw.get("cpu_model") or hw.get("processor") or "unknown CPU", *(hw.get(k) for k in ROUNDING_KEYS)]
-    return ", ".join(str(x) for x in parts if x)
-
-
 def _machines(cells: dict[str, dict[int, Filed]]) -> tuple[dict[str, int], list[int]]:
     kinds: Counter[str] = Counter()
     per_seed: dict[int, set[str]] = {}
     for runs in cells.values():
         for seed, f in runs.items():
-            kind = machine_kind(f)
+            kind = machine_kind(f.record.device, f.record.hardware)
             kinds[kind] += 1
             per_seed.setdefault(seed, set()).add(kind)
     return dict(kinds.most_common()), sorted(s for s, k in per_seed.items() if len(k) > 1)

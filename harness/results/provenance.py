@@ -6,8 +6,10 @@ import platform
 import shlex
 import subprocess
 import sys
+from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 KEY_LIBRARIES = ("torch", "timm", "lightly", "numpy", "scipy", "scikit-image", "pydantic", "pluggy")
 
@@ -86,6 +88,17 @@ def _under_package(path: Path, site: Path, packages: tuple[str, ...]) -> bool:
 # the keys of hardware() that decide a CPU result's last digits: torch's and numpy's instruction sets and
 # the BLAS kernels; two machines round alike only where all three agree
 ROUNDING_KEYS = ("cpu_capability", "cpu_simd", "blas_core")
+
+
+def machine_kind(device: Mapping[str, Any], hardware: Mapping[str, Any]) -> str:
+    """What a record's numbers were computed on, as far as rounding goes: the device, and on a CPU its
+    model and the kernels torch and the BLAS dispatch to (two records of one seed on two kinds are two
+    draws, not one network reproduced; :func:`hardware`)."""
+    if device.get("type", "cpu") != "cpu":
+        return str(device.get("name", device.get("type")))
+    parts = [hardware.get("cpu_model") or hardware.get("processor") or "unknown CPU",
+             *(hardware.get(k) for k in ROUNDING_KEYS)]
+    return ", ".join(str(x) for x in parts if x)
 
 
 def hardware() -> dict[str, str | int]:

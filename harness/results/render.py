@@ -23,10 +23,10 @@ from harness.results.boards import Board, build_boards
 from harness.results.confirmation import (
     Outcome,
     covers,
+    declared_confirmations,
     describe,
     evaluate,
     hold_pending,
-    read_confirmation,
     summary,
 )
 from harness.results.leaderboard import CONFIRMATIONS_DIR, Filed, RecordStore
@@ -117,7 +117,7 @@ def render_page(
     for metric in metrics:
         stats.direction(metric)
     filed = store.select(release)
-    declared = [read_confirmation(store.root, name) for name in store.confirmations(release)]
+    declared = declared_confirmations(store, release)
     tabled, held = hold_pending(filed, declared)
     boards = build_boards(tabled)
     plot_dir = root / PLOTS_DIR

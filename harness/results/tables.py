@@ -32,6 +32,7 @@ from harness.numerics import LEGACY_NUMERICS
 from harness.results import stats
 from harness.results.boards import Board, EntryKey, seeds_text
 from harness.results.leaderboard import Filed
+from harness.results.provenance import machine_kind
 from harness.results.record import PretrainInfo
 
 Format = Literal["md", "csv", "html", "json"]
@@ -587,9 +588,9 @@ def provenance_lines(board: Board) -> list[str]:
     seeds = seeds_text([f.record.seeds.train for f in filed]) or "n/a"
     methods = distinct(" ".join((f.record.method.name, f.record.method.distribution, f.record.method.version))
                        for f in filed)
-    devices = distinct(" ".join([*(str(f.record.device.get(k)) for k in ("type", "name", "precision")),
-                                 *([str(f.record.hardware["cpu_capability"])]
-                                   if f.record.hardware.get("cpu_capability") else [])]) for f in filed)
+    devices = distinct(" ".join(str(f.record.device.get(k)) for k in ("type", "name", "precision"))
+                       + (f" ({machine_kind(f.record.device, f.record.hardware)})"
+                          if f.record.device.get("type", "cpu") == "cpu" else "") for f in filed)
     return [
         f"- status: {board.key.status}",
         f"- records: {len(filed)} (entries {len(board.labels)}, budgets {', '.join(b for b, _ in board.budgets)}, "
