@@ -66,7 +66,7 @@ META_FILE = "meta.json"
 CHECKPOINT_FILE = "checkpoint.pt"
 
 
-def pretrain_cache_key(entry: MethodEntry, method: SSLMethod, ctx: Context, seed: int) -> str:
+def pretrain_cache_key(entry: MethodEntry, method: SSLMethod, ctx: Context, seed: int, scale: float = 1.0) -> str:
     s = ctx.settings
     return stable_hash(
         {
@@ -92,6 +92,8 @@ def pretrain_cache_key(entry: MethodEntry, method: SSLMethod, ctx: Context, seed
             **({"steps_factor": method.pretrain_steps_factor} if method.pretrain_steps_factor != 1 else {}),
             # an all-labelled folder pretrains on its training pool (keys of the usual case unchanged)
             **({"pool": pretraining_pool(ctx.manifest)} if pretraining_pool(ctx.manifest) != "unlabeled" else {}),
+            # a folder of large particles pretrains at the task's working resolution (keys at native pixels unchanged)
+            **({"scale": scale} if scale != 1.0 else {}),
         },
         length=20,
     )
@@ -140,8 +142,11 @@ def _code_identity() -> dict[str, Any]:
 
 
 def obtain_encoder(entry: MethodEntry, method: SSLMethod, ctx: Context, seed: int, progress: bool, log,
-                   checkpoint_every: str = "10m"):
-    """Transferred encoder weights from the cache, or from a new pretraining that fills it."""
+                   checkpoint_every: str = "10m", scale: float = 1.0):
+    """Transferred encoder weights from the cache, or from a new pretraining that fills it.
+
+    ``scale``: the factor pretraining reads its pool at (1: native pixels); the segment task passes
+    its training pool's working resolution (:meth:`Context.pretraining_scale`)."""
     if not method.pretrains:
         return None, PretrainInfo(cache_key=None, reused_cache=False, steps=0, final_loss=None), 0.0
     pool = pretraining_pool(ctx.manifest)
@@ -151,7 +156,10 @@ def obtain_encoder(entry: MethodEntry, method: SSLMethod, ctx: Context, seed: in
         log(f"pretraining: the unlabeled pool is empty, so {entry.name} pretrains on the "
             f"{len(ctx.manifest.pools[pool])} images of the labelled training pool (never validation or test; "
             "their labels are not used)")
-    key = pretrain_cache_key(entry, method, ctx, seed)
+    if scale != 1.0:
+        log(f"pretraining: the labelled training pool's median particle diameter asks for the working resolution "
+            f"{scale:g}, so {entry.name} pretrains on its images resampled by {scale:g}, as fine-tuning sees them")
+    key = pretrain_cache_key(entry, method, ctx, seed, scale)
     name = f"{entry.name}-{key}"
     directory = cache_root() / "pretrained" / name
     with contextlib.ExitStack() as hold:
@@ -178,15 +186,16 @@ def obtain_encoder(entry: MethodEntry, method: SSLMethod, ctx: Context, seed: in
             if "reference_loss" in meta:
                 reference = meta["reference_loss"]
             else:  # cached before runs kept the rule, which needs no trained weights: score it now
-                reference = pretext_rule_loss(method, ctx.store(ctx.manifest.pools[pool], with_targets=False),
-                                              ctx.settings, ctx.runtime, seed)
+                pool_store = ctx.store(ctx.manifest.pools[pool], with_targets=False, scale=scale)
+                reference = pretext_rule_loss(method, pool_store, ctx.settings, ctx.runtime, seed)
             info = PretrainInfo(cache_key=key, reused_cache=True, steps=meta["steps"], final_loss=meta["final_loss"],
                                 pool=pool, late_loss=late_loss(meta.get("losses") or []), reference_loss=reference,
+                                scale=scale if scale != 1.0 else None,
                                 # needs the whole trained module, which no cache keeps: None for older caches
                                 held_out_loss=meta.get("held_out_loss"))
             return state, info, 0.0
         start = time.perf_counter()
-        store = ctx.store(ctx.manifest.pools[pool], with_targets=method.uses_hidden_labels)
+        store = ctx.store(ctx.manifest.pools[pool], with_targets=method.uses_hidden_labels, scale=scale)
         resumable = checkpointing(directory / CHECKPOINT_FILE, key, checkpoint_every, log)
         state, stage = pretrain(method, store, ctx.settings, ctx.runtime, seed, progress, checkpoint=resumable)
         elapsed = time.perf_counter() - start
@@ -203,6 +212,7 @@ def obtain_encoder(entry: MethodEntry, method: SSLMethod, ctx: Context, seed: in
         resumable.clear()  # only now: a stop before the encoder was stored resumes from the checkpoint
         log(f"pretraining: cached encoder as {name}")
         info = PretrainInfo(cache_key=key, reused_cache=False, steps=len(stage.losses), final_loss=final, pool=pool,
+                            scale=scale if scale != 1.0 else None,
                             late_loss=late_loss(stage.losses), reference_loss=stage.reference_loss,
                             held_out_loss=stage.held_out_loss)
         return state, info, elapsed
@@ -268,7 +278,8 @@ def fit(request: RunRequest, ctx: Context, entry: MethodEntry, method: SSLMethod
     if method.pretrains:
         ctx.check_leakage(request.allow_leakage, log, request.progress)
     encoder_state, pretrain_info, pretrain_s = obtain_encoder(entry, method, ctx, request.seed, request.progress, log,
-                                                              request.checkpoint_every)
+                                                              request.checkpoint_every,
+                                                              ctx.pretraining_scale() if method.pretrains else 1.0)
 
     start = time.perf_counter()
     val_ids = ctx.manifest.pools["val"]

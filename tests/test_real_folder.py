@@ -231,3 +231,37 @@ def test_a_check_shared_out_to_processes_reports_exactly_what_one_process_does(t
     assert shared == alone
     leaks = json.loads(alone)["leaks"]
     assert [(leak["pretrain_id"], leak["eval_id"]) for leak in leaks] == [("copy", original.removesuffix(".png"))]
+
+
+def test_a_resampling_run_pretrains_at_its_training_pools_working_resolution(tmp_path, monkeypatch):
+    """Fine-tuning shows a folder of large particles shrunk to the working resolution; pretraining read
+    the same pool at native pixels (on EMPS, features learnt three times larger than fine-tuning shows).
+    It now reads it at the whole labelled training pool's factor (one encoder serves every budget), says
+    so, states it in the record, and never reuses an encoder learnt at another factor."""
+    import harness.context as context
+    import harness.pipeline as pipeline
+    from harness.methods.registry import get_method
+
+    original = context.settings_for
+    monkeypatch.setattr(context, "settings_for", lambda profile, **o: original(profile, **o).model_copy(
+        update={"scale_max_diameter_px": 20.0, "scale_target_diameter_px": 16.0}))
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path / "cache"))
+    seen = []
+    real_pretrain = pipeline.pretrain
+    monkeypatch.setattr(pipeline, "pretrain", lambda method, store, *a, **k: (
+        seen.append((store.scale, sorted(store.ids))), real_pretrain(method, store, *a, **k))[1])
+    request = pipeline.RunRequest(method="denoise", budget="50%", profile="smoke", dataset=str(EMPS),
+                                  progress=False, allow_leakage=True, out=tmp_path / "run")
+    said: list[str] = []
+    pipeline.run_one(request, log=said.append)
+    ctx = pipeline.Context(request)
+    factor = ctx.pretraining_scale()
+    assert factor == ctx.resolution(ctx.manifest.pools["train"]).scale < 1  # the whole pool's, not the budget's
+    assert seen == [(factor, sorted(ctx.manifest.pools["train"]))]
+    assert any(f"resampled by {factor:g}" in line and "pretrains" in line for line in said), said
+    record = json.loads((tmp_path / "run" / "record.json").read_text())
+    assert record["pretrain"]["scale"] == factor
+    entry = get_method("denoise")
+    method = entry.cls({})
+    assert pipeline.pretrain_cache_key(entry, method, ctx, 0, factor) != pipeline.pretrain_cache_key(entry, method,
+                                                                                                      ctx, 0)

@@ -70,6 +70,9 @@ class PretrainInfo(_Frozen):
     # the pool pretraining learnt from: "unlabeled", or "train" for a folder with every image labelled
     # (None: no pretraining, or a record from before this was kept, which always meant "unlabeled")
     pool: str | None = None
+    # the factor pretraining resampled its pool by: the segment task's working resolution of the labelled
+    # training pool on folders of large particles (None: native pixels, as every record before 2026-12-06)
+    scale: float | None = None
     # the mean pretext loss over the last tenth of the steps, and what the method's rule without
     # learning scores on the batches that follow (PretrainModule.reference_loss): was the pretext
     # learnt? None where the method states no rule, or in records from before these were kept

@@ -16,8 +16,10 @@ MASKS_DIR = "masks"
 # 5: the second look sizes particles by their width (twice the inscribed radius), not their equivalent
 # diameter, so a rod is not shrunk until it is a few pixels thick; 6: the reference rows read images as the
 # runs do (the oracle at the working resolution, both dropping particles on print), and an image without a
-# pixel size goes to the length-scale bin its metadata.csv declares in runs too, as in `harness evaluate`
-FOLDER_VERSION = "folder-6"
+# pixel size goes to the length-scale bin its metadata.csv declares in runs too, as in `harness evaluate`;
+# 7: a run that resamples pretrains on its pool at the labelled training pool's working resolution, not at
+# native pixels (Context.pretraining_scale; runs of `none` and the reference rows unchanged)
+FOLDER_VERSION = "folder-7"
 SPLIT_FRACTIONS = {"unlabeled": 0.0, "train": 0.6, "val": 0.2, "test": 0.2}
 LUMA = np.array([0.299, 0.587, 0.114])
 #: metadata.csv and tag pixel sizes further apart than this share are reported.
