@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from harness.data.folder import FOLDER_VERSION, FolderDataset
+from harness.data.folder import FOLDER_VERSION, PREDICTS_AS_CURRENT, FolderDataset
 from harness.data.intensity import to_unit_float
 from harness.data.io import csv_text, folder_written_whole, lies_inside, write_bytes_atomic, write_text_atomic
 from harness.data.sample import Sample
@@ -70,7 +70,7 @@ def card_drift(card: dict[str, object]) -> list[str]:
         notes.append(f"the model was made under numerics {numerics}; this harness computes numerics "
                      f"{NUMERICS_VERSION}, so its masks may differ from those its run's record scored")
     folder = re.search(r"-v(folder-\d+)-[0-9a-f]+$", str(card.get("dataset", "")))
-    if folder and folder.group(1) != FOLDER_VERSION:
+    if folder and folder.group(1) not in PREDICTS_AS_CURRENT:
         notes.append(f"the model was made on a {folder.group(1)} folder; this harness reads folders as "
                      f"{FOLDER_VERSION} (printed marks, each image's second look), so its masks may differ "
                      "from those its run's record scored")

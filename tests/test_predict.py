@@ -232,3 +232,8 @@ def test_a_model_made_under_other_numerics_or_folder_version_is_applied_with_a_n
     assert result.exit_code == 0, result.output
     notes = [line for line in result.output.splitlines() if line.startswith("note: ")]
     assert len(notes) == 2 and "numerics 1" in notes[0] and "a folder-3 folder" in notes[1]
+    # folder-7 moved pretraining only: a folder-6 model predicts as it did, so no note
+    (old / "model.json").write_text(json.dumps({**card, "dataset": "lab-vfolder-6-0123abcd"}))
+    result = CliRunner().invoke(main, ["predict", "--run", str(old), "--images", str(plain), "--out",
+                                       str(tmp_path / "six"), "--quiet"])
+    assert result.exit_code == 0 and "note:" not in result.output, result.output

@@ -61,6 +61,7 @@ from harness.data.folder.records import (
     MASKS_DIR,
     PIL_DTYPES,
     PIXEL_SIZE_TOLERANCE,
+    PREDICTS_AS_CURRENT,
     RGB_MASK,
     SPLIT_FRACTIONS,
     FolderScan,
@@ -75,6 +76,7 @@ from harness.data.folder.scan import (
 
 __all__ = [
     "FOLDER_VERSION",
+    "PREDICTS_AS_CURRENT",
     "FileProblem",
     "FolderDataset",
     "FolderScan",
