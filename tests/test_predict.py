@@ -237,3 +237,31 @@ def test_a_model_made_under_other_numerics_or_folder_version_is_applied_with_a_n
     result = CliRunner().invoke(main, ["predict", "--run", str(old), "--images", str(plain), "--out",
                                        str(tmp_path / "six"), "--quiet"])
     assert result.exit_code == 0 and "note:" not in result.output, result.output
+
+
+def test_a_labelled_folder_with_a_broken_mask_is_still_predicted_and_checked_for_predict(exported, tmp_path):
+    """predict reads images (and metadata.csv), never masks: a lab's labelled folder whose one mask is
+    damaged was refused by name for a file predict would never open; `data check --for predict` agrees."""
+    import shutil
+
+    run, images, _ = exported
+    folder = tmp_path / "labelled"
+    shutil.copytree(images, folder)
+    masks = folder / "masks"
+    masks.mkdir(exist_ok=True)
+    (masks / "broken.png").write_bytes(b"not a png")
+    stem = sorted((folder / "images").iterdir())[0].stem
+    (masks / f"{stem}.png").write_bytes(b"not a png either")
+    checked = CliRunner().invoke(main, ["data", "check", "--for", "predict", str(folder)])
+    assert checked.exit_code == 0 and "broken.png" not in checked.output, checked.output
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["predict", "--run", str(run), "--images", str(folder), "--out", str(out),
+                                       "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert len(list((out / "masks").iterdir())) == len(list((folder / "images").iterdir()))
+    # a run on the same folder still reads the masks and names the bad one
+    from harness.data.folder import FolderDataset
+    from harness.errors import HarnessError
+
+    with pytest.raises(HarnessError, match=f"{stem}.png"):
+        FolderDataset(folder).records()

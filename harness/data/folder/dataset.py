@@ -191,9 +191,11 @@ class FolderDataset(Dataset):
     """A folder in the folder format (see the module docstring), usable as ``--dataset DIR``."""
 
     def __init__(self, path: str | Path, connectivity: int = 8, crop_bottom: int | None = None,
-                 flat: bool = False) -> None:
+                 flat: bool = False, read_masks: bool | None = None) -> None:
         self.root = Path(path)
         self.flat = flat  # micrographs directly in the folder, no masks (scan_folder)
+        # predict reads no mask, so a bad one beside its images must not refuse them (default: not flat)
+        self.read_masks = not flat if read_masks is None else read_masks
         if not self.root.is_dir():
             raise HarnessError(f"{self.root}: not a folder")
         if connectivity not in CONNECTIVITIES:
@@ -211,7 +213,7 @@ class FolderDataset(Dataset):
                        crop_bottom: int | None = None) -> FolderDataset:
         """Images to predict (``harness predict``, ``data check --for predict``): the folder format when
         ``path`` holds ``images/``, else a plain folder of micrographs."""
-        return cls(path, connectivity, crop_bottom, flat=not (Path(path) / IMAGES_DIR).is_dir())
+        return cls(path, connectivity, crop_bottom, flat=not (Path(path) / IMAGES_DIR).is_dir(), read_masks=False)
 
     @property
     def identity(self) -> DatasetIdentity:  # type: ignore[override]
@@ -228,7 +230,7 @@ class FolderDataset(Dataset):
     def scan(self) -> FolderScan:
         """Headers and metadata of every file (read once, then kept)."""
         if self._scan is None:
-            self._scan = scan_folder(self.root, self.crop_bottom, flat=self.flat)
+            self._scan = scan_folder(self.root, self.crop_bottom, flat=self.flat, read_masks=self.read_masks)
         return self._scan
 
     def records(self) -> dict[str, ImageRecord]:
@@ -240,7 +242,7 @@ class FolderDataset(Dataset):
             more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
             raise HarnessError(
                 f"{self.root}: {len(errors)} problem(s): {shown}{more}; "
-                f"run `harness data check {'--for predict ' if self.flat else ''}{self.root}` for the full list"
+                f"run `harness data check {'' if self.read_masks else '--for predict '}{self.root}` for the full list"
             )
         return {r.id: r for r in scan.records}
 

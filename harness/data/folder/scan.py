@@ -96,11 +96,14 @@ def _pixel_size(header: Header, meta: _MetaRow | None, rel: str) -> tuple[PixelS
     return from_tag, problems
 
 
-def scan_folder(root: str | Path, crop_bottom: int | None = None, flat: bool = False) -> FolderScan:
+def scan_folder(root: str | Path, crop_bottom: int | None = None, flat: bool = False,
+                read_masks: bool | None = None) -> FolderScan:
     """Read a folder's listing, metadata.csv and every file header; collect every problem.
 
     ``flat``: the micrographs lie in ``root`` itself, without masks (what ``harness predict``
-    reads); metadata.csv, when there, lies beside them."""
+    reads); metadata.csv, when there, lies beside them. ``read_masks`` (default: not ``flat``):
+    False leaves ``masks/`` unread, as predict does, so a bad mask there is no problem of it."""
+    read_masks = not flat if read_masks is None else read_masks
     root = Path(root)
     problems: list[Problem] = []
     if not root.is_dir():
@@ -112,7 +115,7 @@ def scan_folder(root: str | Path, crop_bottom: int | None = None, flat: bool = F
     images, found = _listing(images_dir, "image")
     problems += found
     masks: dict[str, Path] = {}
-    if not flat:
+    if read_masks and not flat:
         masks, found = _listing(root / MASKS_DIR, "mask")
         problems += found
     if not images:
