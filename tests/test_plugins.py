@@ -129,7 +129,13 @@ def test_plugins_can_be_blocked_by_name(plugin_site):
     assert result.returncode == 0, result.stderr
     assert "harness-toy" not in result.stdout
     assert "failed to load" not in result.stderr
-    assert "blocked by HARNESS_DISABLE_PLUGINS: broken, toy" in result.stderr
+    assert "blocked by -p no:NAME or HARNESS_DISABLE_PLUGINS: broken, toy" in result.stderr
+    # the command-line switch, as pytest's: the same blocks for one command
+    switched = _harness(plugin_site, "-p", "no:toy", "-p", "no:broken", "methods")
+    assert switched.returncode == 0 and switched.stdout == result.stdout, switched.stderr
+    assert "blocked by -p no:NAME or HARNESS_DISABLE_PLUGINS: broken, toy" in switched.stderr
+    wrong = _harness(plugin_site, "-p", "toy", "methods")
+    assert wrong.returncode == 2 and "no:NAME" in wrong.stderr and "Traceback" not in wrong.stderr
 
 
 def test_plugin_backbones_are_listed_and_cannot_redefine_built_ins(plugin_site):
@@ -378,3 +384,19 @@ def test_contributing_documents_every_hook_of_the_hookspecs():
     hooks = {name for name in vars(hookspecs) if name.startswith("harness_")}
     section = (ROOT / "CONTRIBUTING.md").read_text().split("## Hooks", 1)[1].split("\n## ", 1)[0]
     assert hooks == set(re.findall(r"`(harness_\w+)\(\)`", section))
+
+
+def test_the_p_no_switch_blocks_a_plugin_for_one_command_only(monkeypatch):
+    from click.testing import CliRunner
+
+    from harness.cli import main
+    from harness.plugins.manager import DISABLE_ENV
+
+    monkeypatch.delenv(DISABLE_ENV, raising=False)
+    blocked = CliRunner().invoke(main, ["-p", "no:simclr", "methods"])
+    assert blocked.exit_code == 0, blocked.output
+    assert "simclr" not in blocked.stdout and "denoise" in blocked.stdout
+    assert DISABLE_ENV not in os.environ  # restored when the command ends
+    assert "simclr" in CliRunner().invoke(main, ["methods"]).stdout
+    unknown = CliRunner().invoke(main, ["-p", "no:simclr", "run", "--method", "simclr", "--budget", "1"])
+    assert unknown.exit_code == 2 and "unknown method 'simclr'" in unknown.output and "simclr" in unknown.output

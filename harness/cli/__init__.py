@@ -50,15 +50,37 @@ class _Group(click.Group):
             sys.exit(2)
 
 
+def _plugin_blocks(values: tuple[str, ...]) -> list[str]:
+    names = []
+    for value in values:
+        name = value.removeprefix("no:").strip()
+        if not value.startswith("no:") or not name:
+            raise click.BadParameter(f"{value!r}: write no:NAME to block the plugin NAME (its entry-point name)",
+                                     param_hint="-p")
+        names.append(name)
+    return names
+
+
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="harness")
-def main() -> None:
+@click.option("-p", "plugin_blocks", multiple=True, metavar="no:NAME",
+              help="Block the plugin NAME (its entry-point name, see `harness methods`) for this command, as "
+                   "pytest's -p no:NAME; repeatable. HARNESS_DISABLE_PLUGINS=a,b does the same for a shell.")
+@click.pass_context
+def main(ctx: click.Context, plugin_blocks: tuple[str, ...]) -> None:
     """Benchmark self-supervised pretraining for electron-microscopy particle segmentation.
 
     Data, splits, label budgets, the downstream task and the metrics are fixed by harness;
     SSL methods come in as plugins. Start with `harness datasets` and
     `harness data preview synthetic-sem --out preview.png`.
     """
+    if plugin_blocks:
+        from harness.plugins.manager import DISABLE_ENV, block_for_this_command
+
+        before = block_for_this_command(_plugin_blocks(plugin_blocks))
+        # one command's blocks, not the process's for good (tests invoke many commands in one process)
+        ctx.call_on_close(lambda: os.environ.__setitem__(DISABLE_ENV, before) if before is not None
+                          else os.environ.pop(DISABLE_ENV, None))
 
 
 def _add_commands() -> None:

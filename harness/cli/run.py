@@ -26,7 +26,7 @@ def methods() -> None:
     Role: "method" entries compete in the tables; a "control" (supervised) and the "reference" rows
     (oracle, classical) are shown beside them and never ranked. A plugin that fails to import, or whose
     hook raises or contributes a bad class or a name already taken, is reported on stderr and the others
-    keep working; set HARNESS_DISABLE_PLUGINS=a,b to block plugins by entry-point name."""
+    keep working; `harness -p no:NAME methods` (or HARNESS_DISABLE_PLUGINS=a,b) blocks plugins by entry-point name."""
     from harness.methods.registry import available_methods
 
     rows = [

@@ -1,5 +1,6 @@
 """Finding plugins: entry points of group ``harness``, loaded one by one so one broken plugin
-never takes the others down. ``HARNESS_DISABLE_PLUGINS=a,b`` blocks plugins by entry-point name.
+never takes the others down. ``harness -p no:NAME`` (as pytest's) or ``HARNESS_DISABLE_PLUGINS=a,b``
+blocks plugins by entry-point name.
 
 Order decides name clashes (an entry-point name, a method name), and the first comer keeps the name,
 so that a name in a recorded result always means the same code: the internal plugins, then the
@@ -64,6 +65,14 @@ class PluginState:
 
 def blocked_names() -> set[str]:
     return {n.strip() for n in os.environ.get(DISABLE_ENV, "").split(",") if n.strip()}
+
+
+def block_for_this_command(names: list[str]) -> str | None:
+    """Add ``names`` to the blocked plugins through the environment, which the command's worker
+    processes (sweep lanes, torchrun ranks) inherit; returns the previous value, to restore after it."""
+    before = os.environ.get(DISABLE_ENV)
+    os.environ[DISABLE_ENV] = ",".join(sorted(blocked_names() | set(names)))
+    return before
 
 
 def _register(state: PluginState, name: str, obj: object, info: PluginInfo) -> None:
@@ -160,9 +169,10 @@ def failure_lines(state: PluginState) -> list[str]:
     """One line per refused plugin, then what HARNESS_DISABLE_PLUGINS blocked or could not block."""
     lines = [f"plugin {name!r} failed to load: {reason}" for name, reason in sorted(state.failures.items())]
     if state.blocked:
-        lines.append(f"blocked by {DISABLE_ENV}: {', '.join(sorted(state.blocked))}")
+        lines.append(f"blocked by -p no:NAME or {DISABLE_ENV}: {', '.join(sorted(state.blocked))}")
     if state.unmatched_blocks:
-        lines.append(f"{DISABLE_ENV} names {', '.join(state.unmatched_blocks)}, which blocks nothing: no installed "
+        lines.append(f"-p no:NAME or {DISABLE_ENV} names {', '.join(state.unmatched_blocks)}, which blocks nothing: "
+                     "no installed "
                      "entry point has that name (the internal plugins baseline and reference cannot be blocked)")
     return lines
 
@@ -175,6 +185,11 @@ def in_registration_order(state: PluginState, hook: str) -> list[pluggy.HookImpl
     return sorted(impls, key=lambda impl: position.get(impl.plugin_name, len(position)))
 
 
-@cache
 def plugin_state() -> PluginState:
+    """This process's plugins for the names blocked now (``-p no:NAME`` sets them for one command)."""
+    return _state_blocking(frozenset(blocked_names()))
+
+
+@cache
+def _state_blocking(blocked: frozenset[str]) -> PluginState:
     return build_plugin_state()
