@@ -155,10 +155,11 @@ def obtain_encoder(entry: MethodEntry, method: SSLMethod, ctx: Context, seed: in
     if pool != "unlabeled":
         log(f"pretraining: the unlabeled pool is empty, so {entry.name} pretrains on the "
             f"{len(ctx.manifest.pools[pool])} images of the labelled training pool (never validation or test; "
-            "their labels are not used)")
+            "nothing is learnt from their labels)")
     if scale != 1.0:
-        log(f"pretraining: the labelled training pool's median particle diameter asks for the working resolution "
-            f"{scale:g}, so {entry.name} pretrains on its images resampled by {scale:g}, as fine-tuning sees them")
+        log(f"pretraining: the labelled training pool's median particle diameter (its masks' only use here) asks "
+            f"for the working resolution {scale:g}, so {entry.name} pretrains on images resampled by {scale:g}, "
+            "as fine-tuning sees them")
     key = pretrain_cache_key(entry, method, ctx, seed, scale)
     name = f"{entry.name}-{key}"
     directory = cache_root() / "pretrained" / name
