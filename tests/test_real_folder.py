@@ -265,3 +265,13 @@ def test_a_resampling_run_pretrains_at_its_training_pools_working_resolution(tmp
     method = entry.cls({})
     assert pipeline.pretrain_cache_key(entry, method, ctx, 0, factor) != pipeline.pretrain_cache_key(entry, method,
                                                                                                       ctx, 0)
+
+
+def test_a_labelled_folder_with_an_official_split_is_read_for_predict_without_its_masks():
+    """emps-mini's metadata.csv names its test images; predict reads no mask, so that column must not
+    make it demand one (leaving masks/ unread first refused every such row)."""
+    from harness.data.folder import FolderDataset
+
+    assert len(FolderDataset.of_micrographs(EMPS).records()) == 12
+    checked = CliRunner().invoke(main, ["data", "check", "--for", "predict", str(EMPS)])
+    assert checked.exit_code == 0 and "needs a mask" not in checked.output, checked.output

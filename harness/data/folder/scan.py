@@ -131,7 +131,8 @@ def scan_folder(root: str | Path, crop_bottom: int | None = None, flat: bool = F
     metadata, found = read_metadata(root, [p.name for p in images.values()])
     problems += found
     jobs: list[_RecordJob] = [(stem, path, path.relative_to(root).as_posix(), masks.get(stem),
-                               metadata.get(path.name), crop_bottom) for stem, path in sorted(images.items())]
+                               metadata.get(path.name), crop_bottom, read_masks)
+                              for stem, path in sorted(images.items())]
     # headers and remembered readings first, in this process; the images whose printed pixel size
     # must still be read (decode + OCR, ~0.15 s each) are then shared out to worker processes
     found_now = [_record(*job, read_printed=False) for job in jobs]
@@ -144,7 +145,7 @@ def scan_folder(root: str | Path, crop_bottom: int | None = None, flat: bool = F
 #: Images whose printed pixel size must be read, per worker process, below which one process reads.
 READINGS_PER_WORKER = 16
 
-_RecordJob = tuple[str, Path, str, Path | None, _MetaRow | None, int | None]
+_RecordJob = tuple[str, Path, str, Path | None, _MetaRow | None, int | None, bool]
 
 
 def _record_job(job: _RecordJob) -> ImageRecord:
@@ -155,11 +156,11 @@ def _record_job(job: _RecordJob) -> ImageRecord:
 
 def _record(
     stem: str, path: Path, rel: str, mask_path: Path | None, meta: _MetaRow | None, crop_bottom: int | None,
-    read_printed: bool = True,
+    read_masks: bool = True, read_printed: bool = True,
 ) -> ImageRecord | None:
     """The record of one image (``rel``: its path in the folder) from its header and metadata row.
     Without ``read_printed``, None where the pixel size printed on the image would have to be read
-    (not yet remembered)."""
+    (not yet remembered). Without ``read_masks`` (predict) a split that needs a mask is no problem."""
     mask_rel = f"{MASKS_DIR}/{mask_path.name}" if mask_path is not None else None
     problems: list[Problem] = list(meta.problems) if meta is not None else []
     try:
@@ -180,7 +181,7 @@ def _record(
         except HarnessError as err:
             problems.append(Problem(file=mask_rel, reason=_reason(err)))
     split = meta.split if meta is not None else None
-    if split not in (None, "unlabeled") and mask_path is None:
+    if read_masks and split not in (None, "unlabeled") and mask_path is None:
         problems.append(
             Problem(file=rel, reason=f"{METADATA_FILE} puts it in split {split!r}, which needs a mask, and it has none")
         )
