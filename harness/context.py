@@ -175,12 +175,13 @@ class Context:
         # each image's second look aims at the run's target wherever the run resamples (never enlarges)
         return Resolution(scale, diameter, self.settings.scale_target_diameter_px if scale < 1.0 else None)
 
-    def pretraining_scale(self) -> float:
-        """The factor the segment task's pretraining reads its pool at: the working resolution of the whole
-        labelled training pool (every budget's superset). The encoder serves every budget of a seed, so it
-        cannot follow one budget's factor; without this it learnt at native pixels what fine-tuning then
-        shows three times smaller (EMPS). 1 wherever particles are small enough (every embedded dataset)."""
-        return self.resolution(self.manifest.budget_order).scale
+    def pretraining_scale(self, budget_ids: list[str]) -> float:
+        """The factor a pretraining method's encoder learns its pool at: the budget's own working
+        resolution, as fine-tuning shows it (before folder-7 pretraining read native pixels: on EMPS,
+        textures three times larger than the task then showed). The budget's, not the whole labelled
+        pool's (folder-7): a 1% run must not learn from masks outside its budget, even one median. Budgets
+        with the same factor share an encoder (the cache is keyed by it); 1 on every embedded dataset."""
+        return self.resolution(budget_ids).scale
 
     def check_folder(self, allow_leakage: bool, log, progress: bool = False) -> None:
         """A folder dataset must pass the rules of ``harness data check`` (leaks included) to run."""

@@ -13,7 +13,8 @@ gives each image of a resampling run a second look, folder-4 also probes at half
 and fine-tunes each labelled image at the factor its second look would reach, folder-5 sizes the
 particles of the second look by their width rather than their equivalent diameter, folder-6 reads the
 reference rows at the runs' working resolution and bins an image without a pixel size as its
-metadata declares, folder-7 pretrains a resampling run's encoder at that working resolution): the dataset key
+metadata declares, folder-7 pretrains a resampling run's encoder at the labelled pool's working resolution,
+folder-8 at its budget's): the dataset key
 already keeps its records apart, and every other section stays current. A change to the task belongs
 there only when it cannot act on embedded data (the second look, in prediction and in training, acts
 only where a run resamples, which no embedded dataset does; a test pins that).

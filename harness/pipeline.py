@@ -50,6 +50,7 @@ from harness.results.record import (
     Selection,
 )
 from harness.task.scale import SECOND_LOOK_MARGIN
+from harness.training.batches import ImageStore
 from harness.training.checkpoint import Checkpointing, parse_interval
 from harness.training.loop import StageLog, finetune, late_loss, pretext_rule_loss, pretrain
 from harness.training.runtime import (
@@ -92,7 +93,7 @@ def pretrain_cache_key(entry: MethodEntry, method: SSLMethod, ctx: Context, seed
             **({"steps_factor": method.pretrain_steps_factor} if method.pretrain_steps_factor != 1 else {}),
             # an all-labelled folder pretrains on its training pool (keys of the usual case unchanged)
             **({"pool": pretraining_pool(ctx.manifest)} if pretraining_pool(ctx.manifest) != "unlabeled" else {}),
-            # a folder of large particles pretrains at the task's working resolution (keys at native pixels unchanged)
+            # a folder of large particles pretrains at its budget's working resolution (keys at native pixels unchanged)
             **({"scale": scale} if scale != 1.0 else {}),
         },
         length=20,
@@ -103,6 +104,13 @@ def pretraining_pool(manifest: SplitManifest) -> str:
     """The pool pretraining learns from: the unlabeled pool, or, when a folder has labelled every
     image it holds (a normal lab), the labelled training pool. Never validation or test."""
     return "unlabeled" if manifest.pools.get("unlabeled") else "train"
+
+
+def pretraining_pool_store(ctx: Context, budget: str) -> ImageStore:
+    """The pretraining pool's images as a run with label budget ``budget`` pretrains on them: at that
+    budget's working resolution (diagnostic scripts re-create a run's pretext batches with it)."""
+    scale = ctx.pretraining_scale(ctx.budget_ids(Budget.parse(budget)))
+    return ctx.store(ctx.manifest.pools[pretraining_pool(ctx.manifest)], with_targets=False, scale=scale)
 
 
 def check_hidden_labels(name: str, ctx: Context, pool: str) -> None:
@@ -146,7 +154,7 @@ def obtain_encoder(entry: MethodEntry, method: SSLMethod, ctx: Context, seed: in
     """Transferred encoder weights from the cache, or from a new pretraining that fills it.
 
     ``scale``: the factor pretraining reads its pool at (1: native pixels); the segment task passes
-    its training pool's working resolution (:meth:`Context.pretraining_scale`)."""
+    its budget's working resolution (:meth:`Context.pretraining_scale`)."""
     if not method.pretrains:
         return None, PretrainInfo(cache_key=None, reused_cache=False, steps=0, final_loss=None), 0.0
     pool = pretraining_pool(ctx.manifest)
@@ -155,11 +163,10 @@ def obtain_encoder(entry: MethodEntry, method: SSLMethod, ctx: Context, seed: in
     if pool != "unlabeled":
         log(f"pretraining: the unlabeled pool is empty, so {entry.name} pretrains on the "
             f"{len(ctx.manifest.pools[pool])} images of the labelled training pool (never validation or test; "
-            "nothing is learnt from their labels)")
+            "their labels are not used)")
     if scale != 1.0:
-        log(f"pretraining: the labelled training pool's median particle diameter (its masks' only use here) asks "
-            f"for the working resolution {scale:g}, so {entry.name} pretrains on images resampled by {scale:g}, "
-            "as fine-tuning sees them")
+        log(f"pretraining: the budget's median particle diameter asks for the working resolution {scale:g}, so "
+            f"{entry.name} pretrains on its pool resampled by {scale:g}, as fine-tuning sees the images")
     key = pretrain_cache_key(entry, method, ctx, seed, scale)
     name = f"{entry.name}-{key}"
     directory = cache_root() / "pretrained" / name
@@ -278,9 +285,9 @@ def fit(request: RunRequest, ctx: Context, entry: MethodEntry, method: SSLMethod
     budget_ids = ctx.budget_ids(Budget.parse(request.budget))
     if method.pretrains:
         ctx.check_leakage(request.allow_leakage, log, request.progress)
+    pretraining_scale = ctx.pretraining_scale(budget_ids) if method.pretrains else 1.0
     encoder_state, pretrain_info, pretrain_s = obtain_encoder(entry, method, ctx, request.seed, request.progress, log,
-                                                              request.checkpoint_every,
-                                                              ctx.pretraining_scale() if method.pretrains else 1.0)
+                                                              request.checkpoint_every, pretraining_scale)
 
     start = time.perf_counter()
     val_ids = ctx.manifest.pools["val"]

@@ -265,6 +265,7 @@ def compare_records(original: RunRecord, new: RunRecord, per_image_then: list | 
         ("selection", original.selection.model_dump(mode="json"), new.selection.model_dump(mode="json")),
         ("pretrain.steps", original.pretrain.steps, new.pretrain.steps),
         ("pretrain.final_loss", original.pretrain.final_loss, new.pretrain.final_loss),
+        ("pretrain.scale", original.pretrain.scale, new.pretrain.scale),
     ]
     # kept since 2026-12-05 (held_out_loss: 2026-12-06): compared where the record has them, except a
     # held-out loss that a reused encoder cache made before 2026-12-06 cannot state (reproduce says so)

@@ -33,7 +33,7 @@ from harness.context import Context, RunRequest
 from harness.errors import HarnessError
 from harness.methods.registry import get_method
 from harness.models import pooled
-from harness.pipeline import pretraining_pool
+from harness.pipeline import pretraining_pool_store
 from harness.training import loop
 from harness.training.batches import PretrainBatches, split_item
 
@@ -54,7 +54,7 @@ def probe(config: dict[str, Any], seed: int = 0, profile: str = "quick", dataset
     ctx = Context(RunRequest(method="dino", budget="1", profile=profile, dataset=dataset, seed=seed,
                              pretrain_steps=pretrain_steps, progress=False))
     method = get_method("dino").cls(config)
-    store = ctx.store(ctx.manifest.pools[pretraining_pool(ctx.manifest)], with_targets=False)
+    store = pretraining_pool_store(ctx, "1")
     item = PretrainBatches(store, 1, probe_batch, ctx.settings.crop_size, PROBE_SEED, 0)[0]
     crops = ctx.runtime.batch(split_item(item)[0])
     rows: list[dict[str, float]] = []

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from harness.context import Context, RunRequest
 from harness.methods.registry import get_method
-from harness.pipeline import pretraining_pool
+from harness.pipeline import pretraining_pool_store
 from harness.training.batches import split_item
 from harness.training.loop import (
     REFERENCE_BATCHES,
@@ -43,7 +43,7 @@ def fill_levels(seed: int, profile: str = "quick", dataset: str = "synthetic-sem
 
     ctx = Context(RunRequest(method="fcmae", budget="1", profile=profile, dataset=dataset, seed=seed, progress=False))
     method = get_method("fcmae").cls({})
-    store = ctx.store(ctx.manifest.pools[pretraining_pool(ctx.manifest)], with_targets=False)
+    store = pretraining_pool_store(ctx, "1")
     module = ctx.runtime.prepare(build_pretrain_module(method, ctx.settings, seed))  # draws where the run draws
     if module.config.norm_pix_loss:
         raise click.ClickException("fcmae_fill_levels: the fills are pixel values; norm_pix_loss is on")

@@ -16,7 +16,7 @@ import torch
 
 from harness.context import Context, RunRequest
 from harness.methods.registry import get_method
-from harness.pipeline import pretraining_pool
+from harness.pipeline import pretraining_pool_store
 from harness.training.loop import pretext_rule_loss
 
 
@@ -25,7 +25,7 @@ def reference(method_name: str, seed: int, profile: str = "quick", dataset: str 
     """``pretrain.reference_loss`` of a run of ``method_name`` with training seed ``seed``."""
     ctx = Context(RunRequest(method=method_name, budget="1", profile=profile, dataset=dataset, seed=seed,
                              pretrain_steps=pretrain_steps, progress=False))
-    store = ctx.store(ctx.manifest.pools[pretraining_pool(ctx.manifest)], with_targets=False)
+    store = pretraining_pool_store(ctx, "1")
     return pretext_rule_loss(get_method(method_name).cls({}), store, ctx.settings, ctx.runtime, seed)
 
 

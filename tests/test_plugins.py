@@ -398,5 +398,8 @@ def test_the_p_no_switch_blocks_a_plugin_for_one_command_only(monkeypatch):
     assert "simclr" not in blocked.stdout and "denoise" in blocked.stdout
     assert DISABLE_ENV not in os.environ  # restored when the command ends
     assert "simclr" in CliRunner().invoke(main, ["methods"]).stdout
+    monkeypatch.setenv(DISABLE_ENV, "byol")
     unknown = CliRunner().invoke(main, ["-p", "no:simclr", "run", "--method", "simclr", "--budget", "1"])
-    assert unknown.exit_code == 2 and "unknown method 'simclr'" in unknown.output and "simclr" in unknown.output
+    assert unknown.exit_code == 2 and "unknown method 'simclr'" in unknown.output, unknown.output
+    assert "blocked by -p no:NAME or HARNESS_DISABLE_PLUGINS: byol, simclr" in unknown.output
+    assert os.environ[DISABLE_ENV] == "byol"  # a failing command restores the shell's value too

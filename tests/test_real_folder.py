@@ -233,13 +233,14 @@ def test_a_check_shared_out_to_processes_reports_exactly_what_one_process_does(t
     assert [(leak["pretrain_id"], leak["eval_id"]) for leak in leaks] == [("copy", original.removesuffix(".png"))]
 
 
-def test_a_resampling_run_pretrains_at_its_training_pools_working_resolution(tmp_path, monkeypatch):
-    """Fine-tuning shows a folder of large particles shrunk to the working resolution; pretraining read
-    the same pool at native pixels (on EMPS, features learnt three times larger than fine-tuning shows).
-    It now reads it at the whole labelled training pool's factor (one encoder serves every budget), says
-    so, states it in the record, and never reuses an encoder learnt at another factor."""
+def test_a_resampling_run_pretrains_at_its_budgets_working_resolution(tmp_path, monkeypatch):
+    """Fine-tuning shows a folder of large particles shrunk to the budget's working resolution;
+    pretraining read the same pool at native pixels (on EMPS, features learnt three times larger than
+    fine-tuning shows). It now reads it at the budget's factor (never from masks outside the budget),
+    says so, states it in the record, and reuses an encoder only at the same factor."""
     import harness.context as context
     import harness.pipeline as pipeline
+    from harness.data.splits import Budget
     from harness.methods.registry import get_method
 
     original = context.settings_for
@@ -250,21 +251,28 @@ def test_a_resampling_run_pretrains_at_its_training_pools_working_resolution(tmp
     real_pretrain = pipeline.pretrain
     monkeypatch.setattr(pipeline, "pretrain", lambda method, store, *a, **k: (
         seen.append((store.scale, sorted(store.ids))), real_pretrain(method, store, *a, **k))[1])
-    request = pipeline.RunRequest(method="denoise", budget="50%", profile="smoke", dataset=str(EMPS),
-                                  progress=False, allow_leakage=True, out=tmp_path / "run")
-    said: list[str] = []
-    pipeline.run_one(request, log=said.append)
-    ctx = pipeline.Context(request)
-    factor = ctx.pretraining_scale()
-    assert factor == ctx.resolution(ctx.manifest.pools["train"]).scale < 1  # the whole pool's, not the budget's
-    assert seen == [(factor, sorted(ctx.manifest.pools["train"]))]
-    assert any(f"resampled by {factor:g}" in line and "pretrains" in line for line in said), said
-    record = json.loads((tmp_path / "run" / "record.json").read_text())
-    assert record["pretrain"]["scale"] == factor
+
+    def request(budget: str, k: int):
+        return pipeline.RunRequest(method="denoise", budget=budget, profile="smoke", dataset=str(EMPS),
+                                   progress=False, allow_leakage=True, out=tmp_path / f"run-{k}")
+
+    ctx = pipeline.Context(request("50%", 0))
+    pool = sorted(ctx.manifest.pools["train"])
+    # 2 images of emps-mini's 6 hold larger particles than the whole pool's median
+    small, whole = (ctx.pretraining_scale(ctx.budget_ids(Budget.parse(b))) for b in ("2", "100%"))
+    assert small == ctx.resolution(ctx.budget_ids(Budget.parse("2"))).scale < 1
+    assert small != whole  # so the test tells the budget's factor from the whole pool's
+    for k, (budget, factor) in enumerate([("2", small), ("100%", whole), ("2", small)]):
+        said: list[str] = []
+        pipeline.run_one(request(budget, k), log=said.append)
+        assert any(f"resampled by {factor:g}" in line and "pretrains" in line for line in said), said
+    assert seen == [(small, pool), (whole, pool)]  # each budget at its own factor; the repeat reused the first
+    stated = [json.loads((tmp_path / f"run-{k}" / "record.json").read_text())["pretrain"] for k in range(3)]
+    assert [(p["scale"], p["reused_cache"]) for p in stated] == [(small, False), (whole, False), (small, True)]
     entry = get_method("denoise")
     method = entry.cls({})
-    assert pipeline.pretrain_cache_key(entry, method, ctx, 0, factor) != pipeline.pretrain_cache_key(entry, method,
-                                                                                                      ctx, 0)
+    assert pipeline.pretrain_cache_key(entry, method, ctx, 0, small) != pipeline.pretrain_cache_key(entry, method,
+                                                                                                     ctx, 0)
 
 
 def test_a_labelled_folder_with_an_official_split_is_read_for_predict_without_its_masks():

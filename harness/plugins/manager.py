@@ -51,7 +51,7 @@ class PluginState:
     plugins: dict[str, PluginInfo] = field(default_factory=dict)
     failures: dict[str, str] = field(default_factory=dict)  # plugin name -> reason
     blocked: list[str] = field(default_factory=list)
-    # names in HARNESS_DISABLE_PLUGINS that block nothing: no such entry point, or an internal plugin
+    # names blocked (-p no:NAME, HARNESS_DISABLE_PLUGINS) that block nothing: no such entry point, or an internal plugin
     unmatched_blocks: list[str] = field(default_factory=list)
 
     def refuse(self, name: str, reason: str) -> None:
@@ -69,7 +69,7 @@ def blocked_names() -> set[str]:
 
 def block_for_this_command(names: list[str]) -> str | None:
     """Add ``names`` to the blocked plugins through the environment, which the command's worker
-    processes (sweep lanes, torchrun ranks) inherit; returns the previous value, to restore after it."""
+    processes (sweep lanes, submitit jobs) inherit; returns the previous value, to restore after it."""
     before = os.environ.get(DISABLE_ENV)
     os.environ[DISABLE_ENV] = ",".join(sorted(blocked_names() | set(names)))
     return before
@@ -166,7 +166,7 @@ def build_plugin_state() -> PluginState:
 
 
 def failure_lines(state: PluginState) -> list[str]:
-    """One line per refused plugin, then what HARNESS_DISABLE_PLUGINS blocked or could not block."""
+    """One line per refused plugin, then what -p no:NAME / HARNESS_DISABLE_PLUGINS blocked or could not block."""
     lines = [f"plugin {name!r} failed to load: {reason}" for name, reason in sorted(state.failures.items())]
     if state.blocked:
         lines.append(f"blocked by -p no:NAME or {DISABLE_ENV}: {', '.join(sorted(state.blocked))}")

@@ -18,10 +18,11 @@ MASKS_DIR = "masks"
 # runs do (the oracle at the working resolution, both dropping particles on print), and an image without a
 # pixel size goes to the length-scale bin its metadata.csv declares in runs too, as in `harness evaluate`;
 # 7: a run that resamples pretrains on its pool at the labelled training pool's working resolution, not at
-# native pixels (Context.pretraining_scale; runs of `none` and the reference rows unchanged)
-FOLDER_VERSION = "folder-7"
-# the folder versions whose trained models predict as this one does (folder-7 moved pretraining only)
-PREDICTS_AS_CURRENT = frozenset({"folder-6", FOLDER_VERSION})
+# native pixels; 8: at its budget's own working resolution instead (a small budget learnt one median from
+# masks outside it). Context.pretraining_scale; runs of `none` and the reference rows unchanged by either
+FOLDER_VERSION = "folder-8"
+# the folder versions whose trained models predict as this one does (folder-7 and -8 moved pretraining only)
+PREDICTS_AS_CURRENT = frozenset({"folder-6", "folder-7", FOLDER_VERSION})
 SPLIT_FRACTIONS = {"unlabeled": 0.0, "train": 0.6, "val": 0.2, "test": 0.2}
 LUMA = np.array([0.299, 0.587, 0.114])
 #: metadata.csv and tag pixel sizes further apart than this share are reported.
