@@ -19,14 +19,13 @@ written into a hidden folder beside it and renamed at the end.
 from __future__ import annotations
 
 import io
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from harness.data.folder import FOLDER_VERSION, PREDICTS_AS_CURRENT, FolderDataset
+from harness.data.folder import FOLDER_VERSION, PREDICTS_AS_CURRENT, FolderDataset, folder_version_of
 from harness.data.intensity import to_unit_float
 from harness.data.io import csv_text, folder_written_whole, lies_inside, write_bytes_atomic, write_text_atomic
 from harness.data.sample import Sample
@@ -69,9 +68,9 @@ def card_drift(card: dict[str, object]) -> list[str]:
     if numerics != NUMERICS_VERSION:
         notes.append(f"the model was made under numerics {numerics}; this harness computes numerics "
                      f"{NUMERICS_VERSION}, so its masks may differ from those its run's record scored")
-    folder = re.search(r"-v(folder-\d+)-[0-9a-f]+$", str(card.get("dataset", "")))
-    if folder and folder.group(1) not in PREDICTS_AS_CURRENT:
-        notes.append(f"the model was made on a {folder.group(1)} folder; this harness reads folders as "
+    folder = folder_version_of(str(card.get("dataset", "")))
+    if folder is not None and folder not in PREDICTS_AS_CURRENT:
+        notes.append(f"the model was made on a {folder} folder; this harness reads folders as "
                      f"{FOLDER_VERSION} (printed marks, each image's second look), so its masks may differ "
                      "from those its run's record scored")
     return notes

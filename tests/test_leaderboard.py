@@ -614,6 +614,27 @@ def test_the_default_task_versions_section_comes_first(smoke_run, tmp_path):
                                            f"{DEFAULT_TASK}), ")
 
 
+def test_a_section_of_an_older_folder_reading_is_history():
+    """A lab's own board outlives a harness upgrade: records of a folder read as an older folder
+    version (folder-7 pretrained at another factor) are not what this harness computes today."""
+    from harness.data.folder import FOLDER_VERSION
+    from harness.numerics import NUMERICS_VERSION
+    from harness.results.boards import BoardKey
+    from harness.task import DEFAULT_TASK
+
+    def key(version: str) -> BoardKey:
+        return BoardKey(dataset=f"emps-v{version}-3bbf98d534114e8e", manifest="m", profile="quick", schema=1,
+                        protocol="finetune", settings="s", task=DEFAULT_TASK, numerics=NUMERICS_VERSION)
+
+    assert key(FOLDER_VERSION).current
+    old = key("folder-7")
+    assert FOLDER_VERSION != "folder-7" and not old.current
+    assert old.status == (f"history: a folder read as folder-7; this harness reads folders as {FOLDER_VERSION} "
+                          "(harness.numerics)")
+    assert BoardKey(dataset="synthetic-sem-v2-5c6bcfabac4fdb31", manifest="m", profile="quick", schema=1,
+                    protocol="finetune", settings="s", task=DEFAULT_TASK, numerics=NUMERICS_VERSION).current
+
+
 def test_the_default_task_leads_other_datasets_current_sections(smoke_run, tmp_path):
     """A current section of another task on a dataset whose name sorts first (the nanowire
     classification beside synthetic-sem) still comes after the default task's."""

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.data.base import stable_hash
+from harness.data.folder import FOLDER_VERSION, folder_version_of
 from harness.errors import HarnessError
 from harness.metrics.aggregate import GROUP_ORDER
 from harness.numerics import LEGACY_NUMERICS, NUMERICS_VERSION
@@ -60,6 +61,9 @@ class BoardKey:
             when = "before numerics versions were kept" if self.numerics == LEGACY_NUMERICS else \
                 f"under numerics {self.numerics}"
             return f"computed {when}; this harness computes numerics {NUMERICS_VERSION}"
+        folder = folder_version_of(self.dataset)
+        if folder is not None and folder != FOLDER_VERSION:  # a lab's board outlives a harness upgrade
+            return f"a folder read as {folder}; this harness reads folders as {FOLDER_VERSION} (harness.numerics)"
         return None
 
     @property

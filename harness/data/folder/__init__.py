@@ -69,6 +69,7 @@ from harness.data.folder.records import (
     Layout,
     Problem,
     Severity,
+    folder_version_of,
 )
 from harness.data.folder.scan import (
     scan_folder,
@@ -80,6 +81,7 @@ __all__ = [
     "FileProblem",
     "FolderDataset",
     "FolderScan",
+    "folder_version_of",
     "Header",
     "IMAGES_DIR",
     "ImageRecord",
