@@ -53,7 +53,8 @@ class BoardKey:
     @property
     def history_reason(self) -> str | None:
         """Why this harness no longer computes such records (None: it does): a retired task version
-        (3class-v1 is kept only to explain its records) or another numerics version. Such sections are
+        (3class-v1 is kept only to explain its records), another numerics version, or a folder read as
+        an older folder version. Such sections are
         history: kept as filed, listed after the current ones, never pooled with them."""
         if self.task == LEGACY_TASK:
             return f"task {self.task} is retired (kept so that its records stay explained)"

@@ -25,18 +25,20 @@ FOLDER_VERSION = "folder-8"
 # the folder versions whose trained models predict as this one does (folder-7 and -8 moved pretraining only)
 PREDICTS_AS_CURRENT = frozenset({"folder-6", "folder-7", FOLDER_VERSION})
 
-
-def folder_version_of(dataset_key: str) -> str | None:
-    """The folder version in a dataset key (``mine-vfolder-7-<hash>``: ``folder-7``); None for an
-    embedded dataset's key."""
-    found = re.search(r"-v(folder-\d+)-[0-9a-f]+$", dataset_key)
-    return found.group(1) if found else None
 SPLIT_FRACTIONS = {"unlabeled": 0.0, "train": 0.6, "val": 0.2, "test": 0.2}
 LUMA = np.array([0.299, 0.587, 0.114])
 #: metadata.csv and tag pixel sizes further apart than this share are reported.
 PIXEL_SIZE_TOLERANCE = 0.02
 PIL_DTYPES = {"I;16": "uint16", "I;16B": "uint16", "I;16L": "uint16", "I": "int32", "F": "float32"}
 RGB_MASK = "mask is RGB; save instance labels or a binary mask as a single-channel image"
+
+
+def folder_version_of(dataset_key: str) -> str | None:
+    """The folder version in a dataset key (``mine-vfolder-7-<hash>``: ``folder-7``); None for an
+    embedded dataset's key."""
+    found = re.search(r"-v(folder-\d+)-[0-9a-f]+$", dataset_key)
+    return found.group(1) if found else None
+
 
 Severity = Literal["error", "warning"]
 Layout = Literal["gray", "rgb", "palette"]
