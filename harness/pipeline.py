@@ -106,11 +106,10 @@ def pretraining_pool(manifest: SplitManifest) -> str:
     return "unlabeled" if manifest.pools.get("unlabeled") else "train"
 
 
-def pretraining_pool_store(ctx: Context, budget: str) -> ImageStore:
-    """The pretraining pool's images as a run with label budget ``budget`` pretrains on them: at that
-    budget's working resolution (diagnostic scripts re-create a run's pretext batches with it)."""
-    scale = ctx.pretraining_scale(ctx.budget_ids(Budget.parse(budget)))
-    return ctx.store(ctx.manifest.pools[pretraining_pool(ctx.manifest)], with_targets=False, scale=scale)
+def pretraining_pool_store(ctx: Context, scale: float, with_targets: bool = False) -> ImageStore:
+    """The pretraining pool's images read at ``scale`` (:meth:`Context.pretraining_scale`), as pretraining
+    reads them (diagnostic scripts re-create a run's pretext batches with it)."""
+    return ctx.store(ctx.manifest.pools[pretraining_pool(ctx.manifest)], with_targets=with_targets, scale=scale)
 
 
 def check_hidden_labels(name: str, ctx: Context, pool: str) -> None:
@@ -168,6 +167,7 @@ def obtain_encoder(entry: MethodEntry, method: SSLMethod, ctx: Context, seed: in
         log(f"pretraining: the budget's median particle diameter asks for the working resolution {scale:g}, so "
             f"{entry.name} pretrains on its pool resampled by {scale:g}, as fine-tuning sees the images")
     key = pretrain_cache_key(entry, method, ctx, seed, scale)
+    stated_scale = scale if scale != 1.0 else None  # records state native pixels as None, as before folder-7
     name = f"{entry.name}-{key}"
     directory = cache_root() / "pretrained" / name
     with contextlib.ExitStack() as hold:
@@ -194,16 +194,16 @@ def obtain_encoder(entry: MethodEntry, method: SSLMethod, ctx: Context, seed: in
             if "reference_loss" in meta:
                 reference = meta["reference_loss"]
             else:  # cached before runs kept the rule, which needs no trained weights: score it now
-                pool_store = ctx.store(ctx.manifest.pools[pool], with_targets=False, scale=scale)
-                reference = pretext_rule_loss(method, pool_store, ctx.settings, ctx.runtime, seed)
+                reference = pretext_rule_loss(method, pretraining_pool_store(ctx, scale), ctx.settings, ctx.runtime,
+                                              seed)
             info = PretrainInfo(cache_key=key, reused_cache=True, steps=meta["steps"], final_loss=meta["final_loss"],
                                 pool=pool, late_loss=late_loss(meta.get("losses") or []), reference_loss=reference,
-                                scale=scale if scale != 1.0 else None,
+                                scale=stated_scale,
                                 # needs the whole trained module, which no cache keeps: None for older caches
                                 held_out_loss=meta.get("held_out_loss"))
             return state, info, 0.0
         start = time.perf_counter()
-        store = ctx.store(ctx.manifest.pools[pool], with_targets=method.uses_hidden_labels, scale=scale)
+        store = pretraining_pool_store(ctx, scale, with_targets=method.uses_hidden_labels)
         resumable = checkpointing(directory / CHECKPOINT_FILE, key, checkpoint_every, log)
         state, stage = pretrain(method, store, ctx.settings, ctx.runtime, seed, progress, checkpoint=resumable)
         elapsed = time.perf_counter() - start
@@ -220,7 +220,7 @@ def obtain_encoder(entry: MethodEntry, method: SSLMethod, ctx: Context, seed: in
         resumable.clear()  # only now: a stop before the encoder was stored resumes from the checkpoint
         log(f"pretraining: cached encoder as {name}")
         info = PretrainInfo(cache_key=key, reused_cache=False, steps=len(stage.losses), final_loss=final, pool=pool,
-                            scale=scale if scale != 1.0 else None,
+                            scale=stated_scale,
                             late_loss=late_loss(stage.losses), reference_loss=stage.reference_loss,
                             held_out_loss=stage.held_out_loss)
         return state, info, elapsed
@@ -285,9 +285,9 @@ def fit(request: RunRequest, ctx: Context, entry: MethodEntry, method: SSLMethod
     budget_ids = ctx.budget_ids(Budget.parse(request.budget))
     if method.pretrains:
         ctx.check_leakage(request.allow_leakage, log, request.progress)
-    pretraining_scale = ctx.pretraining_scale(budget_ids) if method.pretrains else 1.0
-    encoder_state, pretrain_info, pretrain_s = obtain_encoder(entry, method, ctx, request.seed, request.progress, log,
-                                                              request.checkpoint_every, pretraining_scale)
+    encoder_state, pretrain_info, pretrain_s = obtain_encoder(
+        entry, method, ctx, request.seed, request.progress, log, request.checkpoint_every,
+        ctx.pretraining_scale(budget_ids))
 
     start = time.perf_counter()
     val_ids = ctx.manifest.pools["val"]

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import re
 import tempfile
 from collections.abc import Callable, Iterator
@@ -24,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from harness.data.io import environment_set
 from harness.errors import HarnessError
 from harness.results.record import PER_IMAGE_FILE, RunRecord
 
@@ -209,16 +209,8 @@ def fresh_cache(enabled: bool) -> Iterator[None]:
     if not enabled:
         yield
         return
-    old = os.environ.get(CACHE_ENV)
-    with tempfile.TemporaryDirectory(prefix="harness-reproduce-cache-") as tmp:
-        os.environ[CACHE_ENV] = tmp
-        try:
-            yield
-        finally:
-            if old is None:
-                os.environ.pop(CACHE_ENV, None)
-            else:
-                os.environ[CACHE_ENV] = old
+    with tempfile.TemporaryDirectory(prefix="harness-reproduce-cache-") as tmp, environment_set(CACHE_ENV, tmp):
+        yield
 
 
 # ---- comparing ----------------------------------------------------------------------------------

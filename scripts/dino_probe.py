@@ -54,7 +54,7 @@ def probe(config: dict[str, Any], seed: int = 0, profile: str = "quick", dataset
     ctx = Context(RunRequest(method="dino", budget="1", profile=profile, dataset=dataset, seed=seed,
                              pretrain_steps=pretrain_steps, progress=False))
     method = get_method("dino").cls(config)
-    store = pretraining_pool_store(ctx, "1")
+    store = pretraining_pool_store(ctx, ctx.pretraining_scale(ctx.manifest.budget_ids("1")))
     item = PretrainBatches(store, 1, probe_batch, ctx.settings.crop_size, PROBE_SEED, 0)[0]
     crops = ctx.runtime.batch(split_item(item)[0])
     rows: list[dict[str, float]] = []

@@ -43,7 +43,7 @@ def fill_levels(seed: int, profile: str = "quick", dataset: str = "synthetic-sem
 
     ctx = Context(RunRequest(method="fcmae", budget="1", profile=profile, dataset=dataset, seed=seed, progress=False))
     method = get_method("fcmae").cls({})
-    store = pretraining_pool_store(ctx, "1")
+    store = pretraining_pool_store(ctx, ctx.pretraining_scale(ctx.manifest.budget_ids("1")))
     module = ctx.runtime.prepare(build_pretrain_module(method, ctx.settings, seed))  # draws where the run draws
     if module.config.norm_pix_loss:
         raise click.ClickException("fcmae_fill_levels: the fills are pixel values; norm_pix_loss is on")

@@ -25,7 +25,7 @@ def reference(method_name: str, seed: int, profile: str = "quick", dataset: str 
     """``pretrain.reference_loss`` of a run of ``method_name`` with training seed ``seed``."""
     ctx = Context(RunRequest(method=method_name, budget="1", profile=profile, dataset=dataset, seed=seed,
                              pretrain_steps=pretrain_steps, progress=False))
-    store = pretraining_pool_store(ctx, "1")
+    store = pretraining_pool_store(ctx, ctx.pretraining_scale(ctx.manifest.budget_ids("1")))
     return pretext_rule_loss(get_method(method_name).cls({}), store, ctx.settings, ctx.runtime, seed)
 
 

@@ -75,12 +75,10 @@ def main(ctx: click.Context, plugin_blocks: tuple[str, ...]) -> None:
     `harness data preview synthetic-sem --out preview.png`.
     """
     if plugin_blocks:
-        from harness.plugins.manager import DISABLE_ENV, block_for_this_command
+        from harness.plugins.manager import blocking
 
-        before = block_for_this_command(_plugin_blocks(plugin_blocks))
         # one command's blocks, not the process's for good (tests invoke many commands in one process)
-        ctx.call_on_close(lambda: os.environ.__setitem__(DISABLE_ENV, before) if before is not None
-                          else os.environ.pop(DISABLE_ENV, None))
+        ctx.with_resource(blocking(_plugin_blocks(plugin_blocks)))
 
 
 def _add_commands() -> None:

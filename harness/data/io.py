@@ -151,6 +151,21 @@ def folder_written_whole(out: Path) -> Iterator[Path]:
         raise
 
 
+@contextmanager
+def environment_set(name: str, value: str) -> Iterator[None]:
+    """The environment variable ``name`` set to ``value`` while the block runs (child processes started
+    in it inherit it), then as it was: restored, or removed if it was not set."""
+    before = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = before
+
+
 def lies_inside(path: str | Path, folder: str | Path) -> bool:
     """Whether ``path`` is ``folder`` or lies somewhere under it (links resolved): where an output must
     not go when it would land among its own inputs."""

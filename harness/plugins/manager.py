@@ -7,11 +7,13 @@ so that a name in a recorded result always means the same code: the internal plu
 distributions this project ships (``plugins/``), then every other entry point by name. The later
 claimant is refused and reported, as a plugin that fails to import is.
 
-The manager is built per process on first use and is never shared between processes.
+The manager is built per process (and per set of blocked names) on first use and is never shared between
+processes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import sys
@@ -67,12 +69,12 @@ def blocked_names() -> set[str]:
     return {n.strip() for n in os.environ.get(DISABLE_ENV, "").split(",") if n.strip()}
 
 
-def block_for_this_command(names: list[str]) -> str | None:
-    """Add ``names`` to the blocked plugins through the environment, which the command's worker
-    processes (sweep lanes, submitit jobs) inherit; returns the previous value, to restore after it."""
-    before = os.environ.get(DISABLE_ENV)
-    os.environ[DISABLE_ENV] = ",".join(sorted(blocked_names() | set(names)))
-    return before
+def blocking(names: list[str]) -> contextlib.AbstractContextManager[None]:
+    """``names`` blocked as well while the block runs, through the environment, which the command's
+    worker processes (sweep lanes, submitit jobs) inherit; the previous value is restored after it."""
+    from harness.data.io import environment_set
+
+    return environment_set(DISABLE_ENV, ",".join(sorted(blocked_names() | set(names))))
 
 
 def _register(state: PluginState, name: str, obj: object, info: PluginInfo) -> None:

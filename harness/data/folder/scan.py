@@ -97,13 +97,12 @@ def _pixel_size(header: Header, meta: _MetaRow | None, rel: str) -> tuple[PixelS
 
 
 def scan_folder(root: str | Path, crop_bottom: int | None = None, flat: bool = False,
-                read_masks: bool | None = None) -> FolderScan:
+                read_masks: bool = True) -> FolderScan:
     """Read a folder's listing, metadata.csv and every file header; collect every problem.
 
     ``flat``: the micrographs lie in ``root`` itself, without masks (what ``harness predict``
-    reads); metadata.csv, when there, lies beside them. ``read_masks`` (default: not ``flat``):
-    False leaves ``masks/`` unread, as predict does, so a bad mask there is no problem of it."""
-    read_masks = not flat if read_masks is None else read_masks
+    reads); metadata.csv, when there, lies beside them. ``read_masks=False`` leaves ``masks/`` unread,
+    as predict does, so a bad mask there, or a metadata split that would need one, is no problem of it."""
     root = Path(root)
     problems: list[Problem] = []
     if not root.is_dir():
