@@ -49,8 +49,9 @@ def dihedral_views(net: SegmentationNet, sample: Sample, runtime: Runtime, task:
         for quarter in range(4):
             view = torch.rot90(batch.flip(-1) if flip else batch, quarter, (-2, -1))
             with runtime.autocast():
-                logits = torch.rot90(net(view).float(), -quarter, (-2, -1))
-            yield task.maps(logits.flip(-1) if flip else logits)
+                logits = net(view).float()
+            # back to the image's orientation: undo the turn, then the mirror
+            yield task.maps(task.orient(task.orient(logits, -quarter, False, channel_axis=1), 0, flip, channel_axis=1))
 
 
 def dihedral_maps(net: SegmentationNet, sample: Sample, runtime: Runtime, task: InstanceTask,

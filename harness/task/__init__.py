@@ -7,6 +7,9 @@ with the same default post-processing), read differently at the end: tuning also
 seeds and a minimum share of the image's largest particle, and tuning, the test and `harness predict`
 average the maps over the image's 8 flips and quarter turns. Chosen on EMPS validation, where
 micrographs hold specks, shards and textured wires that v2 counts as particles (README, EMPS).
+``flows-v1``: foreground plus Cellpose's flow field towards each particle's centre, instances by
+following the flows (:mod:`harness.task.flows`), tuned and read with the 8 views as distmap-v3; a
+candidate for particles a distance map breaks into pieces (EMPS).
 ``3class-v1``: background / interior / boundary classes (:mod:`harness.task.targets`), the task of
 leaderboard releases v1-v4, kept so that those records stay explained and for the benchmark that
 compares the two. A record states its version; tables never mix versions.
@@ -30,6 +33,7 @@ from harness.task.distmap import (
     distance_targets,
     truth_maps,
 )
+from harness.task.flows import flow_instances, flow_instances_grid, flow_loss, flow_maps, flow_targets, truth_flow_maps
 from harness.task.losses import CLASS_WEIGHTS, segmentation_loss
 from harness.task.postprocess import seeded_watershed, to_instances
 from harness.task.targets import BACKGROUND, BOUNDARY, IGNORE_INDEX, INTERIOR, make_targets
@@ -75,6 +79,18 @@ TASKS: dict[str, InstanceTask] = {
         defaults={**_DISTMAP_V2.defaults, "seed_dynamic": 0.0, "min_share": 0.0},
         grid={**_DISTMAP_V2.grid, "seed_dynamic": (0.0, 0.1, 0.2, 0.3), "min_share": (0.0, 0.05, 0.1, 0.2)},
         tta=True,
+    ),
+    "flows-v1": InstanceTask(
+        version="flows-v1",
+        description="foreground + Cellpose flow field to each particle's centre (BCE + Dice + MSE), pixels "
+                    "follow the flows to their sink; thresholds, flow check and share of the largest tuned on "
+                    "validation, maps averaged over 8 flips and turns",
+        num_outputs=3, targets=flow_targets, pad_value=IGNORE_VALUE, loss=flow_loss, maps=flow_maps,
+        truth_maps=truth_flow_maps, instances=flow_instances, instances_grid=flow_instances_grid,
+        defaults={"foreground_threshold": 0.5, "flow_threshold": 0.4, "min_share": 0.0},
+        grid={"foreground_threshold": (0.3, 0.4, 0.5, 0.6), "flow_threshold": (0.0, 0.4, 0.8),
+              "min_share": (0.0, 0.05, 0.1, 0.2)},
+        tta=True, vector_channels=(1, 2),
     ),
 }
 

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
+
+ArrayT = TypeVar("ArrayT", np.ndarray, torch.Tensor)
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,40 @@ class InstanceTask:
     # optional: (maps, full parameter sets) -> the labels of each in turn, as many calls of ``instances``
     # would give, sharing the stages the sets have in common (tuning reads a whole grid per image)
     instances_grid: Callable[[np.ndarray, list[dict[str, Any]]], Iterator[np.ndarray]] | None = None
+    # the (y, x) channels of a vector field among the targets and outputs, if any: a flip or quarter
+    # turn of the image turns these vectors too (:meth:`orient`)
+    vector_channels: tuple[int, int] | None = None
+
+    def orient(self, values: ArrayT, quarter: int, flip: bool, channel_axis: int) -> ArrayT:
+        """``values`` turned by ``quarter`` quarter turns (``rot90``'s sense), then mirrored left-right
+        if ``flip``, any vector field turned and mirrored alike. ``values``: a target (H, W, C) with
+        ``channel_axis=-1``, or outputs (B, C, H, W) with ``channel_axis=1``; numpy or torch."""
+        if channel_axis not in (-1, 1):
+            raise ValueError(f"orient: channel_axis must be -1 (H, W, C) or 1 (B, C, H, W), got {channel_axis}")
+        rows, cols = (0, 1) if channel_axis == -1 else (-2, -1)
+        if isinstance(values, torch.Tensor):
+            turned = torch.rot90(values, quarter, (rows, cols))
+            turned = turned.flip(cols) if flip else turned
+        else:
+            turned = np.rot90(values, quarter, (rows, cols))
+            turned = np.flip(turned, cols) if flip else turned
+        if self.vector_channels is None:
+            return turned
+
+        def channel(c: int) -> Any:
+            return turned[..., c] if channel_axis == -1 else turned[:, c]
+
+        y, x = self.vector_channels
+        vy, vx = channel(y), channel(x)
+        for _ in range(quarter % 4):  # a quarter turn of the image takes a vector (y, x) to (-x, y)
+            vy, vx = -vx, vy
+        if flip:
+            vx = -vx
+        parts = [channel(c) for c in range(turned.shape[channel_axis])]
+        parts[y], parts[x] = vy, vx
+        if isinstance(turned, torch.Tensor):
+            return torch.stack(parts, dim=channel_axis)
+        return np.stack(parts, axis=channel_axis)
 
     def to_instances(self, maps: np.ndarray, params: Mapping[str, Any] | None = None) -> np.ndarray:
         return self.instances(maps, **{**self.defaults, **(params or {})})

@@ -139,15 +139,15 @@ class FinetuneBatches(torch.utils.data.Dataset):
         images, targets = [], []
         for index in rng.integers(0, len(self.store), size=self.batch):
             image, target = self.store.get(self.store.ids[index])
-            if target is None:
+            if target is None or self.store.task is None:
                 raise ValueError("fine-tuning batches need a store with targets (ImageStore(task=...))")
             top, left = _crop_box(rng, image.shape, self.crop)
             image = _crop(image, top, left, self.crop, "reflect")
             target = _crop(target, top, left, self.crop, "constant", self.pad_value)
             quarter, flip = int(rng.integers(0, 4)), bool(rng.integers(0, 2))
-            image, target = np.rot90(image, quarter), np.rot90(target, quarter)
-            if flip:
-                image, target = image[:, ::-1], target[:, ::-1]
+            image = np.rot90(image, quarter)
+            image = image[:, ::-1] if flip else image
+            target = self.store.task.orient(target, quarter, flip, channel_axis=-1)
             images.append(np.ascontiguousarray(image))
             targets.append(np.ascontiguousarray(target))
         # targets keep the task's dtype (class ids, or float maps); the task's loss reads them
