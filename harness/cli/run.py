@@ -92,8 +92,10 @@ def common_run_options(func):
         click.option("--task-version", default=None, metavar="VERSION",
                      help="The segment task's version instead of the default: distmap-v3 (default: foreground + "
                           "distance map, h-maxima seeds, a minimum share of the largest particle, test-time flips "
-                          "and turns), distmap-v2 (the same training, plain seeds; release v10), 3class-v1 "
-                          "(history). Stated in the record, whose leaderboard tables it never shares."),
+                          "and turns), distmap-v2 (the same training, plain seeds; release v10), flows-v1 "
+                          "(foreground + Cellpose flow field, pixels follow the flows to their particle's centre; "
+                          "under trial on real folders, docs/emps.md), 3class-v1 (history). Stated in the record, "
+                          "whose leaderboard tables it never shares."),
         click.option("--protocol", type=click.Choice(["finetune", "frozen"]), default=None,
                      help="finetune (segment's default): the whole network trains; frozen: the pretrained encoder "
                           "stays fixed (classify is always frozen)."),

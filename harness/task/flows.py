@@ -14,6 +14,8 @@ task states in ``InstanceTask.vector_channels`` for fine-tuning's augmentation a
 
 from __future__ import annotations
 
+import logging
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -40,6 +42,8 @@ def _dynamics() -> Any:
     ensure_torchvision()  # cellpose imports torchvision, which needs the CPU shim next to a CPU torch
     from cellpose import dynamics
 
+    # an image without particles is a result here, not a warning ("no seeds found ...") on the console
+    logging.getLogger(dynamics.__name__).setLevel(logging.ERROR)
     return dynamics
 
 
@@ -147,7 +151,10 @@ def _read_each(maps: np.ndarray, readouts: list[_FlowReadout]) -> Iterator[np.nd
         unit = (maps[FLOW_Y:] * inside).astype(np.float32)
         ends = dynamics.follow_flows(unit, inds=pixels, niter=FLOW_ITERATIONS, device=cpu)
         ends = torch.as_tensor(ends).int()
-        return np.asarray(dynamics.get_masks_torch(ends, pixels, inside.shape, max_size_fraction=1.0)).astype(np.int32)
+        with warnings.catch_warnings():  # torch's notice about sparse-tensor checks, on every call
+            warnings.simplefilter("ignore", UserWarning)
+            labels = dynamics.get_masks_torch(ends, pixels, inside.shape, max_size_fraction=1.0)
+        return np.asarray(labels).astype(np.int32)
 
     @lru_cache(maxsize=4)
     def checked(threshold: float, flow_threshold: float, min_size: int) -> np.ndarray:
