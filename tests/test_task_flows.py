@@ -117,10 +117,19 @@ def test_the_oracle_separates_touching_particles():
 def test_the_grid_reads_as_one_call_per_candidate():
     maps = truth_flow_maps(touching_disks())
     maps[1:] += np.random.default_rng(0).normal(0, 0.3, maps[1:].shape).astype(np.float32)
-    candidates = FLOWS.candidates()[:12]
+    candidates = FLOWS.candidates()  # every threshold, in the order tuning reads them
     together = list(FLOWS.to_instances_each(maps, candidates))
     for params, labels in zip(candidates, together):
         assert np.array_equal(labels, FLOWS.to_instances(maps, params)), params
+
+
+def test_no_foreground_gives_no_particles():
+    maps = truth_flow_maps(touching_disks((32, 40)))
+    maps[0] = 0.0  # nothing above any threshold
+    assert not flow_instances(maps).any()
+    maps[0, 10:12, 10:12] = 0.9  # four pixels: too few to end at one sink, not an error
+    labels = flow_instances(maps, min_size_px=0)
+    assert labels.dtype == np.int32 and labels.max() <= 1
 
 
 def test_bad_maps_and_parameters_are_refused_in_one_line():
@@ -146,7 +155,8 @@ def test_the_loss_rewards_the_true_maps_and_ignores_padding():
     reversed_flows[:, 1:] *= -1
     assert flow_loss(reversed_flows, targets).item() > 10 * flow_loss(truth, targets).item() + 1
     padded = targets.clone()
-    padded[:, :, -8:, 0] = IGNORE_VALUE
+    padded[:, :, -8:, 0] = IGNORE_VALUE  # as a crop is padded, the flow channels too (negated by a turn)
+    padded[:, :, -8:, 1], padded[:, :, -8:, 2] = IGNORE_VALUE, -IGNORE_VALUE
     wrong_there = truth.clone()
     wrong_there[:, :, :, -8:] = 50.0
     assert flow_loss(wrong_there, padded).item() == pytest.approx(flow_loss(truth, padded).item(), abs=1e-5)
