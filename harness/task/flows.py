@@ -18,7 +18,7 @@ import logging
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Any
 
 import numpy as np
@@ -144,7 +144,7 @@ def _read_each(maps: np.ndarray, readouts: list[_FlowReadout]) -> Iterator[np.nd
     cpu = torch.device("cpu")
     flows = (FLOW_SCALE * maps[FLOW_Y:]).astype(np.float32)
 
-    @lru_cache(maxsize=None)  # a few thresholds, and the cache lives for one image's grid
+    @cache  # a few thresholds, and the cache lives for one image's grid
     def followed(threshold: float) -> np.ndarray:
         inside = maps[FOREGROUND] > threshold
         if not inside.any():
