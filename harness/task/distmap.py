@@ -23,7 +23,7 @@ from scipy import ndimage
 from skimage import morphology
 
 from harness.errors import HarnessError
-from harness.task.postprocess import drop_under_share, labels_digest, seeded_watershed
+from harness.task.postprocess import checked_maps, drop_under_share, labels_digest, seeded_watershed
 from harness.task.targets import checked_mask, particle_distances
 
 IGNORE_VALUE = 255.0  # channel 0 of a target at an ignored pixel (data bar, padding)
@@ -123,13 +123,7 @@ def distance_instances_grid(maps: np.ndarray, candidates: Sequence[Mapping[str, 
     share the parameters it reads (the smoothing, the h-maxima domes, the seeds, the watershed before
     the share), which makes tuning a grid of them several times faster.
     """
-    maps = np.asarray(maps)
-    if maps.ndim != 3 or maps.shape[0] != 2:
-        raise HarnessError(f"distance_instances: expected (2, H, W) maps, got shape {maps.shape}")
-    if not np.issubdtype(maps.dtype, np.floating):
-        raise HarnessError(f"distance_instances: maps must be floats, got dtype {maps.dtype}")
-    if not np.isfinite(maps).all():
-        raise HarnessError("distance_instances: maps contain NaN or infinity (did training diverge?)")
+    maps = checked_maps(maps, 2, "distance_instances")
     readouts = [_Readout(**candidate) for candidate in candidates]
     return _read_each(maps, readouts)
 

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from harness.compat import ensure_torchvision
 from harness.errors import HarnessError
 from harness.task.distmap import DICE_SMOOTH, IGNORE_VALUE
-from harness.task.postprocess import _renumbered, drop_under_share
+from harness.task.postprocess import checked_maps, drop_under_share, renumbered
 from harness.task.targets import checked_mask
 
 FOREGROUND, FLOW_Y, FLOW_X = 0, 1, 2
@@ -54,7 +54,7 @@ def flow_targets(mask: np.ndarray, databar_rows: int = 0) -> np.ndarray:
     targets = np.zeros((*labels.shape, 3), dtype=np.float32)
     if labels.any():
         # Cellpose's diffusion wants ids 1..N with none missing
-        consecutive = _renumbered(labels)
+        consecutive = renumbered(labels)
         flows, _ = _dynamics().masks_to_flows_gpu(consecutive, device=torch.device("cpu"))
         targets[..., FLOW_Y], targets[..., FLOW_X] = flows[0], flows[1]
         targets[..., FOREGROUND] = labels > 0
@@ -128,13 +128,7 @@ def flow_instances(
 def flow_instances_grid(maps: np.ndarray, candidates: Sequence[Mapping[str, Any]]) -> Iterator[np.ndarray]:
     """:func:`flow_instances` of ``maps`` for each parameter set in ``candidates``, in order; the flow
     following is done once per foreground threshold, the quality check once per flow threshold."""
-    maps = np.asarray(maps)
-    if maps.ndim != 3 or maps.shape[0] != 3:
-        raise HarnessError(f"flow_instances: expected (3, H, W) maps, got shape {maps.shape}")
-    if not np.issubdtype(maps.dtype, np.floating):
-        raise HarnessError(f"flow_instances: maps must be floats, got dtype {maps.dtype}")
-    if not np.isfinite(maps).all():
-        raise HarnessError("flow_instances: maps contain NaN or infinity (did training diverge?)")
+    maps = checked_maps(maps, 3, "flow_instances")
     readouts = [_FlowReadout(**candidate) for candidate in candidates]
     return _read_each(maps, readouts)
 
@@ -168,7 +162,7 @@ def _read_each(maps: np.ndarray, readouts: list[_FlowReadout]) -> Iterator[np.nd
             labels = np.asarray(dynamics.remove_bad_flow_masks(labels, flows, threshold=flow_threshold, device=cpu))
         if labels.max() > 0:
             labels = dynamics.utils.fill_holes_and_remove_small_masks(labels, min_size=min_size)
-        return _renumbered(np.asarray(labels).astype(np.int32))
+        return renumbered(np.asarray(labels).astype(np.int32))
 
     for r in readouts:
         labels = checked(r.foreground_threshold, r.flow_threshold, r.min_size_px)

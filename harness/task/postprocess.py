@@ -82,7 +82,20 @@ def seeded_watershed(flood: np.ndarray, seeds: np.ndarray, foreground: np.ndarra
     labels = watershed(flood, markers=seeds, mask=foreground | (seeds > 0))
     sizes = np.bincount(labels.ravel())
     labels[(sizes < min_size_px)[labels]] = 0
-    return drop_under_share(_renumbered(labels), min_share)
+    return drop_under_share(renumbered(labels), min_share)
+
+
+def checked_maps(maps: np.ndarray, channels: int, who: str) -> np.ndarray:
+    """``maps`` as a float array of ``channels`` maps (C, H, W), after the checks every task's
+    post-processing needs (``who`` names the caller in the one-line error)."""
+    maps = np.asarray(maps)
+    if maps.ndim != 3 or maps.shape[0] != channels:
+        raise HarnessError(f"{who}: expected ({channels}, H, W) maps, got shape {maps.shape}")
+    if not np.issubdtype(maps.dtype, np.floating):
+        raise HarnessError(f"{who}: maps must be floats, got dtype {maps.dtype}")
+    if not np.isfinite(maps).all():
+        raise HarnessError(f"{who}: maps contain NaN or infinity (did training diverge?)")
+    return maps
 
 
 def drop_under_share(labels: np.ndarray, min_share: float) -> np.ndarray:
@@ -122,7 +135,7 @@ def _check_share(min_share: float) -> None:
         raise HarnessError(f"min_share must lie in [0, 1), got {min_share}")
 
 
-def _renumbered(labels: np.ndarray) -> np.ndarray:
+def renumbered(labels: np.ndarray) -> np.ndarray:
     """Ids 1..N in raster order of each instance's first pixel (int32), whatever ids ``labels`` used."""
     ids, first = np.unique(labels.ravel(), return_index=True)
     keep = ids > 0
