@@ -23,7 +23,7 @@ from scipy import ndimage
 from skimage import morphology
 
 from harness.errors import HarnessError
-from harness.task.postprocess import checked_maps, drop_under_share, labels_digest, seeded_watershed
+from harness.task.postprocess import checked_maps, kept_over_share, labels_digest, seeded_watershed
 from harness.task.targets import checked_mask, particle_distances
 
 IGNORE_VALUE = 255.0  # channel 0 of a target at an ignored pixel (data bar, padding)
@@ -51,31 +51,40 @@ def distance_targets(mask: np.ndarray, databar_rows: int = 0) -> np.ndarray:
     return targets
 
 
-def distance_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Foreground BCE + soft Dice + DISTANCE_WEIGHT x L1 of the sigmoid distance, over valid pixels.
+def foreground_loss(logits: torch.Tensor, targets: torch.Tensor, channels: int,
+                    who: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The part every map task's loss shares: shapes checked, then foreground BCE + soft Dice over the
+    valid pixels (channel 0 of the targets is not IGNORE_VALUE). Returns that loss, the valid pixels
+    (B, H, W) and the targets in the logits' dtype, for the task's own terms.
 
-    ``logits``: (B, 2, H, W) float32; ``targets``: (B, H, W, 2) from :func:`distance_targets`
-    (crops padded with IGNORE_VALUE). Dice is over the whole batch, so one empty crop does not
-    dominate it.
+    ``logits``: (B, ``channels``, H, W) float32; ``targets``: (B, H, W, ``channels``) (crops padded
+    with IGNORE_VALUE). Dice is over the whole batch, so one empty crop does not dominate it. ``who``
+    names the caller in the one-line errors.
     """
-    if logits.ndim != 4 or logits.shape[1] != 2:
-        raise HarnessError(f"distance_loss: logits must be (B, 2, H, W), got shape {tuple(logits.shape)}")
-    if targets.shape != (logits.shape[0], *logits.shape[2:], 2):
-        raise HarnessError(
-            f"distance_loss: targets shape {tuple(targets.shape)} does not match logits {tuple(logits.shape)}"
-        )
+    if logits.ndim != 4 or logits.shape[1] != channels:
+        raise HarnessError(f"{who}: logits must be (B, {channels}, H, W), got shape {tuple(logits.shape)}")
+    if targets.shape != (logits.shape[0], *logits.shape[2:], channels):
+        raise HarnessError(f"{who}: targets shape {tuple(targets.shape)} does not match logits {tuple(logits.shape)}")
     targets = targets.to(logits.dtype)
-    foreground, distance = targets[..., FOREGROUND], targets[..., DISTANCE]
+    foreground = targets[..., FOREGROUND]
     valid = foreground != IGNORE_VALUE
     if not valid.any():
-        raise HarnessError("distance_loss: every pixel of the batch is ignored")
-    fg_logits, dist_logits = logits[:, FOREGROUND], logits[:, DISTANCE]
+        raise HarnessError(f"{who}: every pixel of the batch is ignored")
+    fg_logits = logits[:, FOREGROUND]
     truth = torch.where(valid, foreground, torch.zeros_like(foreground))
     bce = F.binary_cross_entropy_with_logits(fg_logits[valid], truth[valid])
     probability = torch.sigmoid(fg_logits) * valid
     dice = 1 - (2 * (probability * truth).sum() + DICE_SMOOTH) / (probability.sum() + truth.sum() + DICE_SMOOTH)
-    l1 = (torch.sigmoid(dist_logits)[valid] - distance[valid]).abs().mean()
-    return bce + dice + DISTANCE_WEIGHT * l1
+    return bce + dice, valid, targets
+
+
+def distance_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Foreground BCE + soft Dice (:func:`foreground_loss`) + DISTANCE_WEIGHT x L1 of the sigmoid
+    distance, over valid pixels. ``logits``: (B, 2, H, W) float32; ``targets``: (B, H, W, 2) from
+    :func:`distance_targets` (crops padded with IGNORE_VALUE)."""
+    foreground, valid, targets = foreground_loss(logits, targets, 2, "distance_loss")
+    l1 = (torch.sigmoid(logits[:, DISTANCE])[valid] - targets[..., DISTANCE][valid]).abs().mean()
+    return foreground + DISTANCE_WEIGHT * l1
 
 
 def distance_maps(logits: torch.Tensor) -> np.ndarray:
@@ -182,8 +191,7 @@ def _read_each(maps: np.ndarray, readouts: list[_Readout]) -> Iterator[np.ndarra
     for r in readouts:
         labels = watershed_labels(r.smooth_sigma, r.seed_dynamic, r.foreground_threshold, r.seed_threshold,
                                   r.min_size_px)
-        kept = drop_under_share(labels, r.min_share)
-        yield kept.copy() if kept is labels else kept  # callers own their arrays
+        yield kept_over_share(labels, r.min_share)
 
 
 @dataclass(frozen=True)

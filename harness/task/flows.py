@@ -27,8 +27,8 @@ import torch.nn.functional as F
 
 from harness.compat import ensure_torchvision
 from harness.errors import HarnessError
-from harness.task.distmap import DICE_SMOOTH, IGNORE_VALUE
-from harness.task.postprocess import checked_maps, drop_under_share, renumbered
+from harness.task.distmap import IGNORE_VALUE, foreground_loss
+from harness.task.postprocess import checked_maps, kept_over_share, renumbered
 from harness.task.targets import checked_mask
 
 FOREGROUND, FLOW_Y, FLOW_X = 0, 1, 2
@@ -64,29 +64,14 @@ def flow_targets(mask: np.ndarray, databar_rows: int = 0) -> np.ndarray:
 
 
 def flow_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Foreground BCE + soft Dice + half the MSE of the flows at Cellpose's scale, over valid pixels.
-
-    ``logits``: (B, 3, H, W) float32 (foreground logit, flow y, flow x); ``targets``: (B, H, W, 3)
-    from :func:`flow_targets` (crops padded with IGNORE_VALUE).
+    """Foreground BCE + soft Dice (:func:`~harness.task.distmap.foreground_loss`) + half the MSE of the
+    flows at Cellpose's scale, over valid pixels. ``logits``: (B, 3, H, W) float32 (foreground logit,
+    flow y, flow x); ``targets``: (B, H, W, 3) from :func:`flow_targets` (crops padded with IGNORE_VALUE).
     """
-    if logits.ndim != 4 or logits.shape[1] != 3:
-        raise HarnessError(f"flow_loss: logits must be (B, 3, H, W), got shape {tuple(logits.shape)}")
-    if targets.shape != (logits.shape[0], *logits.shape[2:], 3):
-        raise HarnessError(
-            f"flow_loss: targets shape {tuple(targets.shape)} does not match logits {tuple(logits.shape)}")
-    targets = targets.to(logits.dtype)
-    foreground = targets[..., FOREGROUND]
-    valid = foreground != IGNORE_VALUE
-    if not valid.any():
-        raise HarnessError("flow_loss: every pixel of the batch is ignored")
-    fg_logits = logits[:, FOREGROUND]
-    truth = torch.where(valid, foreground, torch.zeros_like(foreground))
-    bce = F.binary_cross_entropy_with_logits(fg_logits[valid], truth[valid])
-    probability = torch.sigmoid(fg_logits) * valid
-    dice = 1 - (2 * (probability * truth).sum() + DICE_SMOOTH) / (probability.sum() + truth.sum() + DICE_SMOOTH)
+    foreground, valid, targets = foreground_loss(logits, targets, 3, "flow_loss")
     flows = logits[:, FLOW_Y:].permute(0, 2, 3, 1)[valid]
     mse = F.mse_loss(flows, FLOW_SCALE * targets[..., FLOW_Y:][valid])
-    return bce + dice + mse / 2
+    return foreground + mse / 2
 
 
 def flow_maps(logits: torch.Tensor) -> np.ndarray:
@@ -166,8 +151,7 @@ def _read_each(maps: np.ndarray, readouts: list[_FlowReadout]) -> Iterator[np.nd
 
     for r in readouts:
         labels = checked(r.foreground_threshold, r.flow_threshold, r.min_size_px)
-        kept = drop_under_share(labels, r.min_share)
-        yield kept.copy() if kept is labels else kept  # callers own their arrays
+        yield kept_over_share(labels, r.min_share)
 
 
 @dataclass(frozen=True)

@@ -121,6 +121,13 @@ def drop_under_share(labels: np.ndarray, min_share: float) -> np.ndarray:
     return lookup[labels]
 
 
+def kept_over_share(labels: np.ndarray, min_share: float) -> np.ndarray:
+    """:func:`drop_under_share` as a new array always: for the grid readers, which cache ``labels``
+    for the next candidate while their callers own what they are given."""
+    kept = drop_under_share(labels, min_share)
+    return kept.copy() if kept is labels else kept
+
+
 def labels_digest(labels: np.ndarray) -> bytes:
     """A key for an array's contents (its shape, dtype and pixels), for stages that are computed once
     per distinct input: the grid reader's watershed per seed set, tuning's scores per labelling. sha1
