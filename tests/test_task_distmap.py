@@ -172,7 +172,8 @@ def test_distmap_v3_trains_as_v2_and_reads_its_maps_differently():
 
 
 def test_the_task_registry():
-    assert DEFAULT_TASK == "distmap-v3" and set(TASKS) == {"3class-v1", "distmap-v2", "distmap-v3", "flows-v1"}
+    assert DEFAULT_TASK == "distmap-v3"
+    assert set(TASKS) == {"3class-v1", "band-v1", "distmap-v2", "distmap-v3", "flows-v1"}
     task = get_task(DEFAULT_TASK)
     candidates = task.candidates()
     assert candidates[0] == dict(task.defaults)  # the defaults come first and win ties

@@ -94,7 +94,9 @@ def common_run_options(func):
                           "distance map, h-maxima seeds, a minimum share of the largest particle, test-time flips "
                           "and turns), distmap-v2 (the same training, plain seeds; release v10), flows-v1 "
                           "(foreground + Cellpose flow field, pixels follow the flows to their particle's centre; "
-                          "under trial on real folders, docs/emps.md), 3class-v1 (history). Stated in the record, "
+                          "closed on EMPS, docs/emps.md), band-v1 (background / interior / 2 px boundary band, the "
+                          "loss weighted at the gaps between particles as U-Net's; under trial on real folders), "
+                          "3class-v1 (history). Stated in the record, "
                           "whose leaderboard tables it never shares."),
         click.option("--protocol", type=click.Choice(["finetune", "frozen"]), default=None,
                      help="finetune (segment's default): the whole network trains; frozen: the pretrained encoder "

@@ -46,9 +46,13 @@ def segmentation_loss(
     weights = torch.tensor(tuple(class_weights), device=logits.device, dtype=logits.dtype)
     ce = F.cross_entropy(logits, targets, weight=weights, ignore_index=IGNORE_INDEX)
     valid = (targets != IGNORE_INDEX).to(logits.dtype)
-    probabilities = logits.softmax(dim=1)
-    foreground = (probabilities[:, INTERIOR] + probabilities[:, BOUNDARY]) * valid
     truth = ((targets == INTERIOR) | (targets == BOUNDARY)).to(logits.dtype)
+    return ce + dice_weight * foreground_dice(logits.softmax(dim=1), truth, valid)
+
+
+def foreground_dice(probabilities: torch.Tensor, truth: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """1 - soft Dice of the foreground (interior + boundary) of class ``probabilities`` (B, 3, H, W)
+    against ``truth`` (B, H, W, 0/1) over ``valid`` pixels (0/1), summed over the whole batch."""
+    foreground = (probabilities[:, INTERIOR] + probabilities[:, BOUNDARY]) * valid
     intersection = (foreground * truth).sum()
-    dice = 1 - (2 * intersection + DICE_SMOOTH) / (foreground.sum() + truth.sum() + DICE_SMOOTH)
-    return ce + dice_weight * dice
+    return 1 - (2 * intersection + DICE_SMOOTH) / (foreground.sum() + truth.sum() + DICE_SMOOTH)
