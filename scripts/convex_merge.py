@@ -28,6 +28,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import click
 import numpy as np
 import torch
 from scipy import ndimage
@@ -71,6 +72,8 @@ def read_split(run_dir: Path, dataset: str, split: str, split_seed: int, progres
     net, card = load_model(run_dir)
     params = json.loads((run_dir / "record.json").read_text())["postprocess"]["params"]
     task, scale = get_task(card["task"]), float(card["working_scale"])
+    if not task.version.startswith("distmap-"):  # it reads the distance map and the foreground threshold
+        raise click.UsageError(f"--run {run_dir}: made with task {task.version}; this diagnostic reads distmap tasks")
     runtime = resolve_runtime("cpu")
     net = runtime.prepare(net).eval()
     folder = open_dataset(dataset)

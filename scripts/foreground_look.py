@@ -82,8 +82,8 @@ def _read_image(net, sample, runtime, task, params: dict[str, Any], scale: float
     coarse = probe_scale(scale, shape)
     looks = [scale] + ([coarse] if coarse != scale else [])
     found = [area_weighted_width_px(labels_from_maps(at(f), sample, task)) for f in looks]
-    foreground = [area_weighted_width_px(labels_from_instances(ndimage.label(at(f)[0] > 0.5)[0].astype(np.int32),
-                                                               sample)) for f in looks]
+    blobs = [ndimage.label(task.foreground(at(f)) > 0.5)[0].astype(np.int32) for f in looks]
+    foreground = [area_weighted_width_px(labels_from_instances(b, sample)) for b in blobs]
     factors = {"shipped": own_scale(_widest(found), shape, scale, target),
                "fg-run": own_scale(foreground[0], shape, scale, target),
                "fg-wider": own_scale(_widest(foreground), shape, scale, target)}

@@ -61,6 +61,8 @@ def features(run_dir: Path, dataset: str, split: str, split_seed: int, progress:
     net, card = load_model(run_dir)
     params = json.loads((run_dir / "record.json").read_text())["postprocess"]["params"]
     task, scale = get_task(card["task"]), float(card["working_scale"])
+    if not task.version.startswith("distmap-"):  # it reads the distance map and the foreground threshold
+        raise click.UsageError(f"--run {run_dir}: made with task {task.version}; this diagnostic reads distmap tasks")
     if scale >= 1.0:
         raise click.UsageError(f"--run {run_dir}: works at native pixels; it has no look to compare")
     folder = open_dataset(dataset)

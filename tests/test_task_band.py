@@ -112,13 +112,18 @@ def test_a_particle_with_a_diagonal_neck_keeps_one_seed():
 
 
 def test_the_grid_reads_as_one_call_per_candidate():
-    maps = truth_band_maps(touching_disks())
+    mask = touching_disks()
+    mask[90:93, 2:5] = mask.max() + 1  # a speck under every share but 0, so the shares drop something
+    maps = truth_band_maps(mask)
     noisy = maps + np.random.default_rng(0).uniform(0, 0.4, maps.shape).astype(np.float32)
     noisy /= noisy.sum(axis=0, keepdims=True)
     candidates = BAND.candidates()
     assert len(candidates) == 20
+    counts = set()
     for params, labels in zip(candidates, BAND.to_instances_each(noisy, candidates)):
         assert np.array_equal(labels, BAND.to_instances(noisy, params)), params
+        counts.add((params["min_share"] > 0, int(labels.max())))
+    assert len({count for share, count in counts if share}) < len(counts)  # the shares changed a count
 
 
 def test_bad_maps_and_parameters_are_refused_in_one_line():
@@ -131,6 +136,20 @@ def test_bad_maps_and_parameters_are_refused_in_one_line():
         band_instances(maps, interior_threshold=1.0)
     with pytest.raises(HarnessError, match="min_share"):
         band_instances(maps, min_share=1.0)
+    with pytest.raises(HarnessError, match="min_size_px"):
+        band_instances(maps, min_size_px=-1)
+    with pytest.raises(HarnessError, match="unknown parameters seed_threshold"):
+        next(BAND.to_instances_each(maps, [{"seed_threshold": 0.5}]))
+    assert not gap_weights(np.zeros((0, 5), np.int32)).size
+
+
+@pytest.mark.parametrize("version", ["3class-v1", "band-v1", "distmap-v3", "flows-v1"])
+def test_every_task_names_its_foreground(version):
+    """The diagnostics read a task's foreground probability through the task: channel 0 of the map
+    tasks, one minus background for the class tasks."""
+    task = get_task(version)
+    mask = touching_disks((40, 48))
+    np.testing.assert_allclose(task.foreground(task.truth_maps(mask)), (mask > 0).astype(np.float32), atol=1e-6)
 
 
 def test_the_loss_weighs_the_gaps_and_ignores_padding():
@@ -139,20 +158,24 @@ def test_the_loss_weighs_the_gaps_and_ignores_padding():
     classes = targets[..., 0].long()
     truth = (F.one_hot(classes, 3).permute(0, 3, 1, 2) * 12.0 - 6.0).float()
     assert band_loss(truth, targets).item() < 0.01
-    # the same wrong logits cost more in the gaps between particles than in a lone particle's middle,
-    # by the weights' ratio; without the gap term both would cost the same
-    gap = tuple(np.argwhere(gap_weights(mask) > 0.8 * GAP_WEIGHT)[0])
-    middle = (24, 20)  # the centre of the first disk, far from every other particle
+    # the same wrong logits cost more on background in a gap between particles than on background far
+    # from all: both pixels have class weight 1, so without the gap term they would cost the same
+    background = classes[0].numpy() == 0
+    gap = tuple(np.argwhere(background & (gap_weights(mask) > 0.5 * GAP_WEIGHT))[0])
+    far = tuple(np.argwhere(background & (gap_weights(mask) == 0))[0])
     costs = []
-    for r, c in (gap, middle):
+    for r, c in (gap, far):
         wrong = truth.clone()
         wrong[0, :, r, c] = torch.tensor([0.0, 0.0, 0.0])
         costs.append(band_loss(wrong, targets).item() - band_loss(truth, targets).item())
+    # the Dice term moves alike for both; the cross-entropy part differs by log 3 x the weights' difference
+    weight = targets[0, ..., 1]
+    expected_gap = math.log(3) * (weight[gap] - weight[far]).item() / weight.sum().item()
+    assert costs[0] - costs[1] == pytest.approx(expected_gap, rel=0.02)
     assert costs[0] > 2 * costs[1]
     # the formula, computed independently: the weighted mean of -log p(class) plus 1 - soft Dice
     logits = torch.randn(1, 3, *mask.shape, generator=torch.Generator().manual_seed(0))
     log_p = logits.log_softmax(dim=1)[0]
-    weight = targets[0, ..., 1]
     chosen = torch.gather(log_p, 0, classes[0][None])[0]
     foreground = 1 - logits.softmax(dim=1)[0, 0]
     is_particle = (classes[0] > 0).float()

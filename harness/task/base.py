@@ -45,6 +45,9 @@ class InstanceTask:
     # the (y, x) channels of a vector field among the targets and outputs, if any: a flip or quarter
     # turn of the image turns these vectors too (:meth:`orient`)
     vector_channels: tuple[int, int] | None = None
+    # the foreground probability (H, W) of the maps: channel 0 for the map tasks, 1 - background for the
+    # class tasks (diagnostic scripts read it; the task's own reading is ``instances``)
+    foreground: Callable[[np.ndarray], np.ndarray] = field(default=lambda maps: maps[0])
 
     def orient(self, values: ArrayT, quarter: int, flip: bool, channel_axis: int) -> ArrayT:
         """``values`` turned by ``quarter`` quarter turns (``rot90``'s sense), then mirrored left-right
