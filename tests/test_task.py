@@ -15,6 +15,8 @@ from harness.task import (
     BOUNDARY,
     IGNORE_INDEX,
     INTERIOR,
+    TASKS,
+    get_task,
     make_targets,
     segmentation_loss,
     to_instances,
@@ -286,3 +288,17 @@ def test_a_foreground_blob_without_confident_interior_is_still_a_particle():
     labels = to_instances(probabilities)
     assert labels.max() == 2
     assert (labels[5:15, 5:15] == 1).all() and (labels[25:35, 25:35] == 2).all()
+
+
+@pytest.mark.parametrize("version", sorted(TASKS))
+def test_every_task_s_oracle_separates_touching_particles(version: str):
+    """True maps through each task version's own reading give back the touching particles, ids 1..N in
+    raster order of their first pixel, as every task numbers them."""
+    task = get_task(version)
+    mask = touching_disks()
+    labels = task.to_instances(task.truth_maps(mask))
+    assert labels.dtype == np.int32 and labels.max() == mask.max()
+    f1, iou = matched_f1(labels, mask)
+    assert f1 == 1.0 and iou > 0.9
+    ids, first = np.unique(labels.ravel(), return_index=True)
+    assert list(ids[1:][np.argsort(first[1:])]) == list(range(1, labels.max() + 1))

@@ -33,7 +33,7 @@ from harness.task.distmap import IGNORE_VALUE
 from harness.task.losses import CLASS_WEIGHTS
 from harness.task.targets import BOUNDARY, INTERIOR, make_targets
 from harness.testing import single_thread
-from tests.test_task import matched_f1, touching_disks
+from tests.test_task import touching_disks
 
 BAND = get_task("band-v1")
 
@@ -85,16 +85,6 @@ def test_targets_hold_a_wider_band_and_the_weights_plus_class_weights():
     valid = classes != IGNORE_VALUE
     base = np.asarray(CLASS_WEIGHTS, np.float32)[classes[valid].astype(int)]
     np.testing.assert_allclose(targets[..., 1][valid], base + gap_weights(mask)[valid], rtol=1e-6)
-
-
-def test_the_oracle_separates_touching_particles():
-    mask = touching_disks()
-    labels = band_instances(truth_band_maps(mask))
-    assert labels.dtype == np.int32 and labels.max() == mask.max()
-    f1, iou = matched_f1(labels, mask)
-    assert f1 == 1.0 and iou > 0.9
-    ids, first = np.unique(labels.ravel(), return_index=True)
-    assert list(ids[1:][np.argsort(first[1:])]) == list(range(1, labels.max() + 1))
 
 
 def test_a_particle_with_a_diagonal_neck_keeps_one_seed():
