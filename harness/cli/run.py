@@ -95,7 +95,7 @@ def common_run_options(func):
                           "and turns), distmap-v2 (the same training, plain seeds; release v10), flows-v1 "
                           "(foreground + Cellpose flow field, pixels follow the flows to their particle's centre; "
                           "closed on EMPS, docs/emps.md), band-v1 (background / interior / 2 px boundary band, the "
-                          "loss weighted at the gaps between particles as U-Net's; under trial on real folders), "
+                          "loss weighted at the gaps between particles as U-Net's; closed on EMPS too), "
                           "3class-v1 (history). Stated in the record, "
                           "whose leaderboard tables it never shares."),
         click.option("--protocol", type=click.Choice(["finetune", "frozen"]), default=None,

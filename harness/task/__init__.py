@@ -1,20 +1,20 @@
 """The downstream task, owned by the core: particle instance segmentation, in versions.
 
-``distmap-v2`` (the default): the network predicts foreground and a per-particle normalised
+``distmap-v2``: the network predicts foreground and a per-particle normalised
 distance map; seeded watershed splits touching particles (:mod:`harness.task.distmap`).
-``distmap-v3``: the same network, targets, loss and training (model selection reads the same maps
+``distmap-v3`` (the default): the same network, targets, loss and training (model selection reads the same maps
 with the same default post-processing), read differently at the end: tuning also chooses h-maxima
 seeds and a minimum share of the image's largest particle, and tuning, the test and `harness predict`
 average the maps over the image's 8 flips and quarter turns. Chosen on EMPS validation, where
 micrographs hold specks, shards and textured wires that v2 counts as particles (README, EMPS).
 ``flows-v1``: foreground plus Cellpose's flow field towards each particle's centre, instances by
 following the flows (:mod:`harness.task.flows`), tuned and read with the 8 views as distmap-v3; a
-candidate for particles a distance map breaks into pieces (EMPS).
+candidate for particles a distance map breaks into pieces; closed on EMPS (docs/emps.md).
 ``band-v1``: background / interior / boundary with a 2 px band on each side of every edge and the
 cross-entropy weighted where particles come close, as U-Net weighs its cell gaps
 (:mod:`harness.task.band`); read as ``3class-v1``, with the interior threshold and the share of the
 largest tuned on validation and the 8 views, its interior seeds 8-connected (3class-v1's are
-4-connected); the issue's third candidate representation.
+4-connected); the issue's third candidate representation, closed on EMPS as flows-v1 was.
 ``3class-v1``: background / interior / boundary classes (:mod:`harness.task.targets`), the task of
 leaderboard releases v1-v4, kept so that those records stay explained and for the benchmark that
 compares the two. A record states its version; tables never mix versions.

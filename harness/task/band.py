@@ -10,8 +10,11 @@ contacts between particles, the pixels that decide whether two particles stay tw
 ``GAP_WEIGHT`` times more, while the inside of a lone particle weighs as any other pixel.
 
 Instances as ``3class-v1`` reads them (:func:`harness.task.postprocess.to_instances`: confident
-interior seeds, here 8-connected, watershed over the foreground), with the interior threshold and the share of the
-image's largest particle tuned on validation, and the maps averaged over the 8 flips and turns.
+interior seeds, here 8-connected, watershed over the foreground), with the interior threshold and the
+share of the image's largest particle tuned on validation, and the maps averaged over the 8 flips and
+turns. Declared against distmap-v3 on EMPS validation, it failed (mean count error 0.240 against 0.149,
+F1 0.828 against 0.850; docs/emps.md); on synthetic-sem it is no better either. It stays a version a lab
+can try.
 """
 
 from __future__ import annotations
