@@ -27,7 +27,6 @@ from harness.task.band import (
     band_loss,
     band_targets,
     gap_weights,
-    truth_band_maps,
 )
 from harness.task.distmap import IGNORE_VALUE
 from harness.task.losses import CLASS_WEIGHTS
@@ -98,13 +97,13 @@ def test_a_particle_with_a_diagonal_neck_keeps_one_seed():
     mask[(np.abs(rows - cols) <= 2) & (rows > 10) & (rows < 37)] = 1
     interior = make_targets(mask, width=BAND_WIDTH) == INTERIOR
     assert ndimage.label(interior)[1] > 1  # 4-connected
-    assert band_instances(truth_band_maps(mask)).max() == 1
+    assert band_instances(BAND.truth_maps(mask)).max() == 1
 
 
 def test_the_grid_reads_as_one_call_per_candidate():
     mask = touching_disks()
     mask[90:93, 2:5] = mask.max() + 1  # a speck under every share but 0, so the shares drop something
-    maps = truth_band_maps(mask)
+    maps = BAND.truth_maps(mask)
     noisy = maps + np.random.default_rng(0).uniform(0, 0.4, maps.shape).astype(np.float32)
     noisy /= noisy.sum(axis=0, keepdims=True)
     candidates = BAND.candidates()
@@ -117,7 +116,7 @@ def test_the_grid_reads_as_one_call_per_candidate():
 
 
 def test_bad_maps_and_parameters_are_refused_in_one_line():
-    maps = truth_band_maps(touching_disks((32, 32)))
+    maps = BAND.truth_maps(touching_disks((32, 32)))
     with pytest.raises(HarnessError, match=r"\(3, H, W\)"):
         band_instances(maps[:2])
     with pytest.raises(HarnessError, match="NaN"):

@@ -23,12 +23,13 @@ compares the two. A record states its version; tables never mix versions.
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import numpy as np
 import torch
 
 from harness.errors import HarnessError
-from harness.task.band import band_instances, band_instances_grid, band_loss, band_maps, band_targets, truth_band_maps
+from harness.task.band import BAND_WIDTH, band_instances, band_instances_grid, band_loss, band_targets
 from harness.task.base import InstanceTask
 from harness.task.distmap import (
     IGNORE_VALUE,
@@ -56,8 +57,8 @@ def _not_background(maps: np.ndarray) -> np.ndarray:
     return 1.0 - maps[BACKGROUND]
 
 
-def _class_truth(mask: np.ndarray) -> np.ndarray:
-    targets = make_targets(mask)
+def _class_truth(mask: np.ndarray, width: int = 1) -> np.ndarray:
+    targets = make_targets(mask, width=width)
     return np.stack([(targets == c).astype(np.float32) for c in (BACKGROUND, INTERIOR, BOUNDARY)])
 
 
@@ -107,8 +108,9 @@ TASKS: dict[str, InstanceTask] = {
         description="background / interior / 2 px boundary band, cross-entropy weighted at the gaps between "
                     "particles (U-Net weight maps) + Dice; interior seeds, watershed; interior threshold and "
                     "share of the largest tuned on validation, maps averaged over 8 flips and turns",
-        num_outputs=3, targets=band_targets, pad_value=IGNORE_VALUE, loss=band_loss, maps=band_maps,
-        truth_maps=truth_band_maps, instances=band_instances, instances_grid=band_instances_grid,
+        num_outputs=3, targets=band_targets, pad_value=IGNORE_VALUE, loss=band_loss, maps=_class_probabilities,
+        truth_maps=functools.partial(_class_truth, width=BAND_WIDTH), instances=band_instances,
+        instances_grid=band_instances_grid,
         defaults={"interior_threshold": 0.5, "min_share": 0.0},
         grid={"interior_threshold": (0.3, 0.4, 0.5, 0.6, 0.7), "min_share": (0.0, 0.05, 0.1, 0.2)},
         tta=True, foreground=_not_background,

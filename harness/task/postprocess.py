@@ -32,23 +32,22 @@ def to_instances(
     instances under ``min_size_px`` pixels are dropped. Ids are consecutive, numbered in raster
     order of each instance's first pixel: the same input always gives the same labels.
     """
-    probabilities = np.asarray(probabilities)
-    if probabilities.ndim != 3 or probabilities.shape[0] != 3:
-        raise HarnessError(
-            f"to_instances: expected (3, H, W) class probabilities, got shape {probabilities.shape}"
-        )
-    if not np.issubdtype(probabilities.dtype, np.floating):
-        raise HarnessError(f"to_instances: probabilities must be floats, got dtype {probabilities.dtype}")
-    if not np.isfinite(probabilities).all():
-        raise HarnessError("to_instances: probabilities contain NaN or infinity (did training diverge?)")
-    if not 0.0 < interior_threshold < 1.0:
-        raise HarnessError(f"to_instances: interior_threshold must lie in (0, 1), got {interior_threshold}")
+    probabilities = checked_maps(probabilities, 3, "to_instances")
     if min_size_px < 0:
         raise HarnessError(f"to_instances: min_size_px must be >= 0, got {min_size_px}")
-
-    interior = probabilities[INTERIOR]
     foreground = probabilities.argmax(axis=0) != BACKGROUND
-    seeds, _ = ndimage.label(interior > interior_threshold)
+    return interior_instances(probabilities[INTERIOR], foreground, interior_threshold, min_size_px)
+
+
+def interior_instances(interior: np.ndarray, foreground: np.ndarray, interior_threshold: float, min_size_px: int,
+                       diagonal_seeds: bool = False) -> np.ndarray:
+    """:func:`to_instances` from its interior probability and foreground, for the class tasks' readers
+    (which compute the foreground once for a grid of thresholds). ``diagonal_seeds``: seeds are the
+    8-connected rather than 4-connected regions above the threshold."""
+    if not 0.0 < interior_threshold < 1.0:
+        raise HarnessError(f"interior_threshold must lie in (0, 1), got {interior_threshold}")
+    structure = np.ones((3, 3), dtype=bool) if diagonal_seeds else None
+    seeds, _ = ndimage.label(interior > interior_threshold, structure=structure)
     return seeded_watershed(-interior, seeds, foreground, min_size_px)
 
 
