@@ -11,8 +11,27 @@ from typing import Any
 import click
 import numpy as np
 from scipy.stats import wilcoxon
+from torch import nn
+
+from harness.results.artifacts import load_model
+from harness.task import InstanceTask, get_task
 
 Reader = Callable[[Path, str, str, int, bool], list[dict[str, Any]]]
+
+
+RunParts = tuple[nn.Module, dict[str, Any], InstanceTask, float, dict[str, Any]]
+
+
+def load_run(run_dir: Path, distmap_only: bool = False) -> RunParts:
+    """A run's network, model card, task, working scale and tuned post-processing parameters. With
+    ``distmap_only``, a run of another task is refused in one line (for the diagnostics that read the
+    distance map and the foreground threshold)."""
+    net, card = load_model(run_dir)
+    task = get_task(card["task"])
+    if distmap_only and not task.version.startswith("distmap-"):
+        raise click.UsageError(f"--run {run_dir}: made with task {task.version}; this diagnostic reads distmap tasks")
+    params = json.loads((run_dir / "record.json").read_text())["postprocess"]["params"]
+    return net, card, task, float(card["working_scale"]), params
 
 
 def paired(own: np.ndarray, base: np.ndarray) -> tuple[float, float, int, int]:

@@ -23,12 +23,10 @@ error) than for the worse. docs/emps.md states what it gave.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
-import click
 import numpy as np
 import torch
 from scipy import ndimage
@@ -40,13 +38,11 @@ from harness.data.registry import open_dataset
 from harness.data.splits import make_manifest
 from harness.evaluation.predict import predict_maps
 from harness.metrics import score_image
-from harness.results.artifacts import load_model
-from harness.task import get_task
 from harness.task.scale import labels_from_instances
 from harness.training.runtime import resolve_runtime
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a file or loaded by path in tests
-from _split_diagnostic import paired, split_command
+from _split_diagnostic import load_run, paired, split_command
 
 SOLIDITY = {"merge-0.90": 0.90, "merge-0.95": 0.95}
 
@@ -69,11 +65,7 @@ def merge_convex(instances: np.ndarray, foreground: np.ndarray, min_solidity: fl
 def read_split(run_dir: Path, dataset: str, split: str, split_seed: int, progress: bool) -> list[dict[str, Any]]:
     """Per image: the task's and each rule's (count error, F1, instances found)."""
     torch.set_num_threads(1)
-    net, card = load_model(run_dir)
-    params = json.loads((run_dir / "record.json").read_text())["postprocess"]["params"]
-    task, scale = get_task(card["task"]), float(card["working_scale"])
-    if not task.version.startswith("distmap-"):  # it reads the distance map and the foreground threshold
-        raise click.UsageError(f"--run {run_dir}: made with task {task.version}; this diagnostic reads distmap tasks")
+    net, card, task, scale, params = load_run(run_dir, distmap_only=True)
     runtime = resolve_runtime("cpu")
     net = runtime.prepare(net).eval()
     folder = open_dataset(dataset)

@@ -22,7 +22,6 @@ what it gave.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -37,13 +36,11 @@ from harness.data.registry import open_dataset
 from harness.data.splits import make_manifest
 from harness.evaluation.predict import dihedral_maps, labels_from_maps
 from harness.metrics import score_image
-from harness.results.artifacts import load_model
-from harness.task import get_task
 from harness.task.scale import area_weighted_width_px, labels_from_instances, own_scale, probe_scale
 from harness.training.runtime import resolve_runtime
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a file or loaded by path in tests
-from _split_diagnostic import paired, split_command
+from _split_diagnostic import load_run, paired, split_command
 
 RULES = ("shipped", "fg-run", "fg-wider")
 
@@ -55,9 +52,7 @@ def _widest(widths: list[float | None]) -> float | None:
 def read_split(run_dir: Path, dataset: str, split: str, split_seed: int, progress: bool) -> list[dict[str, Any]]:
     """Per image: each rule's factor and its (count error, F1) there."""
     torch.set_num_threads(1)
-    net, card = load_model(run_dir)
-    params = json.loads((run_dir / "record.json").read_text())["postprocess"]["params"]
-    task, scale = get_task(card["task"]), float(card["working_scale"])
+    net, card, task, scale, params = load_run(run_dir)
     target = card.get("second_look_px")
     if scale >= 1.0 or target is None:
         raise click.UsageError(f"--run {run_dir}: works at native pixels; it has no second look")

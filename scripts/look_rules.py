@@ -24,7 +24,6 @@ validation split; docs/emps.md states what they gave.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -38,13 +37,11 @@ from harness.data.registry import open_dataset
 from harness.data.splits import make_manifest
 from harness.evaluation.predict import dihedral_views, predict_instances
 from harness.metrics import score_image
-from harness.results.artifacts import load_model
-from harness.task import get_task
 from harness.task.scale import MIN_SIDE_PX, area_weighted_width_px, labels_from_instances
 from harness.training.runtime import resolve_runtime
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a file or loaded by path in tests
-from _split_diagnostic import paired, split_command
+from _split_diagnostic import load_run, paired, split_command
 
 MULTIPLIERS = (0.354, 0.5, 0.707, 1.0, 1.414, 2.0)  # times the run's factor, half-octave steps
 TRAINED_WIDTH_PX = 32.0  # the second look's target (the run's card states it)
@@ -58,11 +55,7 @@ def _count(labels: np.ndarray) -> int:
 def features(run_dir: Path, dataset: str, split: str, split_seed: int, progress: bool) -> list[dict[str, Any]]:
     """Per image: the task's own look's scores, and per factor the scores and the rules' features."""
     torch.set_num_threads(1)
-    net, card = load_model(run_dir)
-    params = json.loads((run_dir / "record.json").read_text())["postprocess"]["params"]
-    task, scale = get_task(card["task"]), float(card["working_scale"])
-    if not task.version.startswith("distmap-"):  # it reads the distance map and the foreground threshold
-        raise click.UsageError(f"--run {run_dir}: made with task {task.version}; this diagnostic reads distmap tasks")
+    net, card, task, scale, params = load_run(run_dir, distmap_only=True)
     if scale >= 1.0:
         raise click.UsageError(f"--run {run_dir}: works at native pixels; it has no look to compare")
     folder = open_dataset(dataset)

@@ -43,3 +43,23 @@ def test_the_report_compares_every_rule_with_the_tasks_look(rules):
     assert sum(line.strip().startswith("oracle") for line in lines) == 2
     oracle = next(line for line in lines if line.strip().startswith("oracle"))
     assert "count 0.300" in oracle  # both images' best shrinking factor: 0.707, error 0.3
+
+
+def test_the_distance_map_diagnostics_refuse_other_tasks_in_one_line(script, tmp_path, monkeypatch):
+    """look_rules and convex_merge read the distance map: a run of another task is refused by name."""
+    import json
+
+    import click
+
+    diagnostic = script("_split_diagnostic")
+    (tmp_path / "record.json").write_text(json.dumps({"postprocess": {"params": {"seed_threshold": 0.5}}}))
+    for version, refused in (("band-v1", True), ("flows-v1", True), ("distmap-v3", False)):
+        monkeypatch.setattr(diagnostic, "load_model", lambda run_dir, v=version: ("net", {"task": v,
+                                                                                          "working_scale": 0.5}))
+        if refused:
+            with pytest.raises(click.UsageError, match=f"made with task {version}; this diagnostic reads distmap"):
+                diagnostic.load_run(tmp_path, distmap_only=True)
+            assert diagnostic.load_run(tmp_path)[2].version == version  # the other diagnostics read any task
+        else:
+            net, card, task, scale, params = diagnostic.load_run(tmp_path, distmap_only=True)
+            assert (net, task.version, scale, params) == ("net", version, 0.5, {"seed_threshold": 0.5})
