@@ -302,3 +302,31 @@ def test_every_task_s_oracle_separates_touching_particles(version: str):
     assert f1 == 1.0 and iou > 0.9
     ids, first = np.unique(labels.ravel(), return_index=True)
     assert list(ids[1:][np.argsort(first[1:])]) == list(range(1, labels.max() + 1))
+
+
+@pytest.mark.parametrize(("version", "tuned", "candidates"), [
+    ("flows-v1", {"foreground_threshold", "flow_threshold", "min_share"}, 48),
+    ("band-v1", {"interior_threshold", "min_share"}, 20),
+])
+def test_a_run_on_a_real_folder_trains_tunes_and_states_its_task(tmp_path, version: str, tuned: set[str],
+                                                                  candidates: int):
+    """The whole road on real figure crops (emps-mini: a folder, tuned on validation, read with 8 views)
+    for the task versions tried on EMPS beside the default."""
+    import json
+    from pathlib import Path
+
+    from click.testing import CliRunner
+
+    from harness.cli import main
+
+    out = tmp_path / "run"
+    emps = Path(__file__).parent / "data" / "emps-mini"
+    result = CliRunner().invoke(main, ["run", "--profile", "smoke", "--quiet", "--method", "none", "--budget", "100%",
+                                       "--dataset", str(emps), "--task-version", version, "--out", str(out)],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    record = json.loads((out / "record.json").read_text())
+    assert record["settings"]["task"] == record["postprocess"]["task"] == version
+    assert set(record["postprocess"]["params"]) == tuned
+    assert record["postprocess"]["candidates"] == len(get_task(version).candidates()) == candidates
+    assert record["headline"]["n_images"] > 0

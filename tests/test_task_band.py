@@ -4,19 +4,15 @@ and a run on a real folder states the task."""
 
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from click.testing import CliRunner
 from scipy import ndimage
 from skimage.draw import disk
 
-from harness.cli import main
 from harness.errors import HarnessError
 from harness.task import get_task
 from harness.task.band import (
@@ -192,17 +188,3 @@ def test_the_weights_are_local():
     near_others[:, :110] = True
     np.testing.assert_array_equal(gap_weights(mask)[near_others], gap_weights(far)[near_others])
     assert math.isclose(GAP_SIGMA, 5.0) and GAP_WEIGHT == 10.0  # U-Net's values, which the docs state
-
-
-def test_a_run_on_a_real_folder_trains_tunes_and_states_the_band_task(tmp_path):
-    out = tmp_path / "run"
-    emps = Path(__file__).parent / "data" / "emps-mini"
-    result = CliRunner().invoke(main, ["run", "--profile", "smoke", "--quiet", "--method", "none", "--budget", "100%",
-                                       "--dataset", str(emps), "--task-version", "band-v1", "--out", str(out)],
-                                catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    record = json.loads((out / "record.json").read_text())
-    assert record["settings"]["task"] == record["postprocess"]["task"] == "band-v1"
-    assert set(record["postprocess"]["params"]) == {"interior_threshold", "min_share"}
-    assert record["postprocess"]["candidates"] == len(BAND.candidates()) == 20
-    assert record["headline"]["n_images"] > 0

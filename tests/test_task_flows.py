@@ -151,25 +151,3 @@ def test_the_loss_rewards_the_true_maps_and_ignores_padding():
     assert flow_loss(wrong_there, padded).item() == pytest.approx(flow_loss(truth, padded).item(), abs=1e-5)
     with pytest.raises(HarnessError, match="logits must be"):
         flow_loss(truth[:, :2], targets)
-
-
-def test_a_run_on_a_real_folder_trains_tunes_and_states_the_flows_task(tmp_path):
-    """The whole road on real figure crops (emps-mini: a folder, tuned on validation, read with 8 views)."""
-    import json
-    from pathlib import Path
-
-    from click.testing import CliRunner
-
-    from harness.cli import main
-
-    out = tmp_path / "run"
-    emps = Path(__file__).parent / "data" / "emps-mini"
-    result = CliRunner().invoke(main, ["run", "--profile", "smoke", "--quiet", "--method", "none", "--budget", "100%",
-                                       "--dataset", str(emps), "--task-version", "flows-v1", "--out", str(out)],
-                                catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    record = json.loads((out / "record.json").read_text())
-    assert record["settings"]["task"] == record["postprocess"]["task"] == "flows-v1"
-    assert set(record["postprocess"]["params"]) == {"foreground_threshold", "flow_threshold", "min_share"}
-    assert record["postprocess"]["candidates"] == len(FLOWS.candidates()) == 48
-    assert record["headline"]["n_images"] > 0
