@@ -56,6 +56,9 @@ class RunRequest(BaseModel):
     pretrain_steps: int | None = Field(None, ge=0, description="Pretraining steps instead of the profile's.")
     finetune_steps: int | None = Field(None, ge=1, description="Fine-tuning steps instead of the profile's "
                                        "budget-set schedule: exactly this many (it sets the floor of early stopping).")
+    crop_size: int | None = Field(None, gt=0, multiple_of=32, description="Training crops (pretraining and "
+                                  "fine-tuning) of this many pixels a side instead of the profile's.")
+    finetune_batch: int | None = Field(None, ge=1, description="Crops per fine-tuning step instead of the profile's.")
     threads: int | None = Field(None, ge=1, description="CPU threads for torch (default: torch's own choice); "
                                 "the count is part of the record's device, since it changes CPU numbers.")
     checkpoint_every: str = Field("10m", description="Checkpoint interval of pretraining and fine-tuning "
@@ -104,15 +107,24 @@ def _generate_ahead(dataset: Dataset, progress: bool) -> None:
         dataset.generate(workers=os.cpu_count() or 1, progress=progress and is_main_process())
 
 
-def step_overrides(pretrain_steps: int | None, finetune_steps: int | None) -> dict[str, int]:
-    """Settings for ``--pretrain-steps`` / ``--finetune-steps``. They land in the record's settings,
-    so the leaderboard never pools such records with the profile's."""
+def setting_overrides(pretrain_steps: int | None = None, finetune_steps: int | None = None,
+                      crop_size: int | None = None, finetune_batch: int | None = None) -> dict[str, int]:
+    """Settings for ``--pretrain-steps`` / ``--finetune-steps`` / ``--crop-size`` / ``--finetune-batch``.
+    They land in the record's settings, so the leaderboard never pools such records with the profile's."""
     out: dict[str, int] = {}
     if pretrain_steps is not None:
         out["pretrain_steps"] = pretrain_steps
     if finetune_steps is not None:
         out.update(finetune_steps=finetune_steps, finetune_min_steps=finetune_steps)
+    if crop_size is not None:
+        out["crop_size"] = crop_size
+    if finetune_batch is not None:
+        out["finetune_batch"] = finetune_batch
     return out
+
+
+#: RunRequest fields that override the profile's training settings (setting_overrides' arguments)
+SETTING_OVERRIDES = ("pretrain_steps", "finetune_steps", "crop_size", "finetune_batch")
 
 
 class Resolution(NamedTuple):
@@ -136,7 +148,7 @@ class Context:
         self.runtime: Runtime = resolve_runtime(request.device)
         self.settings: TrainSettings = settings_for(request.profile, backbone=request.backbone,
                                                     task=request.task_version,
-                                                    **step_overrides(request.pretrain_steps, request.finetune_steps))
+                                                    **setting_overrides(**request.model_dump(include=set(SETTING_OVERRIDES))))
         self.task: InstanceTask = get_task(self.settings.task)
         self._stores: dict[tuple, ImageStore] = {}
         self._scales: dict[tuple, tuple[float, float | None]] = {}

@@ -119,6 +119,11 @@ def device_problem(record: RunRecord) -> str | None:
     return None
 
 
+def _if_not(stated: int | None, profiles: int) -> int | None:
+    """A setting the record states as an override of its profile's (None: the profile's own)."""
+    return stated if stated not in (None, profiles) else None
+
+
 def request_for(record: RunRecord, dataset: str | None = None, allow_leakage: bool = False,
                 out: Path | None = None):
     """The :class:`~harness.context.RunRequest` that produced ``record``."""
@@ -135,8 +140,10 @@ def request_for(record: RunRecord, dataset: str | None = None, allow_leakage: bo
     classify = stated.get("task") == CLASSIFY_TASK
     version = stated.get("task") if not classify and stated.get("task") not in (None, profile.task) else None
     return RunRequest(
-        pretrain_steps=pretrain_steps if pretrain_steps not in (None, profile.pretrain_steps) else None,
+        pretrain_steps=_if_not(pretrain_steps, profile.pretrain_steps),
         finetune_steps=finetune_steps if overridden else None,
+        crop_size=_if_not(stated.get("crop_size"), profile.crop_size),
+        finetune_batch=_if_not(stated.get("finetune_batch"), profile.finetune_batch),
         method=record.method.name, budget=record.budget, dataset=dataset or record.dataset.name,
         backbone=record.backbone, seed=record.seeds.train, split_seed=record.seeds.split,
         data_seed=record.seeds.data, profile=record.dataset.profile, protocol=record.protocol,

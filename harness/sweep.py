@@ -40,8 +40,9 @@ DONE_STATUSES = ("ok", "done before")
 
 def cell_dir(out: Path, request: RunRequest) -> Path:
     budget = budget_slug(request.budget)
-    # cells with step overrides never skip over the profile's records
-    overrides = (("pretrain", request.pretrain_steps), ("finetune", request.finetune_steps))
+    # cells with setting overrides never skip over the profile's records
+    overrides = (("pretrain", request.pretrain_steps), ("finetune", request.finetune_steps),
+                 ("crop", request.crop_size), ("batch", request.finetune_batch))
     steps = "".join(f"-{tag}{n}" for tag, n in overrides if n is not None)
     version = f"-{request.task_version}" if request.task_version else ""  # nor cells of another task version
     return (out / Path(request.dataset).name

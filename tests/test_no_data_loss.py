@@ -106,17 +106,20 @@ def test_a_diverging_run_ends_in_one_line(tmp_path):
     assert "diverged" in result.output and "Traceback" not in result.output
 
 
-def test_step_overrides_are_stated_in_the_record_and_kept_apart(tmp_path):
+def test_setting_overrides_are_stated_in_the_record_and_kept_apart(tmp_path):
     args = ["sweep", "--methods", "denoise", "--budgets", "2", "--seeds", "0", "--profile", "smoke", "--quiet",
             "--out", str(tmp_path)]
     assert invoke(*args).exit_code == 0
-    short = invoke(*args, "--pretrain-steps", "2", "--finetune-steps", "3")
+    short = invoke(*args, "--pretrain-steps", "2", "--finetune-steps", "3", "--crop-size", "32",
+                   "--finetune-batch", "2")
     assert short.exit_code == 0 and "skipping" not in short.output, short.output
     default, = tmp_path.glob("*/denoise-2-finetune-seed0/record.json")
-    override, = tmp_path.glob("*/denoise-2-finetune-seed0-pretrain2-finetune3/record.json")
+    override, = tmp_path.glob("*/denoise-2-finetune-seed0-pretrain2-finetune3-crop32-batch2/record.json")
     a, b = json.loads(default.read_text()), json.loads(override.read_text())
     assert b["settings"]["pretrain_steps"] == 2 and b["pretrain"]["steps"] == 2
     assert b["settings"]["finetune_steps"] == 3 and b["selection"]["finetune_steps_run"] == 3
+    assert (b["settings"]["crop_size"], b["settings"]["finetune_batch"]) == (32, 2)
+    assert (a["settings"]["crop_size"], a["settings"]["finetune_batch"]) == (64, 4)
     assert a["settings"]["pretrain_steps"] == 4 and a["settings"] != b["settings"]
     from harness.reproduce import request_for
     from harness.results.leaderboard import RecordStore
@@ -127,9 +130,13 @@ def test_step_overrides_are_stated_in_the_record_and_kept_apart(tmp_path):
     store.add(override.parent)  # another cell: its settings differ
     assert request_for(read_record(override)).pretrain_steps == 2
     assert request_for(read_record(override)).finetune_steps == 3
-    assert request_for(read_record(default)).pretrain_steps is None
+    again, profiles = request_for(read_record(override)), request_for(read_record(default))
+    assert (again.crop_size, again.finetune_batch) == (32, 2)
+    assert profiles.pretrain_steps is None and (profiles.crop_size, profiles.finetune_batch) == (None, None)
     bad = invoke("run", "--method", "none", "--budget", "2", "--profile", "smoke", "--finetune-steps", "0")
     assert bad.exit_code == 2 and "--finetune-steps" in bad.output
+    odd = invoke("run", "--method", "none", "--budget", "2", "--profile", "smoke", "--crop-size", "100")
+    assert odd.exit_code == 2 and "--crop-size" in odd.output and "multiple of 32 (try 96)" in odd.output
 
 
 def test_a_lock_is_held_once_and_a_cell_run_elsewhere_is_skipped(tmp_path):

@@ -78,6 +78,13 @@ def _check_interval(ctx: click.Context, param: click.Parameter, value: str) -> s
     return value
 
 
+def _check_crop(ctx: click.Context, param: click.Parameter, value: int | None) -> int | None:
+    if value is not None and value % 32:
+        # the encoders downsample by 32: a crop must tile into whole feature cells
+        raise click.BadParameter(f"{value} is not a multiple of 32 (try {32 * max(1, round(value / 32))})")
+    return value
+
+
 def common_run_options(func):
     options = [
         click.option("--dataset", default="synthetic-sem", show_default=True,
@@ -120,6 +127,12 @@ def common_run_options(func):
         click.option("--finetune-steps", type=click.IntRange(min=1), default=None,
                      help="Exactly this many fine-tuning steps (no early stop before them) instead of the "
                           "profile's budget-set schedule; stated in the record's settings likewise."),
+        click.option("--crop-size", type=click.IntRange(min=32), default=None, callback=_check_crop,
+                     help="Training crops (pretraining and fine-tuning) of N x N pixels, a multiple of 32, instead of "
+                          "the profile's (quick: 128): more context per crop at more compute per step; stated in "
+                          "the record's settings likewise."),
+        click.option("--finetune-batch", type=click.IntRange(min=1), default=None,
+                     help="Crops per fine-tuning step instead of the profile's (quick: 8); stated likewise."),
         click.option("--checkpoint-every", default="10m", show_default=True, metavar="INTERVAL",
                      callback=_check_interval,
                      help="Checkpoint pretraining and fine-tuning every INTERVAL (10m, 90s, 2h, 500steps, off), "
@@ -141,7 +154,7 @@ def common_run_options(func):
 @common_run_options
 def run(method, budget, seed, out, dataset, backbone, profile, data_seed, split_seed, task, task_version, protocol,
         device, config_items, allow_leakage, connectivity, crop_bottom, threads, pretrain_steps, finetune_steps,
-        checkpoint_every, quiet) -> None:
+        crop_size, finetune_batch, checkpoint_every, quiet) -> None:
     """Pretrain METHOD on the unlabeled pool, fine-tune on BUDGET labels, evaluate on test.
 
     Example: harness run --method fcmae --budget 1%
@@ -154,8 +167,8 @@ def run(method, budget, seed, out, dataset, backbone, profile, data_seed, split_
                          task_version=task_version, protocol=protocol,
                          device=device, method_config=parse_config(config_items), allow_leakage=allow_leakage,
                          connectivity=int(connectivity), crop_bottom=crop_bottom, out=out, progress=not quiet,
-                         pretrain_steps=pretrain_steps, finetune_steps=finetune_steps, threads=threads,
-                         checkpoint_every=checkpoint_every)
+                         pretrain_steps=pretrain_steps, finetune_steps=finetune_steps, crop_size=crop_size,
+                         finetune_batch=finetune_batch, threads=threads, checkpoint_every=checkpoint_every)
     say = on_main_process(click.echo)
     record = run_one(request, log=say)
     say("")
@@ -207,7 +220,7 @@ def _report_table(metrics: MetricsReport | ClassificationReport) -> str:
 def sweep(method_list, confirmation, budgets, seeds, out, force, file_into, executor, partition, gpus_per_job,
           cpus_per_job, time_limit, wait, max_jobs, dataset, backbone, profile, data_seed, split_seed, task,
           task_version, protocol, device, config_items, allow_leakage, connectivity, crop_bottom, threads,
-          pretrain_steps, finetune_steps, checkpoint_every, quiet) -> None:
+          pretrain_steps, finetune_steps, crop_size, finetune_batch, checkpoint_every, quiet) -> None:
     """Run the grid methods x budgets x seeds, reusing each pretraining for every budget.
 
     Cells run seed by seed (every method of the first seed, then the next), so a sweep stopped
@@ -232,7 +245,8 @@ def sweep(method_list, confirmation, budgets, seeds, out, force, file_into, exec
     if confirmation is not None:
         declared = _declared_cells(
             click.get_current_context(), confirmation, profile=profile, backbone=backbone, task_version=task_version,
-            protocol=protocol, pretrain_steps=pretrain_steps, finetune_steps=finetune_steps)
+            protocol=protocol, overrides=dict(pretrain_steps=pretrain_steps, finetune_steps=finetune_steps,
+                                              crop_size=crop_size, finetune_batch=finetune_batch))
         method_list, budgets, seeds = ",".join(declared.methods), declared.budget, declared.seeds
         task_version, filed = declared.task, declared.filed
     elif method_list is None:
@@ -263,7 +277,8 @@ def sweep(method_list, confirmation, budgets, seeds, out, force, file_into, exec
                    task_version=task_version, protocol=protocol, device=device,
                    method_config=config, allow_leakage=allow_leakage, connectivity=int(connectivity),
                    crop_bottom=crop_bottom, progress=not quiet and executor is None, pretrain_steps=pretrain_steps,
-                   finetune_steps=finetune_steps, threads=threads, checkpoint_every=checkpoint_every,
+                   finetune_steps=finetune_steps, crop_size=crop_size, finetune_batch=finetune_batch,
+                   threads=threads, checkpoint_every=checkpoint_every,
                    command=command_line())
         for method_name, seed, budget in grid_cells(methods_, seeds_, budgets_)
         if (method_name, seed) not in filed
@@ -301,12 +316,12 @@ class _DeclaredCells(NamedTuple):
 
 
 def _declared_cells(ctx: click.Context, path: Path, *, profile: str, backbone: str | None, task_version: str | None,
-                    protocol: str | None, pretrain_steps: int | None, finetune_steps: int | None) -> _DeclaredCells:
+                    protocol: str | None, overrides: dict[str, int | None]) -> _DeclaredCells:
     """A confirmation's cells, after checking that the sweep would file them into the confirmation's own
     section (else they would stay missing), with those already filed there."""
     from click.core import ParameterSource
 
-    from harness.context import step_overrides
+    from harness.context import setting_overrides
     from harness.methods.registry import get_method
     from harness.pipeline import record_settings
     from harness.results.boards import settings_hash
@@ -327,13 +342,13 @@ def _declared_cells(ctx: click.Context, path: Path, *, profile: str, backbone: s
         raise HarnessError(f"confirmation {declared.name} is of backbone {declared.backbone}: pass --backbone "
                            f"{declared.backbone}")
     settings = settings_for(profile, backbone=backbone, task=declared.task,
-                            **step_overrides(pretrain_steps, finetune_steps))
+                            **setting_overrides(**overrides))
     for method in (declared.baseline, *declared.methods):  # what each cell's record will state (record_settings)
         own = settings_hash(record_settings(settings, get_method(method).cls.pretrains))
         if own != declared.settings:
-            raise HarnessError(f"this sweep's settings for {method} ({own}: profile {profile}, steps and processes as "
-                               f"given) are not confirmation {declared.name}'s section's ({declared.settings}); its "
-                               "cells would file elsewhere")
+            raise HarnessError(f"this sweep's settings for {method} ({own}: profile {profile}, steps, crops and "
+                               f"processes as given) are not confirmation {declared.name}'s section's "
+                               f"({declared.settings}); its cells would file elsewhere")
     filed = {(method, seed) for method, runs in declared_cells(declared, RecordStore(path.parent.parent).records())
              .items() for seed in runs}
     return _DeclaredCells((declared.baseline, *declared.methods), declared.budget, tuple(declared.seeds), declared.task,
