@@ -24,7 +24,7 @@ from harness.training.runtime import (
     is_main_process,
     resolve_runtime,
 )
-from harness.training.settings import TrainSettings, settings_for
+from harness.training.settings import CROP_MULTIPLE, TrainSettings, settings_for
 
 
 class RunRequest(BaseModel):
@@ -56,7 +56,7 @@ class RunRequest(BaseModel):
     pretrain_steps: int | None = Field(None, ge=0, description="Pretraining steps instead of the profile's.")
     finetune_steps: int | None = Field(None, ge=1, description="Fine-tuning steps instead of the profile's "
                                        "budget-set schedule: exactly this many (it sets the floor of early stopping).")
-    crop_size: int | None = Field(None, gt=0, multiple_of=32, description="Training crops (pretraining and "
+    crop_size: int | None = Field(None, gt=0, multiple_of=CROP_MULTIPLE, description="Training crops (pretraining and "
                                   "fine-tuning) of this many pixels a side instead of the profile's.")
     finetune_batch: int | None = Field(None, ge=1, description="Crops per fine-tuning step instead of the profile's.")
     threads: int | None = Field(None, ge=1, description="CPU threads for torch (default: torch's own choice); "
@@ -123,9 +123,6 @@ def setting_overrides(pretrain_steps: int | None = None, finetune_steps: int | N
     return out
 
 
-#: RunRequest fields that override the profile's training settings (setting_overrides' arguments)
-SETTING_OVERRIDES = ("pretrain_steps", "finetune_steps", "crop_size", "finetune_batch")
-
 
 class Resolution(NamedTuple):
     """Where a run's task reads its images (:mod:`harness.task.scale`)."""
@@ -148,7 +145,8 @@ class Context:
         self.runtime: Runtime = resolve_runtime(request.device)
         self.settings: TrainSettings = settings_for(request.profile, backbone=request.backbone,
                                                     task=request.task_version,
-                                                    **setting_overrides(**request.model_dump(include=set(SETTING_OVERRIDES))))
+                                                    **setting_overrides(request.pretrain_steps, request.finetune_steps,
+                                                                        request.crop_size, request.finetune_batch))
         self.task: InstanceTask = get_task(self.settings.task)
         self._stores: dict[tuple, ImageStore] = {}
         self._scales: dict[tuple, tuple[float, float | None]] = {}

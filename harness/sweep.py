@@ -43,10 +43,10 @@ def cell_dir(out: Path, request: RunRequest) -> Path:
     # cells with setting overrides never skip over the profile's records
     overrides = (("pretrain", request.pretrain_steps), ("finetune", request.finetune_steps),
                  ("crop", request.crop_size), ("batch", request.finetune_batch))
-    steps = "".join(f"-{tag}{n}" for tag, n in overrides if n is not None)
+    stated = "".join(f"-{tag}{n}" for tag, n in overrides if n is not None)
     version = f"-{request.task_version}" if request.task_version else ""  # nor cells of another task version
     return (out / Path(request.dataset).name
-            / f"{request.method}-{budget}-{request.protocol}-seed{request.seed}{steps}{version}")
+            / f"{request.method}-{budget}-{request.protocol}-seed{request.seed}{stated}{version}")
 
 
 def record_failure(out: Path, request: RunRequest, err: Exception) -> Path:

@@ -79,9 +79,11 @@ def _check_interval(ctx: click.Context, param: click.Parameter, value: str) -> s
 
 
 def _check_crop(ctx: click.Context, param: click.Parameter, value: int | None) -> int | None:
-    if value is not None and value % 32:
-        # the encoders downsample by 32: a crop must tile into whole feature cells
-        raise click.BadParameter(f"{value} is not a multiple of 32 (try {32 * max(1, round(value / 32))})")
+    from harness.training.settings import CROP_MULTIPLE
+
+    if value is not None and value % CROP_MULTIPLE:
+        nearest = CROP_MULTIPLE * max(1, round(value / CROP_MULTIPLE))
+        raise click.BadParameter(f"{value} is not a multiple of {CROP_MULTIPLE} (try {nearest})")
     return value
 
 

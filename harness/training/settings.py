@@ -13,13 +13,16 @@ from pydantic import BaseModel, ConfigDict, Field
 from harness.errors import HarnessError
 from harness.task import DEFAULT_TASK, TASKS
 
+#: a training crop's side is a multiple of this: the encoders' largest stride, so a crop tiles into whole feature cells
+CROP_MULTIPLE = 32
+
 
 class TrainSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     backbone: str = "convnextv2_atto"
     task: str = Field(DEFAULT_TASK, description=f"Downstream task version: {', '.join(TASKS)}.")
-    crop_size: int = Field(gt=0, multiple_of=32)
+    crop_size: int = Field(gt=0, multiple_of=CROP_MULTIPLE)
     # pretraining
     pretrain_steps: int = Field(ge=0)
     pretrain_batch: int = Field(gt=0)
