@@ -59,6 +59,8 @@ class RunRequest(BaseModel):
     crop_size: int | None = Field(None, gt=0, multiple_of=CROP_MULTIPLE, description="Training crops (pretraining and "
                                   "fine-tuning) of this many pixels a side instead of the profile's.")
     finetune_batch: int | None = Field(None, ge=1, description="Crops per fine-tuning step instead of the profile's.")
+    ensemble: int | None = Field(None, ge=1, description="Networks fine-tuned, each from its own seed, and read as "
+                                 "one (their maps averaged) instead of the profile's one.")
     threads: int | None = Field(None, ge=1, description="CPU threads for torch (default: torch's own choice); "
                                 "the count is part of the record's device, since it changes CPU numbers.")
     checkpoint_every: str = Field("10m", description="Checkpoint interval of pretraining and fine-tuning "
@@ -108,8 +110,10 @@ def _generate_ahead(dataset: Dataset, progress: bool) -> None:
 
 
 def setting_overrides(pretrain_steps: int | None = None, finetune_steps: int | None = None,
-                      crop_size: int | None = None, finetune_batch: int | None = None) -> dict[str, int]:
-    """Settings for ``--pretrain-steps`` / ``--finetune-steps`` / ``--crop-size`` / ``--finetune-batch``.
+                      crop_size: int | None = None, finetune_batch: int | None = None,
+                      ensemble: int | None = None) -> dict[str, int]:
+    """Settings for ``--pretrain-steps`` / ``--finetune-steps`` / ``--crop-size`` / ``--finetune-batch`` /
+    ``--ensemble``.
     They land in the record's settings, so the leaderboard never pools such records with the profile's."""
     out: dict[str, int] = {}
     if pretrain_steps is not None:
@@ -120,6 +124,8 @@ def setting_overrides(pretrain_steps: int | None = None, finetune_steps: int | N
         out["crop_size"] = crop_size
     if finetune_batch is not None:
         out["finetune_batch"] = finetune_batch
+    if ensemble is not None:
+        out["ensemble"] = ensemble
     return out
 
 
@@ -146,7 +152,8 @@ class Context:
         self.settings: TrainSettings = settings_for(request.profile, backbone=request.backbone,
                                                     task=request.task_version,
                                                     **setting_overrides(request.pretrain_steps, request.finetune_steps,
-                                                                        request.crop_size, request.finetune_batch))
+                                                                        request.crop_size, request.finetune_batch,
+                                                                        request.ensemble))
         self.task: InstanceTask = get_task(self.settings.task)
         self._stores: dict[tuple, ImageStore] = {}
         self._scales: dict[tuple, tuple[float, float | None]] = {}

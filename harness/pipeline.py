@@ -27,7 +27,7 @@ from harness.data.base import stable_hash
 from harness.data.cache import cache_root
 from harness.data.io import locked, write_bytes_atomic, write_text_atomic
 from harness.data.sample import Sample
-from harness.data.splits import Budget, SplitManifest, budget_slug
+from harness.data.splits import MAX_SEED, Budget, SplitManifest, budget_slug
 from harness.errors import HarnessError
 from harness.evaluation.predict import maps_at, score_predictions, score_split
 from harness.evaluation.selection import CRITERIA, selection_score
@@ -35,7 +35,7 @@ from harness.evaluation.tuning import Tuning, tune_postprocessing
 from harness.methods.base import SSLMethod
 from harness.methods.registry import MethodEntry, get_method
 from harness.metrics import aggregate
-from harness.models import SegmentationNet
+from harness.models import Ensemble, Network
 from harness.numerics import NUMERICS_VERSION
 from harness.results.artifacts import INPUT_SCALING, Predictions, write_model
 from harness.results.provenance import command_line, hardware, library_versions
@@ -43,6 +43,7 @@ from harness.results.record import (
     PER_IMAGE_FILE,
     RECORD_FILE,
     DatasetInfo,
+    Member,
     MethodInfo,
     PretrainInfo,
     RunRecord,
@@ -132,12 +133,16 @@ def checkpointing(path: Path, identity: str, every: str, log) -> Checkpointing:
 
 
 def finetune_identity(request: RunRequest, ctx: Context, entry: MethodEntry, method: SSLMethod,
-                      pretrain_key: str | None, budget_ids: list[str]) -> str:
-    """What a fine-tuning stage computes, as a key: its checkpoint is resumed only by the same."""
+                      pretrain_key: str | None, budget_ids: list[str], seed: int | None = None) -> str:
+    """What a fine-tuning stage computes, as a key: its checkpoint is resumed only by the same.
+    ``seed``: an ensemble member's (default: the run's). A member's network does not depend on how
+    many members its run has, so the ensemble size is not in the key: member 0 is the one network
+    a run of the same seed without ``--ensemble`` trains, and resumes from its checkpoint."""
     return stable_hash({"pretrain": pretrain_key, "method": entry.name,
                         "config": method.config.model_dump(mode="json"), "dataset": ctx.dataset.identity.key,
-                        "manifest": ctx.manifest.hash, "budget": budget_ids, "seed": request.seed,
-                        "protocol": request.protocol, "settings": ctx.settings.model_dump(mode="json"),
+                        "manifest": ctx.manifest.hash, "budget": budget_ids,
+                        "seed": request.seed if seed is None else seed, "protocol": request.protocol,
+                        "settings": ctx.settings.model_dump(mode="json", exclude={"ensemble"}),
                         "device": ctx.runtime.describe(), "harness": __version__, **_code_identity()},
                        length=20)
 
@@ -255,7 +260,7 @@ def record_settings(settings: TrainSettings, pretrains: bool) -> dict:
     size x the batch, a different recipe, so the process count joins the settings when above 1
     and the method pretrains: the leaderboard then never pools such a record with single-process
     ones, nor takes it for the same cell. Single-process records are unchanged."""
-    stated = settings.model_dump(mode="json")
+    stated = settings.stated()
     if pretrains and world_size() > 1:
         stated["pretrain_world_size"] = world_size()
     return stated
@@ -269,14 +274,28 @@ def _now() -> str:
 class Fitted:
     """A trained downstream model and how it came to be: everything before the test split."""
 
-    net: SegmentationNet
+    net: Network
     stage: StageLog
     tuning: Tuning
     pretrain: PretrainInfo
     timings_s: dict[str, float]
-    # fine-tuning's checkpoint, left until the record is written (a stop while tuning or testing then
-    # resumes from it instead of fine-tuning from step 0); whoever uses the model clears it
-    checkpoint: Checkpointing | None = None
+    # fine-tuning's checkpoints (one per ensemble member), left until the record is written (a stop while
+    # tuning or testing then resumes from them instead of fine-tuning from step 0); whoever uses the model
+    # clears them
+    checkpoints: tuple[Checkpointing, ...] = ()
+    # an ensemble's members (settings.ensemble > 1), member 0 first; empty for one network
+    members: tuple[Member, ...] = ()
+
+    def clear_checkpoints(self) -> None:
+        for checkpoint in self.checkpoints:
+            checkpoint.clear()
+
+
+def member_seeds(seed: int, ensemble: int) -> list[int]:
+    """The fine-tuning seeds of a run's networks: the run's own first, so that member 0 is the network a
+    run without ``--ensemble`` trains; the others derived from (seed, member), apart from every run seed's."""
+    return [seed] + [int(stable_hash({"seed": seed, "ensemble_member": k}, length=8), 16) % (MAX_SEED + 1)
+                     for k in range(1, ensemble)]
 
 
 def fit(request: RunRequest, ctx: Context, entry: MethodEntry, method: SSLMethod, log) -> Fitted:
@@ -307,21 +326,39 @@ def fit(request: RunRequest, ctx: Context, entry: MethodEntry, method: SSLMethod
                                 progress=False, look=maps_at)  # plain maps: the task's TTA is for the end
         return selection_score(scores, ctx.settings.selection)
 
-    identity = finetune_identity(request, ctx, entry, method, pretrain_info.cache_key, budget_ids)
-    resumable = checkpointing(cache_root() / "checkpoints" / f"finetune-{identity}.pt", identity,
-                              request.checkpoint_every, log)
     store = ctx.store(budget_ids, with_targets=True, scale=scale, second_look_px=second_look)
-    net, stage = finetune(encoder_state, store, validate, ctx.settings, ctx.runtime, request.seed, request.protocol,
-                          request.progress, checkpoint=resumable)
+    nets, stages, checkpoints = [], [], []
+    seeds = member_seeds(request.seed, ctx.settings.ensemble)
+    for k, seed in enumerate(seeds):
+        if len(seeds) > 1:
+            log(f"fine-tuning ensemble member {k + 1} of {len(seeds)} (seed {seed})")
+        identity = finetune_identity(request, ctx, entry, method, pretrain_info.cache_key, budget_ids, seed)
+        checkpoints.append(checkpointing(cache_root() / "checkpoints" / f"finetune-{identity}.pt", identity,
+                                         request.checkpoint_every, log))
+        # each member is selected on validation alone; the ensemble is read as one from tuning on
+        net, stage = finetune(encoder_state, store, validate, ctx.settings, ctx.runtime, seed, request.protocol,
+                              request.progress, checkpoint=checkpoints[-1])
+        nets.append(net)
+        stages.append(stage)
+    fitted_net: Network = Ensemble(nets) if len(nets) > 1 else nets[0]
+    members = tuple(Member(seed=seed, **_selected(stage)) for seed, stage in zip(seeds, stages, strict=True)) \
+        if len(nets) > 1 else ()
     finetune_s = time.perf_counter() - start
     start = time.perf_counter()
-    tuning = tune_postprocessing(net, ctx.dataset, val_ids, ctx.runtime, ctx.task, scale, diameter,
+    tuning = tune_postprocessing(fitted_net, ctx.dataset, val_ids, ctx.runtime, ctx.task, scale, diameter,
                                  ctx.settings.selection, second_look)
     log(f"post-processing tuned on validation: {tuning.params} ({ctx.settings.selection} {tuning.score:.3f}, "
         f"defaults {tuning.default_score:.3f})")
-    return Fitted(net=net, stage=stage, tuning=tuning, pretrain=pretrain_info,
+    return Fitted(net=fitted_net, stage=stages[0], tuning=tuning, pretrain=pretrain_info,
                   timings_s={"pretrain": round(pretrain_s, 3), "finetune": round(finetune_s, 3),
-                             "tune": round(time.perf_counter() - start, 3)}, checkpoint=resumable)
+                             "tune": round(time.perf_counter() - start, 3)}, checkpoints=tuple(checkpoints),
+                  members=members)
+
+
+def _selected(stage: StageLog) -> dict[str, Any]:
+    """What a record states of a fine-tuning stage's model selection."""
+    return {"best_step": stage.best_step, "best_score": stage.best_score, "stopped_early": stage.stopped_early,
+            "finetune_steps_run": len(stage.losses)}
 
 
 def reference_labels(method: SSLMethod, ctx: Context, budget_ids: list[str]) -> Callable[[Sample], np.ndarray]:
@@ -353,6 +390,9 @@ def run_one(request: RunRequest, ctx: Context | None = None, log=print) -> RunRe
     if request.task == "classify":
         from harness.classify import run_classify
 
+        if ctx.settings.ensemble > 1:
+            raise HarnessError("--ensemble averages the segment task's maps; the classify task reads a frozen "
+                               "encoder's features and has none")
         return run_classify(request, ctx, entry, method, budget, log)
     budget_ids = ctx.budget_ids(budget)
     if ctx.runtime.device.type == "cuda":
@@ -380,9 +420,8 @@ def run_one(request: RunRequest, ctx: Context | None = None, log=print) -> RunRe
                                                              final_loss=None),
         postprocess=fitted.tuning.model_dump(mode="json") if fitted else
         method.stated_postprocess(ctx.task, *ctx.resolution(budget_ids)),  # type: ignore[attr-defined]
-        selection=Selection(criterion=CRITERIA[ctx.settings.selection], best_step=stage.best_step,
-                            best_score=stage.best_score, stopped_early=stage.stopped_early,
-                            finetune_steps_run=len(stage.losses)),
+        selection=Selection(criterion=CRITERIA[ctx.settings.selection], **_selected(stage)),
+        members=list(fitted.members) if fitted and fitted.members else None,
         metrics=report,
         test_length_scales=list(scales),
         headline=report.headline(),
@@ -400,11 +439,13 @@ def run_one(request: RunRequest, ctx: Context | None = None, log=print) -> RunRe
                 # the labelled particles' size it learnt from (native px): predict compares images with it
                 "budget_median_diameter_px": fitted.tuning.budget_median_diameter_px,
                 "postprocess": dict(fitted.tuning.params), "harness": __version__, "numerics": NUMERICS_VERSION,
-                "dataset": record.dataset.key})
+                "dataset": record.dataset.key,
+                # stated only for an ensemble, so that cards of one network read as before
+                **({"ensemble": len(fitted.members)} if fitted.members else {})})
 
     write_run(request, record, [s.model_dump(mode="json") for s in per_image], log, extras=keep_for_people)
-    if fitted is not None and fitted.checkpoint is not None:
-        fitted.checkpoint.clear()  # the record is written
+    if fitted is not None:
+        fitted.clear_checkpoints()  # the record is written
     return record
 
 

@@ -144,6 +144,7 @@ def request_for(record: RunRecord, dataset: str | None = None, allow_leakage: bo
         finetune_steps=finetune_steps if overridden else None,
         crop_size=_if_not(stated.get("crop_size"), profile.crop_size),
         finetune_batch=_if_not(stated.get("finetune_batch"), profile.finetune_batch),
+        ensemble=_if_not(stated.get("ensemble"), profile.ensemble),
         method=record.method.name, budget=record.budget, dataset=dataset or record.dataset.name,
         backbone=record.backbone, seed=record.seeds.train, split_seed=record.seeds.split,
         data_seed=record.seeds.data, profile=record.dataset.profile, protocol=record.protocol,
@@ -180,8 +181,7 @@ def prepare(record: RunRecord, dataset: str | None, allow_leakage: bool, force: 
     checks = [
         ("dataset key", record.dataset.key, ctx.dataset.identity.key),
         ("split manifest hash", record.dataset.manifest_hash, ctx.manifest.hash),
-        ("training settings of profile " + record.dataset.profile, record.settings,
-         ctx.settings.model_dump(mode="json")),
+        ("training settings of profile " + record.dataset.profile, record.settings, ctx.settings.stated()),
     ]
     for what, then, now in checks:
         if then != now:
@@ -356,8 +356,7 @@ def rebuild_prediction(record: RunRecord, image_index: int, per_image: list | No
         prediction = predict_instances(fitted.net, sample, ctx.runtime, ctx.task, fitted.tuning.params,
                                        fitted.tuning.working_scale, fitted.tuning.second_look_px)
         best_step = fitted.stage.best_step
-        if fitted.checkpoint is not None:
-            fitted.checkpoint.clear()
+        fitted.clear_checkpoints()
     scores = score_image(prediction, sample.mask, sample.pixel_size_nm, sample.databar_rows).model_dump(mode="json")
     matches = None
     if per_image is not None:

@@ -42,7 +42,7 @@ def cell_dir(out: Path, request: RunRequest) -> Path:
     budget = budget_slug(request.budget)
     # cells with setting overrides never skip over the profile's records
     overrides = (("pretrain", request.pretrain_steps), ("finetune", request.finetune_steps),
-                 ("crop", request.crop_size), ("batch", request.finetune_batch))
+                 ("crop", request.crop_size), ("batch", request.finetune_batch), ("ensemble", request.ensemble))
     stated = "".join(f"-{tag}{n}" for tag, n in overrides if n is not None)
     version = f"-{request.task_version}" if request.task_version else ""  # nor cells of another task version
     return (out / Path(request.dataset).name

@@ -28,10 +28,11 @@ from tqdm import tqdm
 from harness.data.base import Dataset
 from harness.data.registry import open_dataset
 from harness.data.splits import make_manifest
-from harness.evaluation.predict import MapsAt, final_look, predict_maps
+from harness.evaluation.predict import predict_maps
 from harness.evaluation.selection import selection_score
 from harness.evaluation.tuning import score_candidates
 from harness.metrics import ImageScores
+from harness.models import Ensemble
 from harness.task import InstanceTask
 from harness.training.runtime import Runtime, resolve_runtime
 
@@ -54,26 +55,10 @@ def shared_reading(run_dirs: list[Path], stated: list[dict[str, Any]]) -> dict[s
     return first
 
 
-def averaged_look(nets: list[torch.nn.Module], task: InstanceTask) -> MapsAt:
-    """A look that ignores the network it is given and returns the members' mean maps."""
-    look = final_look(task)
-
-    def mean_maps(_net, sample, runtime: Runtime, task: InstanceTask, scale: float = 1.0) -> np.ndarray:
-        total = None
-        for net in nets:
-            maps = look(net, sample, runtime, task, scale)
-            total = maps if total is None else total + maps
-        assert total is not None
-        return total / len(nets)
-
-    return mean_maps
-
-
-def _split_maps(nets, folder: Dataset, ids: list[str], runtime: Runtime, task: InstanceTask, reading: dict[str, Any],
-                desc: str, progress: bool) -> tuple[list, list[np.ndarray]]:
-    look = averaged_look(nets, task)
+def _split_maps(net: Ensemble, folder: Dataset, ids: list[str], runtime: Runtime, task: InstanceTask,
+                reading: dict[str, Any], desc: str, progress: bool) -> tuple[list, list[np.ndarray]]:
     samples = [folder.load(i) for i in ids]
-    maps = [predict_maps(nets[0], s, runtime, task, reading["working_scale"], reading["second_look_px"], look)
+    maps = [predict_maps(net, s, runtime, task, reading["working_scale"], reading["second_look_px"])
             for s in tqdm(samples, desc=desc, unit="img", disable=not progress)]
     return samples, maps
 
@@ -90,16 +75,17 @@ def read_split(run_dirs: list[Path], dataset: str, split: str, split_seed: int, 
         stated.append({"task": task.version, "working_scale": scale, "second_look_px": card.get("second_look_px"),
                        "selection": settings["selection"]})
     reading = shared_reading(run_dirs, stated)
+    ensemble = Ensemble(nets)  # read as `harness run --ensemble K` reads its members (harness.models.ensemble)
     folder = open_dataset(dataset)
     pools = make_manifest(folder, split_seed).pools
-    samples, maps = _split_maps(nets, folder, pools["val"], runtime, task, reading, "val", progress)
+    samples, maps = _split_maps(ensemble, folder, pools["val"], runtime, task, reading, "val", progress)
     candidates = task.candidates()
     per_candidate = score_candidates(maps, samples, task, candidates)
     results = [selection_score(scores, reading["selection"]) for scores in per_candidate]
     best = int(np.argmax(results))  # the first maximum: the defaults come first, as in a run
     scores: list[ImageScores] = per_candidate[best]
     if split != "val":
-        samples, maps = _split_maps(nets, folder, pools[split], runtime, task, reading, split, progress)
+        samples, maps = _split_maps(ensemble, folder, pools[split], runtime, task, reading, split, progress)
         scores = score_candidates(maps, samples, task, [candidates[best]])[0]
     rows = [{"id": s.id, "count": c.count_rel_error, "f1": c.f1 or 0.0, "true": c.n_true, "found": c.n_pred}
             for s, c in zip(samples, scores, strict=True)]

@@ -135,6 +135,11 @@ def common_run_options(func):
                           "the record's settings likewise."),
         click.option("--finetune-batch", type=click.IntRange(min=1), default=None,
                      help="Crops per fine-tuning step instead of the profile's (quick: 8); stated likewise."),
+        click.option("--ensemble", type=click.IntRange(min=1), default=None, metavar="K",
+                     help="Fine-tune K networks from the same pretrained encoder, each from its own seed (the first "
+                          "is the run's seed), and read them as one: their maps averaged before post-processing, "
+                          "thresholds tuned for the average. K x the fine-tuning and reading time; stated in the "
+                          "record's settings likewise, and the model folder keeps all K."),
         click.option("--checkpoint-every", default="10m", show_default=True, metavar="INTERVAL",
                      callback=_check_interval,
                      help="Checkpoint pretraining and fine-tuning every INTERVAL (10m, 90s, 2h, 500steps, off), "
@@ -156,7 +161,7 @@ def common_run_options(func):
 @common_run_options
 def run(method, budget, seed, out, dataset, backbone, profile, data_seed, split_seed, task, task_version, protocol,
         device, config_items, allow_leakage, connectivity, crop_bottom, threads, pretrain_steps, finetune_steps,
-        crop_size, finetune_batch, checkpoint_every, quiet) -> None:
+        crop_size, finetune_batch, ensemble, checkpoint_every, quiet) -> None:
     """Pretrain METHOD on the unlabeled pool, fine-tune on BUDGET labels, evaluate on test.
 
     Example: harness run --method fcmae --budget 1%
@@ -170,7 +175,8 @@ def run(method, budget, seed, out, dataset, backbone, profile, data_seed, split_
                          device=device, method_config=parse_config(config_items), allow_leakage=allow_leakage,
                          connectivity=int(connectivity), crop_bottom=crop_bottom, out=out, progress=not quiet,
                          pretrain_steps=pretrain_steps, finetune_steps=finetune_steps, crop_size=crop_size,
-                         finetune_batch=finetune_batch, threads=threads, checkpoint_every=checkpoint_every)
+                         finetune_batch=finetune_batch, ensemble=ensemble, threads=threads,
+                         checkpoint_every=checkpoint_every)
     say = on_main_process(click.echo)
     record = run_one(request, log=say)
     say("")
@@ -222,7 +228,7 @@ def _report_table(metrics: MetricsReport | ClassificationReport) -> str:
 def sweep(method_list, confirmation, budgets, seeds, out, force, file_into, executor, partition, gpus_per_job,
           cpus_per_job, time_limit, wait, max_jobs, dataset, backbone, profile, data_seed, split_seed, task,
           task_version, protocol, device, config_items, allow_leakage, connectivity, crop_bottom, threads,
-          pretrain_steps, finetune_steps, crop_size, finetune_batch, checkpoint_every, quiet) -> None:
+          pretrain_steps, finetune_steps, crop_size, finetune_batch, ensemble, checkpoint_every, quiet) -> None:
     """Run the grid methods x budgets x seeds, reusing each pretraining for every budget.
 
     Cells run seed by seed (every method of the first seed, then the next), so a sweep stopped
@@ -248,7 +254,8 @@ def sweep(method_list, confirmation, budgets, seeds, out, force, file_into, exec
         declared = _declared_cells(
             click.get_current_context(), confirmation, profile=profile, backbone=backbone, task_version=task_version,
             protocol=protocol, overrides=dict(pretrain_steps=pretrain_steps, finetune_steps=finetune_steps,
-                                              crop_size=crop_size, finetune_batch=finetune_batch))
+                                              crop_size=crop_size, finetune_batch=finetune_batch,
+                                              ensemble=ensemble))
         method_list, budgets, seeds = ",".join(declared.methods), declared.budget, declared.seeds
         task_version, filed = declared.task, declared.filed
     elif method_list is None:
@@ -280,7 +287,7 @@ def sweep(method_list, confirmation, budgets, seeds, out, force, file_into, exec
                    method_config=config, allow_leakage=allow_leakage, connectivity=int(connectivity),
                    crop_bottom=crop_bottom, progress=not quiet and executor is None, pretrain_steps=pretrain_steps,
                    finetune_steps=finetune_steps, crop_size=crop_size, finetune_batch=finetune_batch,
-                   threads=threads, checkpoint_every=checkpoint_every,
+                   ensemble=ensemble, threads=threads, checkpoint_every=checkpoint_every,
                    command=command_line())
         for method_name, seed, budget in grid_cells(methods_, seeds_, budgets_)
         if (method_name, seed) not in filed

@@ -8,13 +8,14 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 from tqdm import tqdm
 
 from harness.data.base import Dataset
 from harness.data.intensity import to_unit_float
 from harness.data.sample import Sample
 from harness.metrics import ImageScores, score_image
-from harness.models import SegmentationNet
+from harness.models import Network, members_of
 from harness.task import InstanceTask
 from harness.task.scale import (
     area_weighted_width_px,
@@ -25,22 +26,35 @@ from harness.task.scale import (
 )
 from harness.training.runtime import Runtime
 
-MapsAt = Callable[[SegmentationNet, Sample, Runtime, InstanceTask, float], np.ndarray]
+MapsAt = Callable[[Network, Sample, Runtime, InstanceTask, float], np.ndarray]
 
 
 @torch.no_grad()
-def maps_at(net: SegmentationNet, sample: Sample, runtime: Runtime, task: InstanceTask,
+def maps_at(net: Network, sample: Sample, runtime: Runtime, task: InstanceTask,
             scale: float = 1.0) -> np.ndarray:
     """The task's output maps for the image rows above the data bar, resampled by ``scale``:
     (C, rows x scale, W x scale)."""
     batch = model_input(sample, runtime, scale)
-    with runtime.autocast():
-        logits = net(batch)
-    return task.maps(logits)
+    return _mean_maps(net, batch, runtime, task)
+
+
+def _mean_maps(net: nn.Module, batch: torch.Tensor, runtime: Runtime, task: InstanceTask,
+               turn_back: Callable[[torch.Tensor], torch.Tensor] = lambda logits: logits) -> np.ndarray:
+    """The task's maps of ``batch`` (each member's logits turned back by ``turn_back``, then read as
+    maps), averaged over an ensemble's members (harness.models.ensemble); a network's own otherwise."""
+    total = None
+    members = members_of(net)
+    for member in members:
+        with runtime.autocast():
+            logits = member(batch)
+        maps = task.maps(turn_back(logits))
+        total = maps if total is None else total + maps
+    assert total is not None
+    return total if len(members) == 1 else total / len(members)
 
 
 @torch.no_grad()
-def dihedral_views(net: SegmentationNet, sample: Sample, runtime: Runtime, task: InstanceTask,
+def dihedral_views(net: Network, sample: Sample, runtime: Runtime, task: InstanceTask,
                    scale: float = 1.0) -> Iterator[np.ndarray]:
     """The task's maps of each of the image's 8 flips and quarter turns, each turned back to the
     image's own orientation (as :func:`maps_at`, one view at a time)."""
@@ -48,13 +62,16 @@ def dihedral_views(net: SegmentationNet, sample: Sample, runtime: Runtime, task:
     for flip in (False, True):
         for quarter in range(4):
             view = torch.rot90(batch.flip(-1) if flip else batch, quarter, (-2, -1))
-            with runtime.autocast():
-                logits = net(view).float()
-            # back to the image's orientation: undo the turn, then the mirror
-            yield task.maps(task.orient(task.orient(logits, -quarter, False, channel_axis=1), 0, flip, channel_axis=1))
+
+            def turn_back(logits: torch.Tensor, quarter: int = quarter, flip: bool = flip) -> torch.Tensor:
+                # back to the image's orientation: undo the turn, then the mirror
+                logits = logits.float()
+                return task.orient(task.orient(logits, -quarter, False, channel_axis=1), 0, flip, channel_axis=1)
+
+            yield _mean_maps(net, view, runtime, task, turn_back)
 
 
-def dihedral_maps(net: SegmentationNet, sample: Sample, runtime: Runtime, task: InstanceTask,
+def dihedral_maps(net: Network, sample: Sample, runtime: Runtime, task: InstanceTask,
                   scale: float = 1.0) -> np.ndarray:
     """The mean of :func:`dihedral_views` (test-time augmentation): a particle's map no longer depends
     on which way up the micrograph was taken."""
@@ -71,7 +88,7 @@ def final_look(task: InstanceTask) -> MapsAt:
     return dihedral_maps if task.tta else maps_at
 
 
-def predict_maps(net: SegmentationNet, sample: Sample, runtime: Runtime, task: InstanceTask,
+def predict_maps(net: Network, sample: Sample, runtime: Runtime, task: InstanceTask,
                  scale: float = 1.0, second_look_px: float | None = None, look: MapsAt | None = None) -> np.ndarray:
     """The task's output maps at the image's working resolution (:mod:`harness.task.scale`): the
     run's factor ``scale``, or, with a target ``second_look_px``, the image's own smaller factor when
@@ -106,7 +123,7 @@ def labels_from_maps(maps: np.ndarray, sample: Sample, task: InstanceTask,
     return labels_from_instances(task.to_instances(maps, params), sample)
 
 
-def predict_instances(net: SegmentationNet, sample: Sample, runtime: Runtime, task: InstanceTask,
+def predict_instances(net: Network, sample: Sample, runtime: Runtime, task: InstanceTask,
                       params: Mapping[str, Any] | None = None, scale: float = 1.0,
                       second_look_px: float | None = None, look: MapsAt | None = None) -> np.ndarray:
     """Instance labels for the whole image (the data bar rows stay 0)."""
@@ -115,7 +132,7 @@ def predict_instances(net: SegmentationNet, sample: Sample, runtime: Runtime, ta
 
 
 def score_split(
-    net: SegmentationNet,
+    net: Network,
     dataset: Dataset,
     ids: list[str],
     runtime: Runtime,

@@ -18,7 +18,7 @@ from harness.data.sample import Sample
 from harness.evaluation.predict import predict_maps
 from harness.evaluation.selection import CRITERIA, selection_score
 from harness.metrics import ImageScores, score_image
-from harness.models import SegmentationNet
+from harness.models import Network
 from harness.task import InstanceTask
 from harness.task.postprocess import labels_digest
 from harness.task.scale import labels_from_instances
@@ -44,7 +44,7 @@ class Tuning(BaseModel):
     second_look_px: float | None = None
 
 
-def tune_postprocessing(net: SegmentationNet, dataset: Dataset, ids: list[str], runtime: Runtime,
+def tune_postprocessing(net: Network, dataset: Dataset, ids: list[str], runtime: Runtime,
                         task: InstanceTask, scale: float = 1.0, diameter_px: float | None = None,
                         criterion: str = "f1", second_look_px: float | None = None) -> Tuning:
     """Pick the task's post-processing parameters on the images ``ids`` (the validation split)."""

@@ -4,8 +4,9 @@
   background, one id per particle), exactly the masks the record's scores were computed from;
 - ``overlay.png``: a montage of a few test images per length-scale bin with true (blue) and
   predicted (orange) outlines;
-- ``model.safetensors`` and ``model.json``: the fine-tuned network and its card (task, backbone,
-  method, record id, input scaling, working resolution, tuned post-processing, weights digest),
+- ``model.safetensors`` and ``model.json``: the fine-tuned network (or an ensemble's networks, their
+  weights under ``members.K.``) and its card (task, backbone, method, record id, input scaling,
+  working resolution, tuned post-processing, ensemble size above 1, weights digest),
   everything :func:`load_model` (and ``harness predict``) needs to apply it to new micrographs.
 
 They are written before ``record.json``, so a record never stands without them.
@@ -107,6 +108,9 @@ def _check_card(card: Any, path: Path) -> None:
             raise bad(field, f"is {size!r}, not a positive size in px")
     if not isinstance(card.get("postprocess"), dict):
         raise bad("postprocess", f"is {card.get('postprocess')!r}, not the tuned parameters")
+    members = card.get("ensemble", 1)  # stated only for an ensemble (harness.models.ensemble)
+    if isinstance(members, bool) or not isinstance(members, int) or members < 1:
+        raise bad("ensemble", f"is {members!r}, not a number of networks")
 
 
 def load_model(run_dir: Path) -> tuple[Any, dict[str, Any]]:
@@ -114,6 +118,7 @@ def load_model(run_dir: Path) -> tuple[Any, dict[str, Any]]:
     or damaged."""
     from safetensors.torch import load
 
+    from harness.models import Ensemble
     from harness.task import get_task
     from harness.training.loop import build_segmentation_net
 
@@ -130,9 +135,11 @@ def load_model(run_dir: Path) -> tuple[Any, dict[str, Any]]:
     if hashlib.sha256(payload).hexdigest() != card.get("weights_sha256"):
         raise HarnessError(f"{weights_path}: its bytes do not match the sha256 in {CARD_FILE} (damaged or edited)")
     try:
-        net = build_segmentation_net(card["backbone"], None, get_task(card["task"]))
+        nets = [build_segmentation_net(card["backbone"], None, get_task(card["task"]))
+                for _ in range(card.get("ensemble", 1))]
     except HarnessError as err:
         raise HarnessError(f"{card_path}: {err}") from None
+    net = Ensemble(nets) if len(nets) > 1 else nets[0]
     net.load_state_dict(load(payload), strict=True)
     net.eval()
     return net, card

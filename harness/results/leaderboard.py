@@ -311,7 +311,7 @@ class RecordStore:
             check_record(record, per_image, source)
         # filed as its producer wrote it (older schemas are migrated on every read, never on disk),
         # so the stored schema version keeps telling which records may share a table
-        payload = canonical_bytes(raw if stored != SCHEMA_VERSION else record.model_dump(mode="json"))
+        payload = canonical_bytes(raw if stored != SCHEMA_VERSION else record.dump())
         directory = self.records_dir / record.dataset.key
         target = directory / f"{record.run_id}.json"
         identity = cell_identity(record)

@@ -91,6 +91,17 @@ class Selection(_Frozen):
     finetune_steps_run: int
 
 
+class Member(_Frozen):
+    """One network of an ensemble (settings ``ensemble`` above 1): its fine-tuning seed and its own
+    model selection on validation (harness.pipeline.member_seeds)."""
+
+    seed: int
+    best_step: int | None
+    best_score: float | None
+    stopped_early: bool
+    finetune_steps_run: int
+
+
 class RunRecord(_Frozen):
     schema_version: int = SCHEMA_VERSION
     run_id: str
@@ -107,7 +118,10 @@ class RunRecord(_Frozen):
     # the post-processing parameters tuned on validation (harness.evaluation.tuning.Tuning); empty in
     # records of task 3class-v1, which used fixed defaults
     postprocess: dict[str, Any] = Field(default_factory=dict)
-    selection: Selection
+    selection: Selection  # of the one network, or of an ensemble's member 0
+    # an ensemble's networks, member 0 first; None for one network (and then not written at all, so that
+    # such records keep the bytes they had before ensembles existed)
+    members: list[Member] | None = None
     # the test-split scores: overall and per length-scale bin (segment) or per reader (classify)
     metrics: MetricsReport | ClassificationReport
     # the length-scale bin of each test image, in per_image.json's order, so that every aggregate can
@@ -128,9 +142,12 @@ class RunRecord(_Frozen):
     # harness.numerics: the version of everything that decides the numbers ("0": filed before it was kept)
     numerics: str = "0"
 
+    def dump(self) -> dict[str, Any]:
+        """The record as JSON data, as it is written and filed."""
+        return self.model_dump(mode="json", exclude={"members"} if self.members is None else None)
+
     def write(self, directory: Path) -> Path:
-        return write_text_atomic(directory / RECORD_FILE,
-                                 json.dumps(self.model_dump(mode="json"), indent=2, sort_keys=True) + "\n")
+        return write_text_atomic(directory / RECORD_FILE, json.dumps(self.dump(), indent=2, sort_keys=True) + "\n")
 
 
 def migrate(data: dict[str, Any]) -> dict[str, Any]:

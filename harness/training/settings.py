@@ -40,6 +40,8 @@ class TrainSettings(BaseModel):
     finetune_weight_decay: float = 1e-4
     finetune_encoder_lr_factor: float = Field(
         1.0, gt=0, le=1, description="The encoder's fine-tuning lr as a fraction of finetune_lr (the decoder's).")
+    ensemble: int = Field(
+        1, ge=1, description="Networks fine-tuned per run, each from its own seed, read as one: their maps averaged.")
     selection: Literal["f1", "f1-count"] = Field(
         "f1", description="Validation criterion of the kept step and the thresholds (harness.evaluation.selection).")
     # the working resolution (harness.task.scale): budgets whose particles are larger than this are
@@ -51,6 +53,11 @@ class TrainSettings(BaseModel):
         4, gt=0, description="Validation checks without improvement before stopping (after finetune_min_steps).")
     num_workers: int = Field(0, ge=0)
     memory_cache_mb: int = Field(2048, ge=0, description="Decoded images kept in memory.")
+
+    def stated(self) -> dict:
+        """The settings as a record states them: the ensemble size only above 1, so that records of one
+        network read as they did before ensembles existed."""
+        return self.model_dump(mode="json", exclude={"ensemble"} if self.ensemble == 1 else None)
 
 
 PROFILE_SETTINGS: dict[str, TrainSettings] = {
