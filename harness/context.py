@@ -78,7 +78,17 @@ class RunRequest(BaseModel):
             raise HarnessError("the classify task reads a frozen encoder: --protocol finetune does not apply to it")
         if isinstance(data, dict) and data.get("task") == "classify" and data.get("task_version") is not None:
             raise HarnessError("--task-version chooses the segment task's version; the classify task has one")
+        if isinstance(data, dict) and data.get("task") == "classify" and data.get("ensemble") not in (None, 1):
+            raise HarnessError("--ensemble averages the segment task's maps; the classify task reads a frozen "
+                               "encoder's features and has none")
         return data
+
+    @field_validator("ensemble")
+    @classmethod
+    def _one_network_is_the_profiles(cls, value: int | None) -> int | None:
+        # one network is what every profile trains: stated as no override, so its cell and record are the
+        # plain run's (not a second folder that files as a duplicate)
+        return None if value == 1 else value
 
     @field_validator("task_version")
     @classmethod

@@ -293,7 +293,8 @@ class Fitted:
 
 def member_seeds(seed: int, ensemble: int) -> list[int]:
     """The fine-tuning seeds of a run's networks: the run's own first, so that member 0 is the network a
-    run without ``--ensemble`` trains; the others derived from (seed, member), apart from every run seed's."""
+    run without ``--ensemble`` trains; the others hashed from (seed, member) into [0, 2^32), where the
+    small seeds runs are given do not reach (so seeds 0, 1, 2 of a sweep share no member)."""
     return [seed] + [int(stable_hash({"seed": seed, "ensemble_member": k}, length=8), 16) % (MAX_SEED + 1)
                      for k in range(1, ensemble)]
 
@@ -389,10 +390,6 @@ def run_one(request: RunRequest, ctx: Context | None = None, log=print) -> RunRe
     ctx.check_folder(request.allow_leakage, log, request.progress)
     if request.task == "classify":
         from harness.classify import run_classify
-
-        if ctx.settings.ensemble > 1:
-            raise HarnessError("--ensemble averages the segment task's maps; the classify task reads a frozen "
-                               "encoder's features and has none")
         return run_classify(request, ctx, entry, method, budget, log)
     budget_ids = ctx.budget_ids(budget)
     if ctx.runtime.device.type == "cuda":

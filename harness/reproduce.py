@@ -262,6 +262,7 @@ def compare_records(original: RunRecord, new: RunRecord, per_image_then: list | 
         ("budget_images", original.budget_images, new.budget_images),
         ("method.config_hash", original.method.config_hash, new.method.config_hash),
         ("selection", original.selection.model_dump(mode="json"), new.selection.model_dump(mode="json")),
+        ("members", original.dump().get("members"), new.dump().get("members")),  # an ensemble's every network
         ("pretrain.steps", original.pretrain.steps, new.pretrain.steps),
         ("pretrain.final_loss", original.pretrain.final_loss, new.pretrain.final_loss),
         ("pretrain.scale", original.pretrain.scale, new.pretrain.scale),

@@ -1179,7 +1179,7 @@ def test_sweep_runs_exactly_a_confirmations_cells_in_its_own_section(tmp_path, m
     from harness.results.boards import settings_hash
     from harness.training.settings import settings_for
 
-    smoke = settings_hash(settings_for("smoke", task="distmap-v3").model_dump(mode="json"))
+    smoke = settings_hash(settings_for("smoke", task="distmap-v3").stated())
     path = tmp_path / "lb" / "confirmations" / "C4.json"
     path.parent.mkdir(parents=True)
     path.write_text(json.dumps({"name": "C4", "declared": "2026-12-06T06:46Z", "hypothesis": "h",
@@ -1204,7 +1204,7 @@ def test_sweep_of_a_confirmation_skips_the_cells_already_filed(smoke_run, tmp_pa
     from harness.training.settings import settings_for
 
     task = json.loads((smoke_run / RECORD_FILE).read_text())["settings"]["task"]
-    smoke = settings_for("smoke", task=task).model_dump(mode="json")  # what `sweep --profile smoke` states
+    smoke = settings_for("smoke", task=task).stated()  # what `sweep --profile smoke` states
     store = RecordStore(tmp_path / "lb")
 
     def file(method: str, seed: int) -> None:

@@ -19,16 +19,19 @@ from harness.models.segmentation import SegmentationNet
 
 
 class Ensemble(nn.Module):
-    """``forward(x)`` gives each member's logits, stacked: (K, B, num_outputs, H, W)."""
+    """The members, read through :func:`members_of`; an ensemble given as a member joins with its own."""
 
-    def __init__(self, members: Sequence[SegmentationNet]):
+    def __init__(self, members: Sequence[nn.Module]):
         super().__init__()
-        if len(members) < 2:
-            raise HarnessError(f"an ensemble needs at least two networks, got {len(members)}")
-        self.members = nn.ModuleList(members)
+        flat = [net for member in members for net in members_of(member)]
+        if len(flat) < 2:
+            raise HarnessError(f"an ensemble needs at least two networks, got {len(flat)}")
+        self.members = nn.ModuleList(flat)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.stack([member(x) for member in self.members])
+        # no logits stand for the ensemble: a task's maps of one member's logits would read that member alone
+        raise HarnessError("an ensemble has no logits of its own: read its members' maps "
+                           "(harness.evaluation.predict averages them)")
 
 
 def members_of(net: nn.Module) -> list[nn.Module]:

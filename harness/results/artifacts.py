@@ -140,6 +140,10 @@ def load_model(run_dir: Path) -> tuple[Any, dict[str, Any]]:
     except HarnessError as err:
         raise HarnessError(f"{card_path}: {err}") from None
     net = Ensemble(nets) if len(nets) > 1 else nets[0]
-    net.load_state_dict(load(payload), strict=True)
+    try:
+        net.load_state_dict(load(payload), strict=True)
+    except RuntimeError:  # the weights are vouched for by their digest: the card's shape fields were edited
+        raise HarnessError(f"{card_path}: its backbone, task or ensemble size does not fit {MODEL_FILE}'s "
+                           "weights (damaged or edited; the run's record states the true values)") from None
     net.eval()
     return net, card

@@ -177,6 +177,13 @@ def _check_identity(record: RunRecord, source: Path) -> None:
     for what, seed in record.seeds.model_dump().items():
         if not 0 <= seed <= MAX_SEED:
             raise HarnessError(f"{source}: {what} seed {seed} is outside 0..{MAX_SEED}")
+    # an ensemble's record names its K networks, member 0 with the run's seed; a reference row trains none
+    stated, members = record.settings.get("ensemble", 1), record.members or []
+    trained = stated if isinstance(stated, int) and stated > 1 and record.method.role != "reference" else 0
+    if len(members) != trained or (members and members[0].seed != record.seeds.train):
+        raise HarnessError(f"{source}: settings state an ensemble of {stated!r}, but the record names "
+                           f"{len(members)} member(s) (seeds {[m.seed for m in members]}) for training seed "
+                           f"{record.seeds.train}")
 
 
 def _check_per_image(data: Any, record: RunRecord, source: Path) -> list[dict[str, Any]]:
