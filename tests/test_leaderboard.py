@@ -116,7 +116,7 @@ def test_schema_round_trip_and_filing_keeps_every_field(smoke_run, tmp_path):
     store = RecordStore(tmp_path / "lb")
     target = store.add(smoke_run)
     assert target == tmp_path / "lb" / "records" / record.dataset.key / f"{record.run_id}.json"
-    assert target.read_bytes() == canonical_bytes(record.model_dump(mode="json"))
+    assert target.read_bytes() == canonical_bytes(record.dump())
     (filed,) = store.records()
     assert filed.record == record and filed.stored_schema == 1
     assert filed.per_image_scores() == json.loads((smoke_run / "per_image.json").read_text())
@@ -302,7 +302,7 @@ def test_concurrent_adds_from_several_processes_lose_nothing(smoke_run, tmp_path
     for f in filed:  # nothing corrupted: every file is the canonical form of its source
         assert f.per_image is not None
         assert len(f.per_image_scores()) == f.record.metrics.n_images("overall")
-        assert f.path.read_bytes() == canonical_bytes(f.record.model_dump(mode="json"))
+        assert f.path.read_bytes() == canonical_bytes(f.record.dump())
     assert not [p for p in root.rglob("*") if p.name.endswith(".tmp")]
 
 
