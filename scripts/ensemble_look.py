@@ -23,18 +23,13 @@ from typing import Any
 import click
 import numpy as np
 import torch
-from tqdm import tqdm
 
-from harness.data.base import Dataset
 from harness.data.registry import open_dataset
 from harness.data.splits import make_manifest
-from harness.evaluation.predict import predict_maps
-from harness.evaluation.selection import selection_score
-from harness.evaluation.tuning import score_candidates
-from harness.metrics import ImageScores
+from harness.evaluation.predict import score_split
+from harness.evaluation.tuning import tune_postprocessing
 from harness.models import Ensemble
-from harness.task import InstanceTask
-from harness.training.runtime import Runtime, resolve_runtime
+from harness.training.runtime import resolve_runtime
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a file or loaded by path in tests
 from _split_diagnostic import load_run
@@ -55,14 +50,6 @@ def shared_reading(run_dirs: list[Path], stated: list[dict[str, Any]]) -> dict[s
     return first
 
 
-def _split_maps(net: Ensemble, folder: Dataset, ids: list[str], runtime: Runtime, task: InstanceTask,
-                reading: dict[str, Any], desc: str, progress: bool) -> tuple[list, list[np.ndarray]]:
-    samples = [folder.load(i) for i in ids]
-    maps = [predict_maps(net, s, runtime, task, reading["working_scale"], reading["second_look_px"])
-            for s in tqdm(samples, desc=desc, unit="img", disable=not progress)]
-    return samples, maps
-
-
 def read_split(run_dirs: list[Path], dataset: str, split: str, split_seed: int, progress: bool) -> dict[str, Any]:
     """The thresholds tuned for the average on validation, and each image of ``split`` read with them."""
     torch.set_num_threads(1)
@@ -78,19 +65,15 @@ def read_split(run_dirs: list[Path], dataset: str, split: str, split_seed: int, 
     ensemble = Ensemble(nets)  # read as `harness run --ensemble K` reads its members (harness.models.ensemble)
     folder = open_dataset(dataset)
     pools = make_manifest(folder, split_seed).pools
-    samples, maps = _split_maps(ensemble, folder, pools["val"], runtime, task, reading, "val", progress)
-    candidates = task.candidates()
-    per_candidate = score_candidates(maps, samples, task, candidates)
-    results = [selection_score(scores, reading["selection"]) for scores in per_candidate]
-    best = int(np.argmax(results))  # the first maximum: the defaults come first, as in a run
-    scores: list[ImageScores] = per_candidate[best]
-    if split != "val":
-        samples, maps = _split_maps(ensemble, folder, pools[split], runtime, task, reading, split, progress)
-        scores = score_candidates(maps, samples, task, [candidates[best]])[0]
-    rows = [{"id": s.id, "count": c.count_rel_error, "f1": c.f1 or 0.0, "true": c.n_true, "found": c.n_pred}
-            for s, c in zip(samples, scores, strict=True)]
-    return {"runs": [str(r) for r in run_dirs], "split": split, "params": dict(candidates[best]),
-            "tuned_score": results[best], "rows": rows}
+    # tuned and scored by the run's own functions (a --split val reading computes validation's maps twice)
+    tuning = tune_postprocessing(ensemble, folder, pools["val"], runtime, task, reading["working_scale"], None,
+                                 reading["selection"], reading["second_look_px"])
+    scores, _ = score_split(ensemble, folder, pools[split], runtime, task, tuning.params, reading["working_scale"],
+                            reading["second_look_px"], desc=split, progress=progress)
+    rows = [{"id": i, "count": c.count_rel_error, "f1": c.f1 or 0.0, "true": c.n_true, "found": c.n_pred}
+            for i, c in zip(pools[split], scores, strict=True)]
+    return {"runs": [str(r) for r in run_dirs], "split": split, "params": dict(tuning.params),
+            "tuned_score": tuning.score, "rows": rows}
 
 
 def report(reading: dict[str, Any]) -> list[str]:
