@@ -21,7 +21,15 @@ from harness.methods.base import SSLMethod
 from harness.methods.registry import MethodEntry
 from harness.metrics.classification import ACCURACY, MACRO_F1, READERS, ClassificationReport, classification_report
 from harness.models import create_backbone
-from harness.pipeline import Context, RunRequest, common_record_fields, obtain_encoder, record_settings, write_run
+from harness.pipeline import (
+    Context,
+    RunRequest,
+    common_record_fields,
+    obtain_encoder,
+    record_settings,
+    resumed_stages,
+    write_run,
+)
 from harness.results.record import RunRecord, Selection
 from harness.task.classify import CLASSIFY_TASK, Reader, class_indices, image_features, knn, linear_probe
 
@@ -98,6 +106,7 @@ def run_classify(request: RunRequest, ctx: Context, entry: MethodEntry, method: 
         test_length_scales=[r["length_scale"] for r in per_image],
         headline=headline,
         timings_s={"pretrain": round(pretrain_s, 3), "fit": round(fit_s, 3), "evaluate": round(evaluate_s, 3)},
+        resumed_from=resumed_stages(pretrain_info),
     )
     write_run(request, record, per_image, log)
     return record

@@ -11,7 +11,7 @@ import contextlib
 import hashlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -227,7 +227,7 @@ def obtain_encoder(entry: MethodEntry, method: SSLMethod, ctx: Context, seed: in
         info = PretrainInfo(cache_key=key, reused_cache=False, steps=len(stage.losses), final_loss=final, pool=pool,
                             scale=stated_scale,
                             late_loss=late_loss(stage.losses), reference_loss=stage.reference_loss,
-                            held_out_loss=stage.held_out_loss)
+                            held_out_loss=stage.held_out_loss, resumed_from_step=stage.resumed_from_step)
         return state, info, elapsed
 
 
@@ -285,6 +285,8 @@ class Fitted:
     checkpoints: tuple[Checkpointing, ...] = ()
     # an ensemble's members (settings.ensemble > 1), member 0 first; empty for one network
     members: tuple[Member, ...] = ()
+    # the stages a checkpoint resumed, and from which step (RunRecord.resumed_from); None: none did
+    resumed_from: dict[str, int] | None = None
 
     def clear_checkpoints(self) -> None:
         for checkpoint in self.checkpoints:
@@ -353,7 +355,19 @@ def fit(request: RunRequest, ctx: Context, entry: MethodEntry, method: SSLMethod
     return Fitted(net=fitted_net, stage=stages[0], tuning=tuning, pretrain=pretrain_info,
                   timings_s={"pretrain": round(pretrain_s, 3), "finetune": round(finetune_s, 3),
                              "tune": round(time.perf_counter() - start, 3)}, checkpoints=tuple(checkpoints),
-                  members=members)
+                  members=members, resumed_from=resumed_stages(pretrain_info, stages))
+
+
+def resumed_stages(pretrain: PretrainInfo, finetune: Sequence[StageLog] = ()) -> dict[str, int] | None:
+    """What a record states of the stages a checkpoint resumed (RunRecord.resumed_from): pretraining, and
+    fine-tuning's one network or each member of an ensemble (numbered from 1, as the run's log numbers them)."""
+    steps = {"pretrain": pretrain.resumed_from_step}
+    if len(finetune) == 1:
+        steps["finetune"] = finetune[0].resumed_from_step
+    else:
+        steps.update({f"finetune member {k}": stage.resumed_from_step for k, stage in enumerate(finetune, start=1)})
+    resumed = {stage: step for stage, step in steps.items() if step is not None}
+    return resumed or None
 
 
 def _selected(stage: StageLog) -> dict[str, Any]:
@@ -423,6 +437,7 @@ def run_one(request: RunRequest, ctx: Context | None = None, log=print) -> RunRe
         test_length_scales=list(scales),
         headline=report.headline(),
         timings_s={**(fitted.timings_s if fitted else {}), "evaluate": round(evaluate_s, 3)},
+        resumed_from=fitted.resumed_from if fitted else None,
     )
 
     def keep_for_people(out: Path) -> None:

@@ -80,6 +80,11 @@ def harness(tmp: Path, cache: Path, out: Path, fault: str = "none", stage: str =
                           capture_output=True, text=True, env=env, timeout=600)
 
 
+def resumed_from(out: Path) -> dict | None:
+    """What the record states of the stages a checkpoint resumed (their timings cover only the rest)."""
+    return json.loads((out / "record.json").read_text()).get("resumed_from")
+
+
 def numbers(out: Path) -> dict:
     record = json.loads((out / "record.json").read_text())
     return {"metrics": record["metrics"], "selection": record["selection"], "postprocess": record["postprocess"],
@@ -92,6 +97,7 @@ def uninterrupted(tmp_path_factory) -> tuple[Path, dict]:
     done = harness(tmp, tmp / "cache", tmp / "run")
     assert done.returncode == 0, done.stderr
     assert "resuming" not in done.stdout + done.stderr
+    assert resumed_from(tmp / "run") is None  # and not written at all: such records keep their bytes
     assert not list((tmp / "cache").rglob("*checkpoint*.pt")) and not list((tmp / "cache").rglob("finetune-*.pt"))
     return tmp / "cache", numbers(tmp / "run")
 
@@ -105,6 +111,7 @@ def test_killed_during_pretraining_resumes_with_the_same_numbers(uninterrupted, 
     assert again.returncode == 0, again.stderr
     assert "pretraining: resuming from step 2 of 4" in again.stdout
     assert numbers(tmp_path / "run") == expected
+    assert resumed_from(tmp_path / "run") == {"pretrain": 2}
     assert not list((tmp_path / "cache").rglob("checkpoint.pt"))  # removed once the stage completed
 
 
@@ -124,6 +131,7 @@ def test_stopped_during_fine_tuning_resumes_with_the_same_numbers(uninterrupted,
     assert again.returncode == 0, again.stderr
     assert f"fine-tuning: resuming from step {resumed_at} of 6" in again.stdout
     assert numbers(tmp_path / "run") == expected
+    assert resumed_from(tmp_path / "run") == {"finetune": resumed_at}  # the encoder was reused, not resumed
     assert not list(cache.rglob("finetune-*.pt"))
 
 
@@ -154,6 +162,7 @@ def test_a_stop_after_the_last_step_is_neither_swallowed_nor_a_restart(uninterru
     assert again.returncode == 0, again.stderr
     assert resumed in again.stdout
     assert numbers(tmp_path / "run") == expected
+    assert resumed_from(tmp_path / "run") == {stage: int(resumed.split()[4])}
     assert not list(cache.rglob("finetune-*.pt")) and not list(cache.rglob("checkpoint.pt"))
 
 

@@ -81,6 +81,9 @@ class PretrainInfo(_Frozen):
     # the trained module's own pretext loss on the rule's batches, with the rule's draws: paired with
     # reference_loss batch by batch (late_loss saw other batches). None before it was kept (2026-12-06)
     held_out_loss: float | None = None
+    # the step a checkpoint resumed pretraining from in this run (None: from step 0, or not pretrained
+    # here); never written in this part of the record: RunRecord.resumed_from states it
+    resumed_from_step: int | None = Field(None, exclude=True)
 
 
 class Selection(_Frozen):
@@ -141,10 +144,16 @@ class RunRecord(_Frozen):
     accepted_leaks: list[str] = Field(default_factory=list)
     # harness.numerics: the version of everything that decides the numbers ("0": filed before it was kept)
     numerics: str = "0"
+    # the stages a checkpoint resumed ("pretrain", "finetune", or "finetune member K" of an ensemble) and
+    # the step each resumed from: that stage's timings_s covers only its steps after it (its numbers are
+    # those of an unbroken run). None when no stage resumed, and then not written at all, so that such
+    # records keep the bytes they had before this was kept (2026-12-07)
+    resumed_from: dict[str, int] | None = None
 
     def dump(self) -> dict[str, Any]:
         """The record as JSON data, as it is written and filed."""
-        return self.model_dump(mode="json", exclude={"members"} if self.members is None else None)
+        unwritten = {name for name in ("members", "resumed_from") if getattr(self, name) is None}
+        return self.model_dump(mode="json", exclude=unwritten or None)
 
     def write(self, directory: Path) -> Path:
         return write_text_atomic(directory / RECORD_FILE, json.dumps(self.dump(), indent=2, sort_keys=True) + "\n")

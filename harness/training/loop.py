@@ -95,6 +95,9 @@ class StageLog:
     stopped_early: bool = False
     reference_loss: float | None = None  # pretraining: the method's no-learning rule (reference_pretext_loss)
     held_out_loss: float | None = None  # and the trained module's own loss on the rule's batches and draws
+    # the step a checkpoint resumed the stage from (None: it ran from step 0 in this process), so that a
+    # record can say its stage's time covers only the steps after it
+    resumed_from_step: int | None = None
 
 
 def _loader(batches: torch.utils.data.Dataset, settings: TrainSettings, start: int = 0) -> torch.utils.data.DataLoader:
@@ -173,7 +176,7 @@ def pretrain(
         module.load_state_dict(saved["model"])
         _restore_optimisation(optimisation, saved)
         log.losses = list(saved["losses"])
-        start = int(saved["steps_done"])
+        start = log.resumed_from_step = int(saved["steps_done"])
         checkpoint.log(f"pretraining: resuming from step {start} of {steps} ({checkpoint.file})")
     # a DataLoader iterator draws its base seed from the global RNG when created: the RNG is restored
     # after that draw, where the checkpointed run had made it too
@@ -406,7 +409,7 @@ def finetune(
                        best_step=saved["best_step"], best_score=saved["best_score"])
         checks_without_gain = int(saved["checks_without_gain"])
         log.stopped_early = bool(saved.get("stopped_early", False))
-        start = int(saved["steps_done"])
+        start = log.resumed_from_step = int(saved["steps_done"])
         checkpoint.log(f"fine-tuning: resuming from step {start} of {steps} ({checkpoint.file})")
     # a stage stopped by a signal after its last step (or the one it stopped early on) has no steps left
     done = saved is not None and bool(saved.get("done"))
