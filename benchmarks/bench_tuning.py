@@ -25,9 +25,8 @@ from scipy import ndimage
 from timing import best_seconds  # benchmarks/timing.py (pytest puts benchmarks/ on the path)
 
 from harness.data.synthetic import SyntheticDataset
-from harness.evaluation.predict import labels_from_instances
+from harness.evaluation.predict import labels_from_instances, score_labels
 from harness.evaluation.tuning import score_candidates
-from harness.metrics import score_image
 from harness.task import get_task
 
 VERSION, IMAGES, TARGET, SCORING_TARGET = "distmap-v3", 8, 3.0, 1.3
@@ -84,7 +83,7 @@ def test_scoring_each_distinct_labelling_once_vs_every_candidate(samples_and_map
     candidates = task.candidates()
 
     def every_candidate():
-        per_image = [[score_image(labels_from_instances(i, s), s.truth, s.pixel_size_nm, s.databar_rows)
+        per_image = [[score_labels(labels_from_instances(i, s), s)
                       for i in task.to_instances_each(m, candidates)] for m, s in zip(maps, samples, strict=True)]
         return [[scores[c] for scores in per_image] for c in range(len(candidates))]
 

@@ -14,7 +14,8 @@ and fine-tunes each labelled image at the factor its second look would reach, fo
 particles of the second look by their width rather than their equivalent diameter, folder-6 reads the
 reference rows at the runs' working resolution and bins an image without a pixel size as its
 metadata declares, folder-7 pretrains a resampling run's encoder at the labelled pool's working resolution,
-folder-8 at its budget's): the dataset key
+folder-8 at its budget's, folder-9 scores neither side of print: a true particle on it is dropped as a
+predicted one is): the dataset key
 already keeps its records apart, and every other section stays current. A change to the task belongs
 there only when it cannot act on embedded data (the second look, in prediction and in training, acts
 only where a run resamples, which no embedded dataset does; a test pins that).

@@ -330,9 +330,8 @@ def rebuild_prediction(record: RunRecord, image_index: int, per_image: list | No
     record keeps no masks). The image's scores are compared with the record's, which shows the mask
     is the record's model's."""
     from harness.data.splits import Budget
-    from harness.evaluation.predict import predict_instances
+    from harness.evaluation.predict import predict_instances, score_labels
     from harness.methods.registry import get_method
-    from harness.metrics import score_image
     from harness.pipeline import fit, reference_labels
     from harness.results.artifacts import read_labels
 
@@ -358,7 +357,7 @@ def rebuild_prediction(record: RunRecord, image_index: int, per_image: list | No
                                        fitted.tuning.working_scale, fitted.tuning.second_look_px)
         best_step = fitted.stage.best_step
         fitted.clear_checkpoints()
-    scores = score_image(prediction, sample.mask, sample.pixel_size_nm, sample.databar_rows).model_dump(mode="json")
+    scores = score_labels(prediction, sample).model_dump(mode="json")
     matches = None
     if per_image is not None:
         matches = scores == per_image[image_index] and best_step == record.selection.best_step

@@ -36,8 +36,7 @@ from tqdm import tqdm
 
 from harness.data.registry import open_dataset
 from harness.data.splits import make_manifest
-from harness.evaluation.predict import predict_maps
-from harness.metrics import score_image
+from harness.evaluation.predict import predict_maps, score_labels
 from harness.task.scale import labels_from_instances
 from harness.training.runtime import resolve_runtime
 
@@ -78,8 +77,7 @@ def read_split(run_dir: Path, dataset: str, split: str, split_seed: int, progres
         row: dict[str, Any] = {"id": sample_id}
         for rule, labels in [("task", instances)] + [(r, merge_convex(instances, foreground, s))
                                                      for r, s in SOLIDITY.items()]:
-            s = score_image(labels_from_instances(labels, sample), sample.truth, sample.pixel_size_nm,
-                            sample.databar_rows)
+            s = score_labels(labels_from_instances(labels, sample), sample)
             row[rule] = [s.count_rel_error, s.f1 or 0.0, s.n_pred]
         rows.append(row)
     return rows

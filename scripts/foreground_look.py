@@ -34,8 +34,7 @@ from tqdm import tqdm
 
 from harness.data.registry import open_dataset
 from harness.data.splits import make_manifest
-from harness.evaluation.predict import dihedral_maps, labels_from_maps
-from harness.metrics import score_image
+from harness.evaluation.predict import dihedral_maps, labels_from_maps, score_labels
 from harness.task.scale import area_weighted_width_px, labels_from_instances, own_scale, probe_scale
 from harness.training.runtime import resolve_runtime
 
@@ -84,8 +83,7 @@ def _read_image(net, sample, runtime, task, params: dict[str, Any], scale: float
                "fg-wider": own_scale(_widest(foreground), shape, scale, target)}
     row: dict[str, Any] = {"factors": factors}
     for rule, factor in factors.items():
-        s = score_image(labels_from_maps(at(factor), sample, task, params), sample.truth, sample.pixel_size_nm,
-                        sample.databar_rows)
+        s = score_labels(labels_from_maps(at(factor), sample, task, params), sample)
         row[rule] = [s.count_rel_error, s.f1 or 0.0]
     return row
 

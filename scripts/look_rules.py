@@ -35,8 +35,7 @@ from tqdm import tqdm
 
 from harness.data.registry import open_dataset
 from harness.data.splits import make_manifest
-from harness.evaluation.predict import dihedral_views, predict_instances
-from harness.metrics import score_image
+from harness.evaluation.predict import dihedral_views, predict_instances, score_labels
 from harness.task.scale import MIN_SIDE_PX, area_weighted_width_px, labels_from_instances
 from harness.training.runtime import resolve_runtime
 
@@ -65,7 +64,7 @@ def features(run_dir: Path, dataset: str, split: str, split_seed: int, progress:
     for sample_id in tqdm(make_manifest(folder, split_seed).pools[split], desc=split, disable=not progress):
         sample = folder.load(sample_id)
         shipped = predict_instances(net, sample, runtime, task, params, scale, card.get("second_look_px"))
-        own = score_image(shipped, sample.truth, sample.pixel_size_nm, sample.databar_rows)
+        own = score_labels(shipped, sample)
         row: dict[str, Any] = {"id": sample_id, "look": [own.count_rel_error, own.f1 or 0.0], "factors": []}
         short = min(sample.valid_rows, sample.image.shape[1])
         for mult in MULTIPLIERS:
@@ -75,8 +74,7 @@ def features(run_dir: Path, dataset: str, split: str, split_seed: int, progress:
             views = np.stack(list(dihedral_views(net, sample, runtime, task, factor)))
             mean = views.mean(0)  # equal to the task's dihedral_maps, summed in the same order
             instances = task.to_instances(mean, params)
-            scores = score_image(labels_from_instances(instances, sample), sample.truth, sample.pixel_size_nm,
-                                 sample.databar_rows)
+            scores = score_labels(labels_from_instances(instances, sample), sample)
             foreground = mean[0] > 0.5
             peaks = [float(mean[1][instances == i].max()) for i in np.unique(instances[instances > 0])]
             row["factors"].append({

@@ -31,10 +31,10 @@ import torch
 from harness.data.registry import open_dataset
 from harness.data.splits import make_manifest
 from harness.errors import HarnessError
-from harness.evaluation.predict import dihedral_maps, labels_from_maps, maps_at, predict_maps
+from harness.evaluation.predict import dihedral_maps, labels_from_maps, maps_at, predict_maps, score_labels
 from harness.evaluation.selection import selection_score
 from harness.evaluation.tuning import score_candidates
-from harness.metrics import ImageScores, score_image
+from harness.metrics import ImageScores
 from harness.results.artifacts import load_model
 from harness.results.record import RECORD_FILE, read_record
 from harness.task import InstanceTask, get_task
@@ -70,8 +70,10 @@ def _summary(scores: list[ImageScores]) -> str:
 @click.option("--task-only", is_flag=True, help="Only the task's own grid (e.g. the run re-read as --task).")
 @click.option("--second-look", "second_look_px", type=float, default=None, metavar="PX",
               help="Give each image a second look aiming at PX (harness.task.scale); default: as the run's card says.")
+@click.option("--connectivity", type=click.Choice(["4", "8"]), default="8", show_default=True,
+              help="As the run was given it: the pixel connectivity that turns binary masks into particles.")
 def main(run_dir: Path, dataset: str, tta: bool, task_version: str | None, task_only: bool,
-         second_look_px: float | None) -> None:
+         second_look_px: float | None, connectivity: str) -> None:
     """Search the grids on validation; score the chosen parameters once on test."""
     torch.set_num_threads(1)
     net, card = load_model(run_dir)
@@ -89,7 +91,10 @@ def main(run_dir: Path, dataset: str, tta: bool, task_version: str | None, task_
         raise click.UsageError(f"--run {run_dir}: task {task.version} has no distance-map grid to widen")
     if (task.maps, task.num_outputs) != (trained.maps, trained.num_outputs):
         raise click.UsageError(f"--task {task.version}: its maps are not those of the run's task {trained.version}")
-    folder = open_dataset(dataset, profile=record.dataset.profile, seed=seeds.data)
+    folder = open_dataset(dataset, profile=record.dataset.profile, seed=seeds.data, connectivity=int(connectivity))
+    if folder.identity.params_hash != record.dataset.params_hash:  # other images, masks or options than the run's
+        raise click.UsageError(f"--dataset {dataset}: not the folder the run read ({record.dataset.key}), or read with "
+                               "other options than its command's (--connectivity)")
     pools = make_manifest(folder, seeds.split).pools
     runtime = resolve_runtime("cpu")
     net = runtime.prepare(net)
@@ -105,8 +110,7 @@ def main(run_dir: Path, dataset: str, tta: bool, task_version: str | None, task_
         candidates = grid_task.candidates()  # the defaults first: they win ties, as in the pipeline's tuning
         validation = score_candidates([maps[s.id] for s in samples["val"]], samples["val"], grid_task, candidates)
         best = int(np.argmax([selection_score(scores, criterion) for scores in validation]))
-        test = [score_image(labels_from_maps(maps[s.id], s, grid_task, candidates[best]), s.truth, s.pixel_size_nm,
-                            s.databar_rows) for s in samples["test"]]
+        test = [score_labels(labels_from_maps(maps[s.id], s, grid_task, candidates[best]), s) for s in samples["test"]]
         click.echo(f"{name}: chosen on validation {candidates[best]}; "
                    f"validation {_summary(validation[best])}; test {_summary(test)}")
 

@@ -86,7 +86,7 @@ def test_index_pools_pixel_sizes_and_manifest(tmp_path):
     assert "a0" in manifest.pools["test"]
     assert sum(len(v) for v in manifest.pools.values()) == 11
     assert make_manifest(dataset, split_seed=3).hash == manifest.hash
-    assert dataset.identity.name == "mine" and dataset.identity.version == "folder-8"
+    assert dataset.identity.name == "mine" and dataset.identity.version == "folder-9"
 
 
 def test_a_declared_length_scale_is_the_bin_of_a_loaded_image_as_of_its_index_row(tmp_path):

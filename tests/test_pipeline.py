@@ -229,7 +229,7 @@ def test_run_on_an_exported_folder_dataset(tmp_path):
                  "--out", str(out))
     assert result.exit_code == 0, result.output
     record = read(out)
-    assert record["dataset"]["name"] == "folder" and record["dataset"]["version"] == "folder-8"
+    assert record["dataset"]["name"] == "folder" and record["dataset"]["version"] == "folder-9"
     # images exported without masks (the unlabeled pool) are the folder's pretraining pool
     assert record["dataset"]["pool_sizes"]["unlabeled"] == 24
 

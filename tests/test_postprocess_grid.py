@@ -63,3 +63,11 @@ def test_a_task_that_cannot_read_the_network_is_refused_in_one_line(script, run_
     result = _grid(script, "--run", str(run_dir), "--task", task)
     assert result.exit_code == 2 and reason in result.output
     assert "Traceback" not in result.output
+
+
+def test_a_folder_read_otherwise_than_the_run_read_it_is_refused_in_one_line(script, run_dir):
+    """Read with other options (binary masks split 4- rather than 8-connected), the same folder is another
+    truth: the script once scored the run's network against it without a word."""
+    result = _grid(script, "--run", str(run_dir), "--connectivity", "4")
+    assert result.exit_code == 2 and "not the folder the run read" in result.output
+    assert "Traceback" not in result.output

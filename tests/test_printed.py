@@ -96,6 +96,43 @@ def test_a_folder_images_predicted_particles_on_print_are_not_counted(fresh_cach
     assert set(np.unique(labels[labels > 0]).tolist()) == {2}
 
 
+def test_what_is_taken_for_print_is_scored_on_neither_side(fresh_cache):
+    """The OCR can take a clump of real particles for type (BAM's TiO2 clump read as "8"): a prediction
+    loses its particles there, and the truth must lose its own too, or every method (and the oracle)
+    is charged for particles no prediction may keep."""
+    from harness.evaluation.predict import score_labels
+    from harness.metrics import score_image
+    from harness.task.scale import labels_from_instances
+
+    image = draw_bar(field(), left=40, top=200, width=100, label="200 nm")
+    truth = np.zeros(image.shape, np.int32)
+    truth[198:208, 60:120] = 1  # a labelled particle where print is found
+    truth[20:50, 20:50] = 2
+    truth[60:90, 250:280] = 3
+    sample = Sample(id="panel", image=image, mask=truth, pixel_size_nm=None, may_carry_print=True)
+    labels = labels_from_instances(truth.copy(), sample)  # a perfect prediction, read as every prediction is
+    assert set(np.unique(labels[labels > 0]).tolist()) == {2, 3}  # its particle on print is not kept
+    scores = score_labels(labels, sample)
+    assert (scores.n_true, scores.n_pred, scores.matched, scores.count_rel_error) == (2, 2, 2, 0.0)
+    # the independent computation: both sides without the particle, scored by the plain metric
+    both = truth.copy()
+    both[both == 1] = 0
+    assert scores == score_image(labels, both, None, 0)
+    assert score_image(labels, truth, None, 0).n_true == 3  # what scoring the whole truth charged
+
+
+def test_a_sample_that_cannot_carry_print_is_scored_against_its_whole_truth(fresh_cache, monkeypatch):
+    from harness.evaluation.predict import score_labels
+    from harness.metrics import score_image
+
+    monkeypatch.setattr(scalebar, "rapid_ocr", lambda: pytest.fail("no OCR for a synthetic image"))
+    image = draw_bar(field(), left=40, top=200, width=100, label="200 nm")
+    truth = np.zeros(image.shape, np.int32)
+    truth[198:208, 60:120] = 1
+    sample = Sample(id="s", image=image, mask=truth, pixel_size_nm=1.0)
+    assert score_labels(truth, sample) == score_image(truth, truth, 1.0, 0)
+
+
 def test_only_type_sized_text_and_bars_clear_of_the_frame_count_as_print():
     from harness.data.scalebar import Text
 

@@ -5,7 +5,9 @@ their labels into the image. They are never particles and the ground truth never
 a network trained on particles takes a dark letter in a white box for one: on EMPS (none at 100 %,
 resnet18, seed 0) such marks turned single-particle test images into counts of 4 and 5. So a
 predicted particle that lies at least :data:`PRINT_SHARE` on print is not counted, identically for
-every method: the same rule as the data bar's rows, which are never labels.
+every method: the same rule as the data bar's rows, which are never labels. Scoring drops the true
+particles on print too (:func:`harness.evaluation.predict.score_labels`): where the reading of print
+is wrong, as when the OCR takes a clump of particles for a digit, no side is charged for it.
 
 Where print can occur is the dataset's knowledge (:attr:`Sample.may_carry_print`): a user's folder
 may carry it, the synthetic generators never draw it. Finding it runs the OCR that reads scale bars

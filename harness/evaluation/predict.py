@@ -13,6 +13,7 @@ from tqdm import tqdm
 
 from harness.data.base import Dataset
 from harness.data.intensity import to_unit_float
+from harness.data.printed import drop_printed
 from harness.data.sample import Sample
 from harness.metrics import ImageScores, score_image
 from harness.models import Network, members_of
@@ -152,6 +153,16 @@ def score_split(
                              desc, progress, keep)
 
 
+def score_labels(labels: np.ndarray, sample: Sample) -> ImageScores:
+    """The one way a prediction of ``sample`` (instance labels over the whole image) is scored: against
+    its truth without the true particles on print, as the prediction lost its own there
+    (:func:`~harness.data.printed.drop_printed`, the data bar's rule): what the harness takes for print
+    is scored on neither side. Print is never labelled, so this drops no truth where the reading of
+    print is right; where it is not (the OCR reading a clump of particles as a digit), the clump is
+    no longer counted as missed."""
+    return score_image(labels, drop_printed(sample.truth, sample), sample.pixel_size_nm, sample.databar_rows)
+
+
 def score_predictions(dataset: Dataset, ids: list[str], predict: Callable[[Sample], np.ndarray],
                       desc: str = "evaluate", progress: bool = True,
                       keep: Callable[[Sample, np.ndarray], None] | None = None) -> tuple[list[ImageScores], list[str]]:
@@ -162,7 +173,7 @@ def score_predictions(dataset: Dataset, ids: list[str], predict: Callable[[Sampl
     for sample_id in tqdm(ids, desc=desc, unit="img", disable=not progress, leave=False):
         sample = dataset.load(sample_id)
         labels = predict(sample)
-        scores.append(score_image(labels, sample.truth, sample.pixel_size_nm, sample.databar_rows))
+        scores.append(score_labels(labels, sample))
         scales.append(sample.length_scale)
         if keep is not None:
             keep(sample, labels)

@@ -15,9 +15,9 @@ from pydantic import BaseModel, ConfigDict
 
 from harness.data.base import Dataset
 from harness.data.sample import Sample
-from harness.evaluation.predict import predict_maps
+from harness.evaluation.predict import predict_maps, score_labels
 from harness.evaluation.selection import CRITERIA, selection_score
-from harness.metrics import ImageScores, score_image
+from harness.metrics import ImageScores
 from harness.models import Network
 from harness.task import InstanceTask
 from harness.task.postprocess import labels_digest
@@ -81,7 +81,6 @@ def _score_each(labellings: Iterable[np.ndarray], sample: Sample) -> list[ImageS
     for instances in labellings:
         key = labels_digest(instances)
         if key not in scored:
-            scored[key] = score_image(labels_from_instances(instances, sample), sample.truth, sample.pixel_size_nm,
-                                      sample.databar_rows)
+            scored[key] = score_labels(labels_from_instances(instances, sample), sample)
         out.append(scored[key])
     return out
