@@ -25,7 +25,8 @@ def test_each_candidate_gets_the_scores_of_its_own_labels_while_duplicates_are_s
         maps.append(np.clip(noisy, 0, 1).astype(np.float32))
     candidates = task.candidates()
     calls = []
-    monkeypatch.setattr(tuning, "score_image", lambda *args: calls.append(1) or score_image(*args))
+    scored = tuning.score_labels  # the one scoring road (a synthetic sample: its whole truth)
+    monkeypatch.setattr(tuning, "score_labels", lambda *args: calls.append(1) or scored(*args))
     scores = tuning.score_candidates(maps, samples, task, candidates)
     assert len(scores) == len(candidates) and all(len(row) == len(samples) for row in scores)
     for params, row in zip(candidates, scores, strict=True):

@@ -153,14 +153,22 @@ def score_split(
                              desc, progress, keep)
 
 
-def score_labels(labels: np.ndarray, sample: Sample) -> ImageScores:
+def scored_truth(sample: Sample) -> np.ndarray:
+    """What a prediction of ``sample`` is scored against (:func:`score_labels`): its truth without the
+    true particles on print."""
+    return drop_printed(sample.truth, sample)
+
+
+def score_labels(labels: np.ndarray, sample: Sample, truth: np.ndarray | None = None) -> ImageScores:
     """The one way a prediction of ``sample`` (instance labels over the whole image) is scored: against
     its truth without the true particles on print, as the prediction lost its own there
     (:func:`~harness.data.printed.drop_printed`, the data bar's rule): what the harness takes for print
     is scored on neither side. Print is never labelled, so this drops no truth where the reading of
     print is right; where it is not (the OCR reading a clump of particles as a digit), the clump is
-    no longer counted as missed."""
-    return score_image(labels, drop_printed(sample.truth, sample), sample.pixel_size_nm, sample.databar_rows)
+    no longer counted as missed. ``truth``: :func:`scored_truth` of ``sample``, where the caller scores
+    many labellings of one image."""
+    truth = scored_truth(sample) if truth is None else truth
+    return score_image(labels, truth, sample.pixel_size_nm, sample.databar_rows)
 
 
 def score_predictions(dataset: Dataset, ids: list[str], predict: Callable[[Sample], np.ndarray],

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict
 
 from harness.data.base import Dataset
 from harness.data.sample import Sample
-from harness.evaluation.predict import predict_maps, score_labels
+from harness.evaluation.predict import predict_maps, score_labels, scored_truth
 from harness.evaluation.selection import CRITERIA, selection_score
 from harness.metrics import ImageScores
 from harness.models import Network
@@ -78,9 +78,10 @@ def _score_each(labellings: Iterable[np.ndarray], sample: Sample) -> list[ImageS
     """The scores of each labelling of ``sample`` in turn, each distinct one scored once (by digest)."""
     scored: dict[bytes, ImageScores] = {}
     out = []
+    truth = scored_truth(sample)  # once per image: finding its print is not free
     for instances in labellings:
         key = labels_digest(instances)
         if key not in scored:
-            scored[key] = score_labels(labels_from_instances(instances, sample), sample)
+            scored[key] = score_labels(labels_from_instances(instances, sample), sample, truth)
         out.append(scored[key])
     return out
