@@ -1,5 +1,6 @@
 """The command line shared by the diagnostics that read one run's split and compare rules per image
-(convex_merge.py, foreground_look.py, look_rules.py): each gives its reader and its report."""
+(convex_merge.py, foreground_look.py, look_rules.py): each gives its reader and its report. Also how
+every diagnostic loads a run and opens the folder it was made on (ensemble_look.py, postprocess_grid.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,10 @@ import numpy as np
 from scipy.stats import wilcoxon
 from torch import nn
 
+from harness.data.base import Dataset
+from harness.data.registry import open_dataset
 from harness.results.artifacts import load_model
+from harness.results.record import RECORD_FILE, read_record
 from harness.task import InstanceTask, get_task
 
 Reader = Callable[[Path, str, str, int, bool], list[dict[str, Any]]]
@@ -32,6 +36,18 @@ def load_run(run_dir: Path, distmap_only: bool = False) -> RunParts:
         raise click.UsageError(f"--run {run_dir}: made with task {task.version}; this diagnostic reads distmap tasks")
     params = json.loads((run_dir / "record.json").read_text())["postprocess"]["params"]
     return net, card, task, float(card["working_scale"]), params
+
+
+def open_run_folder(run_dir: Path, dataset: str, connectivity: int = 8) -> Dataset:
+    """The folder ``dataset`` read as the run read it, or a one-line refusal: other images or masks, or
+    other options (binary masks split ``connectivity``-connected where the run's command said otherwise),
+    are another truth, which a diagnostic once scored the run's network against without a word."""
+    record = read_record(run_dir / RECORD_FILE)
+    folder = open_dataset(dataset, profile=record.dataset.profile, seed=record.seeds.data, connectivity=connectivity)
+    if folder.identity.params_hash != record.dataset.params_hash:  # the content and options, not the harness's reading
+        raise click.UsageError(f"--dataset {dataset}: not the folder the run read ({record.dataset.key}), or read with "
+                               "other options than its command's (--connectivity)")
+    return folder
 
 
 def paired(own: np.ndarray, base: np.ndarray) -> tuple[float, float, int, int]:

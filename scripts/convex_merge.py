@@ -34,14 +34,13 @@ from skimage.measure import regionprops
 from skimage.segmentation import relabel_sequential
 from tqdm import tqdm
 
-from harness.data.registry import open_dataset
 from harness.data.splits import make_manifest
 from harness.evaluation.predict import predict_maps, score_labels
 from harness.task.scale import labels_from_instances
 from harness.training.runtime import resolve_runtime
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a file or loaded by path in tests
-from _split_diagnostic import load_run, paired, split_command
+from _split_diagnostic import load_run, open_run_folder, paired, split_command
 
 SOLIDITY = {"merge-0.90": 0.90, "merge-0.95": 0.95}
 
@@ -67,7 +66,7 @@ def read_split(run_dir: Path, dataset: str, split: str, split_seed: int, progres
     net, card, task, scale, params = load_run(run_dir, distmap_only=True)
     runtime = resolve_runtime("cpu")
     net = runtime.prepare(net).eval()
-    folder = open_dataset(dataset)
+    folder = open_run_folder(run_dir, dataset)
     rows = []
     for sample_id in tqdm(make_manifest(folder, split_seed).pools[split], desc=split, disable=not progress):
         sample = folder.load(sample_id)

@@ -24,7 +24,6 @@ import click
 import numpy as np
 import torch
 
-from harness.data.registry import open_dataset
 from harness.data.splits import make_manifest
 from harness.evaluation.predict import score_split
 from harness.evaluation.tuning import tune_postprocessing
@@ -32,7 +31,7 @@ from harness.models import Ensemble
 from harness.training.runtime import resolve_runtime
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a file or loaded by path in tests
-from _split_diagnostic import load_run
+from _split_diagnostic import load_run, open_run_folder
 
 # what members must share to be averaged: the maps mean the same thing at the same resolution
 SHARED = ("task", "working_scale", "second_look_px", "selection")
@@ -63,7 +62,7 @@ def read_split(run_dirs: list[Path], dataset: str, split: str, split_seed: int, 
                        "selection": settings["selection"]})
     reading = shared_reading(run_dirs, stated)
     ensemble = Ensemble(nets)  # read as `harness run --ensemble K` reads its members (harness.models.ensemble)
-    folder = open_dataset(dataset)
+    folder = open_run_folder(run_dirs[0], dataset)
     pools = make_manifest(folder, split_seed).pools
     # tuned and scored by the run's own functions (a --split val reading computes validation's maps twice)
     tuning = tune_postprocessing(ensemble, folder, pools["val"], runtime, task, reading["working_scale"], None,

@@ -32,14 +32,13 @@ import torch
 from scipy import ndimage
 from tqdm import tqdm
 
-from harness.data.registry import open_dataset
 from harness.data.splits import make_manifest
 from harness.evaluation.predict import dihedral_maps, labels_from_maps, score_labels
 from harness.task.scale import area_weighted_width_px, labels_from_instances, own_scale, probe_scale
 from harness.training.runtime import resolve_runtime
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a file or loaded by path in tests
-from _split_diagnostic import load_run, paired, split_command
+from _split_diagnostic import load_run, open_run_folder, paired, split_command
 
 RULES = ("shipped", "fg-run", "fg-wider")
 
@@ -57,7 +56,7 @@ def read_split(run_dir: Path, dataset: str, split: str, split_seed: int, progres
         raise click.UsageError(f"--run {run_dir}: works at native pixels; it has no second look")
     runtime = resolve_runtime("cpu")
     net = runtime.prepare(net)
-    folder = open_dataset(dataset)
+    folder = open_run_folder(run_dir, dataset)
     rows = []
     for sample_id in tqdm(make_manifest(folder, split_seed).pools[split], desc=split, disable=not progress):
         rows.append({"id": sample_id, **_read_image(net, folder.load(sample_id), runtime, task, params, scale, target)})

@@ -33,14 +33,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from harness.data.registry import open_dataset
 from harness.data.splits import make_manifest
 from harness.evaluation.predict import dihedral_views, predict_instances, score_labels
 from harness.task.scale import MIN_SIDE_PX, area_weighted_width_px, labels_from_instances
 from harness.training.runtime import resolve_runtime
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a file or loaded by path in tests
-from _split_diagnostic import load_run, paired, split_command
+from _split_diagnostic import load_run, open_run_folder, paired, split_command
 
 MULTIPLIERS = (0.354, 0.5, 0.707, 1.0, 1.414, 2.0)  # times the run's factor, half-octave steps
 TRAINED_WIDTH_PX = 32.0  # the second look's target (the run's card states it)
@@ -57,7 +56,7 @@ def features(run_dir: Path, dataset: str, split: str, split_seed: int, progress:
     net, card, task, scale, params = load_run(run_dir, distmap_only=True)
     if scale >= 1.0:
         raise click.UsageError(f"--run {run_dir}: works at native pixels; it has no look to compare")
-    folder = open_dataset(dataset)
+    folder = open_run_folder(run_dir, dataset)
     runtime = resolve_runtime("cpu")
     net = runtime.prepare(net)
     rows = []

@@ -21,6 +21,7 @@ dataset version folder-2).
 from __future__ import annotations
 
 import dataclasses
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,6 @@ import click
 import numpy as np
 import torch
 
-from harness.data.registry import open_dataset
 from harness.data.splits import make_manifest
 from harness.errors import HarnessError
 from harness.evaluation.predict import dihedral_maps, labels_from_maps, maps_at, predict_maps, score_labels
@@ -39,6 +39,9 @@ from harness.results.artifacts import load_model
 from harness.results.record import RECORD_FILE, read_record
 from harness.task import InstanceTask, get_task
 from harness.training.runtime import resolve_runtime
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a file or loaded by path in tests
+from _split_diagnostic import open_run_folder
 
 # the candidates beyond the task's own grid (seed and foreground thresholds stay the task's)
 WIDER_GRID: dict[str, tuple[Any, ...]] = {"smooth_sigma": (1.0, 2.0), "min_size_px": (4, 16, 36),
@@ -91,10 +94,7 @@ def main(run_dir: Path, dataset: str, tta: bool, task_version: str | None, task_
         raise click.UsageError(f"--run {run_dir}: task {task.version} has no distance-map grid to widen")
     if (task.maps, task.num_outputs) != (trained.maps, trained.num_outputs):
         raise click.UsageError(f"--task {task.version}: its maps are not those of the run's task {trained.version}")
-    folder = open_dataset(dataset, profile=record.dataset.profile, seed=seeds.data, connectivity=int(connectivity))
-    if folder.identity.params_hash != record.dataset.params_hash:  # other images, masks or options than the run's
-        raise click.UsageError(f"--dataset {dataset}: not the folder the run read ({record.dataset.key}), or read with "
-                               "other options than its command's (--connectivity)")
+    folder = open_run_folder(run_dir, dataset, int(connectivity))
     pools = make_manifest(folder, seeds.split).pools
     runtime = resolve_runtime("cpu")
     net = runtime.prepare(net)
