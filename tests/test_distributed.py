@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -43,21 +44,18 @@ def test_ranks_hold_identical_weights_after_ddp_pretraining(tmp_path, method):
     assert ranks[0]["transferred"] == ranks[1]["transferred"] and ranks[0]["transferred"]
 
 
-def test_harness_run_under_torchrun_speaks_once_and_records_the_world_size(tmp_path):
-    out = tmp_path / "run"
-    done = torchrun("-m", "harness", "run", "--method", "simclr", "--budget", "10%", "--profile", "smoke",
-                    "--device", "cpu", "--quiet", "--out", str(out), cwd=tmp_path)
-    assert done.returncode == 0, done.stderr[-3000:]
+def test_harness_run_under_torchrun_speaks_once_and_records_the_world_size(torchrun_whole):
+    root, done = torchrun_whole
     # one voice: rank 1 trains too, but neither logs nor writes
     assert done.stdout.count("record written to") == 1, done.stdout
     assert done.stdout.count("test headline:") == 1
     assert done.stdout.count("Mean over images") == 1
-    record = json.loads((out / "record.json").read_text())
+    record = json.loads((root / "whole" / "record.json").read_text())
     assert record["device"]["world_size"] == "2"
     # a different recipe (twice the pretraining batch): its own settings, so never pooled with
     # single-process records nor taken for their grid cell
     assert record["settings"]["pretrain_world_size"] == 2
-    cached = Path(os.environ["HARNESS_CACHE_DIR"]) / "pretrained" / f"simclr-{record['pretrain']['cache_key']}"
+    cached = root / "cache-whole" / "pretrained" / f"simclr-{record['pretrain']['cache_key']}"
     assert json.loads((cached / "meta.json").read_text())["device"]["world_size"] == "2"
 
 
@@ -119,49 +117,58 @@ main()
 """
 
 
-def test_a_killed_torchrun_pretraining_resumes_on_every_rank_with_the_same_numbers(tmp_path):
+# A pretraining method, checkpoints every 2 of the smoke profile's 4 pretraining steps.
+_KILL_ARGS = ["run", "--method", "simclr", "--budget", "1", "--seed", "2", "--profile", "smoke", "--device", "cpu",
+              "--quiet", "--checkpoint-every", "2steps"]
+
+
+def _launch(root: Path, fault: str, out: str, cache: str) -> subprocess.CompletedProcess:
+    script = root / "wrapper.py"
+    script.write_text(_KILL_AFTER_SAVE)
+    env = {**os.environ, "HARNESS_CACHE_DIR": str(root / cache), "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               str(script), fault, *_KILL_ARGS, "--out", str(root / out)]
+    return subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def torchrun_whole(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    """One ``harness run`` under torchrun that nothing stops (two tests read it: each launch costs ~12 s)."""
+    root = tmp_path_factory.mktemp("torchrun")
+    done = _launch(root, "none", "whole", "cache-whole")
+    assert done.returncode == 0, done.stderr[-3000:]
+    return root, done
+
+
+def test_a_killed_torchrun_pretraining_resumes_on_every_rank_with_the_same_numbers(torchrun_whole, tmp_path):
     """kill -9 of every rank after a checkpoint; the same torchrun command resumes all ranks from it
     and files the numbers of a run never stopped. If one rank's file is of another step (or gone),
     no rank resumes: they all start again, since ranks at different steps would deadlock."""
-    script = tmp_path / "wrapper.py"
-    script.write_text(_KILL_AFTER_SAVE)
-    args = ["run", "--method", "simclr", "--budget", "1", "--seed", "2", "--profile", "smoke", "--device", "cpu",
-            "--quiet", "--checkpoint-every", "2steps"]
 
-    def launch(fault: str, out: str, cache: str) -> subprocess.CompletedProcess:
-        env = {**os.environ, "HARNESS_CACHE_DIR": str(tmp_path / cache), "OMP_NUM_THREADS": "1"}
-        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                   str(script), fault, *args, "--out", str(tmp_path / out)]
-        return subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
-
-    def numbers(out: str) -> dict:
-        record = json.loads((tmp_path / out / "record.json").read_text())
+    def numbers(root: Path, out: str) -> dict:
+        record = json.loads((root / out / "record.json").read_text())
         return {k: record[k] for k in ("metrics", "selection", "postprocess", "settings")} | {
             "loss": record["pretrain"]["final_loss"]}
 
-    whole = launch("none", "whole", "cache-whole")
-    assert whole.returncode == 0, whole.stderr[-3000:]
-    expected = numbers("whole")
-
-    killed = launch("kill", "run", "cache")
+    expected = numbers(torchrun_whole[0], "whole")
+    killed = _launch(tmp_path, "kill", "run", "cache")
     assert killed.returncode != 0 and not (tmp_path / "run" / "record.json").exists()
     saved = sorted((tmp_path / "cache" / "pretrained").glob("*/checkpoint-rank*.pt"))
     assert [p.name for p in saved] == ["checkpoint-rank0.pt", "checkpoint-rank1.pt"]
-    resumed = launch("none", "run", "cache")
+    shutil.copytree(tmp_path / "cache", tmp_path / "cache-again")  # the same kill, for the second case
+    resumed = _launch(tmp_path, "none", "run", "cache")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert resumed.stdout.count("pretraining: resuming from step 2 of 4") == 1, resumed.stdout  # rank 0 speaks
-    assert numbers("run") == expected
+    assert numbers(tmp_path, "run") == expected
     assert not list((tmp_path / "cache").rglob("checkpoint-rank*.pt"))
 
-    killed = launch("kill", "again", "cache-again")
-    assert killed.returncode != 0
     (rank1,) = (tmp_path / "cache-again" / "pretrained").glob("*/checkpoint-rank1.pt")
     rank1.unlink()  # as if rank 1 had died before its first checkpoint
-    restarted = launch("none", "again", "cache-again")
+    restarted = _launch(tmp_path, "none", "again", "cache-again")
     assert restarted.returncode == 0, restarted.stderr[-3000:]
     assert "checkpoints disagree (from none to step 2); every rank starts from step 0" in restarted.stdout
     assert "resuming" not in restarted.stdout
-    assert numbers("again") == expected
+    assert numbers(tmp_path, "again") == expected
 
 
 def test_each_torchrun_rank_makes_its_own_gpu_current_before_joining(monkeypatch):
