@@ -10,16 +10,17 @@ Written to OUT: ``masks/<id>.png`` (16-bit instance masks), ``overlays/<id>.png`
 outlines), ``particles.csv`` (one row per particle: area and equivalent diameter in px and, where the
 pixel size is known, in nm, border flag), ``images.csv`` (one row per image, also those where nothing
 was found: pixel size and its source, particle count, count clear of the border, size statistics of
-those), ``histograms/<id>.png`` per image and ``histogram.png`` pooled. Sizes in the histograms and
-in images.csv are those of particles clear of the image border, as the metrics size them (a particle
-cut by the border would pass for a smaller one). OUT appears whole or not at all: everything is
-written into a hidden folder beside it and renamed at the end.
+those, particles found on print and not counted), ``histograms/<id>.png`` per image and
+``histogram.png`` pooled. Print and the particles dropped on it are drawn in cyan on the overlays.
+Sizes in the histograms and in images.csv are those of particles clear of the image border, as the
+metrics size them (a particle cut by the border would pass for a smaller one). OUT appears whole or
+not at all: everything is written into a hidden folder beside it and renamed at the end.
 """
 
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -28,9 +29,10 @@ from tqdm import tqdm
 from harness.data.folder import FOLDER_VERSION, PREDICTS_AS_CURRENT, FolderDataset, folder_version_of
 from harness.data.intensity import to_unit_float
 from harness.data.io import csv_text, folder_written_whole, lies_inside, write_bytes_atomic, write_text_atomic
+from harness.data.printed import drop_printed, printed_mask
 from harness.data.sample import Sample
 from harness.errors import HarnessError
-from harness.evaluation.predict import predict_instances
+from harness.evaluation.predict import labels_from_maps, predict_maps
 from harness.metrics import measure_particles
 from harness.metrics.measure import Particles, diameters_from_areas
 from harness.numerics import LEGACY_NUMERICS, NUMERICS_VERSION
@@ -44,7 +46,10 @@ MAX_WORKING_SCALE = 4.0  # upsampling past 4x only interpolates
 COLUMNS = ("image", "particle", "area_px", "area_nm2", "diameter_px", "diameter_nm", "pixel_size_nm",
            "pixel_size_source", "touches_border")
 IMAGE_COLUMNS = ("image", "pixel_size_nm", "pixel_size_source", "databar_rows", "particles", "clear_of_border",
-                 "size_unit", "diameter_mean", "diameter_median", "diameter_sd", "diameter_median_px")
+                 "size_unit", "diameter_mean", "diameter_median", "diameter_sd", "diameter_median_px",
+                 "dropped_on_print")
+FOUND = (255, 115, 0)  # outlines of the particles counted (orange)
+ON_PRINT = (0, 190, 255)  # what was read as print, and the particles found there and not counted (cyan)
 SIZE_RATIO = 2.0  # particles this many times wider (or narrower) than the model learnt are named in a note
 
 
@@ -99,15 +104,17 @@ def _sized_title(name: str, sized: int, on_border: int) -> str:
 
 
 def _image_row(sample_id: str, sample: Sample, particles: Particles, sized: np.ndarray,
-               median_px: float | None) -> dict[str, object]:
-    """``sized``: the diameters of the particles clear of the border (Particles.sized_diameters)."""
+               median_px: float | None, dropped: int | None) -> dict[str, object]:
+    """``sized``: the diameters of the particles clear of the border (Particles.sized_diameters);
+    ``dropped``: particles found at least half on print and not counted (None: print not looked for)."""
     stats = (float(sized.mean()), float(np.median(sized)), float(sized.std(ddof=1)) if sized.size > 1 else "") \
         if sized.size else ("", "", "")
     return {"image": sample_id, "pixel_size_nm": "" if sample.pixel_size_nm is None else sample.pixel_size_nm,
             "pixel_size_source": sample.pixel_size_source, "databar_rows": sample.databar_rows,
             "particles": particles.count, "clear_of_border": int(sized.size), "size_unit": particles.units,
             "diameter_mean": stats[0], "diameter_median": stats[1], "diameter_sd": stats[2],
-            "diameter_median_px": "" if median_px is None else median_px}
+            "diameter_median_px": "" if median_px is None else median_px,
+            "dropped_on_print": "" if dropped is None else dropped}
 
 
 def _median_px(particles: Particles) -> float | None:
@@ -148,25 +155,36 @@ def _some(names: list[str]) -> str:
     return f"{len(names)} image(s) ({', '.join(names[:3])}{', ...' if len(names) > 3 else ''})"
 
 
-def _outline_png(image: np.ndarray, labels: np.ndarray) -> bytes:
-    """The grey image with predicted outlines in orange, as RGB PNG bytes (full resolution)."""
+def _outline_png(image: np.ndarray, labels: np.ndarray, dropped: np.ndarray | None = None,
+                 marks: np.ndarray | None = None) -> bytes:
+    """The grey image with the counted particles' outlines in orange and, in cyan, the edges of what was
+    read as print (``marks``) and the outlines of the particles found there and not counted
+    (``dropped``), as RGB PNG bytes (full resolution)."""
     import imageio.v3 as iio
     from skimage.segmentation import find_boundaries
 
     grey = (np.clip(image, 0, 1) * 255).astype(np.uint8)
     rgb = np.repeat(grey[..., None], 3, axis=2)
-    rgb[find_boundaries(labels, mode="inner")] = (255, 115, 0)
+    if marks is not None and marks.any():
+        rgb[find_boundaries(marks, mode="inner")] = ON_PRINT
+    if dropped is not None and dropped.any():
+        rgb[find_boundaries(dropped, mode="inner")] = ON_PRINT
+    rgb[find_boundaries(labels, mode="inner")] = FOUND
     buffer = io.BytesIO()
     iio.imwrite(buffer, rgb, extension=".png")
     return buffer.getvalue()
 
 
 def predict_folder(run_dir: Path, images: Path, out: Path, device: str = "auto",
-                   progress: bool = True, working_scale: float | None = None) -> PredictSummary:
+                   progress: bool = True, working_scale: float | None = None,
+                   print_marks: bool = True) -> PredictSummary:
     """Apply the model of ``run_dir`` to every image of ``images``; write OUT (see module docstring).
 
     ``working_scale`` replaces the card's resampling factor: for micrographs whose particles are
-    larger (smaller factor) or smaller in pixels than the run's labelled images were."""
+    larger (smaller factor) or smaller in pixels than the run's labelled images were. ``print_marks``:
+    particles at least half on what the OCR reads as print are not counted, as in runs
+    (:mod:`harness.data.printed`); False for images that carry no print over the specimen, where a
+    clump read as a digit would otherwise lose its particles."""
     if working_scale is not None and not 0 < working_scale <= MAX_WORKING_SCALE:
         raise HarnessError(f"--working-scale {working_scale}: must lie in (0, {MAX_WORKING_SCALE}]")
     net, card = load_model(run_dir)
@@ -190,20 +208,31 @@ def predict_folder(run_dir: Path, images: Path, out: Path, device: str = "auto",
     pooled: dict[str, list[float]] = {"nm": [], "px": []}
     on_border = {"nm": 0, "px": 0}
     medians: dict[str, float | None] = {}
+    on_print: dict[str, int] = {}
     known = 0
     with folder_written_whole(out) as work:
         for sample_id in tqdm(sorted(records), desc="predict", unit="img", disable=not progress):
-            sample = dataset.load(sample_id)
-            labels = predict_instances(net, sample, runtime, task, card["postprocess"], scale, second_look)
+            read = dataset.load(sample_id)
+            sample = read if print_marks else replace(read, may_carry_print=False)
+            # the maps as a run reads them; the particles found on print are kept apart to be shown
+            maps = predict_maps(net, sample, runtime, task, scale, second_look)
+            found = labels_from_maps(maps, replace(sample, may_carry_print=False), task, card["postprocess"])
+            labels = drop_printed(found, sample)
+            dropped = np.where(labels == 0, found, 0) if labels is not found else None
+            dropped_count = None if not sample.may_carry_print else \
+                0 if dropped is None else int(np.unique(dropped[dropped > 0]).size)
+            if dropped_count:
+                on_print[sample_id] = dropped_count
             write_bytes_atomic(work / "masks" / f"{sample_id}.png", encode_labels(labels))
+            marks = printed_mask(sample) if dropped is not None else None
             write_bytes_atomic(work / "overlays" / f"{sample_id}.png",
-                               _outline_png(to_unit_float(sample.image), labels))
+                               _outline_png(to_unit_float(sample.image), labels, dropped, marks))
             particles = measure_particles(labels, sample.pixel_size_nm, sample.databar_rows)
             known += sample.pixel_size_nm is not None
             rows.extend(_particle_rows(sample_id, sample, particles))
             unit, sized = particles.units, particles.sized_diameters
             medians[sample_id] = _median_px(particles)
-            image_rows.append(_image_row(sample_id, sample, particles, sized, medians[sample_id]))
+            image_rows.append(_image_row(sample_id, sample, particles, sized, medians[sample_id], dropped_count))
             pooled[unit].extend(sized.tolist())
             on_border[unit] += particles.count - sized.size
             _histogram(sized, unit, _sized_title(sample_id, sized.size, particles.count - sized.size),
@@ -219,7 +248,17 @@ def predict_folder(run_dir: Path, images: Path, out: Path, device: str = "auto",
                       second_look is not None)
     return PredictSummary(images=len(records), particles=len(rows), with_pixel_size=known, out=out,
                           working_scale=scale, second_look_px=second_look,
-                          notes=card_drift(card) + ([sizes] if sizes else []))
+                          notes=card_drift(card) + ([sizes] if sizes else []) + _print_note(on_print))
+
+
+def _print_note(on_print: dict[str, int]) -> list[str]:
+    """A note naming the images where found particles lay on what was read as print."""
+    if not on_print:
+        return []
+    return [f"{sum(on_print.values())} particle(s) found in {_some(sorted(on_print))} lie at least half on what "
+            "was read as print (panel letters, scale bars, their labels) and are not counted, as in runs (images.csv "
+            "dropped_on_print; cyan on overlays/). The OCR can read a bright clump of particles as a digit: if these "
+            "images carry no print over the specimen, run again with --no-print-marks"]
 
 
 def _particle_rows(sample_id: str, sample: Sample, particles: Particles) -> list[dict[str, object]]:

@@ -265,3 +265,52 @@ def test_a_labelled_folder_with_a_broken_mask_is_still_predicted_and_checked_for
 
     with pytest.raises(HarnessError, match=f"{stem}.png"):
         FolderDataset(folder).records()
+
+
+def _images_csv(out):
+    with (out / "images.csv").open() as handle:
+        return {r["image"]: r for r in csv.DictReader(handle)}
+
+
+def test_particles_on_print_are_shown_apart_and_no_print_marks_keeps_them(exported, tmp_path, monkeypatch):
+    """On BAM's TiO2 SEM images the OCR reads a clump of particles as "8": predict dropped its particles
+    without a word. They are now counted in images.csv, drawn in cyan and named in a note, and
+    --no-print-marks (images without print over the specimen) keeps them and never runs the OCR."""
+    from harness.data import printed
+
+    run, images, default = exported
+    before = _images_csv(default)
+    assert {r["dropped_on_print"] for r in before.values()} == {"0"}  # the exported images carry no print
+    top_half = lambda sample: ((0, 0, sample.image.shape[0] // 2, sample.image.shape[1]),)  # noqa: E731
+    monkeypatch.setattr(printed, "printed_boxes", top_half)
+    monkeypatch.setattr(printed, "_seen", {})
+    marked = tmp_path / "marked"
+    result = CliRunner().invoke(main, ["predict", "--run", str(run), "--images", str(images), "--out", str(marked),
+                                       "--quiet"])
+    assert result.exit_code == 0, result.output
+    after = _images_csv(marked)
+    dropped = {k: int(r["dropped_on_print"]) for k, r in after.items() if int(r["dropped_on_print"])}
+    assert dropped and "--no-print-marks" in result.output and f"{sum(dropped.values())} particle(s)" in result.output
+    for stem, row in after.items():  # the same particles, parted: counted, or on print
+        assert int(row["particles"]) + int(row["dropped_on_print"]) == int(before[stem]["particles"]), stem
+        labels = iio.imread(marked / "masks" / f"{stem}.png").astype(np.int64)
+        area = np.bincount(labels.ravel())
+        top = np.bincount(labels[: labels.shape[0] // 2].ravel(), minlength=area.size)
+        assert (top[1:] < 0.5 * area[1:])[area[1:] > 0].all(), stem  # none counted lies half on print
+    stem = next(iter(dropped))
+    overlay = iio.imread(marked / "overlays" / f"{stem}.png")
+    assert (overlay.reshape(-1, 3) == (0, 190, 255)).all(axis=1).any()  # cyan where print was read
+
+    def never(sample):
+        raise AssertionError("--no-print-marks looked for print")
+
+    monkeypatch.setattr(printed, "printed_boxes", never)
+    kept = tmp_path / "kept"
+    result = CliRunner().invoke(main, ["predict", "--run", str(run), "--images", str(images), "--out", str(kept),
+                                       "--quiet", "--no-print-marks"])
+    assert result.exit_code == 0, result.output
+    unmarked = _images_csv(kept)
+    assert {r["dropped_on_print"] for r in unmarked.values()} == {""}  # not looked for, so not stated
+    assert {k: r["particles"] for k, r in unmarked.items()} == {k: r["particles"] for k, r in before.items()}
+    for stem in before:
+        assert (iio.imread(kept / "masks" / f"{stem}.png") == iio.imread(default / "masks" / f"{stem}.png")).all()
