@@ -135,34 +135,33 @@ def test_stopped_during_fine_tuning_resumes_with_the_same_numbers(uninterrupted,
     assert not list(cache.rglob("finetune-*.pt"))
 
 
-@pytest.mark.parametrize(("fault", "stage", "resumed"), [
-    ("term-last", "pretrain", "pretraining: resuming from step 4 of 4"),
-    ("term-last", "finetune", "fine-tuning: resuming from step 6 of 6"),
-    ("kill-after", "pretrain", "pretraining: resuming from step 2 of 4"),
-    ("kill-after", "finetune", "fine-tuning: resuming from step 4 of 6"),
+@pytest.mark.parametrize(("fault", "stops"), [
+    ("term-last", ("pretraining: resuming from step 4 of 4", "fine-tuning: resuming from step 6 of 6")),
+    ("kill-after", ("pretraining: resuming from step 2 of 4", "fine-tuning: resuming from step 4 of 6")),
 ])
-def test_a_stop_after_the_last_step_is_neither_swallowed_nor_a_restart(uninterrupted, tmp_path, fault, stage,
-                                                                         resumed):
+def test_a_stop_after_the_last_step_is_neither_swallowed_nor_a_restart(uninterrupted, tmp_path, fault, stops):
     """A signal during a stage's last step (no save follows it) once let the run carry on as if none had
     come; a stage's checkpoint was removed before its encoder or record was stored, so a kill while tuning
-    or testing started fine-tuning again from step 0."""
-    cache = tmp_path / "cache"
-    if stage == "finetune":
-        cache, _ = uninterrupted  # its encoder is cached: only fine-tuning runs
+    or testing started fine-tuning again from step 0. One chain per fault, each stage in turn: stopped in
+    pretraining; run again, it resumes pretraining and is stopped in fine-tuning; run again, it resumes
+    fine-tuning and files the numbers of a run never stopped."""
     _, expected = uninterrupted
-    stopped = harness(tmp_path, cache, tmp_path / "run", fault, stage)
-    if fault == "term-last":
-        steps = 4 if stage == "pretrain" else 6
-        assert stopped.returncode == 2 and "Traceback" not in stopped.stderr
-        assert f"stopped by signal SIGTERM after step {steps}; checkpoint saved" in stopped.stderr
-    else:
-        assert stopped.returncode == -9
-    assert not (tmp_path / "run" / "record.json").exists()
-    again = harness(tmp_path, cache, tmp_path / "run")
+    cache, out = tmp_path / "cache", tmp_path / "run"
+    for stage, steps, resumed in (("pretrain", 4, None), ("finetune", 6, stops[0])):
+        stopped = harness(tmp_path, cache, out, fault, stage)
+        if resumed is not None:
+            assert resumed in stopped.stdout, stopped.stdout
+        if fault == "term-last":
+            assert stopped.returncode == 2 and "Traceback" not in stopped.stderr
+            assert f"stopped by signal SIGTERM after step {steps}; checkpoint saved" in stopped.stderr
+        else:
+            assert stopped.returncode == -9
+        assert not (out / "record.json").exists()
+    again = harness(tmp_path, cache, out)
     assert again.returncode == 0, again.stderr
-    assert resumed in again.stdout
-    assert numbers(tmp_path / "run") == expected
-    assert resumed_from(tmp_path / "run") == {stage: int(resumed.split()[4])}
+    assert stops[1] in again.stdout and "pretraining: resuming" not in again.stdout  # the encoder was stored
+    assert numbers(out) == expected
+    assert resumed_from(out) == {"finetune": int(stops[1].split()[4])}
     assert not list(cache.rglob("finetune-*.pt")) and not list(cache.rglob("checkpoint.pt"))
 
 
