@@ -27,8 +27,13 @@ def test_ruff_passes_on_the_whole_tree():
 
 
 def test_mypy_passes_on_harness(tmp_path):
-    # its own cache folder: the suite never writes into the checkout
-    result = subprocess.run([_tool("mypy"), "--cache-dir", str(tmp_path / "mypy-cache")], cwd=ROOT,
+    # its own cache folder: the suite never writes into the checkout. Started from a copy of the checkout's
+    # cache where one exists (CI runs mypy first): mypy re-checks every module whose source changed and
+    # their dependents, so the verdict is a fresh run's, in ~1 s instead of ~25 s spent re-reading torch
+    cache = tmp_path / "mypy-cache"
+    if (ROOT / ".mypy_cache").is_dir():
+        shutil.copytree(ROOT / ".mypy_cache", cache)
+    result = subprocess.run([_tool("mypy"), "--cache-dir", str(cache)], cwd=ROOT,
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
 
