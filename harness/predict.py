@@ -32,12 +32,13 @@ from harness.data.io import csv_text, folder_written_whole, lies_inside, write_b
 from harness.data.printed import drop_printed, printed_mask
 from harness.data.sample import Sample
 from harness.errors import HarnessError
-from harness.evaluation.predict import labels_from_maps, predict_maps
+from harness.evaluation.predict import predict_maps
 from harness.metrics import measure_particles
 from harness.metrics.measure import Particles, diameters_from_areas
 from harness.numerics import LEGACY_NUMERICS, NUMERICS_VERSION
 from harness.results.artifacts import encode_labels, load_model
 from harness.task import get_task
+from harness.task.scale import whole_image_labels
 from harness.training.runtime import resolve_runtime
 
 PARTICLES_FILE = "particles.csv"
@@ -214,13 +215,12 @@ def predict_folder(run_dir: Path, images: Path, out: Path, device: str = "auto",
         for sample_id in tqdm(sorted(records), desc="predict", unit="img", disable=not progress):
             read = dataset.load(sample_id)
             sample = read if print_marks else replace(read, may_carry_print=False)
-            # the maps as a run reads them; the particles found on print are kept apart to be shown
+            # the maps as a run reads them, and its labels with the particles on print kept apart to be shown
             maps = predict_maps(net, sample, runtime, task, scale, second_look)
-            found = labels_from_maps(maps, replace(sample, may_carry_print=False), task, card["postprocess"])
-            labels = drop_printed(found, sample)
-            dropped = np.where(labels == 0, found, 0) if labels is not found else None
-            dropped_count = None if not sample.may_carry_print else \
-                0 if dropped is None else int(np.unique(dropped[dropped > 0]).size)
+            found = whole_image_labels(task.to_instances(maps, card["postprocess"]), sample)
+            labels = drop_printed(found, sample)  # the same array where nothing was dropped
+            dropped = None if labels is found else np.where(labels == 0, found, 0)
+            dropped_count = int(np.unique(dropped[dropped > 0]).size) if dropped is not None else 0
             if dropped_count:
                 on_print[sample_id] = dropped_count
             write_bytes_atomic(work / "masks" / f"{sample_id}.png", encode_labels(labels))
@@ -232,7 +232,8 @@ def predict_folder(run_dir: Path, images: Path, out: Path, device: str = "auto",
             rows.extend(_particle_rows(sample_id, sample, particles))
             unit, sized = particles.units, particles.sized_diameters
             medians[sample_id] = _median_px(particles)
-            image_rows.append(_image_row(sample_id, sample, particles, sized, medians[sample_id], dropped_count))
+            image_rows.append(_image_row(sample_id, sample, particles, sized, medians[sample_id],
+                                         dropped_count if sample.may_carry_print else None))
             pooled[unit].extend(sized.tolist())
             on_border[unit] += particles.count - sized.size
             _histogram(sized, unit, _sized_title(sample_id, sized.size, particles.count - sized.size),

@@ -151,11 +151,17 @@ def restore_labels(labels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return resize(labels, shape, order=0, anti_aliasing=False, preserve_range=True).astype(labels.dtype)
 
 
-def labels_from_instances(instances: np.ndarray, sample: Sample) -> np.ndarray:
-    """The whole image's labels from instance labels at any working resolution: mapped back to its own
-    pixels (the data bar rows stay 0), particles on printed marks dropped (:mod:`harness.data.printed`).
-    The one way a network's, the oracle's or the classical row's labels reach the image."""
+def whole_image_labels(instances: np.ndarray, sample: Sample) -> np.ndarray:
+    """Instance labels at any working resolution mapped back to the whole image's own pixels (the data
+    bar rows stay 0), particles on print still in (`harness predict` shows those apart)."""
     labels = np.zeros(sample.image.shape[:2], dtype=np.int32)
     rows = sample.valid_rows
     labels[:rows] = restore_labels(instances, (rows, sample.image.shape[1]))
-    return drop_printed(labels, sample)
+    return labels
+
+
+def labels_from_instances(instances: np.ndarray, sample: Sample) -> np.ndarray:
+    """The whole image's labels from instance labels at any working resolution
+    (:func:`whole_image_labels`), particles on printed marks dropped (:mod:`harness.data.printed`).
+    The one way a network's, the oracle's or the classical row's labels reach the image."""
+    return drop_printed(whole_image_labels(instances, sample), sample)
